@@ -1,0 +1,177 @@
+"""Findings, recommendations and reports: frozen data that serialises to the JSON contract.
+
+The contract (``shared/design.md``)::
+
+    {"kind": "divergence|oscillation|plateau|slow_convergence",
+     "start_step": 1200, "end_step": 1450,
+     "severity": "info|warning|critical",
+     "message": "one sentence for a person",
+     "evidence": {"...": "the numbers that triggered it"}}
+
+Extra keys are welcome; the ones above may not change meaning.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+KINDS = ("divergence", "oscillation", "plateau", "slow_convergence")
+# Not a detector kind: said instead of guessing when a run is too short to judge.
+TOO_SHORT = "too_short"
+SEVERITIES = ("info", "warning", "critical")
+ACTIONS = (
+    "decrease_lr",
+    "increase_lr",
+    "decay_lr",
+    "add_warmup",
+    "lower_peak_lr",
+    "clip_gradients",
+    "reduce_momentum",
+    "keep",
+    "none",
+)
+
+
+def severity_rank(severity: str | None) -> int:
+    """0 for none, 1 info, 2 warning, 3 critical: for sorting and ``--fail-on``."""
+    return 0 if severity is None else SEVERITIES.index(severity) + 1
+
+
+def _json_number(value: Any) -> Any:
+    """JSON has no NaN/inf: write them as strings so the document stays standard JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "nan", "inf", "-inf"
+    if hasattr(value, "item") and not isinstance(value, (list, tuple, dict)):
+        return _json_number(value.item())  # numpy scalar
+    if isinstance(value, dict):
+        return {str(k): _json_number(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_number(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    start_step: int
+    end_step: int
+    severity: str
+    message: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS and self.kind != TOO_SHORT:
+            raise ValueError(f"unknown finding kind {self.kind!r}")
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"unknown severity {self.severity!r}")
+        if self.end_step < self.start_step:
+            raise ValueError("end_step precedes start_step")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "start_step": int(self.start_step),
+            "end_step": int(self.end_step),
+            "severity": self.severity,
+            "message": self.message,
+            "evidence": _json_number(dict(self.evidence)),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Finding:
+        return cls(
+            kind=data["kind"],
+            start_step=int(data["start_step"]),
+            end_step=int(data["end_step"]),
+            severity=data["severity"],
+            message=data.get("message", ""),
+            evidence=dict(data.get("evidence", {})),
+        )
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    action: str
+    message: str
+    suggested_lr: float | None = None
+    factor: float | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.action not in ACTIONS:
+            raise ValueError(f"unknown action {self.action!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "suggested_lr": _json_number(self.suggested_lr),
+            "factor": _json_number(self.factor),
+            "message": self.message,
+            "evidence": _json_number(dict(self.evidence)),
+        }
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The LR schedule recognised from the LR series.
+
+    ``kind`` is one of: constant, step, exponential, cosine, linear, cyclical, plateau_reductions,
+    warmup_only, unknown, missing (no LR logged). ``warmup_steps`` is set when a warmup precedes
+    it (e.g. ``kind="cosine", warmup_steps=500`` for linear warmup then cosine).
+    """
+
+    kind: str
+    warmup_steps: int | None = None
+    peak_lr: float | None = None
+    initial_lr: float | None = None
+    final_lr: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        text = self.kind.replace("_", " ")
+        if self.warmup_steps:
+            text = f"warmup ({self.warmup_steps} steps) then {text}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_number(
+            {
+                "kind": self.kind,
+                "warmup_steps": self.warmup_steps,
+                "peak_lr": self.peak_lr,
+                "initial_lr": self.initial_lr,
+                "final_lr": self.final_lr,
+                "description": self.describe(),
+                "details": dict(self.details),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything the analysis says about one run."""
+
+    run: str
+    findings: tuple[Finding, ...]
+    recommendation: Recommendation
+    schedule: Schedule
+    num_steps: int
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def worst_severity(self) -> str | None:
+        ranked = sorted(self.findings, key=lambda f: severity_rank(f.severity))
+        return ranked[-1].severity if ranked else None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "run": self.run,
+            "findings": [f.to_dict() for f in self.findings],
+            "recommendation": self.recommendation.to_dict(),
+            "schedule": self.schedule.to_dict(),
+            "num_steps": int(self.num_steps),
+        }
+        out.update(_json_number(dict(self.extras)))
+        return out

@@ -1,0 +1,1 @@
+"""One module per ``lrwatch`` subcommand: ``register(subparsers)`` and ``run(args) -> int``."""

@@ -1,0 +1,12 @@
+"""`lrwatch import` (placeholder until its issue lands)."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("import", help="(not yet available)")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    raise SystemExit("lrwatch import: not available yet")

@@ -1,0 +1,105 @@
+"""The one naming scheme for metric keys, tags and params that lrwatch writes and looks for.
+
+Written by the logger (:mod:`lrwatch.tracking`), read by the loaders, the analysis and the
+dashboard. Tests assert the scheme, so change it here and nowhere else.
+
+Metrics lrwatch writes, one value per optimizer step:
+
+=====================  =====================================================================
+``train/loss``         the training loss passed to ``Watcher.step``
+``lr``                 LR of param group 0 of the (first) optimizer
+``lr/pg1``, ``lr/pg2`` LR of param groups 1, 2, ... (0-based index; group 0 is plain ``lr``)
+``lr/opt1``, ...       LR of group 0 of a second, third ... optimizer; ``lr/opt1/pg1`` etc.
+``grad_norm``          total gradient L2 norm, when ``grad_norm=True``
+=====================  =====================================================================
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+LOSS = "train/loss"
+LR = "lr"
+GRAD_NORM = "grad_norm"
+
+# Tags: findings from live analysis (a JSON list in the finding contract), schedule name, etc.
+TAG_PREFIX = "lrwatch."
+TAG_FINDINGS = "lrwatch.findings"
+TAG_WORST = "lrwatch.worst_severity"
+TAG_SCHEDULE = "lrwatch.schedule"
+TAG_RANGE_TEST = "lrwatch.range_test"
+TAG_VERSION = "lrwatch.version"
+TAG_SAMPLE = "lrwatch.sample"  # name of a bundled sample run (idempotent demo loading)
+
+# Params the logger records about the optimizer and scheduler.
+PARAM_OPTIMIZER = "optimizer"
+PARAM_SCHEDULER = "scheduler"
+PARAM_BASE_LR = "base_lr"
+PARAM_PREFIX_OPTIMIZER = "optimizer."  # optimizer.momentum, optimizer.betas, ...
+
+
+def lr_key(group: int = 0, optimizer: int = 0) -> str:
+    """Metric key of one param group's LR, e.g. ``lr``, ``lr/pg2``, ``lr/opt1/pg1``."""
+    if group < 0 or optimizer < 0:
+        raise ValueError("group and optimizer indices are non-negative")
+    key = LR if optimizer == 0 else f"{LR}/opt{optimizer}"
+    return key if group == 0 else f"{key}/pg{group}"
+
+
+# Loss names in order of preference; the first one present wins.
+LOSS_CANDIDATES = (
+    LOSS,
+    "loss",
+    "train_loss",
+    "training_loss",
+    "train/loss_step",
+    "train_loss_step",
+    "loss_step",
+    "train/loss_epoch",
+    "train_loss_epoch",
+    "train-loss",
+    "trainer/loss",
+)
+# LR names in order of preference. Lightning's LearningRateMonitor writes ``lr-<Optimizer>`` and
+# ``lr-<Optimizer>/pg<N>``; some tools write ``learning_rate`` or ``train/lr``.
+LR_CANDIDATES = (LR, "learning_rate", "train/lr", "train/learning_rate", "lr-0", "lr_0")
+_LIGHTNING_LR = re.compile(r"^lr-[A-Za-z0-9_]+(/pg\d+)?$")
+_HELD_OUT = re.compile(r"(^|[/_\-.])(val|valid|validation|test|eval)([/_\-.]|$)", re.IGNORECASE)
+
+
+def is_lr_key(key: str) -> bool:
+    """True for any key that holds a learning rate (ours, Lightning's, common others)."""
+    if key in LR_CANDIDATES or key.startswith(LR + "/"):
+        return True
+    return bool(_LIGHTNING_LR.match(key)) and not key.endswith("-momentum")
+
+
+def find_loss_key(names: Iterable[str]) -> str | None:
+    """The training-loss key among ``names``: a known name, else one containing 'loss'.
+
+    Held-out losses (``val_loss``, ``test/loss``) are never chosen implicitly.
+    """
+    names = list(names)
+    present = set(names)
+    for candidate in LOSS_CANDIDATES:
+        if candidate in present:
+            return candidate
+    fallback = [n for n in names if "loss" in n.lower() and not _HELD_OUT.search(n)]
+    return sorted(fallback, key=lambda n: (len(n), n))[0] if fallback else None
+
+
+def find_lr_key(names: Iterable[str]) -> str | None:
+    """The primary LR key among ``names`` (param group 0 of the first optimizer)."""
+    names = list(names)
+    present = set(names)
+    for candidate in LR_CANDIDATES:
+        if candidate in present:
+            return candidate
+    lightning = sorted(n for n in names if _LIGHTNING_LR.match(n) and not n.endswith("-momentum"))
+    # Prefer a group-0 name (no /pg suffix), then the lowest group.
+    lightning.sort(key=lambda n: ("/pg" in n, n))
+    if lightning:
+        return lightning[0]
+    fallback = sorted(n for n in names if is_lr_key(n))
+    return fallback[0] if fallback else None

@@ -1,0 +1,54 @@
+"""Fixtures every test area shares: a real, per-test MLflow SQLite store and quiet settings.
+
+Area-specific fixtures live in ``tests/<area>/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+# The logger's test flag: errors inside the logger raise instead of becoming warnings.
+os.environ.setdefault("LRWATCH_STRICT", "1")
+
+try:
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile(
+        "lrwatch", deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow]
+    )
+    settings.load_profile("lrwatch")
+except ImportError:  # pragma: no cover - hypothesis is in the dev extra
+    pass
+
+
+@pytest.fixture(scope="session")
+def _migrated_mlflow_db(tmp_path_factory):
+    """An empty MLflow SQLite store, migrated once; each test copies it (migrations take seconds)."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{path}")
+    client.search_experiments()  # creates the schema
+    return path
+
+
+@pytest.fixture
+def tracking_uri(tmp_path, monkeypatch, _migrated_mlflow_db):
+    """A fresh SQLite tracking store for this test, also set as ``MLFLOW_TRACKING_URI``."""
+    import mlflow
+
+    db = tmp_path / "mlflow.db"
+    shutil.copy(_migrated_mlflow_db, db)
+    uri = f"sqlite:///{db}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    mlflow.set_tracking_uri(previous)

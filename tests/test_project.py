@@ -1,0 +1,58 @@
+"""Facts about the project that CI and a newcomer depend on."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import lrwatch
+from lrwatch import keys
+from lrwatch.run import Run, Series
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)\n```", readme, flags=re.S)
+    test_command = next(b for b in blocks if "scripts/check" in b)
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test_command.strip() in [line.strip() for line in ci_lines]
+
+
+def test_import_lrwatch_stays_light():
+    code = "import sys, lrwatch; print(','.join(m for m in ('torch','dash','mlflow') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_public_api_is_complete():
+    for name in lrwatch.__all__:
+        assert getattr(lrwatch, name) is not None, name
+
+
+def test_metric_key_scheme():
+    assert keys.lr_key() == "lr" == keys.LR
+    assert keys.lr_key(group=2) == "lr/pg2"
+    assert keys.lr_key(group=1, optimizer=1) == "lr/opt1/pg1"
+    assert keys.LOSS == "train/loss"
+    assert keys.find_loss_key(["val_loss", "train_loss", "lr"]) == "train_loss"
+    assert keys.find_loss_key(["val/loss", "epoch"]) is None
+    assert keys.find_lr_key(["lr-Adam/pg2", "lr-Adam/pg1", "loss"]) == "lr-Adam/pg1"
+    assert keys.find_lr_key(["lr-SGD", "lr-SGD-momentum"]) == "lr-SGD"
+    assert not keys.is_lr_key("lr-Adam-momentum")
+
+
+def test_series_cleaning_sorts_collapses_and_restores_infinity():
+    raw = Series([3, 1, 2, 2, 5], [0.3, 0.1, 0.2, 0.25, 1.7976931348623157e308])
+    clean = raw.cleaned()
+    assert clean.steps.tolist() == [1, 2, 3, 5]
+    assert clean.values[:3].tolist() == [0.1, 0.25, 0.3]  # the last value logged for step 2
+    assert clean.values[3] == float("inf")
+
+
+def test_run_finds_loss_and_lr_among_common_names():
+    run = Run(id="r", metrics={"learning_rate": Series([0], [0.1]), "loss": Series([0], [1.0])})
+    assert (run.loss_key, run.lr_key) == ("loss", "learning_rate")

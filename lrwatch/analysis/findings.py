@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 KINDS = ("divergence", "oscillation", "plateau", "slow_convergence")
-# Not a detector kind: said instead of guessing when a run is too short to judge.
-TOO_SHORT = "too_short"
 SEVERITIES = ("info", "warning", "critical")
 ACTIONS = (
     "decrease_lr",
@@ -30,7 +28,8 @@ ACTIONS = (
     "clip_gradients",
     "reduce_momentum",
     "keep",
-    "none",
+    "use_lr",  # range tests: start training at suggested_lr
+    "none",  # nothing to judge (e.g. a run too short, or no loss)
 )
 
 
@@ -62,7 +61,7 @@ class Finding:
     evidence: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS and self.kind != TOO_SHORT:
+        if self.kind not in KINDS:
             raise ValueError(f"unknown finding kind {self.kind!r}")
         if self.severity not in SEVERITIES:
             raise ValueError(f"unknown severity {self.severity!r}")

@@ -1,12 +1,46 @@
-"""`lrwatch dashboard` (placeholder until its issue lands)."""
+"""`lrwatch dashboard`: serve the Dash dashboard for a tracking store (local-only by default)."""
 
 from __future__ import annotations
 
+import sys
+
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("dashboard", help="(not yet available)")
+    parser = subparsers.add_parser(
+        "dashboard",
+        help="open the dashboard: runs, findings on the curves, recommendations, live updates",
+        description="Serve the lrwatch dashboard for an MLflow tracking store.",
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)",
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 exposes it)",
+    )
+    parser.add_argument("--port", type=int, default=8050, help="port (default 8050)")
+    parser.add_argument(
+        "--no-browser", action="store_true", help="do not open a browser tab on start"
+    )
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
-    raise SystemExit("lrwatch dashboard: not available yet")
+    from lrwatch.errors import InputError, require
+    from lrwatch.store import describe_store, resolve_tracking_uri
+
+    if not 0 < args.port < 65536:
+        raise InputError(f"--port must be between 1 and 65535, not {args.port}")
+    require("dash", "dashboard", "dash")
+    from dashboard.app import serve
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    print(describe_store(uri), file=sys.stderr)
+    shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    print(
+        f"lrwatch: dashboard at http://{shown_host}:{args.port}/ (Ctrl+C to stop)", file=sys.stderr
+    )
+    serve(uri, host=args.host, port=args.port, open_browser=not args.no_browser)
+    return 0

@@ -1,0 +1,131 @@
+"""Loading runs: saved tables (CSV, Parquet, JSON Lines), folders of them, and MLflow.
+
+A *spec* names runs; see :mod:`lrwatch.sources.specs` for how a string is read (``runs:/ID``,
+``experiment:NAME``, an existing file or folder, a 32-hex run id, else an experiment name).
+
+Example::
+
+    from lrwatch.sources import load_run, load_runs
+    run = load_run("runs/lr0.1.csv")                       # a file
+    run = load_run("runs:/0123456789abcdef0123456789abcdef", tracking_uri="sqlite:///mlflow.db")
+    runs = load_runs(["experiment:lr-sweep"])              # every run of an experiment
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from lrwatch.errors import InputError
+from lrwatch.run import Run
+from lrwatch.sources.specs import RunRef, classify, expand, mlflow_errors, needs_mlflow
+
+__all__ = [
+    "RunRef",
+    "SkippedRun",
+    "classify",
+    "expand",
+    "iter_runs",
+    "load_ref",
+    "load_run",
+    "load_runs",
+    "needs_mlflow",
+    "require_loss",
+]
+
+
+class SkippedRun(InputError):
+    """A run listed by an experiment that logged no loss (e.g. a parent run): not an error."""
+
+
+def load_run(
+    spec: str,
+    *,
+    tracking_uri: str | None = None,
+    loss_key: str | None = None,
+    lr_key: str | None = None,
+) -> Run:
+    """Load the one run ``spec`` names (a file, ``runs:/ID`` or a run id).
+
+    Args:
+        spec: a path, ``runs:/RUN_ID`` or a run id (see :mod:`lrwatch.sources.specs`).
+        tracking_uri: MLflow store for run ids; default ``MLFLOW_TRACKING_URI`` or the embedded
+            default (:func:`lrwatch.store.resolve_tracking_uri`).
+        loss_key / lr_key: metric keys to use as loss and LR (found among common names if None).
+
+    Raises:
+        InputError: bad input (missing file, not a table, no loss, unknown run, unreachable
+            store), or a spec naming several runs (a folder, an experiment: use
+            :func:`load_runs`).
+    """
+    refs = expand(spec, tracking_uri=tracking_uri)
+    if len(refs) != 1:
+        raise InputError(f"{spec!r} names {len(refs)} runs; use load_runs() for several")
+    return load_ref(refs[0], loss_key=loss_key, lr_key=lr_key)
+
+
+def iter_runs(
+    specs: Iterable[str],
+    *,
+    tracking_uri: str | None = None,
+    loss_key: str | None = None,
+    lr_key: str | None = None,
+) -> Iterator[Run]:
+    """Every run the specs name, loaded one at a time (experiment runs without a loss skipped)."""
+    for spec in specs:
+        for ref in expand(spec, tracking_uri=tracking_uri):
+            try:
+                yield load_ref(ref, loss_key=loss_key, lr_key=lr_key)
+            except SkippedRun:
+                continue
+
+
+def load_runs(
+    specs: Iterable[str],
+    *,
+    tracking_uri: str | None = None,
+    loss_key: str | None = None,
+    lr_key: str | None = None,
+) -> list[Run]:
+    """:func:`iter_runs` as a list."""
+    return list(iter_runs(specs, tracking_uri=tracking_uri, loss_key=loss_key, lr_key=lr_key))
+
+
+def load_ref(ref: RunRef, *, loss_key: str | None = None, lr_key: str | None = None) -> Run:
+    """Load one :class:`RunRef` and check it has a loss to analyse.
+
+    Raises:
+        SkippedRun: an experiment's run logged no loss (callers may skip it quietly).
+        InputError: anything else wrong with the input.
+    """
+    if ref.kind == "file":
+        from lrwatch.sources.files import load_file
+
+        run = load_file(ref.target, loss_key=loss_key, lr_key=lr_key)
+    else:
+        from lrwatch.sources.mlflow_store import read_run
+
+        with mlflow_errors(ref.tracking_uri):
+            run = read_run(ref.tracking_uri, ref.target, loss_key=loss_key, lr_key=lr_key)
+        if lr_key and lr_key not in run.metrics:
+            found = ", ".join(run.metrics) or "none"
+            raise InputError(f"{ref.label}: no metric {lr_key!r} (--lr-key); metrics: {found}")
+    try:
+        require_loss(run, label=ref.label, where="metrics" if ref.kind == "mlflow" else "columns")
+    except InputError:
+        if ref.optional and run.loss is None:
+            raise SkippedRun(f"{ref.label}: no loss metric; skipped") from None
+        raise
+    return run
+
+
+def require_loss(run: Run, *, label: str | None = None, where: str = "columns") -> None:
+    """Raise :class:`InputError` unless ``run`` has a loss series with at least one point."""
+    label = label or run.id
+    found = ", ".join(run.metrics) or "none"
+    if run.loss_key is None or run.loss_key not in run.metrics:
+        wanted = f"no column {run.loss_key!r}" if run.loss_key else "no loss column"
+        if where != "columns":
+            wanted = wanted.replace("column", "metric")
+        raise InputError(f"{label}: {wanted} among {where} ({found}); name it with --loss-key")
+    if run.loss.is_empty:
+        raise InputError(f"{label}: the loss {run.loss_key!r} has no numeric rows")

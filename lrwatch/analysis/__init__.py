@@ -1,31 +1,74 @@
 """Pure analysis: cleaned series in, findings, schedule and a recommendation out.
 
 Imports numpy, scipy and pandas only; never MLflow, files, Dash or torch.
-(Stub until the analysis core lands: the signatures below are the contract.)
+
+Example::
+
+    from lrwatch.analysis import analyze
+    report = analyze(run)
+    report.recommendation.message
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from lrwatch.analysis.findings import Finding, Recommendation, Report, Schedule
+from lrwatch.analysis.detectors import MIN_STEPS_TO_JUDGE, run_detectors
+from lrwatch.analysis.findings import Finding, Recommendation, Report, Schedule, severity_rank
+from lrwatch.analysis.prepare import prepare
+from lrwatch.analysis.recommend import recommend
+from lrwatch.analysis.schedule import recognize_schedule
+from lrwatch.analysis.sweep import SweepPoint, analyze_sweep, sensitivity_curve
 from lrwatch.run import Run
 
-__all__ = ["Finding", "Recommendation", "Report", "Schedule", "analyze", "analyze_sweep"]
+__all__ = [
+    "Finding",
+    "Recommendation",
+    "Report",
+    "Schedule",
+    "SweepPoint",
+    "analyze",
+    "analyze_sweep",
+    "recognize_schedule",
+    "sensitivity_curve",
+]
 
 
 def analyze(run: Run) -> Report:
-    """Diagnose one run: findings, the recognised schedule and one primary recommendation."""
-    n = run.num_steps
+    """Diagnose one run: findings, the recognised schedule and one primary recommendation.
+
+    An LR range test (tag ``lrwatch.range_test=true``) is analysed as one instead.
+
+    Args:
+        run: any :class:`~lrwatch.run.Run` with a loss series; the LR series is optional.
+
+    Returns:
+        A :class:`Report`; ``extras["verdict"]`` is ``"too_short"`` (fewer than
+        ``MIN_STEPS_TO_JUDGE`` loss points: nothing judged), ``"issues"`` (a warning or critical
+        finding) or ``"ok"`` (none, or only informational ones).
+
+    Raises:
+        InputError: the run has no loss series.
+    """
+    if run.is_range_test:
+        from lrwatch.analysis.range_test import analyze_range_test
+
+        return analyze_range_test(run)
+    prepared = prepare(run)
+    findings = tuple(run_detectors(prepared))
+    schedule = recognize_schedule(prepared.lr_steps, prepared.lr_values)
+    recommendation = recommend(
+        prepared, findings, schedule, params=run.params, min_points=MIN_STEPS_TO_JUDGE
+    )
+    if prepared.n < MIN_STEPS_TO_JUDGE:
+        verdict = "too_short"
+    elif any(severity_rank(f.severity) >= severity_rank("warning") for f in findings):
+        verdict = "issues"
+    else:
+        verdict = "ok"
     return Report(
         run=run.id,
-        findings=(),
-        recommendation=Recommendation(action="keep", message="(analysis not implemented yet)"),
-        schedule=Schedule(kind="unknown"),
-        num_steps=n,
+        findings=findings,
+        recommendation=recommendation,
+        schedule=schedule,
+        num_steps=prepared.n,
+        extras={"verdict": verdict},
     )
-
-
-def analyze_sweep(runs: Sequence[Run]) -> Recommendation | None:
-    """A sweep-level recommendation from the LR-vs-final-loss curve of runs of one task."""
-    return None

@@ -1,25 +1,271 @@
-"""Online (incremental) analysis for the live logger. (Stub until the analysis core lands.)
+"""Online (incremental) analysis for the live logger's background thread.
 
-Contract: the logger's background thread feeds new points; ``update`` returns only findings not
-reported before (same kind and start step), so each is tagged and logged once.
+Contract: the logger feeds new points; :meth:`OnlineAnalyzer.update` returns only findings not
+reported before, so each is tagged and logged once. A finding is "the same" as a reported one when
+it has the same kind and its step span overlaps the reported span (within a tolerance); a reported
+finding is never retracted, so the live view does not flip-flop.
+
+Memory is bounded for arbitrarily long runs: the most recent ``recent_points`` points are kept at
+full resolution; older ones are folded into at most ``max_blocks`` block aggregates (step range,
+count, mean, min, max, LR, and the first non-finite loss with its step, so blow-up evidence
+survives). When the blocks fill up, neighbours merge pairwise, halving the past's resolution.
+
+Cost per call is bounded too: the detectors re-run only every ``min_new_points`` new points, or at
+once when a new point looks alarming (non-finite, or far above the recent level) - that is what
+lets a divergence be reported while the loss is still climbing, before it turns NaN.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from lrwatch.analysis.findings import Finding
+from lrwatch.analysis.detectors import run_detectors
+from lrwatch.analysis.findings import Finding, Schedule
+from lrwatch.analysis.prepare import prepare_arrays, robust_diff_noise
+from lrwatch.analysis.schedule import recognize_schedule
+
+# A new point this many robust noise-sigmas above the recent median triggers an evaluation now
+# (minibatch noise almost never reaches it; a climbing loss does within a few steps).
+ALARM_SIGMAS = 8.0
+# Points behind the alarm level (median + noise of the recent loss).
+_ALARM_WINDOW = 200
+_BLOCK_FIELDS = ("start", "end", "count", "mean", "min", "max", "bad_step", "bad_value", "lr")
 
 
 class OnlineAnalyzer:
-    def __init__(self, *, min_new_points: int = 50) -> None:
-        self.min_new_points = min_new_points
+    """Incremental findings for a live run, in bounded memory.
 
-    def update(self, steps: np.ndarray, losses: np.ndarray, lrs: np.ndarray) -> list[Finding]:
-        """Append points (arrays of equal length); return findings that are new since last call."""
-        return []
+    Args:
+        min_new_points: re-run the detectors after this many new points (sooner on an alarm).
+        recent_points: points kept at full resolution.
+        max_blocks: block aggregates kept for the older past.
+        block_points: points per block when the past is first folded.
+        confirm: evaluations in a row that must find a non-divergence finding before it is
+            reported (a divergence is reported at once: it cannot wait).
+
+    Example::
+
+        online = OnlineAnalyzer()
+        for chunk in chunks:
+            for finding in online.update(chunk.steps, chunk.losses, chunk.lrs):
+                print(finding.message)
+    """
+
+    def __init__(
+        self,
+        *,
+        min_new_points: int = 50,
+        recent_points: int = 4096,
+        max_blocks: int = 1024,
+        block_points: int = 16,
+        confirm: int = 2,
+    ) -> None:
+        if min(min_new_points, recent_points, max_blocks, block_points, confirm) < 1:
+            raise ValueError("every OnlineAnalyzer size must be at least 1")
+        self.min_new_points = min_new_points
+        self.recent_points = recent_points
+        self.max_blocks = max_blocks
+        self.block_points = block_points
+        self.confirm = confirm
+        self._steps = np.empty(0, np.int64)
+        self._loss = np.empty(0, np.float64)
+        self._lr = np.empty(0, np.float64)
+        self._blocks = {name: np.empty(0) for name in _BLOCK_FIELDS}
+        self._reported: list[Finding] = []
+        self._spans: list[list] = []  # [kind, start, end] of reported findings, kept extended
+        self._pending: list[tuple[Finding, int]] = []  # candidates and how often seen in a row
+        self._since_eval = 0
+        self._alarm = np.inf
+        self._nonfinite_evaluated = False
+        self.total_points = 0
+        self.evaluations = 0
+        #: The LR schedule recognised at the last evaluation (``None`` before the first).
+        self.schedule: Schedule | None = None
 
     @property
     def findings(self) -> list[Finding]:
         """Every finding reported so far."""
-        return []
+        return list(self._reported)
+
+    def update(self, steps, losses, lrs=None) -> list[Finding]:
+        """Append points (arrays of equal length); return findings that are new since last call.
+
+        ``lrs`` may be ``None`` (no LR known). Never raises on odd values (NaN, inf, repeats).
+        """
+        steps = np.asarray(steps, dtype=np.int64).reshape(-1)
+        losses = np.asarray(losses, dtype=np.float64).reshape(-1)
+        lrs = np.full(steps.size, np.nan) if lrs is None else np.asarray(lrs, np.float64).ravel()
+        if not (steps.size == losses.size == lrs.size):
+            raise ValueError("steps, losses and lrs must have equal lengths")
+        if steps.size == 0:
+            return []
+        self._append(steps, losses, lrs)
+        if not self._should_evaluate(losses):
+            return []
+        return self._evaluate(final=False)
+
+    def finalize(self) -> list[Finding]:
+        """Evaluate now and report every candidate, confirmed or not (call at the run's end)."""
+        if self.total_points == 0:
+            return []
+        return self._evaluate(final=True)
+
+    def view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(steps, losses, lrs)`` the detectors see: the folded past, then the recent points."""
+        b = self._blocks
+        has_bad = np.isfinite(b["bad_step"]) & (b["bad_step"] != b["end"])
+        steps = np.concatenate((b["end"], b["bad_step"][has_bad], self._steps))
+        loss = np.concatenate((b["mean"], b["bad_value"][has_bad], self._loss))
+        lr = np.concatenate((b["lr"], b["lr"][has_bad], self._lr))
+        return steps.astype(np.int64), loss, lr
+
+    # -- memory -------------------------------------------------------------------------------
+
+    def _append(self, steps, losses, lrs) -> None:
+        self._steps = np.concatenate((self._steps, steps))
+        self._loss = np.concatenate((self._loss, losses))
+        self._lr = np.concatenate((self._lr, lrs))
+        self.total_points += steps.size
+        self._since_eval += steps.size
+        excess = self._steps.size - self.recent_points
+        if excess >= self.block_points:
+            self._fold(excess - excess % self.block_points)
+
+    def _fold(self, count: int) -> None:
+        """Move the oldest ``count`` recent points into block aggregates."""
+        size = self.block_points
+        s = self._steps[:count].reshape(-1, size)
+        v = self._loss[:count].reshape(-1, size)
+        r = self._lr[:count].reshape(-1, size)
+        self._steps, self._loss, self._lr = (a[count:] for a in (self._steps, self._loss, self._lr))
+        finite = np.isfinite(v)
+        safe = np.where(finite, v, 0.0)
+        n_finite = finite.sum(axis=1)
+        first_bad = np.argmax(~finite, axis=1)
+        any_bad = ~finite.all(axis=1)
+        rows = np.arange(v.shape[0])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            new = {
+                "start": s[:, 0].astype(np.float64),
+                "end": s[:, -1].astype(np.float64),
+                "count": np.full(v.shape[0], float(size)),
+                "mean": np.where(n_finite > 0, safe.sum(axis=1) / n_finite, np.nan),
+                "min": np.where(finite, v, np.inf).min(axis=1),
+                "max": np.where(finite, v, -np.inf).max(axis=1),
+                "bad_step": np.where(any_bad, s[rows, first_bad], np.nan),
+                "bad_value": np.where(any_bad, v[rows, first_bad], np.nan),
+                "lr": np.nanmean(np.where(np.isfinite(r), r, np.nan), axis=1),
+            }
+        for name in _BLOCK_FIELDS:
+            self._blocks[name] = np.concatenate((self._blocks[name], new[name]))
+        while self._blocks["count"].size > self.max_blocks:
+            self._merge_pairs()
+
+    def _merge_pairs(self) -> None:
+        """Halve the past's resolution: merge blocks 0+1, 2+3, ... (an odd last one stays)."""
+        b = self._blocks
+        pairs = b["count"].size // 2
+        a, c = slice(0, 2 * pairs, 2), slice(1, 2 * pairs, 2)
+        weight_a, weight_c = b["count"][a], b["count"][c]
+        with np.errstate(invalid="ignore"):
+            mean = np.where(
+                np.isnan(b["mean"][a]),
+                b["mean"][c],
+                np.where(
+                    np.isnan(b["mean"][c]),
+                    b["mean"][a],
+                    (b["mean"][a] * weight_a + b["mean"][c] * weight_c) / (weight_a + weight_c),
+                ),
+            )
+        first_bad_a = np.isfinite(b["bad_step"][a])
+        merged = {
+            "start": b["start"][a],
+            "end": b["end"][c],
+            "count": weight_a + weight_c,
+            "mean": mean,
+            "min": np.minimum(b["min"][a], b["min"][c]),
+            "max": np.maximum(b["max"][a], b["max"][c]),
+            "bad_step": np.where(first_bad_a, b["bad_step"][a], b["bad_step"][c]),
+            "bad_value": np.where(first_bad_a, b["bad_value"][a], b["bad_value"][c]),
+            "lr": np.where(np.isnan(b["lr"][c]), b["lr"][a], b["lr"][c]),
+        }
+        for name in _BLOCK_FIELDS:
+            b[name] = np.concatenate((merged[name], b[name][2 * pairs :]))
+        self.block_points *= 2
+
+    # -- when to evaluate ---------------------------------------------------------------------
+
+    def _should_evaluate(self, new_losses: np.ndarray) -> bool:
+        if self._since_eval >= self.min_new_points:
+            return True
+        finite = np.isfinite(new_losses)
+        if not finite.all() and not self._nonfinite_evaluated:
+            return True
+        min_gap = max(1, self.min_new_points // 10)
+        return bool(
+            self._since_eval >= min_gap and finite.any() and new_losses[finite].max() > self._alarm
+        )
+
+    def _update_alarm(self) -> None:
+        recent = self._loss[-_ALARM_WINDOW:]
+        recent = recent[np.isfinite(recent)]
+        if recent.size < 10:
+            self._alarm = np.inf
+            return
+        noise = robust_diff_noise(recent)
+        level = float(np.median(recent))
+        self._alarm = level + ALARM_SIGMAS * max(noise, 1e-9 * abs(level)) if noise > 0 else np.inf
+
+    # -- evaluation and de-duplication -------------------------------------------------------
+
+    def _evaluate(self, *, final: bool) -> list[Finding]:
+        self.evaluations += 1
+        self._since_eval = 0
+        steps, loss, lr = self.view()
+        if not np.isfinite(loss).all():
+            self._nonfinite_evaluated = True
+        known = np.isfinite(lr)
+        lr_steps, lr_values = (steps[known], lr[known]) if known.any() else (None, None)
+        prepared = prepare_arrays(steps, loss, lr_steps, lr_values)
+        candidates = run_detectors(prepared)
+        self.schedule = recognize_schedule(prepared.lr_steps, prepared.lr_values)
+        self._update_alarm()
+        tol = self._tolerance(prepared.steps)
+        new, pending = [], []
+        for f in candidates:
+            if self._already_reported(f, tol):
+                continue
+            seen = 1 + max(
+                (n for g, n in self._pending if g.kind == f.kind and _overlap(g, f, tol)),
+                default=0,
+            )
+            if final or f.kind == "divergence" or seen >= self.confirm:
+                self._report(f)
+                new.append(f)
+            else:
+                pending.append((f, seen))
+        self._pending = pending
+        return new
+
+    def _tolerance(self, steps: np.ndarray) -> float:
+        """Steps within which two findings of one kind are the same event."""
+        if steps.size < 2:
+            return 0.0
+        spacing = float(np.median(np.diff(steps[-min(steps.size, 1000) :])))
+        return max(self.min_new_points * spacing, 0.05 * float(steps[-1] - steps[0]))
+
+    def _already_reported(self, f: Finding, tol: float) -> bool:
+        for span in self._spans:
+            kind, start, end = span
+            if kind == f.kind and f.start_step <= end + tol and f.end_step >= start - tol:
+                span[1], span[2] = min(start, f.start_step), max(end, f.end_step)
+                return True
+        return False
+
+    def _report(self, f: Finding) -> None:
+        self._reported.append(f)
+        self._spans.append([f.kind, f.start_step, f.end_step])
+
+
+def _overlap(a: Finding, b: Finding, tol: float) -> bool:
+    return a.start_step <= b.end_step + tol and a.end_step >= b.start_step - tol

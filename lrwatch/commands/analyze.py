@@ -1,12 +1,157 @@
-"""`lrwatch analyze` (placeholder until its issue lands)."""
+"""`lrwatch analyze PATH_OR_RUN...`: a report for people, JSON for machines, exit codes for CI.
+
+Exit status: 0 analysed (findings or not), 1 ``--fail-on`` met, 2 bad input (one line per bad
+input on stderr). With several inputs the good ones are still analysed and reported; the bad
+ones are named at the end and the exit status is 2.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+
+EXIT_OK, EXIT_FAIL_ON, EXIT_BAD_INPUT = 0, 1, 2
+# MLflow retries an unreachable server 7 times with backoff (minutes). A report command should
+# answer in seconds: 1 retry and a 10 s timeout, unless the user set these variables.
+_MLFLOW_HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+
+DESCRIPTION = """Diagnose learning-rate problems in saved or logged runs.
+
+Each PATH_OR_RUN is read as, first match wins: runs:/RUN_ID (an MLflow run);
+experiment:NAME (every run of an MLflow experiment, NAME or id); an existing file (CSV,
+Parquet or JSON Lines, one row per logged step) or folder (each table file in it is a run); a
+32-hex MLflow run id; a path-like name (missing file); anything else is an experiment name."""
+
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("analyze", help="(not yet available)")
+    parser = subparsers.add_parser(
+        "analyze",
+        help="diagnose runs: divergence, oscillation, plateau, slow convergence; what LR to use",
+        description=DESCRIPTION,
+        formatter_class=_raw_description(),
+    )
+    parser.add_argument("inputs", nargs="*", metavar="PATH_OR_RUN", help="files, folders, runs")
+    parser.add_argument(
+        "--experiment",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="analyse every run of this MLflow experiment (name or id; repeatable)",
+    )
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--fail-on",
+        choices=("info", "warning", "critical"),
+        help="exit 1 when any run has a finding at least this severe",
+    )
+    parser.add_argument("--loss-key", metavar="KEY", help="metric/column holding the loss")
+    parser.add_argument("--lr-key", metavar="KEY", help="metric/column holding the LR")
+    parser.add_argument(
+        "--tracking-uri", metavar="URI", help="MLflow store for run ids/experiments"
+    )
+    parser.add_argument(
+        "--workers", type=int, metavar="N", help="processes for many files (default: all cores)"
+    )
     parser.set_defaults(run=run)
 
 
+def _raw_description():
+    import argparse
+
+    return argparse.RawDescriptionHelpFormatter
+
+
 def run(args) -> int:
-    raise SystemExit("lrwatch analyze: not available yet")
+    from lrwatch.errors import InputError
+
+    specs = list(args.inputs) + [f"experiment:{name}" for name in args.experiment]
+    if not specs:
+        raise InputError("nothing to analyse: give a file, folder, run id or --experiment NAME")
+    if args.workers is not None and args.workers < 1:
+        raise InputError("--workers must be at least 1")
+    _announce_tracking_store(specs, args.tracking_uri)
+    results = _analyse(specs, args)
+    return _report(results, args)
+
+
+def _announce_tracking_store(specs: list[str], explicit_uri: str | None) -> None:
+    from lrwatch.sources import needs_mlflow
+
+    if not any(needs_mlflow(spec) for spec in specs):
+        return
+    for name, value in _MLFLOW_HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    from lrwatch.store import describe_store, resolve_tracking_uri
+
+    print(describe_store(resolve_tracking_uri(explicit_uri)), file=sys.stderr)
+
+
+def _analyse(specs: list[str], args):
+    from lrwatch.batch import ProgressLine, analyze_refs, expand_specs
+
+    refs, errors = expand_specs(specs, tracking_uri=args.tracking_uri)
+    results = list(
+        analyze_refs(
+            refs,
+            loss_key=args.loss_key,
+            lr_key=args.lr_key,
+            keep_series=len(refs) > 1,  # the sweep analysis needs every run's series
+            workers=args.workers,
+            progress=ProgressLine(sys.stderr),
+        )
+    )
+    return results, errors
+
+
+def _report(outcome, args) -> int:
+    from lrwatch.analysis.findings import severity_rank
+    from lrwatch.report_format import report_entry, run_extras
+
+    results, errors = outcome
+    errors = errors + [(r.label, r.error) for r in results if r.error]
+    analysed = [r for r in results if r.report is not None]
+    skipped = sum(r.skipped for r in results)
+    entries = [report_entry(r.report, run_extras(r.run, r.notes)) for r in analysed]
+    sweep = _sweep([r.run for r in analysed])
+    if not analysed and not errors:
+        errors.append((" ".join(args.inputs), "no run with a loss to analyse"))
+    _print(entries, sweep, errors, skipped, args.format)
+    if errors:
+        return EXIT_BAD_INPUT
+    if args.fail_on is not None:
+        threshold = severity_rank(args.fail_on)
+        if any(severity_rank(r.report.worst_severity) >= threshold for r in analysed):
+            return EXIT_FAIL_ON
+    return EXIT_OK
+
+
+def _sweep(runs):
+    if len(runs) < 2:
+        return None
+    from lrwatch.analysis import analyze_sweep
+
+    return analyze_sweep(runs)
+
+
+def _print(entries, sweep, errors, skipped, output_format: str) -> None:
+    from lrwatch import report_format as fmt
+
+    if output_format == "json":
+        print(fmt.format_json(entries, sweep, errors))
+    else:
+        blocks = [fmt.format_entry_text(entry) for entry in entries]
+        if sweep is not None:
+            blocks.append(fmt.format_sweep_text(sweep, len(entries)))
+        if len(entries) > 1 or (entries and (errors or skipped)):
+            blocks.append(fmt.format_summary_text(entries, len(errors), skipped))
+        if blocks:
+            print("\n\n".join(blocks))
+    for _spec, message in errors:
+        print(f"lrwatch: error: {_one_line(message)}", file=sys.stderr)
+
+
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split())

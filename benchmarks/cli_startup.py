@@ -1,0 +1,119 @@
+"""How fast is `lrwatch analyze` on files: one 10k-step CSV as a whole process, and a batch.
+
+1. Whole process, median of N: ``python -m lrwatch.cli analyze run.csv`` (text and JSON) beside
+   ``python -c "import lrwatch"`` (the floor: interpreter start + package import).
+2. A batch of many runs x 10,000 steps, one CSV each, through :mod:`lrwatch.batch` on 1 process
+   and on every core; and the same folder through the real command (with the sweep section).
+
+The runs are REAL: a few seeded ``lrwatch.tasks`` trainings of 10,000 steps at rates from too
+low to diverging; each batch file is one of them with its own seeded 2% multiplicative noise, so
+no two files are equal and the analysis sees real curve shapes.
+
+    python benchmarks/cli_startup.py                   # 1,000 runs; ~3-5 minutes with setup
+    python benchmarks/cli_startup.py --runs 100 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+STEPS = 10_000
+# Rates for mlp_regression/SGD from creeping (0.001) to diverging (0.2).
+BASE_RATES = (0.001, 0.01, 0.05, 0.1, 0.2)
+
+
+def real_base_runs():
+    from lrwatch.tasks import TrainConfig, train
+
+    return [
+        train(TrainConfig(task="mlp_regression", lr=lr, steps=STEPS, seed=0)) for lr in BASE_RATES
+    ]
+
+
+def write_csv(path: Path, steps: np.ndarray, loss: np.ndarray, lr: np.ndarray) -> None:
+    table = np.column_stack([steps, loss, lr])
+    np.savetxt(path, table, delimiter=",", header="step,train/loss,lr", comments="", fmt="%.10g")
+
+
+def make_batch(folder: Path, base_runs, count: int) -> list[Path]:
+    paths = []
+    for i in range(count):
+        base = base_runs[i % len(base_runs)]
+        rng = np.random.default_rng(i)
+        noise = 1 + 0.02 * rng.standard_normal(len(base.loss))
+        path = folder / f"run{i:04d}.csv"
+        write_csv(path, base.loss.steps, base.loss.values * noise, base.lr.values)
+        paths.append(path)
+    return paths
+
+
+def median_seconds(command: list[str], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(command, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def time_batch(paths: list[Path], workers: int) -> float:
+    from lrwatch.batch import analyze_refs
+    from lrwatch.sources import RunRef
+
+    refs = [RunRef("file", str(p), str(p)) for p in paths]
+    start = time.perf_counter()
+    results = list(analyze_refs(refs, keep_series=False, workers=workers))
+    elapsed = time.perf_counter() - start
+    bad = [r.error for r in results if r.error]
+    assert not bad, bad[:3]
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=9)
+    args = parser.parse_args()
+    from lrwatch.batch import available_cores
+
+    cores = available_cores()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        base = real_base_runs()
+        single = folder / "single.csv"
+        write_csv(single, base[2].loss.steps, base[2].loss.values, base[2].lr.values)
+        py = sys.executable
+        rows = [
+            ("python -c 'import lrwatch' (floor)", median_seconds([py, "-c", "import lrwatch"], args.repeats)),
+            ("lrwatch analyze 10k-step CSV", median_seconds([py, "-m", "lrwatch.cli", "analyze", str(single)], args.repeats)),
+            ("lrwatch analyze 10k-step CSV --format json", median_seconds([py, "-m", "lrwatch.cli", "analyze", str(single), "--format", "json"], args.repeats)),
+        ]  # fmt: skip
+        print(f"Whole process, median of {args.repeats} ({cores} cores available)")
+        for label, seconds in rows:
+            print(f"  {label:<46} {seconds * 1000:8.0f} ms")
+
+        batch_dir = folder / "batch"
+        batch_dir.mkdir()
+        paths = make_batch(batch_dir, base, args.runs)
+        print(f"\nBatch: {args.runs} runs x {STEPS} steps (CSV files)")
+        for workers in sorted({1, cores}):
+            seconds = time_batch(paths, workers)
+            per_run = seconds / args.runs * 1000
+            print(f"  lrwatch.batch, {workers} process(es)              {seconds:7.1f} s  ({per_run:.1f} ms/run)")  # fmt: skip
+        start = time.perf_counter()
+        command = [py, "-m", "lrwatch.cli", "analyze", str(batch_dir), "--format", "json"]
+        subprocess.run(command, check=False, stdout=subprocess.DEVNULL)
+        seconds = time.perf_counter() - start
+        print(f"  lrwatch analyze FOLDER --format json (+ sweep)   {seconds:7.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""The Dash app: ``create_app(tracking_uri)`` for tests and embedding, ``serve(...)`` for the CLI.
+
+Example::
+
+    from dashboard.app import serve
+    serve("sqlite:///mlflow.db")            # http://127.0.0.1:8050, local only
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import webbrowser
+
+import dash
+
+from dashboard import callbacks, layout
+from dashboard.data import DashboardData
+from dashboard.data.tracking import configure_client_timeouts
+
+
+def create_app(tracking_uri: str, *, data: DashboardData | None = None) -> dash.Dash:
+    """A Dash app showing the runs of ``tracking_uri`` (any MLflow tracking URI).
+
+    Args:
+        tracking_uri: where the runs are; SQL stores are read directly for speed.
+        data: the data layer to use (tests pass one to inspect its cache).
+    """
+    configure_client_timeouts()
+    data = data or DashboardData(tracking_uri)
+    app = dash.Dash(
+        __name__,
+        title="lrwatch",
+        suppress_callback_exceptions=True,  # pages are built by the router callback
+        update_title=None,
+    )
+    app.layout = layout.app_layout()
+    callbacks.register(app, data)
+    app.lrwatch_data = data  # for tests and benchmarks
+    _warm_up()
+    return app
+
+
+def serve(
+    tracking_uri: str, host: str = "127.0.0.1", port: int = 8050, open_browser: bool = False
+) -> None:
+    """Serve the dashboard until interrupted. Binds to ``127.0.0.1`` unless told otherwise."""
+    app = create_app(tracking_uri)
+    if open_browser:
+        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
+        threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    app.run(host=host, port=port, debug=False)
+
+
+def _warm_up() -> None:
+    """Import plotly's figure machinery, scipy and tsdownsample now, not on the first click.
+
+    The first figure built in a process takes ~3 s of imports; paying it at start-up keeps the
+    time to first chart at what the data needs.
+    """
+    import numpy as np
+
+    from dashboard.figures import figure_run
+    from lrwatch.run import Run, Series
+
+    steps = np.arange(5000)
+    run = Run(
+        id="warm-up",
+        metrics={"loss": Series(steps, np.cos(steps)), "lr": Series(steps, steps + 1.0)},
+    )
+    figure_run(run, max_points=100).to_plotly_json()

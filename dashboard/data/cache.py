@@ -1,0 +1,122 @@
+"""An incremental in-process cache of metric histories, MLflow staying the source of truth.
+
+Each (tracking URI, run id, key) maps to a cleaned :class:`~lrwatch.run.Series`. The first read
+fetches the whole history (direct SQL on SQL stores, see :mod:`lrwatch.sources.mlflow_store`);
+:meth:`SeriesCache.refresh` fetches only the points after the last cached step and appends them,
+which is what keeps a live 1M-step run cheap to redraw. Entries are evicted least recently used
+once the cache holds more than ``max_points`` points.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from lrwatch.run import Series
+
+# 20M points (steps int64 + values float64 = 320 MB) fits twenty 1M-step runs' loss and LR.
+DEFAULT_MAX_POINTS = 20_000_000
+
+Reader = Callable[..., dict[str, Series]]
+CacheKey = tuple[str, str, str]
+
+
+def _default_reader(tracking_uri: str, run_id: str, keys, *, after_step=None):
+    from lrwatch.sources.mlflow_store import read_histories
+
+    return read_histories(tracking_uri, run_id, keys, after_step=after_step)
+
+
+class SeriesCache:
+    """LRU of cleaned series per (tracking URI, run id, metric key), refreshed incrementally.
+
+    Args:
+        max_points: evict least recently used series beyond this many points in total.
+        reader: ``reader(uri, run_id, keys, *, after_step=None) -> {key: Series}``; the default
+            is :func:`lrwatch.sources.mlflow_store.read_histories`.
+    """
+
+    def __init__(self, max_points: int = DEFAULT_MAX_POINTS, reader: Reader | None = None) -> None:
+        self.max_points = max_points
+        self._reader = reader or _default_reader
+        self._entries: OrderedDict[CacheKey, Series] = OrderedDict()
+        self._lock = threading.Lock()
+        self.points_fetched = 0  # points read from the store so far (tests and benchmarks)
+
+    def get(self, tracking_uri: str, run_id: str, keys: Iterable[str]) -> dict[str, Series]:
+        """The series of ``keys`` (cached, else read whole). Keys with no points are left out."""
+        keys = list(dict.fromkeys(keys))
+        found, missing = self._lookup(tracking_uri, run_id, keys)
+        if missing:
+            fetched = self._reader(tracking_uri, run_id, missing)
+            for key in missing:
+                series = fetched.get(key) or _empty()
+                self._store((tracking_uri, run_id, key), series, fetched=len(series))
+                found[key] = series
+        return {k: found[k] for k in keys if len(found[k])}
+
+    def refresh(self, tracking_uri: str, run_id: str, keys: Iterable[str]) -> dict[str, Series]:
+        """Fetch only points after each key's last cached step, append, and return all series."""
+        keys = list(dict.fromkeys(keys))
+        found, missing = self._lookup(tracking_uri, run_id, keys)
+        cached = [k for k in keys if k not in missing]
+        # One query from the smallest last step: keys logged together share it in practice.
+        last_steps = [int(found[k].steps[-1]) for k in cached if len(found[k])]
+        after = min(last_steps) if len(last_steps) == len(cached) and last_steps else None
+        fetched = self._reader(tracking_uri, run_id, keys, after_step=after) if keys else {}
+        for key in keys:
+            new = fetched.get(key) or _empty()
+            old = found.get(key) if key not in missing else None
+            series = new if old is None else _append(old, new)
+            self._store((tracking_uri, run_id, key), series, fetched=len(new))
+            found[key] = series
+        return {k: found[k] for k in keys if len(found[k])}
+
+    def drop_run(self, tracking_uri: str, run_id: str) -> None:
+        with self._lock:
+            for cache_key in [k for k in self._entries if k[:2] == (tracking_uri, run_id)]:
+                del self._entries[cache_key]
+
+    @property
+    def total_points(self) -> int:
+        with self._lock:
+            return sum(len(s) for s in self._entries.values())
+
+    def _lookup(self, tracking_uri, run_id, keys) -> tuple[dict[str, Series], list[str]]:
+        found, missing = {}, []
+        with self._lock:
+            for key in keys:
+                entry = self._entries.get((tracking_uri, run_id, key))
+                if entry is None:
+                    missing.append(key)
+                else:
+                    self._entries.move_to_end((tracking_uri, run_id, key))
+                    found[key] = entry
+        return found, missing
+
+    def _store(self, cache_key: CacheKey, series: Series, *, fetched: int) -> None:
+        with self._lock:
+            self._entries[cache_key] = series
+            self._entries.move_to_end(cache_key)
+            self.points_fetched += fetched
+            total = sum(len(s) for s in self._entries.values())
+            while total > self.max_points and len(self._entries) > 1:
+                _, evicted = self._entries.popitem(last=False)
+                total -= len(evicted)
+
+
+def _append(old: Series, new: Series) -> Series:
+    """``old`` followed by the points of ``new`` after its last step (both cleaned)."""
+    if not len(new):
+        return old
+    if len(old):
+        new_part = new.steps > old.steps[-1]
+        new = Series(new.steps[new_part], new.values[new_part])
+    return Series(np.concatenate([old.steps, new.steps]), np.concatenate([old.values, new.values]))
+
+
+def _empty() -> Series:
+    return Series(np.empty(0, np.int64), np.empty(0))

@@ -1,0 +1,159 @@
+"""The dashboard's domain object: one tracking store, its series cache and its reports.
+
+Callbacks ask :class:`DashboardData` for what a page shows (run summaries with badges, one run
+with its report, several runs for comparison) and hand the result to a pure figure builder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from dashboard.data import tracking
+from dashboard.data.cache import SeriesCache
+from dashboard.data.reports import ReportCache, badge_text, merge_findings
+from dashboard.data.tracking import DataError, RunSummary
+from lrwatch import keys
+from lrwatch.analysis.findings import Finding, Report
+from lrwatch.run import Run
+
+# Metrics offered as extra charts when a run logged them (besides loss and LR).
+EXTRA_CANDIDATES = ("val/loss", "val_loss", "valid_loss", "validation_loss", keys.GRAD_NORM)
+# The compare view overlays at most this many runs (a legend beyond that is unreadable).
+MAX_COMPARE_RUNS = 30
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    """One run as the run view shows it: series, its report, and findings incl. live ones."""
+
+    summary: RunSummary
+    run: Run
+    report: Report | None
+    findings: tuple[Finding, ...]
+    analysis_error: str | None = None
+
+    @property
+    def is_running(self) -> bool:
+        return self.summary.status == "running"
+
+
+class DashboardData:
+    """Everything the dashboard reads from one tracking store.
+
+    Args:
+        tracking_uri: the MLflow tracking URI (SQL stores are read directly, fast).
+        cache: series cache to use (default: a fresh in-process LRU).
+        reports: report cache to use (default: a fresh one analysing with lrwatch.analysis).
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        cache: SeriesCache | None = None,
+        reports: ReportCache | None = None,
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.cache = cache or SeriesCache()
+        self.reports = reports or ReportCache()
+
+    # --- runs view -----------------------------------------------------------------------------
+
+    def experiments(self) -> list[tuple[str, str]]:
+        return tracking.list_experiments(self.tracking_uri)
+
+    def runs(self, experiment_id: str) -> list[RunSummary]:
+        return tracking.list_runs(self.tracking_uri, experiment_id)
+
+    def badges(self, summaries: Sequence[RunSummary]) -> dict[str, str]:
+        """Diagnosis badge per run id; runs without a report are queued for background analysis."""
+        badges, unanalysed = {}, []
+        for summary in summaries:
+            findings = self._known_findings(summary)
+            if findings is None:
+                unanalysed.append(summary.id)
+            badges[summary.id] = badge_text(findings)
+        if unanalysed:
+            self.reports.request(self.tracking_uri, unanalysed, self._load_for_analysis)
+        return badges
+
+    def pending_analyses(self) -> int:
+        return self.reports.pending(self.tracking_uri)
+
+    def _known_findings(self, summary: RunSummary) -> list[Finding] | None:
+        logged = tracking.tag_findings(summary.tags)
+        report = self.reports.cached(self.tracking_uri, summary.id)
+        if report is not None:
+            return merge_findings(report.findings, logged)
+        if self.reports.failed(self.tracking_uri, summary.id) is not None:
+            return logged
+        if summary.loss_key is None:
+            return logged  # nothing to analyse
+        return None
+
+    def _load_for_analysis(self, run_id: str) -> Run:
+        summary = tracking.get_summary(self.tracking_uri, run_id)
+        wanted = [k for k in (summary.loss_key, keys.find_lr_key(summary.metric_keys)) if k]
+        from lrwatch.sources.mlflow_store import read_histories
+
+        # Straight from the store, not through the cache: a table of 1,000 runs would evict
+        # the series of the runs a person is looking at.
+        return _as_run(summary, read_histories(self.tracking_uri, run_id, wanted))
+
+    # --- run view ------------------------------------------------------------------------------
+
+    def load(
+        self, run_id: str, *, extra_keys: Sequence[str] = (), refresh: bool = False
+    ) -> LoadedRun:
+        """Run ``run_id`` with loss, LR and ``extra_keys``, its report and merged findings.
+
+        ``refresh`` fetches only points logged since the last call (live runs).
+        Raises :class:`DataError` for an unknown run or an unreadable store.
+        """
+        summary = tracking.get_summary(self.tracking_uri, run_id)
+        wanted = [summary.loss_key, keys.find_lr_key(summary.metric_keys), *extra_keys]
+        wanted = [k for k in wanted if k and k in summary.metric_keys]
+        read = self.cache.refresh if refresh else self.cache.get
+        with tracking.mlflow_errors(self.tracking_uri, f"metrics of run {run_id}"):
+            series = read(self.tracking_uri, run_id, wanted)
+        run = _as_run(summary, series)
+        report, error = None, None
+        if run.loss is not None:
+            try:
+                report = self.reports.report(self.tracking_uri, run)
+            except Exception as exc:  # noqa: BLE001 - the charts still help without a diagnosis
+                error = " ".join(str(exc).split())[:200] or type(exc).__name__
+        logged = tracking.tag_findings(summary.tags)
+        findings = merge_findings(report.findings if report else (), logged)
+        return LoadedRun(summary, run, report, tuple(findings), error)
+
+    def extra_metric_keys(self, summary: RunSummary) -> list[str]:
+        """Metrics worth an extra chart: held-out losses, grad norm, other LR groups."""
+        lr_key = keys.find_lr_key(summary.metric_keys)
+        extras = [k for k in EXTRA_CANDIDATES if k in summary.metric_keys]
+        extras += [k for k in summary.metric_keys if keys.is_lr_key(k) and k != lr_key]
+        return extras
+
+    # --- compare view --------------------------------------------------------------------------
+
+    def load_many(self, run_ids: Sequence[str]) -> list[LoadedRun]:
+        """Several runs for the compare view (unknown ids raise :class:`DataError`)."""
+        if not run_ids:
+            raise DataError("no runs to compare: pick runs in the table first")
+        if len(run_ids) > MAX_COMPARE_RUNS:
+            raise DataError(f"compare at most {MAX_COMPARE_RUNS} runs, not {len(run_ids)}")
+        return [self.load(run_id) for run_id in dict.fromkeys(run_ids)]
+
+
+def _as_run(summary: RunSummary, series: dict) -> Run:
+    return Run(
+        id=summary.id,
+        name=summary.name,
+        source=summary.id,
+        params=dict(summary.params),
+        tags=dict(summary.tags),
+        metrics=dict(series),
+        status=summary.status,
+        start_time_ms=summary.start_time_ms,
+        experiment_id=summary.experiment_id,
+    )

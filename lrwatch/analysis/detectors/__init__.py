@@ -1,0 +1,49 @@
+"""The four detectors and their registry: one module per detector, one shared contract.
+
+Every detector is a pure function ``detect_x(prepared, *, threshold=...) -> list[Finding]`` over a
+:class:`~lrwatch.analysis.prepare.PreparedRun`, with keyword-only, validated thresholds. The
+registry :data:`DETECTORS` names them; :func:`run_detectors` runs them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lrwatch.analysis.detectors.divergence import detect_divergence
+from lrwatch.analysis.detectors.oscillation import detect_oscillation
+from lrwatch.analysis.detectors.plateau import detect_plateau
+from lrwatch.analysis.detectors.slow_convergence import detect_slow_convergence
+from lrwatch.analysis.findings import Finding
+from lrwatch.analysis.prepare import PreparedRun
+
+__all__ = [
+    "DETECTORS",
+    "MIN_STEPS_TO_JUDGE",
+    "detect_divergence",
+    "detect_oscillation",
+    "detect_plateau",
+    "detect_slow_convergence",
+    "run_detectors",
+]
+
+# Fewer logged loss points than this and nothing is judged (analyze() says "too short to judge"):
+# below ~30 points the noise level itself cannot be estimated well enough to tell a trend or a
+# bounce from minibatch noise.
+MIN_STEPS_TO_JUDGE = 30
+
+DETECTORS: dict[str, Callable[[PreparedRun], list[Finding]]] = {
+    "divergence": detect_divergence,
+    "oscillation": detect_oscillation,
+    "plateau": detect_plateau,
+    "slow_convergence": detect_slow_convergence,
+}
+
+
+def run_detectors(prepared: PreparedRun) -> list[Finding]:
+    """Every detector's findings, sorted by start step; ``[]`` for runs too short to judge."""
+    if prepared.n < MIN_STEPS_TO_JUDGE:
+        return []
+    findings: list[Finding] = []
+    for detect in DETECTORS.values():
+        findings.extend(detect(prepared))
+    return sorted(findings, key=lambda f: (f.start_step, f.kind))

@@ -1,0 +1,10 @@
+"""divergence detector (work in progress)."""
+
+from __future__ import annotations
+
+from lrwatch.analysis.findings import Finding
+from lrwatch.analysis.prepare import PreparedRun
+
+
+def detect_divergence(prepared: PreparedRun) -> list[Finding]:
+    return []

@@ -1,0 +1,243 @@
+"""Recognise the learning-rate schedule from the logged LR series alone.
+
+The LR series is cut into monotone segments (rises and falls, flat stretches ignored). Their
+pattern names the family - one rise then flat: warmup then constant; several rises and falls:
+cyclical; a long or cosine-shaped rise then a fall to below the start: one-cycle - and the
+decaying part is then classified by shape: piecewise constant (step decay, or plateau-driven
+reductions when the drops come at irregular intervals by a constant factor) or smooth (linear,
+exponential or cosine, whichever fits best in least squares).
+
+Everything uses steps (not indices), so logging every N steps or irregularly works too, and LR
+values relative to the peak, so the scale of the LR does not matter. O(n), vectorised.
+
+Example::
+
+    recognize_schedule(np.arange(100), 0.1 * 0.97 ** np.arange(100)).kind  # 'exponential'
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lrwatch.analysis.findings import Schedule
+
+# A change smaller than this fraction of the peak LR is float jitter, not a schedule move
+# (float32-logged LRs jitter at ~1e-7 relative).
+_CHANGE_TOL = 1e-6
+# A rise or fall smaller than this fraction of the peak is ignored as a direction change (a
+# bump of under 1% does not make a schedule cyclical).
+_SIGNIFICANT_MOVE = 0.01
+# Shape fits: the best model must explain the decaying part to within this RMS error, as a
+# fraction of the part's own LR range; 3% separates torch's schedules from each other cleanly.
+_FIT_TOL = 0.03
+# A decaying part is piecewise constant when the LR stays put for this many logged points on
+# median between changes (smooth schedules change at every logged point).
+_MIN_FLAT_RUN = 3
+# Drops by factors whose logs differ by less than this are "the same factor" (5% apart).
+_FACTOR_LOG_TOL = 0.05
+# Drop intervals within this fraction of their median (or two logging intervals) are regular.
+_INTERVAL_TOL = 0.1
+# A rise that takes at least this fraction of the schedule is a one-cycle ramp, not a warmup
+# (OneCycleLR's default pct_start is 0.3; warmups are typically <= 10% of a run).
+_ONE_CYCLE_RISE_FRACTION = 0.25
+# The shape of a rise is judged only when it has this many logged points.
+_MIN_SHAPE_POINTS = 5
+# Points used for the shape fits: schedules are smooth, so a uniform subsample loses nothing.
+_MAX_FIT_POINTS = 2000
+
+KINDS = (
+    "constant",
+    "step",
+    "exponential",
+    "cosine",
+    "linear",
+    "cyclical",
+    "plateau_reductions",
+    "one_cycle",
+    "warmup_only",
+    "unknown",
+    "missing",
+)
+
+
+def recognize_schedule(lr_steps: np.ndarray | None, lr_values: np.ndarray | None) -> Schedule:
+    """Name the schedule of an LR series (cleaned: sorted unique steps, finite values).
+
+    Args:
+        lr_steps: int steps of the LR series, or ``None`` when no LR was logged.
+        lr_values: the LR at those steps.
+
+    Returns:
+        A :class:`Schedule`; ``kind`` is one of :data:`KINDS`, ``warmup_steps`` is set when a
+        warmup precedes the schedule, ``details`` carries the numbers that decided it (decay
+        factor and drop steps, cycle period, fit error, ...).
+    """
+    if lr_steps is None or lr_values is None or len(lr_values) == 0:
+        return Schedule(kind="missing")
+    steps = np.asarray(lr_steps, dtype=np.int64)
+    values = np.asarray(lr_values, dtype=np.float64)
+    keep = np.isfinite(values)
+    steps, values = steps[keep], values[keep]
+    if values.size == 0:
+        return Schedule(kind="missing")
+    peak = float(np.max(np.abs(values)))
+    base = dict(
+        initial_lr=float(values[0]), peak_lr=float(values.max()), final_lr=float(values[-1])
+    )
+    if peak == 0 or np.ptp(values) <= 1e-3 * peak:
+        return Schedule(kind="constant", **base)
+    segments = _segments(values / peak)
+    ups = [s for s in segments if s[0] > 0]
+    downs = [s for s in segments if s[0] < 0]
+    first_is_rise = bool(segments) and segments[0][0] > 0
+    late_ups = ups[1:] if first_is_rise else ups
+    if late_ups and len(downs) >= 2:
+        return _cyclical(steps, values, base, len(ups))
+    if late_ups or not segments:
+        return Schedule(kind="unknown", **base, details={"rises": len(ups), "falls": len(downs)})
+    if first_is_rise:
+        return _after_rise(steps, values, base, segments)
+    return _decay(steps, values, base, start=0, warmup_steps=None)
+
+
+def _segments(relative: np.ndarray) -> list[tuple[int, int, int]]:
+    """Monotone runs as ``(direction, first_index, last_index)``; moves < 1% of peak dropped."""
+    diffs = np.diff(relative)
+    direction = np.where(diffs > _CHANGE_TOL, 1, np.where(diffs < -_CHANGE_TOL, -1, 0))
+    moving = np.flatnonzero(direction)
+    if moving.size == 0:
+        return []
+    dirs = direction[moving]
+    breaks = np.flatnonzero(dirs[1:] != dirs[:-1]) + 1
+    firsts = np.concatenate(([0], breaks))
+    lasts = np.concatenate((breaks - 1, [dirs.size - 1]))
+    raw = [(int(dirs[a]), int(moving[a]), int(moving[b]) + 1) for a, b in zip(firsts, lasts)]
+    merged: list[tuple[int, int, int]] = []
+    for sign, lo, hi in raw:
+        if abs(relative[hi] - relative[lo]) < _SIGNIFICANT_MOVE:
+            continue
+        if merged and merged[-1][0] == sign:
+            merged[-1] = (sign, merged[-1][1], hi)
+        else:
+            merged.append((sign, lo, hi))
+    return merged
+
+
+def _after_rise(steps, values, base, segments) -> Schedule:
+    """A schedule that starts with a rise: warmup (+ what follows) or a one-cycle ramp."""
+    peak_index = int(np.argmax(values >= values.max() * (1 - 1e-6)))
+    warmup_steps = int(steps[peak_index] - steps[0]) + 1
+    rest = values[peak_index:]
+    at_end = peak_index >= values.size - 1
+    if len(segments) == 1 and (at_end or np.ptp(rest) <= 1e-3 * values.max()):
+        if at_end:  # the run stopped while still warming up
+            return Schedule(kind="warmup_only", **base, details={"rise_steps": warmup_steps})
+        return Schedule(kind="constant", warmup_steps=warmup_steps, **base)
+    span = max(int(steps[-1] - steps[0]), 1)
+    rise_fraction = (steps[peak_index] - steps[0]) / span
+    rise_fit = _fit_error_linear(steps[: peak_index + 1], values[: peak_index + 1])
+    curved = peak_index + 1 >= _MIN_SHAPE_POINTS and rise_fit > _FIT_TOL
+    ends_below_start = values[-1] < values[0]
+    if ends_below_start and (rise_fraction >= _ONE_CYCLE_RISE_FRACTION or curved):
+        details = {
+            "rise_steps": warmup_steps,
+            "rise_fraction": round(float(rise_fraction), 3),
+            "rise_shape": "curved" if curved else "linear",
+        }
+        return Schedule(kind="one_cycle", **base, details=details)
+    return _decay(steps, values, base, start=peak_index, warmup_steps=warmup_steps)
+
+
+def _decay(steps, values, base, *, start: int, warmup_steps: int | None) -> Schedule:
+    """Classify the decaying part ``values[start:]`` as stepwise or by smooth shape."""
+    s, v = steps[start:], values[start:]
+    changes = np.flatnonzero(np.abs(np.diff(v)) > _CHANGE_TOL * v.max()) + 1
+    if changes.size == 0:
+        return Schedule(kind="constant", warmup_steps=warmup_steps, **base)
+    flat_runs = np.diff(np.concatenate(([0], changes, [v.size])))
+    if np.median(flat_runs) >= _MIN_FLAT_RUN:
+        return _stepwise(s, v, changes, base, warmup_steps)
+    kind, errors = _best_smooth_fit(s, v)
+    details = {"fit_error": {k: round(e, 4) for k, e in errors.items()}}
+    if kind == "exponential":
+        gamma = float(np.exp(np.polyfit(s - s[0], np.log(np.maximum(v, 1e-300)), 1)[0]))
+        details["gamma_per_step"] = gamma
+    return Schedule(kind=kind, warmup_steps=warmup_steps, **base, details=details)
+
+
+def _stepwise(s, v, changes, base, warmup_steps) -> Schedule:
+    """Step decay (regular drops) or plateau-driven reductions (irregular, constant factor)."""
+    factors = v[changes] / v[changes - 1]
+    drop_steps = s[changes]
+    details = {
+        "drop_steps": [int(x) for x in drop_steps],
+        "factors": [round(float(f), 6) for f in factors],
+    }
+    if np.any(factors > 1):
+        return Schedule(kind="unknown", warmup_steps=warmup_steps, **base, details=details)
+    log_factors = np.log(factors)
+    same_factor = bool(np.ptp(log_factors) <= _FACTOR_LOG_TOL)
+    if same_factor:
+        details["gamma"] = float(np.exp(np.median(log_factors)))
+    intervals = np.diff(np.concatenate(([s[0]], drop_steps)))
+    spacing = float(np.median(np.diff(s))) if s.size > 1 else 1.0
+    tolerance = max(_INTERVAL_TOL * float(np.median(intervals)), 2 * spacing)
+    regular = bool(np.all(np.abs(intervals - np.median(intervals)) <= tolerance))
+    if regular:
+        details["step_size"] = int(np.median(intervals))
+    kind = "plateau_reductions" if (same_factor and not regular) else "step"
+    return Schedule(kind=kind, warmup_steps=warmup_steps, **base, details=details)
+
+
+def _cyclical(steps, values, base, rises: int) -> Schedule:
+    """Cycles: period from the steps of the local maxima, range from min and max."""
+    is_peak = np.r_[False, (values[1:-1] > values[:-2]) & (values[1:-1] >= values[2:]), False]
+    high = values >= values.min() + 0.5 * np.ptp(values)
+    peak_steps = steps[is_peak & high]
+    details = {"cycles": rises, "min_lr": float(values.min()), "max_lr": float(values.max())}
+    if peak_steps.size >= 2:
+        details["period_steps"] = int(np.median(np.diff(peak_steps)))
+    return Schedule(kind="cyclical", **base, details=details)
+
+
+def _subsample(s: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if s.size <= _MAX_FIT_POINTS:
+        return s.astype(np.float64), v
+    idx = np.unique(np.linspace(0, s.size - 1, _MAX_FIT_POINTS).astype(np.int64))
+    return s[idx].astype(np.float64), v[idx]
+
+
+def _rms_linear_fit(x: np.ndarray, y: np.ndarray, basis: np.ndarray) -> float:
+    """RMS residual of ``y ~ a + b * basis`` (least squares)."""
+    design = np.column_stack((np.ones_like(basis), basis))
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    return float(np.sqrt(np.mean((design @ coef - y) ** 2)))
+
+
+def _fit_error_linear(steps: np.ndarray, values: np.ndarray) -> float:
+    if values.size < 3:
+        return 0.0
+    x, y = _subsample(steps, values)
+    scale = np.ptp(y) or 1.0
+    return _rms_linear_fit(x, y / scale, x - x[0])
+
+
+def _best_smooth_fit(steps: np.ndarray, values: np.ndarray) -> tuple[str, dict[str, float]]:
+    """Which of linear / exponential / cosine decay fits best (RMS error relative to range)."""
+    x, y = _subsample(steps, values)
+    if y.size < 3:
+        return "linear", {"linear": 0.0}
+    t = (x - x[0]) / max(x[-1] - x[0], 1.0)
+    y = y / np.ptp(y)  # errors relative to the part's own range
+    errors = {"linear": _rms_linear_fit(t, y, t)}
+    if np.all(values > 0):
+        # Exponential: linear in log space; its error is measured back in LR space.
+        log_y = np.log(y)
+        coef = np.polyfit(t, log_y, 1)
+        errors["exponential"] = float(np.sqrt(np.mean((np.exp(np.polyval(coef, t)) - y) ** 2)))
+    # Cosine annealing with unknown period: the run may stop before T_max (T >= span).
+    errors["cosine"] = min(
+        _rms_linear_fit(t, y, np.cos(np.pi * t / period)) for period in (1.0, 1.1, 1.25, 1.5, 2.0)
+    )
+    kind = min(errors, key=errors.get)
+    return (kind if errors[kind] <= _FIT_TOL else "unknown"), errors

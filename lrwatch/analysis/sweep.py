@@ -1,0 +1,221 @@
+"""Sweep analysis: runs of one task at different LRs -> the LR-sensitivity curve and a pick.
+
+The curve is the final loss (a robust mean of the last ~10% of finite loss; ``inf`` for a run that
+diverged) against each run's base LR. The pick is the best LR of the grid refined by a parabola in
+log-LR through it and its neighbours; a best LR at the edge of the grid says to extend the sweep
+that way instead.
+
+Example::
+
+    curve = sensitivity_curve(runs)          # [SweepPoint(lr=0.001, final_loss=0.31, ...), ...]
+    analyze_sweep(runs).suggested_lr         # e.g. 0.021
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from lrwatch.analysis.findings import Recommendation
+from lrwatch.analysis.recommend import base_lr_from_params, fmt
+from lrwatch.run import Run
+
+# The final loss is the robust mean of this trailing fraction of the finite loss ...
+FINAL_FRACTION = 0.1
+# ... and of at least this many points, so short runs still average out minibatch noise.
+MIN_FINAL_POINTS = 5
+# Trim this fraction at each end before averaging: a few spikes do not move the level.
+TRIM = 0.1
+# LRs whose final loss is within 50% of the best (losses > 0; else within 10% of the curve's
+# spread) form the "near-best" range reported with the pick: about what seed noise moves.
+NEAR_BEST = 0.5
+NEAR_BEST_SPREAD = 0.1
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One run of a sweep: its base LR and where its loss ended up."""
+
+    run: str
+    lr: float
+    final_loss: float  # inf when the run diverged
+    best_loss: float  # lowest finite loss logged (nan if none)
+    diverged: bool
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        for key in ("final_loss", "best_loss"):
+            if not np.isfinite(out[key]):
+                out[key] = str(out[key])
+        return out
+
+
+def base_lr(run: Run) -> float | None:
+    """A run's base LR: the max of its LR series (the peak of any schedule), else its params."""
+    series = run.lr
+    if series is not None:
+        values = series.cleaned().values
+        values = values[np.isfinite(values) & (values > 0)]
+        if values.size:
+            return float(values.max())
+    return base_lr_from_params(run.params)
+
+
+def final_loss(values: np.ndarray) -> tuple[float, bool]:
+    """``(final loss, diverged)``: trimmed mean of the last ~10% of finite loss, or inf.
+
+    A run diverged when its loss turned non-finite, or ended above every one of its first
+    points (blew up while staying finite).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0 or finite.size < values.size:
+        return float("inf"), True
+    k = min(finite.size, max(MIN_FINAL_POINTS, int(np.ceil(FINAL_FRACTION * finite.size))))
+    tail, head = np.sort(finite[-k:]), finite[:k]
+    cut = int(TRIM * k)
+    level = float(np.mean(tail[cut : k - cut] if k - 2 * cut > 0 else tail))
+    if level > float(np.max(head)) and finite.size > k:
+        return float("inf"), True
+    return level, False
+
+
+def sensitivity_curve(runs: Sequence[Run]) -> list[SweepPoint]:
+    """One :class:`SweepPoint` per run with a loss and a base LR, sorted by LR."""
+    points = []
+    for run in runs:
+        loss = run.loss
+        lr = base_lr(run)
+        if loss is None or loss.is_empty or lr is None:
+            continue
+        values = loss.cleaned().values
+        final, diverged = final_loss(values)
+        finite = values[np.isfinite(values)]
+        best = float(finite.min()) if finite.size else float("nan")
+        points.append(SweepPoint(run.id, lr, final, best, diverged))
+    return sorted(points, key=lambda p: (p.lr, p.run))
+
+
+def analyze_sweep(runs: Sequence[Run]) -> Recommendation | None:
+    """The sweep's recommendation, or ``None`` with fewer than two distinct LRs.
+
+    Returns a :class:`Recommendation` with action ``use_lr`` (best inside the grid),
+    ``decrease_lr`` / ``increase_lr`` (best at an edge: extend the sweep that way, or every run
+    diverged). ``evidence["curve"]`` holds the points ``[{lr, final_loss, best_loss, diverged,
+    run}]`` for the dashboard's sensitivity plot.
+    """
+    curve = _one_point_per_lr(sensitivity_curve(runs))
+    if len(curve) < 2:
+        return None
+    lrs = np.array([p.lr for p in curve])
+    finals = np.array([p.final_loss for p in curve])
+    evidence = {"curve": [p.to_dict() for p in curve]}
+    ok = np.isfinite(finals)
+    ratio = float(np.exp(np.median(np.diff(np.log(lrs)))))  # the grid's typical step
+    if not ok.any():
+        return Recommendation(
+            action="decrease_lr",
+            suggested_lr=float(lrs[0] / ratio),
+            factor=1 / ratio,
+            message=(
+                f"Every run of the sweep diverged (LRs {fmt(lrs[0])} to {fmt(lrs[-1])}). "
+                f"Extend it downward: try {fmt(lrs[0] / ratio)} and below."
+            ),
+            evidence=evidence,
+        )
+    best = int(np.nanargmin(np.where(ok, finals, np.nan)))
+    stable = lrs[ok]
+    near = lrs[ok & (finals <= _near_best_limit(finals[ok], finals[best]))]
+    evidence.update(
+        grid_best_lr=float(lrs[best]),
+        grid_best_final_loss=float(finals[best]),
+        stable_range=[float(stable.min()), float(stable.max())],
+        near_best_range=[float(near.min()), float(near.max())],
+        grid_ratio=ratio,
+    )
+    span = f"the runs at {fmt(stable.min())} to {fmt(stable.max())} did not diverge"
+    if best == 0:
+        return Recommendation(
+            action="decrease_lr",
+            suggested_lr=float(lrs[0] / ratio),
+            factor=1 / ratio,
+            message=(
+                f"The lowest LR of the sweep, {fmt(lrs[0])}, ended lowest (final loss "
+                f"{finals[0]:.4g}): the best LR may lie below the grid. Extend the sweep "
+                f"downward, starting with {fmt(lrs[0] / ratio)}; {span}."
+            ),
+            evidence=evidence,
+        )
+    if best == len(curve) - 1:
+        return Recommendation(
+            action="increase_lr",
+            suggested_lr=float(lrs[-1] * ratio),
+            factor=ratio,
+            message=(
+                f"The highest LR of the sweep, {fmt(lrs[-1])}, ended lowest (final loss "
+                f"{finals[-1]:.4g}) and nothing above it was tried: extend the sweep upward, "
+                f"starting with {fmt(lrs[-1] * ratio)}."
+            ),
+            evidence=evidence,
+        )
+    suggested, how = _refine(lrs, finals, best)
+    evidence.update(suggested_by=how)
+    return Recommendation(
+        action="use_lr",
+        suggested_lr=suggested,
+        factor=None,
+        message=(
+            f"Of {len(curve)} LRs from {fmt(lrs[0])} to {fmt(lrs[-1])}, {fmt(lrs[best])} ended "
+            f"lowest (final loss {finals[best]:.4g}); {how} gives {fmt(suggested)}. LRs from "
+            f"{fmt(near.min())} to {fmt(near.max())} end {_near_phrase(finals[best])}; "
+            f"{span}."
+        ),
+        evidence=evidence,
+    )
+
+
+def _near_best_limit(finals: np.ndarray, best: float) -> float:
+    if best > 0:
+        return best * (1 + NEAR_BEST)
+    return best + NEAR_BEST_SPREAD * float(finals.max() - best)
+
+
+def _near_phrase(best: float) -> str:
+    if best > 0:
+        return f"within {NEAR_BEST:.0%} of that loss"
+    return f"within {NEAR_BEST_SPREAD:.0%} of the curve's spread from it"
+
+
+def _one_point_per_lr(curve: list[SweepPoint]) -> list[SweepPoint]:
+    """Average repeated LRs (seeds) into one point; a diverged seed marks the LR diverged."""
+    by_lr: dict[float, list[SweepPoint]] = {}
+    for point in curve:
+        by_lr.setdefault(float(np.float32(point.lr)), []).append(point)
+    merged = []
+    for group in by_lr.values():
+        if len(group) == 1:
+            merged.append(group[0])
+            continue
+        diverged = any(p.diverged for p in group)
+        final = float("inf") if diverged else float(np.mean([p.final_loss for p in group]))
+        best = float(np.nanmin([p.best_loss for p in group]))
+        runs = ",".join(p.run for p in group)
+        merged.append(SweepPoint(runs, group[0].lr, final, best, diverged))
+    return sorted(merged, key=lambda p: p.lr)
+
+
+def _refine(lrs: np.ndarray, finals: np.ndarray, best: int) -> tuple[float, str]:
+    """A parabola in log-LR through the best point and its finite neighbours, clamped to them."""
+    lo, hi = best - 1, best + 1
+    x = np.log(lrs[[lo, best, hi]])
+    y = finals[[lo, best, hi]]
+    if not np.all(np.isfinite(y)):
+        # The next LR up diverged: do not move toward the cliff.
+        return float(lrs[best]), "the grid's best (the next LR up diverged, so no nudging up)"
+    a, b, _ = np.polyfit(x, y, 2)
+    if a <= 0:
+        return float(lrs[best]), "the grid's best (the curve is not convex around it)"
+    vertex = float(np.clip(-b / (2 * a), x[0], x[2]))
+    return float(np.exp(vertex)), "a parabola in log-LR through it and its neighbours"

@@ -1,0 +1,370 @@
+"""The LR range test: raise the LR step by step, record the loss, suggest a rate to start from.
+
+Before a long run, run a short range test (Leslie Smith's, as in fastai's ``lr_find`` and
+Lightning's ``lr_finder``): the LR rises exponentially from ``start_lr`` to ``end_lr`` over a few
+hundred steps while the loss is recorded, until the loss blows up. The model and optimizer are
+restored afterwards, so training starts from where it would have without the test.
+
+Example::
+
+    import lrwatch
+    result = lrwatch.find_lr(model, optimizer, loss_fn, train_loader)
+    print(result.suggestion.lr, result.suggestion.method)
+    result.figure().show()   # loss against LR, the suggestion marked
+
+The procedure lives here (needs torch); the suggestion maths is pure, in
+:mod:`lrwatch.analysis.range_test`. With ``log=True`` the test is one MLflow run tagged
+``lrwatch.range_test=true``, which ``lrwatch analyze`` and the dashboard recognise.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lrwatch.analysis.range_test import (
+    DEFAULT_METHOD,
+    DEFAULT_SMOOTH,
+    LrSuggestion,
+    explain_method,
+    smooth_losses,
+    suggest_lr,
+)
+from lrwatch.errors import InputError, require
+
+__all__ = [
+    "LrSuggestion",
+    "RangeTestResult",
+    "figure_range_test",
+    "find_lr",
+    "find_lr_on_task",
+    "log_range_test",
+    "suggest_lr",
+]
+
+# Stop once the smoothed loss exceeds this multiple of the best smoothed loss so far: fastai and
+# Lightning both use 4; by then the curve past the minimum is clear and more steps only cost.
+DEFAULT_DIVERGE_THRESHOLD = 4.0
+# Steps before the divergence check applies: the debiased EMA of the first few losses is noisy.
+_MIN_STEPS_BEFORE_STOP = 5
+
+
+@dataclass
+class RangeTestResult:
+    """What a range test recorded, and the rate it suggests.
+
+    Attributes:
+        lrs / losses: the LR each step used and its raw loss (non-finite kept).
+        smoothed: the bias-corrected EMA of ``losses`` that the stopping rule and the suggestion
+            read (see :func:`lrwatch.analysis.range_test.smooth_losses`).
+        suggestion: the suggested starting LR, or ``None`` when too few points were finite.
+        stopped_early: True when the test stopped because the loss blew up.
+        run_id: the MLflow run it was logged to, or ``None``.
+    """
+
+    lrs: np.ndarray
+    losses: np.ndarray
+    smoothed: np.ndarray
+    suggestion: LrSuggestion | None
+    stopped_early: bool
+    run_id: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def suggest(self, method: str = DEFAULT_METHOD) -> LrSuggestion:
+        """The suggestion of another rule (``steepest``, ``minimum``, ``valley``, ``combined``)."""
+        return suggest_lr(self.lrs, self.losses, method=method, smooth=self.params["smooth"])
+
+    def figure(self):
+        """A plotly figure of loss against LR with the suggestion marked (needs plotly)."""
+        return figure_range_test(self.lrs, self.losses, self.smoothed, self.suggestion)
+
+
+def find_lr(
+    model,
+    optimizer,
+    loss_fn: Callable,
+    data: Iterable,
+    *,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    num_steps: int = 100,
+    mode: str = "exp",
+    smooth: float = DEFAULT_SMOOTH,
+    diverge_threshold: float = DEFAULT_DIVERGE_THRESHOLD,
+    method: str = DEFAULT_METHOD,
+    tracking_uri: str | None = None,
+    experiment: str | None = None,
+    log: bool = True,
+) -> RangeTestResult:
+    """Run an LR range test on ``model`` and restore it and ``optimizer`` afterwards.
+
+    Each step takes the next ``(inputs, targets)`` batch from ``data`` (a DataLoader or any
+    iterable, cycled when shorter than the test), sets every param group's LR, and takes one
+    optimizer step on ``loss_fn(model(inputs), targets)``.
+
+    Args:
+        model: a ``torch.nn.Module``; put on its device first (batches are moved to it).
+        optimizer: an optimizer over ``model``'s parameters; its LR is overwritten during the test.
+        loss_fn: ``loss_fn(outputs, targets) -> scalar tensor``.
+        data: iterable of ``(inputs, targets)`` batches.
+        start_lr / end_lr: the LR of the first and last step.
+        num_steps: the most steps the test takes (stops earlier when the loss blows up).
+        mode: ``exp`` (LR rises by a constant factor per step) or ``linear``.
+        smooth: EMA weight of each new loss for the smoothed curve.
+        diverge_threshold: stop once the smoothed loss exceeds this multiple of its best
+            (or the loss is NaN/inf).
+        method: the suggestion rule (see :func:`lrwatch.analysis.range_test.suggest_lr`).
+        tracking_uri / experiment: where to log (default store; experiment name, or MLflow's
+            default experiment).
+        log: log the test as an MLflow run tagged ``lrwatch.range_test=true``.
+
+    Returns:
+        :class:`RangeTestResult`.
+
+    Raises:
+        InputError: bad arguments, or ``data`` yields no batch.
+    """
+    torch = require("torch", "torch")
+    _check_arguments(start_lr, end_lr, num_steps, mode, smooth, diverge_threshold)
+    params = {
+        "start_lr": start_lr,
+        "end_lr": end_lr,
+        "num_steps": num_steps,
+        "mode": mode,
+        "smooth": smooth,
+        "diverge_threshold": diverge_threshold,
+        "optimizer": type(optimizer).__name__,
+    }
+    schedule = lr_schedule(start_lr, end_lr, num_steps, mode)
+    saved_model = copy.deepcopy(model.state_dict())
+    saved_optimizer = copy.deepcopy(optimizer.state_dict())
+    was_training = model.training
+    try:
+        lrs, losses, stopped = _run_steps(
+            torch, model, optimizer, loss_fn, data, schedule, smooth, diverge_threshold
+        )
+    finally:
+        model.load_state_dict(saved_model)
+        optimizer.load_state_dict(saved_optimizer)
+        model.train(was_training)
+    result = _result(lrs, losses, stopped, params, method)
+    if log:
+        result.run_id = log_range_test(result, tracking_uri=tracking_uri, experiment=experiment)
+    return result
+
+
+def find_lr_on_task(config, **kwargs) -> RangeTestResult:
+    """A range test on one of the bundled tasks (:mod:`lrwatch.tasks`), as ``train`` would start.
+
+    The model is initialised, the optimizer built and the batches drawn exactly as
+    ``lrwatch.tasks.train(config)`` does, so the suggestion can be compared with real runs of
+    ``config.with_(lr=suggestion.lr)``. ``kwargs`` go to :func:`find_lr` (``log`` defaults to
+    False here).
+    """
+    torch = require("torch", "torch")
+    from lrwatch import tasks
+
+    torch.manual_seed(config.seed)
+    task = tasks.make_task(
+        config.task, task_seed=config.task_seed, batch_size=config.batch_size, width=config.width
+    )
+    model = task.make_model()
+    optimizer = tasks.make_optimizer(model.parameters(), config)
+    num_steps = kwargs.get("num_steps", 100)
+    data = itertools.islice(task.batches(torch.Generator().manual_seed(config.seed)), num_steps)
+    kwargs.setdefault("log", False)
+    return find_lr(model, optimizer, task.loss_fn, data, **kwargs)
+
+
+def _check_arguments(start_lr, end_lr, num_steps, mode, smooth, diverge_threshold) -> None:
+    if not (0 < start_lr < end_lr) or not math.isfinite(end_lr):
+        raise InputError(f"need 0 < start_lr < end_lr, got start_lr={start_lr}, end_lr={end_lr}")
+    if int(num_steps) != num_steps or num_steps < 3:
+        raise InputError(f"num_steps must be an integer >= 3, not {num_steps}")
+    if mode not in ("exp", "linear"):
+        raise InputError(f"mode must be 'exp' or 'linear', not {mode!r}")
+    if not 0 < smooth <= 1:
+        raise InputError(f"smooth must be in (0, 1], not {smooth}")
+    if not diverge_threshold > 1:
+        raise InputError(f"diverge_threshold must be > 1, not {diverge_threshold}")
+
+
+def lr_schedule(start_lr: float, end_lr: float, num_steps: int, mode: str = "exp") -> np.ndarray:
+    """The LR of each step: geometric (``exp``) or evenly spaced (``linear``), ends included."""
+    if mode == "exp":
+        return np.geomspace(start_lr, end_lr, int(num_steps))
+    return np.linspace(start_lr, end_lr, int(num_steps))
+
+
+def _run_steps(torch, model, optimizer, loss_fn, data, schedule, smooth, diverge_threshold):
+    """The test loop: returns (lrs, losses, stopped_early)."""
+    device = next((p.device for p in model.parameters()), None)
+    batches = _cycled(data)
+    model.train()
+    lrs: list[float] = []
+    losses: list[float] = []
+    avg, best = 0.0, math.inf
+    for step, lr in enumerate(schedule):
+        inputs, targets = _next_batch(batches, step)
+        for group in optimizer.param_groups:
+            group["lr"] = float(lr)
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(_to(inputs, device, torch)), _to(targets, device, torch))
+        loss.backward()
+        optimizer.step()
+        value = float(loss.detach())  # one sync per step: the stopping rule needs the value
+        lrs.append(float(lr))
+        losses.append(value)
+        if not math.isfinite(value):
+            return lrs, losses, True
+        # The same debiased EMA as smooth_losses, kept running so the test can stop on time.
+        avg = (1 - smooth) * avg + smooth * value
+        smoothed = avg / (1 - (1 - smooth) ** (step + 1))
+        best = min(best, smoothed)
+        if step >= _MIN_STEPS_BEFORE_STOP and smoothed > diverge_threshold * best:
+            return lrs, losses, True
+    return lrs, losses, False
+
+
+def _cycled(data: Iterable) -> Iterator:
+    """Batches from ``data``, started again when it runs out (replayed for one-shot iterators)."""
+    iterator = iter(data)
+    if iterator is data:  # a one-shot iterator cannot be restarted: replay what it gave
+        yield from itertools.cycle(iterator)
+        return
+    while True:
+        empty = True
+        for batch in iterator:
+            empty = False
+            yield batch
+        if empty:  # a pass with no batch: restarting again would loop forever
+            return
+        iterator = iter(data)
+
+
+def _next_batch(batches: Iterator, step: int):
+    try:
+        batch = next(batches)
+    except StopIteration:
+        raise InputError("data yielded no batches for the range test") from None
+    try:
+        inputs, targets = batch
+    except (TypeError, ValueError):
+        raise InputError(
+            f"each batch must be an (inputs, targets) pair; batch {step} was {type(batch).__name__}"
+        ) from None
+    return inputs, targets
+
+
+def _to(value, device, torch):
+    if device is None:
+        return value
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to(v, device, torch) for v in value)
+    if isinstance(value, dict):
+        return {k: _to(v, device, torch) for k, v in value.items()}
+    return value
+
+
+def _result(lrs, losses, stopped, params, method) -> RangeTestResult:
+    lrs_array = np.asarray(lrs, dtype=np.float64)
+    losses_array = np.asarray(losses, dtype=np.float64)
+    try:
+        suggestion = suggest_lr(lrs_array, losses_array, method=method, smooth=params["smooth"])
+    except ValueError:
+        suggestion = None  # fewer than 3 finite points: nothing to suggest from
+    return RangeTestResult(
+        lrs=lrs_array,
+        losses=losses_array,
+        smoothed=smooth_losses(losses_array, params["smooth"]),
+        suggestion=suggestion,
+        stopped_early=stopped,
+        params=params,
+    )
+
+
+def figure_range_test(lrs, losses, smoothed, suggestion: LrSuggestion | None = None):
+    """Pure figure: loss and smoothed loss against LR (log axis), the suggested LR marked."""
+    go = require("plotly.graph_objects", "dashboard", "plotly")
+    fig = go.Figure()
+    fig.add_scatter(x=lrs, y=losses, name="loss", mode="lines", opacity=0.35)
+    fig.add_scatter(x=lrs, y=smoothed, name="smoothed loss", mode="lines")
+    if suggestion is not None:
+        y = smoothed[suggestion.index] if len(smoothed) > suggestion.index else None
+        label = f"suggested lr={suggestion.lr:.3g} ({suggestion.method})"
+        fig.add_vline(x=suggestion.lr, line_dash="dash")
+        fig.add_scatter(x=[suggestion.lr], y=[y], name=label, mode="markers", marker_size=10)
+        fig.update_layout(title=f"LR range test: {explain_method(suggestion.method)}")
+    fig.update_xaxes(type="log", title="learning rate")
+    fig.update_yaxes(title="training loss")
+    return fig
+
+
+# MLflow refuses more than 1000 metrics in one log_batch request.
+_MAX_METRICS_PER_BATCH = 1000
+
+
+def log_range_test(
+    result: RangeTestResult, *, tracking_uri: str | None = None, experiment: str | None = None
+) -> str:
+    """Log a range test as one finished MLflow run; returns its run id.
+
+    Tags ``lrwatch.range_test=true`` plus the suggestion; params are the test's settings and the
+    suggested LR; metrics ``train/loss`` and ``lr`` at steps 0, 1, ... (one client, batches of at
+    most 1000 metrics).
+    """
+    import mlflow
+    from mlflow.entities import Metric, Param
+
+    from lrwatch import __version__, keys
+    from lrwatch.analysis import range_test
+    from lrwatch.store import resolve_tracking_uri
+
+    client = mlflow.MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
+    experiment_id = _experiment_id(client, experiment)
+    name = f"lr-range-test-{result.params.get('optimizer', 'optimizer')}"
+    tags = {
+        keys.TAG_RANGE_TEST: "true",
+        keys.TAG_VERSION: __version__,
+        range_test.TAG_STOPPED_EARLY: str(result.stopped_early).lower(),
+    }
+    params = {key: str(value) for key, value in result.params.items()}
+    if result.suggestion is not None:
+        tags[range_test.TAG_SUGGESTED_LR] = repr(result.suggestion.lr)
+        tags[range_test.TAG_SUGGESTION_METHOD] = result.suggestion.method
+        params["suggested_lr"] = repr(result.suggestion.lr)
+        params["suggestion_method"] = result.suggestion.method
+    run = client.create_run(experiment_id, run_name=name, tags=tags)
+    run_id = run.info.run_id
+    try:
+        client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+        timestamp = run.info.start_time
+        metrics = []
+        for step, (lr, loss) in enumerate(zip(result.lrs, result.losses)):
+            metrics.append(Metric(keys.LOSS, float(loss), timestamp, step))
+            metrics.append(Metric(keys.LR, float(lr), timestamp, step))
+        for first in range(0, len(metrics), _MAX_METRICS_PER_BATCH):
+            chunk = metrics[first : first + _MAX_METRICS_PER_BATCH]
+            client.log_batch(run_id, metrics=chunk, synchronous=True)
+    except Exception:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id, status="FINISHED")
+    return run_id
+
+
+def _experiment_id(client, experiment: str | None) -> str:
+    if experiment is None:
+        return "0"  # MLflow's Default experiment, as the fluent API uses with nothing set
+    found = client.get_experiment_by_name(experiment)
+    if found is not None:
+        return found.experiment_id
+    return client.create_experiment(experiment)

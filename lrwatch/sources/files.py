@@ -1,0 +1,126 @@
+"""Saved runs on disk: one table file per run (CSV, Parquet, JSON Lines), or a folder of them.
+
+The step comes from the first column named like a step (:data:`STEP_COLUMNS`); a file without
+one uses the row index as the step, and the run says so (tag :data:`TAG_STEPS_FROM`). Every
+other numeric column becomes a metric series holding the rows that logged it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lrwatch.errors import InputError
+from lrwatch.run import Run, Series
+from lrwatch.sources.tables import TABLE_SUFFIXES, read_table
+
+# Step column names, in order of preference (ours, Lightning's CSVLogger, W&B, common others).
+STEP_COLUMNS = ("step", "Step", "global_step", "trainer/global_step", "_step", "iteration", "iter")
+# Tag recording where steps came from when a file had no step column.
+TAG_STEPS_FROM = "lrwatch.steps_from"
+STEPS_FROM_ROW_INDEX = "row index"
+
+
+def is_table_file(path: Path) -> bool:
+    return path.suffix.lower() in TABLE_SUFFIXES
+
+
+def load_file(path: str | Path, *, loss_key: str | None = None, lr_key: str | None = None) -> Run:
+    """One saved run from a table file.
+
+    Args:
+        path: a CSV, Parquet or JSON Lines file (one row per logged step).
+        loss_key / lr_key: column names to use as loss and LR (found among common names if None).
+
+    Returns:
+        A :class:`Run` with ``id``/``source`` the path as given and ``name`` the file stem.
+        Series are cleaned (sorted, one value per step). Loss presence is not checked here:
+        see :func:`lrwatch.sources.require_loss`.
+
+    Raises:
+        InputError: missing, empty or garbage file; no numeric rows; a named key is absent.
+
+    Example::
+
+        run = load_file("runs/lr0.1.csv", loss_key="val_loss")
+    """
+    path = Path(path)
+    columns = read_table(path)
+    step_name = next((name for name in STEP_COLUMNS if name in columns), None)
+    tags = {}
+    if step_name is None:
+        n_rows = len(next(iter(columns.values()))[0])
+        steps = np.arange(n_rows, dtype=np.int64)
+        tags[TAG_STEPS_FROM] = STEPS_FROM_ROW_INDEX
+        row_ok = np.ones(n_rows, dtype=bool)
+    else:
+        step_values, step_present = columns.pop(step_name)
+        row_ok = step_present & np.isfinite(step_values)
+        steps = np.where(row_ok, step_values, 0).astype(np.int64)
+        tags[TAG_STEPS_FROM] = step_name
+    metrics = {}
+    for name, (values, present) in columns.items():
+        keep = present & row_ok
+        if keep.any():
+            metrics[name] = Series(steps[keep], values[keep]).cleaned()
+    if not metrics:
+        raise InputError(f"{path}: no numeric rows besides the step column {step_name!r}")
+    _check_named_keys(path, metrics, loss_key, lr_key)
+    return Run(
+        id=str(path),
+        name=path.stem,
+        source=str(path),
+        tags=tags,
+        metrics=metrics,
+        loss_key=loss_key,
+        lr_key=lr_key,
+    )
+
+
+def _check_named_keys(path, metrics, loss_key, lr_key) -> None:
+    for option, key in (("--loss-key", loss_key), ("--lr-key", lr_key)):
+        if key is not None and key not in metrics:
+            raise InputError(
+                f"{path}: no column {key!r} ({option}); numeric columns: {', '.join(metrics)}"
+            )
+
+
+def folder_files(folder: str | Path) -> list[Path]:
+    """The table files directly inside ``folder`` (each one run), sorted by name.
+
+    Raises:
+        InputError: the folder holds no CSV, Parquet or JSON Lines files.
+    """
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and is_table_file(p))
+    if not files:
+        suffixes = ", ".join(TABLE_SUFFIXES)
+        raise InputError(f"{folder}: no run files in this folder (looked for {suffixes})")
+    return files
+
+
+def steps_note(run: Run) -> str | None:
+    """A sentence for the report when steps were not logged but numbered by row."""
+    if run.tags.get(TAG_STEPS_FROM) == STEPS_FROM_ROW_INDEX:
+        return "no step column: steps are row numbers (0, 1, 2, ...)"
+    return None
+
+
+def save_run_csv(run: Run, path: str | Path) -> Path:
+    """Write ``run`` as a saved-run CSV (``step`` + one column per metric; blanks where unlogged).
+
+    The inverse of :func:`load_file`, used to hand runs to other tools and in tests.
+    """
+    path = Path(path)
+    all_steps = np.unique(np.concatenate([s.steps for s in run.metrics.values()] or [[]]))
+    names = list(run.metrics)
+    index = {
+        name: dict(zip(s.steps.tolist(), s.values.tolist())) for name, s in run.metrics.items()
+    }
+    lines = [",".join(["step", *names])]
+    for step in all_steps.tolist():
+        cells = [repr(index[n][step]) if step in index[n] else "" for n in names]
+        lines.append(",".join([str(step), *cells]))
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,189 @@
+"""What the user typed -> the runs it names (:class:`RunRef`).
+
+How a spec (a command-line argument or a ``load_run`` argument) is read, first match wins:
+
+1. ``runs:/RUN_ID`` (anything after the id, like ``runs:/ID/model``, is ignored) -> an MLflow run.
+2. ``experiment:NAME`` -> every run of that MLflow experiment (``NAME`` may also be an id).
+3. an existing file -> one saved run; an existing folder -> each table file in it is one run.
+4. 32 hexadecimal characters (an MLflow run id) -> an MLflow run.
+5. a name ending in ``.csv``, ``.parquet``, ``.jsonl``... or containing ``/`` -> a file (missing).
+6. anything else -> an MLflow experiment name.
+
+MLflow specs use the tracking URI given, else ``MLFLOW_TRACKING_URI``, else the embedded default
+(:func:`lrwatch.store.resolve_tracking_uri`). MLflow is imported only for MLflow specs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from lrwatch.errors import InputError
+from lrwatch.sources.files import folder_files
+from lrwatch.sources.tables import TABLE_SUFFIXES
+
+RUN_PREFIX = "runs:/"
+EXPERIMENT_PREFIX = "experiment:"
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+# Longest MLflow error text kept in the one-line message (they can hold whole HTML pages).
+_MAX_ERROR_CHARS = 240
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """One run to load: a table file (``kind="file"``) or an MLflow run (``kind="mlflow"``).
+
+    ``spec`` is what the user wrote (for messages); ``optional`` marks runs found by listing an
+    experiment, which are skipped (not an error) when they logged no loss - e.g. parent runs.
+    """
+
+    kind: str
+    target: str
+    spec: str
+    tracking_uri: str | None = None
+    optional: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.target
+
+
+def classify(spec: str) -> tuple[str, str]:
+    """``(kind, value)`` with kind one of ``file``, ``folder``, ``run``, ``experiment``."""
+    spec = spec.strip()
+    if spec.startswith(RUN_PREFIX):
+        return "run", spec[len(RUN_PREFIX) :].strip("/").split("/", 1)[0]
+    if spec.startswith(EXPERIMENT_PREFIX):
+        return "experiment", spec[len(EXPERIMENT_PREFIX) :]
+    path = Path(spec)
+    if path.is_dir():
+        return "folder", spec
+    if path.exists():
+        return "file", spec
+    if _RUN_ID.match(spec):
+        return "run", spec
+    if path.suffix.lower() in TABLE_SUFFIXES or "/" in spec or "\\" in spec:
+        return "file", spec
+    return "experiment", spec
+
+
+def needs_mlflow(spec: str) -> bool:
+    return classify(spec)[0] in ("run", "experiment")
+
+
+def expand(spec: str, *, tracking_uri: str | None = None) -> list[RunRef]:
+    """The runs one spec names (a folder or an experiment may name many).
+
+    Raises:
+        InputError: a missing file, an empty folder, an unknown run or experiment, an
+            unreachable tracking store.
+    """
+    kind, value = classify(spec)
+    if kind == "file":
+        return [RunRef("file", value, spec)]
+    if kind == "folder":
+        return [RunRef("file", str(p), spec) for p in folder_files(value)]
+    from lrwatch.store import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    if kind == "run":
+        return [RunRef("mlflow", value, spec, uri)]
+    return experiment_runs(value, uri, spec=spec)
+
+
+def experiment_runs(name_or_id: str, tracking_uri: str, *, spec: str | None = None) -> list[RunRef]:
+    """Every active run of an MLflow experiment (by name, else by id), oldest first."""
+    spec = spec or f"{EXPERIMENT_PREFIX}{name_or_id}"
+    with mlflow_errors(tracking_uri):
+        client = _client(tracking_uri)
+        experiment = client.get_experiment_by_name(name_or_id)
+        if experiment is None and name_or_id.isdigit():
+            experiment = _experiment_by_id(client, name_or_id)
+        if experiment is None:
+            if spec.startswith(EXPERIMENT_PREFIX):
+                raise InputError(f"no experiment {name_or_id!r} in tracking store {tracking_uri}")
+            raise InputError(
+                f"{spec!r}: no such file, run id or experiment (tracking store {tracking_uri})"
+            )
+        run_ids = _search_run_ids(client, experiment.experiment_id)
+    if not run_ids:
+        raise InputError(
+            f"experiment {experiment.name!r} has no runs (tracking store {tracking_uri})"
+        )
+    return [RunRef("mlflow", rid, spec, tracking_uri, optional=True) for rid in run_ids]
+
+
+def _experiment_by_id(client, experiment_id: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_experiment(experiment_id)
+    except MlflowException:
+        return None
+
+
+def _search_run_ids(client, experiment_id: str) -> list[str]:
+    run_ids, token = [], None
+    while True:
+        page = client.search_runs(
+            [experiment_id],
+            order_by=["attributes.start_time ASC"],
+            max_results=1000,
+            page_token=token,
+        )
+        run_ids += [run.info.run_id for run in page]
+        token = page.token
+        if not token:
+            return run_ids
+
+
+def _client(tracking_uri: str):
+    from lrwatch.sources.mlflow_store import _client as cached_client
+
+    return cached_client(tracking_uri)
+
+
+@contextmanager
+def mlflow_errors(tracking_uri: str) -> Iterator[None]:
+    """Turn MLflow's exceptions (unreachable server, bad URI...) into one-line InputErrors."""
+    try:
+        yield
+    except InputError:
+        raise
+    except Exception as exc:
+        if not _is_mlflow_failure(exc):
+            raise
+        raise InputError(describe_mlflow_failure(tracking_uri, exc)) from None
+
+
+def describe_mlflow_failure(tracking_uri: str, exc: BaseException) -> str:
+    """One line: 'cannot reach' for network failures, else MLflow's own (shortened) text."""
+    text = " ".join(str(exc).split())
+    lowered = text.lower()
+    for clue, reason in _NETWORK_CLUES:
+        if clue in lowered:
+            return f"cannot reach tracking server {tracking_uri} ({reason})"
+    if len(text) > _MAX_ERROR_CHARS:
+        text = text[: _MAX_ERROR_CHARS - 3] + "..."
+    return f"cannot read tracking store {tracking_uri}: {text}"
+
+
+# Substrings of requests/urllib3 errors (wrapped in MlflowException text) -> a short reason.
+_NETWORK_CLUES = (
+    ("connection refused", "connection refused"),
+    ("name or service not known", "unknown host"),
+    ("nodename nor servname", "unknown host"),
+    ("temporary failure in name resolution", "unknown host"),
+    ("timed out", "timed out"),
+    ("max retries exceeded", "no answer"),
+    ("connection aborted", "connection aborted"),
+)
+
+
+def _is_mlflow_failure(exc: Exception) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(exc, (MlflowException, ConnectionError, TimeoutError, OSError))

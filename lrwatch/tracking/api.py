@@ -1,0 +1,135 @@
+"""``lrwatch.watch``: build a Watcher - join or create the run, open the spool, start the writer."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+
+from lrwatch import __version__, keys
+from lrwatch.store import resolve_tracking_uri
+from lrwatch.tracking import distributed, lifecycle
+from lrwatch.tracking.live import LiveDiagnosis
+from lrwatch.tracking.params import optimizer_params
+from lrwatch.tracking.sink import MlflowSink
+from lrwatch.tracking.spool import SpoolWriter
+from lrwatch.tracking.watcher import Watcher, as_list
+from lrwatch.tracking.writer import Writer
+
+log = logging.getLogger("lrwatch")
+
+# One flush a second: a few log_batch requests a second at most, and what SIGKILL can cost.
+DEFAULT_FLUSH_INTERVAL_S = 1.0
+
+
+def watch(
+    optimizer,
+    *,
+    experiment: str | None = None,
+    run_name: str | None = None,
+    params: Mapping[str, object] | None = None,
+    tracking_uri: str | None = None,
+    scheduler=None,
+    grad_norm: bool = False,
+    model=None,
+    flush_interval: float = DEFAULT_FLUSH_INTERVAL_S,
+    on_divergence: str | Callable = "warn",
+    reduce_loss: str | None = None,
+    spool_dir: str | None = None,
+    analyze: bool = True,
+) -> Watcher:
+    """Log the loss and every param group's LR of a PyTorch training loop into MLflow.
+
+    Args:
+        optimizer: a ``torch.optim.Optimizer`` or a list of them (``lr/opt1``... for the others).
+        experiment: MLflow experiment name (created if missing); default experiment when None.
+        run_name: name of the new run. Inside an active MLflow run (``mlflow.start_run()``) the
+            watcher logs into that run instead and leaves ending it to you.
+        params: extra params to record with the optimizer's (class, base LR, momentum, betas...).
+        tracking_uri: where to log; else ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``.
+        scheduler: the LR scheduler (or a list), recorded as the ``scheduler`` param.
+        grad_norm: also log ``grad_norm``, the total L2 norm of the gradients each optimizer step
+            used (computed on the device right before ``optimizer.step()``; costs one norm).
+        model: whose parameters' gradients ``grad_norm`` covers (default: the first optimizer's).
+        flush_interval: seconds between background flushes (spool write + MLflow batch).
+        on_divergence: ``"warn"`` (log it), ``"stop"`` (raise :class:`DivergenceError` at the next
+            ``w.step``) or a callable receiving the divergence finding (background thread).
+        reduce_loss: ``"mean"`` averages the loss across torch.distributed ranks (a collective:
+            syncs every step). Only rank 0 writes either way.
+        spool_dir: directory of the local spool (default ``$LRWATCH_SPOOL_DIR`` or
+            ``~/.cache/lrwatch/spool``).
+        analyze: run the live diagnosis (findings as tags and warnings).
+
+    Returns:
+        a :class:`Watcher`; call ``w.step(loss)`` after each optimizer (and scheduler) step.
+
+    Example::
+
+        with lrwatch.watch(optimizer, experiment="resnet", scheduler=scheduler) as w:
+            for x, y in loader:
+                ...; optimizer.step(); scheduler.step()
+                w.step(loss)
+    """
+    optimizers = as_list(optimizer)
+    if not optimizers:
+        raise ValueError("watch() needs at least one optimizer")
+    if flush_interval <= 0:
+        raise ValueError("flush_interval must be positive (seconds)")
+    reduce = distributed.make_reducer(reduce_loss)
+    if distributed.rank() != 0:
+        return distributed.RankWatcher(reduce)
+    live = LiveDiagnosis(on_divergence) if analyze else None
+    run_id, uri, owns_run = _active_run(tracking_uri)
+    sink = MlflowSink(uri)
+    tags = {keys.TAG_VERSION: __version__}
+
+    def create_run() -> str:
+        return sink.create_run(experiment, run_name, tags)
+
+    if run_id is None:
+        try:
+            run_id = create_run()
+        except Exception as exc:  # noqa: BLE001 - a down server costs buffering, not the run
+            log.warning("lrwatch: cannot reach %s (%s); logging to the spool meanwhile", uri, exc)
+    header = {
+        "tracking_uri": uri,
+        "run_id": run_id,
+        "experiment": experiment,
+        "run_name": run_name,
+        "created_ms": int(time.time() * 1000),
+    }
+    spool = SpoolWriter(spool_dir, header)
+    writer = Writer(
+        deque(), sink, spool, run_id=run_id, create_run=create_run,
+        flush_interval=flush_interval, live=live,
+    )  # fmt: skip
+    all_params = optimizer_params(optimizers, scheduler)
+    all_params.update({str(k): str(v) for k, v in (params or {}).items()})
+    writer.add("params", all_params)
+    if not owns_run:
+        writer.add("tags", tags)
+    grad_params = None
+    if grad_norm:
+        source = model.parameters() if model is not None else _optimizer_params(optimizers[0])
+        grad_params = list(source)
+    watcher = Watcher(optimizers, writer, grad_params=grad_params, reduce=reduce)
+    watcher._writer_owns_run = owns_run
+    writer.start()
+    lifecycle.register(watcher)
+    return watcher
+
+
+def _active_run(tracking_uri: str | None) -> tuple[str | None, str, bool]:
+    """(run id, tracking URI, whether lrwatch owns the run)."""
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is not None and tracking_uri is None:
+        return active.info.run_id, mlflow.get_tracking_uri(), False
+    return None, resolve_tracking_uri(tracking_uri), True
+
+
+def _optimizer_params(optimizer):
+    for group in optimizer.param_groups:
+        yield from group["params"]

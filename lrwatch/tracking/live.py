@@ -1,0 +1,107 @@
+"""Live diagnosis: feed the streaming analyzer, turn its new findings into tags and actions.
+
+Runs in the writer's background thread. Each new finding is logged once through Python logging,
+written to the run as tags (``lrwatch.findings`` holds the JSON list of every finding so far,
+``lrwatch.worst_severity`` the worst one, ``lrwatch.schedule`` the recognised schedule when the
+analyzer offers one), and a divergence triggers ``on_divergence``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+import numpy as np
+
+from lrwatch import keys
+from lrwatch.analysis.findings import Finding, severity_rank
+from lrwatch.tracking.sink import MAX_TAG_VALUE
+
+log = logging.getLogger("lrwatch")
+
+
+class DivergenceError(RuntimeError):
+    """Raised by ``Watcher.step`` after a divergence was found, when ``on_divergence="stop"``.
+
+    Attributes:
+        finding: the divergence :class:`~lrwatch.analysis.findings.Finding`.
+    """
+
+    def __init__(self, finding: Finding) -> None:
+        super().__init__(
+            f"lrwatch stopped training: {finding.message} "
+            f"(divergence from step {finding.start_step}; on_divergence='stop')"
+        )
+        self.finding = finding
+
+
+def findings_tag(findings: list[Finding]) -> str:
+    """JSON list of findings that fits MLflow's tag limit: the most severe ones are kept."""
+    ranked = sorted(findings, key=lambda f: (-severity_rank(f.severity), f.start_step))
+    dicts = [f.to_dict() for f in ranked]
+    while dicts:
+        text = json.dumps(dicts)
+        if len(text) <= MAX_TAG_VALUE:
+            return text
+        dicts.pop()  # the least severe, latest goes first
+    return "[]"
+
+
+class LiveDiagnosis:
+    """Wraps :class:`lrwatch.analysis.streaming.OnlineAnalyzer` for one run.
+
+    ``on_divergence``: ``"warn"`` (log only), ``"stop"`` (``stop_requested`` is set; the watcher
+    raises :class:`DivergenceError` at the next step) or a callable taking the finding.
+    """
+
+    def __init__(self, on_divergence: str | Callable[[Finding], object] = "warn") -> None:
+        from lrwatch.analysis.streaming import OnlineAnalyzer
+
+        if not (callable(on_divergence) or on_divergence in ("warn", "stop")):
+            raise ValueError("on_divergence must be 'warn', 'stop' or a callable(finding)")
+        self.analyzer = OnlineAnalyzer()
+        self.on_divergence = on_divergence
+        self.findings: list[Finding] = []
+        self.stop_requested: Finding | None = None
+        self._last_schedule: str | None = None
+
+    def feed(self, points: list[tuple[int, float, float]]) -> dict[str, str]:
+        """Feed ``(step, loss, lr)`` points; return tags to write (empty when nothing changed)."""
+        if not points:
+            return {}
+        arr = np.asarray(points, dtype=np.float64)
+        new = self.analyzer.update(arr[:, 0].astype(np.int64), arr[:, 1], arr[:, 2])
+        tags: dict[str, str] = {}
+        for finding in new:
+            self.findings.append(finding)
+            log.warning("lrwatch: %s: %s", finding.kind, finding.message)
+            if finding.kind == "divergence":
+                self._act(finding)
+        if new:
+            tags[keys.TAG_FINDINGS] = findings_tag(self.findings)
+            worst = max(self.findings, key=lambda f: severity_rank(f.severity))
+            tags[keys.TAG_WORST] = worst.severity
+        schedule = self._schedule_text()
+        if schedule and schedule != self._last_schedule:
+            self._last_schedule = tags[keys.TAG_SCHEDULE] = schedule
+        return tags
+
+    def _schedule_text(self) -> str | None:
+        # The analyzer may recognise the schedule as it goes; the contract leaves it optional.
+        schedule = getattr(self.analyzer, "schedule", None)
+        if callable(schedule):
+            schedule = schedule()
+        if schedule is None or getattr(schedule, "kind", "missing") in ("missing", "unknown"):
+            return None
+        describe = getattr(schedule, "describe", None)
+        return describe() if callable(describe) else str(schedule)
+
+    def _act(self, finding: Finding) -> None:
+        if self.on_divergence == "stop":
+            self.stop_requested = self.stop_requested or finding
+        elif callable(self.on_divergence):
+            try:
+                self.on_divergence(finding)
+            except Exception as exc:  # noqa: BLE001 - a user callback must not kill the writer
+                log.warning("lrwatch: on_divergence callback failed: %r", exc)

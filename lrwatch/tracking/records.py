@@ -1,0 +1,106 @@
+"""Turning what the training thread queued into metric rows (runs in the background thread).
+
+The hot path queues raw tuples and never converts anything: a loss may be a Python float, a CPU
+scalar tensor already read, or a device tensor. Device tensors of one flush are stacked and copied
+to the host with ONE transfer here, so the training thread never waits for the device.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+from lrwatch import keys
+
+# Queue items. A step: (step, time_s, loss, lrs, grad_norm) with lrs = [[lr per group] per
+# optimizer]. A w.log call: (step, time_s, {key: value}).
+STEP_ITEM_LEN = 5
+
+
+def drain(queue: deque) -> list[tuple]:
+    """Pop everything queued so far (deque.popleft is atomic, so the training thread may append)."""
+    items = []
+    for _ in range(len(queue)):
+        items.append(queue.popleft())
+    return items
+
+
+def to_floats(values: list) -> list[float]:
+    """Floats for a list of floats / numbers / scalar tensors, with one device->host copy."""
+    out = [v if type(v) is float else None for v in values]
+    pending = [i for i, v in enumerate(out) if v is None]
+    if not pending:
+        return out
+    tensors = [(i, values[i]) for i in pending if hasattr(values[i], "detach")]
+    if tensors:
+        try:
+            import torch
+
+            stacked = torch.stack([t.detach().reshape(()) for _, t in tensors])
+            host = stacked.cpu().double().tolist()  # the one synchronising copy, off the hot path
+            for (i, _), value in zip(tensors, host):
+                out[i] = value
+        except (RuntimeError, TypeError, ValueError):
+            pass  # mixed devices / dtypes / shapes: fall back to one conversion each below
+    for i in pending:
+        if out[i] is None:
+            out[i] = scalar(values[i])
+    return out
+
+
+def scalar(value) -> float:
+    """A float for a number or a one-element tensor/array; NaN when it cannot be read as one."""
+    try:
+        if hasattr(value, "detach"):
+            value = value.detach().reshape(-1)[0]
+        return float(value)
+    except (TypeError, ValueError, IndexError, RuntimeError):
+        return math.nan
+
+
+class RowBuilder:
+    """Metric rows ``(key, value, timestamp_ms, step)`` from queue items, timestamps monotone."""
+
+    def __init__(self) -> None:
+        self._last_ms = 0
+        self._lr_keys: dict[tuple[int, int], str] = {}
+
+    def _timestamp(self, time_s: float) -> int:
+        # Timestamps never go backwards (wall clock adjustments), so (step, timestamp) only grows
+        # per key - the order the replay de-duplication relies on.
+        self._last_ms = max(self._last_ms, int(time_s * 1000))
+        return self._last_ms
+
+    def _lr_key(self, group: int, optimizer: int) -> str:
+        key = self._lr_keys.get((group, optimizer))
+        if key is None:
+            key = self._lr_keys[(group, optimizer)] = keys.lr_key(group, optimizer)
+        return key
+
+    def build(self, items: list[tuple]) -> tuple[list[tuple], list[tuple[int, float, float]]]:
+        """Rows for every item, plus ``(step, loss, lr)`` of each step for the live analysis."""
+        steps = [it for it in items if len(it) == STEP_ITEM_LEN]
+        losses = to_floats([it[2] for it in steps])
+        norms = to_floats([it[4] for it in steps if it[4] is not None])
+        norm_iter = iter(norms)
+        loss_by_id = {id(it): loss for it, loss in zip(steps, losses)}
+        rows: list[tuple] = []
+        points: list[tuple[int, float, float]] = []
+        for item in items:
+            step, ms = item[0], self._timestamp(item[1])
+            if len(item) != STEP_ITEM_LEN:
+                rows.extend((k, scalar(v), ms, step) for k, v in item[2].items())
+                continue
+            loss = loss_by_id[id(item)]
+            rows.append((keys.LOSS, loss, ms, step))
+            first_lr = math.nan
+            for o, groups in enumerate(item[3]):
+                for g, lr in enumerate(groups):
+                    value = lr if type(lr) is float else scalar(lr)
+                    rows.append((self._lr_key(g, o), value, ms, step))
+                    if o == 0 and g == 0:
+                        first_lr = value
+            if item[4] is not None:
+                rows.append((keys.GRAD_NORM, next(norm_iter), ms, step))
+            points.append((step, loss, first_lr))
+        return rows, points

@@ -1,0 +1,88 @@
+"""Upload a leftover spool file into MLflow, exactly once (what ``lrwatch import`` runs).
+
+Safe to run twice, or on a spool whose run already holds part of the data: rows are resent only
+when newer than the latest ``(step, timestamp)`` the store holds for their key (see
+:mod:`lrwatch.tracking.writer` for why that is exact).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from lrwatch.errors import InputError
+from lrwatch.tracking.sink import MlflowSink
+from lrwatch.tracking.spool import iter_metric_chunks, read_summary
+from lrwatch.tracking.writer import filter_landed
+
+# Rows held in memory at once while streaming a spool of any size.
+CHUNK_ROWS = 10_000
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    run_id: str
+    tracking_uri: str
+    sent: int
+    already_there: int
+    created_run: bool
+
+
+def import_spool(path: str | Path, tracking_uri: str | None = None) -> ImportResult:
+    """Send what ``path`` holds that the store lacks; create the run if it never was.
+
+    Raises:
+        InputError: the file is missing or is not an lrwatch spool.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"no such spool file: {path}")
+    try:
+        summary = read_summary(path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path} is not an lrwatch spool file") from exc
+    header = summary.header
+    uri = tracking_uri or header.get("tracking_uri")
+    from lrwatch.store import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(uri)
+    sink = MlflowSink(uri)
+    run_id, created = _find_or_create_run(sink, summary.run_id, header)
+    if created:
+        # Recorded in the spool, so importing the same file again finds this run.
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"type": "run", "run_id": run_id}) + "\n")
+    if summary.params:
+        sink.log_params(run_id, summary.params)
+    if summary.tags:
+        sink.set_tags(run_id, summary.tags)
+    landed = sink.latest_landed(run_id)
+    sent = total = 0
+    for chunk in iter_metric_chunks(path, CHUNK_ROWS):
+        rows = filter_landed(chunk, landed)
+        total += len(chunk)
+        if rows:
+            sink.log_metrics(run_id, rows)
+            sent += len(rows)
+    _end_if_running(sink, run_id, summary.end_status or "KILLED")
+    return ImportResult(run_id, uri, sent, total - sent, created)
+
+
+def _find_or_create_run(sink: MlflowSink, run_id: str | None, header: dict) -> tuple[str, bool]:
+    if run_id is not None:
+        try:
+            sink.client.get_run(run_id)
+            return run_id, False
+        except Exception as exc:  # noqa: BLE001 - only "no such run" means create one
+            if getattr(exc, "error_code", None) != "RESOURCE_DOES_NOT_EXIST":
+                raise
+    from lrwatch import __version__, keys
+
+    tags = {keys.TAG_VERSION: __version__}
+    return sink.create_run(header.get("experiment"), header.get("run_name"), tags), True
+
+
+def _end_if_running(sink: MlflowSink, run_id: str, status: str) -> None:
+    if sink.client.get_run(run_id).info.status == "RUNNING":
+        sink.end_run(run_id, status)

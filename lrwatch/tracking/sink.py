@@ -1,0 +1,170 @@
+"""The MLflow side of the logger: one client, batched writes, fast failure, no hidden retries.
+
+Local stores (``sqlite:///...``, any SQL URI) go through one :class:`mlflow.MlflowClient`. For an
+``http(s)://`` tracking server the few calls the writer makes are sent with MLflow's own
+``http_request`` helper but with ``max_retries=0`` and a short timeout: MLflow's default (7 urllib3
+retries with backoff 2, up to 244 s of blocking per call against a dead server) would stall the
+writer, which has its own retry-with-backoff and a disk spool. Setting
+``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` process-wide would also change the user's own MLflow calls,
+so the writer passes its limits per request instead.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+
+from lrwatch.tracking.spool import MetricRow
+
+# The store refuses more than 1000 metrics (or 100 params / 1000 tags) in one log_batch request.
+MAX_METRICS_PER_REQUEST = 1000
+MAX_PARAMS_PER_REQUEST = 100
+# Values longer than these are refused by MLflow (mlflow.utils.validation).
+MAX_TAG_VALUE = 8000
+MAX_PARAM_VALUE = 6000
+# A request to a hung server gives up after this long; the writer then retries with backoff.
+DEFAULT_HTTP_TIMEOUT_S = 10
+
+# MLflow error codes that retrying cannot fix: the batch is dropped with a warning instead.
+_PERMANENT_ERRORS = {
+    "INVALID_PARAMETER_VALUE",
+    "RESOURCE_DOES_NOT_EXIST",
+    "INVALID_STATE",
+    "BAD_REQUEST",
+    "PERMISSION_DENIED",
+    "UNAUTHENTICATED",
+}
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """True when the store rejected the request itself (retrying would fail the same way)."""
+    return getattr(exc, "error_code", None) in _PERMANENT_ERRORS
+
+
+def split(items: Sequence, size: int) -> list:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class MlflowSink:
+    """Creates or joins a run and writes metrics, params and tags to it."""
+
+    def __init__(self, tracking_uri: str, *, http_timeout_s: int = DEFAULT_HTTP_TIMEOUT_S) -> None:
+        import mlflow
+
+        self.tracking_uri = tracking_uri
+        self.client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+        self.http_timeout_s = http_timeout_s
+        self._rest = tracking_uri.startswith(("http://", "https://"))
+
+    # -- REST with explicit limits ---------------------------------------------------------
+    def _call(self, endpoint: str, method: str, body: dict) -> dict:
+        from mlflow.utils.rest_utils import http_request, verify_rest_response
+
+        creds = self.client._tracking_client.store.get_host_creds()
+        payload = {"params": body} if method == "GET" else {"json": body}
+        response = http_request(
+            creds,
+            f"/api/2.0/mlflow/{endpoint}",
+            method,
+            max_retries=0,
+            backoff_factor=0,
+            timeout=self.http_timeout_s,
+            **payload,
+        )
+        response = verify_rest_response(response, endpoint)
+        return json.loads(response.text or "{}")
+
+    # -- runs ------------------------------------------------------------------------------
+    def experiment_id(self, name: str | None) -> str:
+        """The id of experiment ``name`` (created if missing); the default experiment for None."""
+        if not name:
+            return "0"
+        if self._rest:
+            try:
+                found = self._call("experiments/get-by-name", "GET", {"experiment_name": name})
+                return found["experiment"]["experiment_id"]
+            except Exception as exc:  # noqa: BLE001 - missing is the one case we handle
+                if getattr(exc, "error_code", None) != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+            return self._call("experiments/create", "POST", {"name": name})["experiment_id"]
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        return self.client.create_experiment(name)
+
+    def create_run(self, experiment: str | None, run_name: str | None, tags: dict) -> str:
+        from mlflow.tracking.context.registry import resolve_tags
+
+        experiment_id = self.experiment_id(experiment)
+        all_tags = resolve_tags(dict(tags))
+        if run_name:
+            all_tags["mlflow.runName"] = run_name
+        if not self._rest:
+            run = self.client.create_run(experiment_id, tags=all_tags, run_name=run_name)
+            return run.info.run_id
+        body = {
+            "experiment_id": experiment_id,
+            "start_time": int(time.time() * 1000),
+            "tags": [{"key": k, "value": str(v)} for k, v in all_tags.items()],
+        }
+        if run_name:
+            body["run_name"] = run_name
+        return self._call("runs/create", "POST", body)["run"]["info"]["run_id"]
+
+    def end_run(self, run_id: str, status: str) -> None:
+        if not self._rest:
+            self.client.set_terminated(run_id, status=status)
+            return
+        body = {"run_id": run_id, "status": status, "end_time": int(time.time() * 1000)}
+        self._call("runs/update", "POST", body)
+
+    def latest_landed(self, run_id: str) -> dict[str, tuple[int, int]]:
+        """Per metric key, the ``(step, timestamp)`` of the latest value the store holds."""
+        if not self._rest:
+            metrics = self.client.get_run(run_id).data._metric_objs
+            return {m.key: (int(m.step), int(m.timestamp)) for m in metrics}
+        run = self._call("runs/get", "GET", {"run_id": run_id})["run"]
+        return {
+            m["key"]: (int(m.get("step", 0)), int(m.get("timestamp", 0)))
+            for m in run.get("data", {}).get("metrics", [])
+        }
+
+    # -- writes ----------------------------------------------------------------------------
+    def log_metrics(self, run_id: str, rows: Sequence[MetricRow]) -> None:
+        """Send rows in requests of at most 1000 metrics, in order."""
+        from mlflow.entities import Metric
+
+        for chunk in split(rows, MAX_METRICS_PER_REQUEST):
+            metrics = [Metric(k, float(v), int(ts), int(s)) for k, v, ts, s in chunk]
+            self._log_batch(run_id, metrics=metrics)
+
+    def log_params(self, run_id: str, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:MAX_PARAM_VALUE]) for k, v in params.items()]
+        for chunk in split(items, MAX_PARAMS_PER_REQUEST):
+            self._log_batch(run_id, params=chunk)
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self._log_batch(run_id, tags=[RunTag(k, str(v)[:MAX_TAG_VALUE]) for k, v in tags.items()])
+
+    def _log_batch(self, run_id: str, *, metrics=(), params=(), tags=()) -> None:
+        if not self._rest:
+            self.client.log_batch(
+                run_id, metrics=metrics, params=params, tags=tags, synchronous=True
+            )
+            return
+        from mlflow.protos.service_pb2 import LogBatch
+        from mlflow.utils.proto_json_utils import message_to_json
+
+        # Through the proto so NaN/inf are encoded the way the server parses them.
+        request = LogBatch(
+            run_id=run_id,
+            metrics=[m.to_proto() for m in metrics],
+            params=[p.to_proto() for p in params],
+            tags=[t.to_proto() for t in tags],
+        )
+        self._call("runs/log-batch", "POST", json.loads(message_to_json(request)))

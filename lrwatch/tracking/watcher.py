@@ -1,0 +1,199 @@
+"""The public logger: ``lrwatch.watch(optimizer) as w`` and ``w.step(loss)`` - the hot path.
+
+The training thread only reads the learning rates, stamps the time and appends one tuple to a
+deque (a few microseconds); :mod:`lrwatch.tracking.writer` does everything else in the background.
+
+The LR convention: the LR logged at step ``k`` is the rate optimizer step ``k`` *used*. The watcher
+registers an optimizer step pre-hook that snapshots every param group's LR right before
+``optimizer.step()`` runs, so the value is right whether the scheduler is stepped before or after
+``w.step`` and when a script sets ``group["lr"]`` by hand. If the optimizer was not stepped since
+the last ``w.step`` (e.g. a skipped AMP step), the current LRs are read at ``w.step`` time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from lrwatch.tracking.live import DivergenceError
+from lrwatch.tracking.writer import Writer, strict
+
+log = logging.getLogger("lrwatch")
+
+
+class Watcher:
+    """Logs loss and learning rates of a training loop into an MLflow run. Make one with
+    :func:`lrwatch.watch`; use it as a context manager or call :meth:`close` yourself.
+
+    Attributes:
+        run_id: the MLflow run written to (``None`` until the store was reachable once).
+        spool_path: the local journal of everything logged (deleted after a clean close).
+        findings: live findings so far (:class:`~lrwatch.analysis.findings.Finding`).
+    """
+
+    def __init__(
+        self, optimizers: Sequence, writer: Writer | None, *, grad_params=None, reduce=None
+    ):
+        self._optimizers = list(optimizers)
+        self._writer = writer
+        self._queue: deque = writer.queue if writer is not None else deque()
+        self._live = writer.live if writer is not None else None
+        self._reduce = reduce
+        self._grad_params = grad_params
+        self._step = 0
+        self._captured: list = [None] * len(self._optimizers)
+        self._norm = None
+        self._closed = False
+        self._stop_raised = False
+        self._hooks = [self._install_hook(i, opt) for i, opt in enumerate(self._optimizers)]
+        import torch
+
+        self._tensor = torch.Tensor
+
+    # -- hot path ----------------------------------------------------------------------------
+    def step(self, loss) -> None:
+        """Record one optimizer step: ``loss`` (a scalar tensor on any device, or a number) and
+        the LR of every param group. Call it once per ``optimizer.step()``.
+
+        Never raises into the training loop, except :class:`DivergenceError` when the run was
+        created with ``on_divergence="stop"`` and a divergence was found.
+        """
+        live = self._live
+        if live is not None and live.stop_requested is not None and not self._stop_raised:
+            self._stop_raised = True
+            raise DivergenceError(live.stop_requested)
+        try:
+            if self._reduce is not None:
+                loss = self._reduce(loss)
+            captured = self._captured
+            lrs = [c if c is not None else self._read(i) for i, c in enumerate(captured)]
+            self._captured = [None] * len(captured)
+            if type(loss) is not float:
+                loss = self._loss_value(loss)
+            norm, self._norm = self._norm, None
+            self._queue.append((self._step, time.time(), loss, lrs, norm))
+            self._step += 1
+        except Exception as exc:  # noqa: BLE001 - the promise: never break training
+            self._fail(exc)
+
+    def _loss_value(self, loss):
+        if isinstance(loss, self._tensor):
+            if not loss.is_cpu:
+                return loss.detach()  # stays on the device; copied in batches off the hot path
+            return loss.item() if not loss.requires_grad else loss.data.item()
+        return float(loss)
+
+    def log(self, **metrics) -> None:
+        """Log other metrics at the current step, e.g. ``w.log(val_loss=0.3, accuracy=0.9)``.
+
+        Values may be numbers or scalar tensors. The step is the number of ``w.step`` calls so
+        far minus one (the step just recorded), or 0 before the first.
+        """
+        try:
+            step = max(self._step - 1, 0)
+            self._queue.append((step, time.time(), dict(metrics)))
+        except Exception as exc:  # noqa: BLE001
+            self._fail(exc)
+
+    # -- LR capture --------------------------------------------------------------------------
+    def _read(self, index: int) -> list:
+        return [g["lr"] for g in self._optimizers[index].param_groups]
+
+    def _install_hook(self, index: int, optimizer):
+        def capture(opt, args, kwargs):
+            self._captured[index] = [g["lr"] for g in opt.param_groups]
+            if index == 0 and self._grad_params is not None:
+                self._norm = self._grad_norm()
+
+        try:
+            return optimizer.register_step_pre_hook(capture)
+        except AttributeError:  # not a torch.optim.Optimizer: read LRs at w.step time
+            return None
+
+    def _grad_norm(self):
+        import torch
+
+        grads = [p.grad for p in self._grad_params if p.grad is not None]
+        if not grads:
+            return None
+        # Stays on the device (no sync); the writer copies it with the losses.
+        return torch.nn.utils.get_total_norm(grads)
+
+    # -- properties and lifecycle ----------------------------------------------------------
+    @property
+    def run_id(self) -> str | None:
+        return self._writer.run_id if self._writer is not None else None
+
+    @property
+    def spool_path(self):
+        return self._writer.spool.path if self._writer is not None else None
+
+    @property
+    def findings(self) -> list:
+        return list(self._live.findings) if self._live is not None else []
+
+    @property
+    def step_count(self) -> int:
+        return self._step
+
+    def close(self, status: str = "FINISHED", *, timeout_s: float = 10.0) -> bool:
+        """Flush, deliver what is pending (up to ``timeout_s``), end the run if lrwatch started
+        it. Returns True when everything reached the store; otherwise the spool file is kept and
+        a warning names the ``lrwatch import`` command that finishes the upload."""
+        if self._closed:
+            return True
+        self._closed = True
+        for hook in self._hooks:
+            if hook is not None:
+                hook.remove()
+        from lrwatch.tracking import lifecycle
+
+        lifecycle.forget(self)
+        if self._writer is None:
+            return True
+        try:
+            owned_status = status if self._writer_owns_run else None
+            delivered = self._writer.close(status=owned_status, timeout_s=timeout_s)
+            self._writer.spool.close(delete=delivered)
+            if not delivered:
+                log.warning(
+                    "lrwatch: not everything reached the tracking store; upload the rest later "
+                    "with: lrwatch import %s",
+                    self._writer.spool.path,
+                )
+        except Exception as exc:  # noqa: BLE001
+            self._fail(exc)
+            return False
+        if strict() and self._writer.error is not None:
+            raise self._writer.error
+        return delivered
+
+    _writer_owns_run = True
+
+    def _fail(self, exc: BaseException) -> None:
+        if strict():
+            raise exc
+        log.warning("lrwatch: logger error (training continues): %r", exc)
+
+    def __enter__(self) -> Watcher:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            status = "FINISHED"
+        elif issubclass(exc_type, KeyboardInterrupt):
+            status = "KILLED"
+        else:
+            status = "FAILED"
+        self.close(status)
+
+
+def as_list(optimizer_or_list) -> list:
+    if isinstance(optimizer_or_list, (list, tuple)):
+        return list(optimizer_or_list)
+    return [optimizer_or_list]
+
+
+OnDivergence = str | Callable

@@ -1,0 +1,227 @@
+"""The background writer: queue -> spool file (fsync) -> live analysis -> MLflow, every flush.
+
+One daemon thread. Each cycle it drains what the training thread queued, appends it to the spool
+and fsyncs (durable before anything else), feeds the live analysis, then sends to MLflow for at
+most about one flush interval, so the queue never holds more than that (plus one HTTP timeout).
+
+Exactly once. Every metric keeps the timestamp taken at ``w.step`` time, so a resent row is
+identical to the first. MLflow's SQL stores drop identical ``(key, step, timestamp, value)`` rows
+(``SqlAlchemyStore._log_metrics`` catches the primary-key clash and skips rows already present;
+checked in MLflow 3.17). Other stores do not, so after any failed request - which may have landed
+before the connection died - the writer first asks the store for the latest ``(step, timestamp)``
+of each key and resends only newer rows. Rows of one key go out in ``(step, timestamp)`` order and
+a ``log_batch`` request lands whole, so what landed is always a prefix. ``lrwatch import`` uses the
+same rule on a leftover spool.
+
+Memory stays bounded: unsent rows wait in memory up to ``MAX_OUTBOX_ROWS``; beyond that they are
+dropped from memory and replayed later from the spool file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from lrwatch.tracking.records import RowBuilder, drain
+from lrwatch.tracking.sink import MlflowSink, is_permanent
+from lrwatch.tracking.spool import SpoolWriter, iter_metric_chunks
+
+log = logging.getLogger("lrwatch")
+
+ENV_STRICT = "LRWATCH_STRICT"
+# ~30 MB of Python tuples; a longer outage is replayed from the spool file instead.
+MAX_OUTBOX_ROWS = 200_000
+# Retry delays after a failed request: start small (a restart takes seconds), cap at 30 s so a
+# server back after a long outage is noticed within half a minute.
+BACKOFF_START_S, BACKOFF_MAX_S = 0.5, 30.0
+
+
+def strict() -> bool:
+    return os.environ.get(ENV_STRICT, "") not in ("", "0", "false", "False")
+
+
+def filter_landed(rows: list[tuple], landed: dict[str, tuple[int, int]]) -> list[tuple]:
+    """Rows newer than what the store already holds for their key (see module docstring)."""
+    if not landed:
+        return list(rows)
+    return [r for r in rows if r[0] not in landed or (r[3], r[2]) > landed[r[0]]]
+
+
+class Writer:
+    """Owns the spool, the MLflow sink and the live analysis of one watched run."""
+
+    def __init__(
+        self,
+        queue: deque,
+        sink: MlflowSink,
+        spool: SpoolWriter,
+        *,
+        run_id: str | None,
+        create_run: Callable[[], str] | None,
+        flush_interval: float,
+        live=None,
+    ) -> None:
+        self.queue = queue
+        self.sink = sink
+        self.spool = spool
+        self.run_id = run_id
+        self._create_run = create_run
+        self.flush_interval = flush_interval
+        self.live = live
+        self.rows = RowBuilder()
+        self.outbox: deque[tuple[str, object]] = deque()  # ("metrics"|"params"|"tags", payload)
+        self._outbox_rows = 0
+        self._replay_spool = False  # rows were dropped from memory: resend from the spool file
+        self._uncertain = False  # a request failed: it may have landed, check before resending
+        self._retry_at = 0.0
+        self._backoff = BACKOFF_START_S
+        self.error: BaseException | None = None  # first unexpected error (raised under strict)
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()  # one cycle at a time (thread vs. close/signal flush)
+        self._thread = threading.Thread(target=self._loop, name="lrwatch-writer", daemon=True)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def add(self, kind: str, payload) -> None:
+        """Queue params or tags (already spooled by the caller's cycle)."""
+        self.spool.append([{"type": kind, kind: payload}])
+        self.outbox.append((kind, payload))
+
+    def close(self, *, status: str | None, timeout_s: float) -> bool:
+        """Flush everything, try to deliver for up to ``timeout_s``; True when all landed."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=max(timeout_s, 0.1))
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            self._cycle(deadline=deadline, final=True)
+            while self.pending() and time.monotonic() < deadline:
+                time.sleep(min(self._backoff, max(deadline - time.monotonic(), 0)))
+                self._retry_at = 0.0
+                self._send(deadline)
+            delivered = not self.pending()
+            if status is not None:
+                self.spool.append([{"type": "end", "status": status}])
+                if delivered:
+                    delivered = self._guard(lambda: self.sink.end_run(self.run_id, status))
+        return delivered
+
+    def pending(self) -> bool:
+        return bool(self.outbox) or self._replay_spool or self.run_id is None
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            with self._lock:
+                self._cycle(deadline=time.monotonic() + self.flush_interval)
+
+    def _cycle(self, *, deadline: float, final: bool = False) -> None:
+        try:
+            items = drain(self.queue)
+            rows, points = self.rows.build(items) if items else ([], [])
+            if rows:
+                self.spool.append([{"type": "metrics", "metrics": rows}])
+                self._enqueue_rows(rows)
+            if self.live is not None and points:
+                tags = self.live.feed(points)
+                if tags:
+                    self.add("tags", tags)
+        except Exception as exc:  # noqa: BLE001 - the training loop must never see this
+            self._unexpected(exc)
+        if not final:
+            self._send(deadline)
+
+    def _enqueue_rows(self, rows: list[tuple]) -> None:
+        if self._replay_spool:
+            return  # already on disk; the replay will send it
+        self.outbox.append(("metrics", rows))
+        self._outbox_rows += len(rows)
+        if self._outbox_rows > MAX_OUTBOX_ROWS:
+            log.warning("lrwatch: tracking store unreachable for long; unsent steps stay on disk")
+            self.outbox = deque(item for item in self.outbox if item[0] != "metrics")
+            self._outbox_rows = 0
+            self._replay_spool = True
+
+    # -- sending -----------------------------------------------------------------------------
+    def _send(self, deadline: float) -> None:
+        if time.monotonic() < self._retry_at:
+            return
+        try:
+            if self.run_id is None:
+                self.run_id = self._create_run()
+                self.spool.append([{"type": "run", "run_id": self.run_id}])
+            landed = None
+            if self._uncertain:
+                landed = self.sink.latest_landed(self.run_id)
+                self._uncertain = False
+            if self._replay_spool:
+                self._replay(landed if landed is not None else self.sink.latest_landed(self.run_id))
+            while self.outbox and time.monotonic() < deadline:
+                self._send_one(landed)
+            self._backoff = BACKOFF_START_S
+        except Exception as exc:  # noqa: BLE001 - transient: back off and retry
+            self._uncertain = self.run_id is not None
+            self._retry_at = time.monotonic() + self._backoff
+            log.warning(
+                "lrwatch: tracking store unavailable (%s); retrying in %.1f s",
+                _short(exc),
+                self._backoff,
+            )
+            self._backoff = min(self._backoff * 2, BACKOFF_MAX_S)
+
+    def _send_one(self, landed) -> None:
+        kind, payload = self.outbox[0]
+        try:
+            if kind == "metrics":
+                rows = filter_landed(payload, landed) if landed else payload
+                self.sink.log_metrics(self.run_id, rows)
+                self._outbox_rows -= len(payload)
+            elif kind == "params":
+                self.sink.log_params(self.run_id, payload)
+            else:
+                self.sink.set_tags(self.run_id, payload)
+        except Exception as exc:
+            if not is_permanent(exc):
+                raise
+            self._unexpected(exc, f"the tracking store refused {kind}; dropped")
+        self.outbox.popleft()
+
+    def _replay(self, landed: dict[str, tuple[int, int]]) -> None:
+        """Resend every spooled row the store lacks (after the in-memory outbox overflowed)."""
+        self.spool.append([])  # (no-op) the spool is flushed after every append already
+        for chunk in iter_metric_chunks(self.spool.path, chunk=10_000):
+            rows = filter_landed(chunk, landed)
+            if rows:
+                self.sink.log_metrics(self.run_id, rows)
+        self._replay_spool = False
+
+    # -- errors ------------------------------------------------------------------------------
+    def _guard(self, action: Callable[[], object]) -> bool:
+        try:
+            action()
+            return True
+        except Exception as exc:  # noqa: BLE001
+            log.warning("lrwatch: %s", _short(exc))
+            return False
+
+    def _unexpected(self, exc: BaseException, what: str = "logger error") -> None:
+        log.warning("lrwatch: %s: %s", what, _short(exc))
+        if self.error is None:
+            self.error = exc
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) < 300 else text[:297] + "..."

@@ -1,0 +1,178 @@
+"""The recommendation rules, one by one: a finding placed on a run's history -> the action.
+
+The LR histories come from real torch schedulers; the findings are placed by hand so each rule
+is tested on its own, independent of the detectors' thresholds (real end-to-end runs are in
+test_analysis_recommend_runs.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lrwatch import keys
+from lrwatch.analysis.findings import Finding
+from lrwatch.analysis.prepare import prepare_arrays
+from lrwatch.analysis.recommend import primary_finding, recommend
+from lrwatch.analysis.schedule import recognize_schedule
+
+N = 400
+
+
+def scheduled_lr(make, lr: float = 1.0, steps: int = N) -> np.ndarray:
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=lr)
+    scheduler = make(optimizer)
+    used = []
+    for _ in range(steps):
+        used.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+    return np.array(used)
+
+
+def decaying_loss(steps: int = N, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(steps)
+    return 0.2 + 2.0 * np.exp(-t / 60) + 0.01 * rng.standard_normal(steps)
+
+
+def blow_up(loss: np.ndarray, start: int) -> np.ndarray:
+    out = loss.copy()
+    out[start:] = out[start] * np.exp(0.2 * np.arange(N - start))
+    out[start + 60 :] = np.nan
+    return out
+
+
+def finding(kind, start, end=None, severity="critical") -> Finding:
+    return Finding(kind, start, end if end is not None else start + 20, severity, "seen")
+
+
+def advise(loss, lr, findings, params=None):
+    steps = np.arange(loss.size)
+    prepared = prepare_arrays(steps, loss, None if lr is None else steps, lr)
+    schedule = recognize_schedule(prepared.lr_steps, prepared.lr_values)
+    return recommend(prepared, findings, schedule, params=params or {})
+
+
+def warmup_then_constant(opt):
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 40))
+
+
+def test_divergence_right_after_the_warmup_peak_lowers_the_peak():
+    lr = scheduled_lr(warmup_then_constant, lr=2.0)
+    rec = advise(blow_up(decaying_loss(), 60), lr, [finding("divergence", 60)])
+    assert rec.action == "lower_peak_lr"
+    assert rec.suggested_lr < 2.0
+    assert "warmup" in rec.message and "60" in rec.message
+    assert rec.evidence["suggested_warmup_steps"] > rec.evidence["warmup_steps"]
+
+
+def test_divergence_during_warmup_caps_the_peak_below_the_lr_at_onset():
+    lr = scheduled_lr(warmup_then_constant, lr=2.0)
+    rec = advise(blow_up(decaying_loss(), 20), lr, [finding("divergence", 20)])
+    assert rec.action == "lower_peak_lr"
+    assert rec.suggested_lr < lr[19]
+
+
+def test_divergence_from_the_first_step_without_warmup_cuts_tenfold():
+    loss = 1.0 * np.exp(0.1 * np.arange(N))
+    loss[150:] = np.inf
+    rec = advise(loss, np.full(N, 0.5), [finding("divergence", 1)])
+    assert rec.action == "decrease_lr"
+    assert rec.suggested_lr == pytest.approx(0.05)
+    assert rec.factor == pytest.approx(0.1)
+
+
+def test_early_divergence_after_progress_without_warmup_adds_warmup():
+    rec = advise(blow_up(decaying_loss(), 30), np.full(N, 0.5), [finding("divergence", 30)])
+    assert rec.action == "add_warmup"
+    assert rec.suggested_lr < 0.5
+    assert rec.evidence["suggested_warmup_steps"] >= 30
+
+
+def test_mid_run_divergence_scales_the_lr_in_force_before_it():
+    # Step decay 1.0 -> 0.1 at step 133 -> 0.01 at 266; the blow-up starts at step 300.
+    lr = scheduled_lr(lambda o: torch.optim.lr_scheduler.StepLR(o, 133, 0.1))
+    rec = advise(blow_up(decaying_loss(), 300), lr, [finding("divergence", 300)])
+    assert rec.action == "decrease_lr"
+    assert rec.suggested_lr == pytest.approx(0.3 * 0.01)
+    assert "300" in rec.message
+
+
+def test_an_isolated_nan_the_loss_recovers_from_means_clip_gradients():
+    loss = decaying_loss()
+    loss[250] = np.nan
+    assert advise(loss, np.full(N, 0.1), []).action == "clip_gradients"
+    spike = decaying_loss()
+    spike[250:253] = 1e6
+    rec = advise(spike, np.full(N, 0.1), [finding("divergence", 250, 252)])
+    assert rec.action == "clip_gradients"
+
+
+def test_oscillation_with_heavy_momentum_reduces_momentum():
+    loss = decaying_loss()
+    params = {"optimizer": "sgd", "momentum": "0.95"}
+    rec = advise(loss, np.full(N, 0.1), [finding("oscillation", 100, 300, "warning")], params)
+    assert rec.action == "reduce_momentum"
+    assert rec.evidence["suggested_momentum"] == pytest.approx(0.9)
+    assert rec.evidence["alternative_lr"] == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("params", [{}, {"optimizer": "adam", "momentum": "0.95"}])
+def test_oscillation_otherwise_halves_the_lr(params):
+    rec = advise(decaying_loss(), np.full(N, 0.1), [finding("oscillation", 100, 300)], params)
+    assert rec.action == "decrease_lr"
+    assert rec.suggested_lr == pytest.approx(0.05)
+
+
+def test_plateau_under_a_constant_lr_decays_it():
+    rec = advise(decaying_loss(), np.full(N, 0.1), [finding("plateau", 250, 399, "warning")])
+    assert rec.action == "decay_lr"
+    assert rec.suggested_lr == pytest.approx(0.01)
+    assert "250" in rec.message
+
+
+def test_plateau_at_the_end_of_annealing_is_convergence():
+    lr = scheduled_lr(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, N))
+    rec = advise(decaying_loss(), lr, [finding("plateau", 330, 399, "info")])
+    assert rec.action == "keep"
+
+
+def test_slow_convergence_raises_the_lr():
+    rec = advise(
+        decaying_loss(), np.full(N, 0.001), [finding("slow_convergence", 0, 399, "warning")]
+    )
+    assert rec.action == "increase_lr"
+    assert rec.suggested_lr == pytest.approx(0.003)
+
+
+def test_precedence_critical_first_then_earliest():
+    plateau = finding("plateau", 10, 100, "warning")
+    late = finding("divergence", 300, 320, "critical")
+    early = finding("oscillation", 200, 250, "critical")
+    assert primary_finding([plateau, late, early]) is early
+    assert primary_finding([plateau, late]) is late
+    assert primary_finding([]) is None
+
+
+def test_without_an_lr_series_no_lr_is_invented_but_params_are_used():
+    findings = [finding("oscillation", 100, 300)]
+    rec = advise(decaying_loss(), None, findings)
+    assert rec.action == "decrease_lr" and rec.suggested_lr is None
+    assert "logged no LR" in rec.message and rec.factor == pytest.approx(0.5)
+    for key in (keys.PARAM_BASE_LR, "lr", "learning_rate"):
+        rec = advise(decaying_loss(), None, findings, {key: "0.2"})
+        assert rec.suggested_lr == pytest.approx(0.1)
+
+
+def test_healthy_run_keeps_and_short_run_is_not_judged():
+    rec = advise(decaying_loss(), np.full(N, 0.1), [])
+    assert rec.action == "keep" and rec.suggested_lr == pytest.approx(0.1)
+    short = decaying_loss()[:12]
+    steps = np.arange(12)
+    prepared = prepare_arrays(steps, short, steps, np.full(12, 0.1))
+    rec = recommend(prepared, [], recognize_schedule(steps, np.full(12, 0.1)), min_points=30)
+    assert rec.action == "none" and "too short to judge" in rec.message.lower()

@@ -1,0 +1,157 @@
+"""Schedule recognition on LR series produced by real torch schedulers (and a real plateau run)."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import pytest
+import torch
+
+from lrwatch.analysis import analyze
+from lrwatch.analysis.schedule import KINDS, recognize_schedule
+from lrwatch.tasks import SCHEDULES, TrainConfig, make_scheduler, train
+
+sched = torch.optim.lr_scheduler
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # two shared cores: threads only contend
+    yield
+    torch.set_num_threads(previous)
+
+
+def lr_series(make, steps: int, lr: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """The LR each optimizer step used, under the scheduler ``make(optimizer)``."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=lr)
+    scheduler = make(optimizer)
+    used = []
+    for _ in range(steps):
+        used.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+    return np.arange(steps), np.array(used)
+
+
+@cache
+def task_lr_series(name: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    config = TrainConfig(lr=0.1, steps=steps, schedule=name)
+    return lr_series(lambda opt: make_scheduler(opt, config), steps)
+
+
+# TrainConfig.schedule name -> (expected kind, whether a warmup precedes it)
+EXPECTED = {
+    "constant": ("constant", False),
+    "step": ("step", False),
+    "exponential": ("exponential", False),
+    "cosine": ("cosine", False),
+    "linear_decay": ("linear", False),
+    "warmup_constant": ("constant", True),
+    "warmup_cosine": ("cosine", True),
+    "cyclic": ("cyclical", False),
+    "onecycle": ("one_cycle", False),
+}
+
+
+def test_every_task_schedule_is_covered():
+    assert set(EXPECTED) | {"plateau"} == set(SCHEDULES)
+
+
+@pytest.mark.parametrize("every", [1, 10, 37])
+@pytest.mark.parametrize("steps", [400, 3000])
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_task_schedulers_recognised_at_any_logging_interval(name, steps, every):
+    s, v = task_lr_series(name, steps)
+    schedule = recognize_schedule(s[::every], v[::every])
+    kind, has_warmup = EXPECTED[name]
+    assert schedule.kind == kind, schedule
+    assert bool(schedule.warmup_steps) == has_warmup
+    if has_warmup:  # the tasks warm up for 10% of the run
+        assert abs(schedule.warmup_steps - steps // 10) <= every + 1
+    assert schedule.peak_lr == pytest.approx(v[::every].max())
+
+
+def test_step_decay_reports_gamma_and_step_size():
+    s, v = lr_series(lambda opt: sched.StepLR(opt, step_size=250, gamma=0.5), 1000)
+    schedule = recognize_schedule(s, v)
+    assert schedule.kind == "step"
+    assert schedule.details["gamma"] == pytest.approx(0.5)
+    assert schedule.details["step_size"] == 250
+
+
+def test_exponential_reports_its_gamma():
+    s, v = lr_series(lambda opt: sched.ExponentialLR(opt, gamma=0.995), 600)
+    schedule = recognize_schedule(s, v)
+    assert schedule.kind == "exponential"
+    assert schedule.details["gamma_per_step"] == pytest.approx(0.995, rel=1e-6)
+
+
+def test_cosine_stopped_before_t_max_is_still_cosine():
+    s, v = lr_series(lambda opt: sched.CosineAnnealingLR(opt, T_max=1000, eta_min=1e-4), 700)
+    assert recognize_schedule(s, v).kind == "cosine"
+
+
+def test_warm_restarts_are_cyclical():
+    s, v = lr_series(lambda opt: sched.CosineAnnealingWarmRestarts(opt, T_0=200), 1000)
+    schedule = recognize_schedule(s, v)
+    assert schedule.kind == "cyclical"
+    assert schedule.details["period_steps"] == 200
+
+
+def test_linear_warmup_then_step_decay_via_sequential_lr():
+    def make(opt):
+        warm = sched.LinearLR(opt, start_factor=0.01, total_iters=100)
+        decay = sched.StepLR(opt, step_size=300, gamma=0.1)
+        return sched.SequentialLR(opt, [warm, decay], milestones=[100])
+
+    s, v = lr_series(make, 1000)
+    schedule = recognize_schedule(s, v)
+    assert schedule.kind == "step"
+    assert abs(schedule.warmup_steps - 101) <= 2
+    assert schedule.describe().startswith("warmup (")
+
+
+def test_run_that_stops_during_warmup_is_warmup_only():
+    s, v = lr_series(lambda opt: sched.LinearLR(opt, start_factor=0.1, total_iters=500), 300)
+    assert recognize_schedule(s, v).kind == "warmup_only"
+
+
+def test_float32_logging_does_not_break_recognition():
+    s, v = lr_series(lambda opt: sched.CosineAnnealingLR(opt, T_max=2000), 2000)
+    assert recognize_schedule(s, v.astype(np.float32).astype(np.float64)).kind == "cosine"
+
+
+def test_lr_scale_does_not_matter():
+    s, v = lr_series(lambda opt: sched.StepLR(opt, step_size=100, gamma=0.3), 500)
+    kinds = {recognize_schedule(s, v * scale).kind for scale in (1e-6, 1.0, 1e3)}
+    assert kinds == {"step"}
+
+
+def test_missing_and_degenerate_series():
+    assert recognize_schedule(None, None).kind == "missing"
+    assert recognize_schedule(np.array([], np.int64), np.array([])).kind == "missing"
+    assert recognize_schedule(np.array([5]), np.array([0.1])).kind == "constant"
+    assert recognize_schedule(np.array([0, 1]), np.array([np.nan, np.inf])).kind == "missing"
+    assert all(
+        recognize_schedule(np.arange(50), np.full(50, lr)).kind == "constant" for lr in (0, 1e-9)
+    )
+
+
+def test_reduce_lr_on_plateau_from_a_real_training_run():
+    # ReduceLROnPlateau in lrwatch.tasks: drops by 0.1 whenever the windowed loss stalls, so the
+    # drops come at intervals set by the loss, not by a clock.
+    run = train(TrainConfig(task="mlp_regression", lr=0.01, steps=1000, schedule="plateau"))
+    schedule = recognize_schedule(run.lr.steps, run.lr.values)
+    assert len(schedule.details["drop_steps"]) >= 3
+    assert schedule.kind == "plateau_reductions", schedule
+    assert schedule.details["gamma"] == pytest.approx(0.1)
+    # analyze() reports the same schedule.
+    assert analyze(run).schedule.kind == "plateau_reductions"
+
+
+def test_kinds_are_declared():
+    assert {"missing", "one_cycle", "plateau_reductions", "unknown"} <= set(KINDS)

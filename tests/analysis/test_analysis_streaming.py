@@ -1,0 +1,112 @@
+"""Online analysis: bounded memory, each finding once, and divergence caught before the NaN."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lrwatch.analysis import analyze
+from lrwatch.analysis.streaming import OnlineAnalyzer
+from lrwatch.tasks import TrainConfig, train
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # two shared cores: threads only contend
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def diverging_after_training():
+    # Warmup toward 2.0 on the quadratic task, whose SGD stability edge is an LR of about 1:
+    # the loss first trains (down to ~0.004 near step 100), then climbs for ~80 steps to inf.
+    return train(
+        TrainConfig(
+            task="quadratic", lr=2.0, steps=400, schedule="warmup_constant", warmup_steps=200
+        )
+    )
+
+
+def feed(online: OnlineAnalyzer, run, chunk: int):
+    """Feed ``run`` in chunks; yield (last step fed, new findings) per call."""
+    steps, loss, lr = run.loss.steps, run.loss.values, run.lr.values
+    for i in range(0, steps.size, chunk):
+        new = online.update(steps[i : i + chunk], loss[i : i + chunk], lr[i : i + chunk])
+        yield int(steps[min(i + chunk, steps.size) - 1]), new
+
+
+@pytest.mark.parametrize("chunk", [1, 10])
+def test_divergence_is_reported_while_the_loss_is_still_finite(diverging_after_training, chunk):
+    run = diverging_after_training
+    first_nan_step = int(run.loss.steps[np.flatnonzero(~np.isfinite(run.loss.values))[0]])
+    online = OnlineAnalyzer()
+    reported_at = None
+    for last_step, new in feed(online, run, chunk):
+        if reported_at is None and any(f.kind == "divergence" for f in new):
+            reported_at = last_step
+    assert reported_at is not None, "divergence never reported"
+    assert reported_at < first_nan_step, (reported_at, first_nan_step)
+
+
+def test_each_finding_is_reported_once(diverging_after_training):
+    online = OnlineAnalyzer(min_new_points=10)
+    everything = [f for _, new in feed(online, diverging_after_training, 3) for f in new]
+    everything += online.finalize()
+    assert everything == online.findings
+    divergences = [f for f in everything if f.kind == "divergence"]
+    assert len(divergences) == 1
+    # Feeding the rest of the run again at later steps adds no copies of old findings.
+    assert all(f.start_step <= f.end_step for f in everything)
+
+
+def test_streaming_finds_what_the_offline_analysis_finds(diverging_after_training):
+    run = diverging_after_training
+    online = OnlineAnalyzer()
+    for _ in feed(online, run, 10):
+        pass
+    online.finalize()
+    offline = {f.kind for f in analyze(run).findings}
+    assert offline <= {f.kind for f in online.findings}
+
+
+def test_memory_is_bounded_and_the_past_keeps_extremes_and_nonfinite():
+    rng = np.random.default_rng(0)
+    online = OnlineAnalyzer(min_new_points=10**9, recent_points=1000, max_blocks=100)
+    n, chunk = 300_000, 5000
+    loss = 1.0 + 0.1 * rng.standard_normal(n)
+    loss[12_345] = np.inf  # an isolated blow-up long ago
+    loss[50_000] = -7.0  # the lowest value, also long ago
+    loss[60_000] = 99.0  # the highest finite value
+    for i in range(0, n, chunk):
+        online.update(np.arange(i, i + chunk), loss[i : i + chunk], np.full(chunk, 0.1))
+    steps, values, lrs = online.view()
+    assert steps.size <= 1000 + 5000 + 2 * 100  # recent + one chunk + blocks (+ their flags)
+    assert online._blocks["count"].sum() + online._steps.size == n  # nothing dropped
+    assert online._blocks["min"].min() == -7.0 and online._blocks["max"].max() == 99.0
+    assert 12_345 in steps and np.isinf(values[steps == 12_345]).all()
+    assert np.all(np.diff(online._blocks["start"]) > 0)
+    assert np.allclose(lrs, 0.1)
+
+
+def test_detectors_run_rarely_on_a_healthy_run():
+    run = train(TrainConfig(task="quadratic", lr=0.1, steps=1000))
+    online = OnlineAnalyzer(min_new_points=50)
+    for _ in feed(online, run, 1):
+        pass
+    # One evaluation per 50 points, plus a few alarms at most (minibatch noise rarely reaches
+    # 8 robust sigmas above the recent median).
+    assert online.evaluations <= 1000 / 50 + 10
+
+
+def test_odd_input():
+    online = OnlineAnalyzer()
+    assert online.update(np.array([], np.int64), np.array([]), np.array([])) == []
+    with pytest.raises(ValueError):
+        online.update(np.arange(3), np.ones(2), np.ones(3))
+    assert online.update(np.arange(40), np.full(40, np.nan), None) is not None
+    assert online.finalize() is not None
+    with pytest.raises(ValueError):
+        OnlineAnalyzer(min_new_points=0)

@@ -1,0 +1,125 @@
+"""Sweep analysis on real sweeps of lrwatch.tasks: the curve, the pick, the edges."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lrwatch import keys
+from lrwatch.analysis import analyze_sweep, sensitivity_curve
+from lrwatch.analysis.sweep import base_lr, final_loss
+from lrwatch.run import Run, Series
+from lrwatch.tasks import TrainConfig, train
+
+# The quadratic task: MSE on features with scales up to 1, so the Hessian's largest eigenvalue
+# is about 2 and plain SGD is stable below an LR of about 1 (2 / lambda_max).
+GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+STEPS = 400
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # two shared cores: threads only contend
+    yield
+    torch.set_num_threads(previous)
+
+
+def quadratic(lr: float, steps: int = STEPS, seed: int = 0) -> Run:
+    return train(TrainConfig(task="quadratic", lr=lr, steps=steps, seed=seed))
+
+
+@pytest.fixture(scope="module")
+def sweep() -> list[Run]:
+    return [quadratic(lr) for lr in GRID]
+
+
+def tail_mean(run: Run) -> float:
+    """An independent, plain final loss: mean of the last 10%, inf if anything was non-finite."""
+    values = run.loss.values
+    if not np.all(np.isfinite(values)):
+        return float("inf")
+    return float(np.mean(values[-max(5, values.size // 10) :]))
+
+
+def test_sweep_pick_is_near_the_grid_best_and_trains_well(sweep):
+    finals = [tail_mean(run) for run in sweep]
+    grid_best = GRID[int(np.argmin(finals))]
+    rec = analyze_sweep(sweep)
+    assert rec.action == "use_lr", rec.message
+    assert grid_best / 3 <= rec.suggested_lr <= grid_best * 3
+    diverged = [lr for lr, f in zip(GRID, finals) if not np.isfinite(f)]
+    assert diverged and rec.suggested_lr < min(diverged)
+    # Training at the suggested LR does about as well as the grid's best run.
+    assert tail_mean(quadratic(rec.suggested_lr)) <= 1.5 * min(finals)
+
+
+def test_curve_points_match_the_runs_and_serialise(sweep):
+    curve = sensitivity_curve(sweep)
+    assert [p.lr for p in curve] == pytest.approx(sorted(GRID))
+    for point, run in zip(curve, sweep):
+        has_nonfinite = not np.all(np.isfinite(run.loss.values))
+        assert point.diverged == has_nonfinite
+        assert np.isinf(point.final_loss) == point.diverged
+        assert point.best_loss == pytest.approx(
+            np.nanmin(np.where(np.isfinite(run.loss.values), run.loss.values, np.nan))
+        )
+    rec = analyze_sweep(sweep)
+    text = json.dumps(rec.to_dict(), allow_nan=False)
+    points = json.loads(text)["evidence"]["curve"]
+    assert [p["lr"] for p in points] == pytest.approx(sorted(GRID))
+    assert {"lr", "final_loss", "best_loss", "diverged", "run"} <= set(points[0])
+
+
+def test_best_at_the_top_of_the_grid_says_extend_upward():
+    runs = [quadratic(lr, steps=200) for lr in (0.001, 0.003, 0.01)]
+    rec = analyze_sweep(runs)
+    assert rec.action == "increase_lr"
+    assert rec.suggested_lr > 0.01
+    assert "upward" in rec.message
+
+
+def test_best_at_the_bottom_of_the_grid_says_extend_downward():
+    runs = [quadratic(lr, steps=200) for lr in (1.0, 3.0, 10.0)]
+    rec = analyze_sweep(runs)
+    assert rec.action == "decrease_lr"
+    assert rec.suggested_lr < 1.0
+
+
+def test_all_diverged_says_go_lower():
+    runs = [quadratic(lr, steps=200) for lr in (5.0, 20.0)]
+    assert all(p.diverged for p in sensitivity_curve(runs))
+    rec = analyze_sweep(runs)
+    assert rec.action == "decrease_lr" and rec.suggested_lr < 5.0
+    assert "diverged" in rec.message
+
+
+def test_fewer_than_two_learning_rates_is_no_sweep():
+    run = quadratic(0.1, steps=60)
+    assert analyze_sweep([]) is None
+    assert analyze_sweep([run]) is None
+    assert analyze_sweep([run, quadratic(0.1, steps=60, seed=1)]) is None  # seeds, one LR
+
+
+def test_base_lr_is_the_peak_of_the_schedule_else_the_params():
+    warm = train(TrainConfig(task="quadratic", lr=0.2, steps=80, schedule="warmup_cosine"))
+    assert base_lr(warm) == pytest.approx(0.2)
+    no_lr = Run(id="x", params={keys.PARAM_BASE_LR: "0.05"}, metrics={keys.LOSS: warm.loss})
+    assert base_lr(no_lr) == pytest.approx(0.05)
+    assert base_lr(Run(id="y", metrics={keys.LOSS: warm.loss})) is None
+
+
+def test_final_loss_ignores_a_few_spikes_and_flags_blow_ups():
+    steps = np.arange(200)
+    loss = 1.0 / (1 + steps / 20.0)
+    spiky = loss.copy()
+    spiky[-5] = 100.0  # one spike in the tail moves a trimmed mean little
+    level, diverged = final_loss(spiky)
+    assert not diverged and level < 2 * final_loss(loss)[0]
+    climbing = np.exp(steps / 20.0)  # finite but ended far above where it began
+    assert final_loss(climbing) == (float("inf"), True)
+    assert final_loss(np.append(loss, np.nan))[1]
+    assert Series(steps, loss).cleaned().values.size == 200

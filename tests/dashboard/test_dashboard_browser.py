@@ -1,0 +1,127 @@
+"""The dashboard in a real headless Chromium against real runs in a real MLflow store."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.dashboard.conftest import ARTIFACTS, XSS_NAME, log_points, train_sweep_one
+
+pytestmark = pytest.mark.browser
+WAIT_S = 20
+
+
+def _open(browser, url: str) -> None:
+    browser.get_log("browser")  # drop messages of earlier pages
+    browser.get(url)
+
+
+def _wait_for(browser, css: str, *, text: str | None = None):
+    condition = (
+        EC.text_to_be_present_in_element((By.CSS_SELECTOR, css), text)
+        if text
+        else EC.presence_of_element_located((By.CSS_SELECTOR, css))
+    )
+    WebDriverWait(browser, WAIT_S).until(condition)
+    return browser.find_element(By.CSS_SELECTOR, css)
+
+
+def _severe_console_errors(browser) -> list[str]:
+    return [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def _screenshot(browser, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+
+
+def _trace_count(browser, graph_id: str) -> int:
+    return browser.execute_script(
+        f"const g = document.querySelector('#{graph_id} .js-plotly-plot');"
+        "return g && g.data ? g.data.length : 0;"
+    )
+
+
+def test_runs_page_lists_runs_as_text_without_console_errors(served, browser, dashboard_store):
+    url, _ = served
+    _open(browser, url + "/")
+    table = _wait_for(browser, "#runs-table", text="lr-range-test")
+    _wait_for(browser, "#runs-table", text=XSS_NAME)  # the name shows as characters...
+    assert not browser.find_elements(By.CSS_SELECTOR, "#runs-table img")  # ...not as an image
+    assert "finished" in table.text
+    # Badges are analysed in the background and filled in by the table's refresh.
+    WebDriverWait(browser, WAIT_S).until(lambda b: "analysing" not in table.text)
+    _screenshot(browser, "runs")
+    assert _severe_console_errors(browser) == []
+
+
+def test_run_page_shows_charts_and_recommendation(served, browser, dashboard_store):
+    from lrwatch.analysis import analyze
+    from lrwatch.sources.mlflow_store import read_run
+
+    url, _ = served
+    run_id = dashboard_store.sweep[0.1]
+    expected = analyze(read_run(dashboard_store.uri, run_id)).recommendation
+    _open(browser, f"{url}/run/{run_id}")
+    _wait_for(browser, "#recommendation", text=expected.message)
+    _wait_for(browser, "#run-graph .js-plotly-plot")
+    # raw loss, smoothed loss and LR at least
+    WebDriverWait(browser, WAIT_S).until(lambda b: _trace_count(b, "run-graph") >= 3)
+    _screenshot(browser, "run")
+    assert _severe_console_errors(browser) == []
+
+
+def test_range_test_run_marks_the_suggested_lr(served, browser, dashboard_store):
+    url, _ = served
+    _open(browser, f"{url}/run/{dashboard_store.range_test_run}")
+    _wait_for(browser, "#range-test-figure .js-plotly-plot")
+    WebDriverWait(browser, WAIT_S).until(lambda b: _trace_count(b, "range-test-figure") >= 3)
+    legend = browser.find_element(By.CSS_SELECTOR, "#range-test-figure").text
+    assert "suggested LR" in legend
+    _screenshot(browser, "range_test")
+    assert _severe_console_errors(browser) == []
+
+
+def test_compare_view_draws_the_sensitivity_plot(served, browser, dashboard_store):
+    url, _ = served
+    ids = ",".join(dashboard_store.sweep.values())
+    _open(browser, f"{url}/compare?runs={ids}")
+    _wait_for(browser, "#sensitivity-graph .js-plotly-plot")
+    WebDriverWait(browser, WAIT_S).until(lambda b: _trace_count(b, "sensitivity-graph") >= 1)
+    WebDriverWait(browser, WAIT_S).until(lambda b: _trace_count(b, "compare-graph") >= 5)
+    _screenshot(browser, "compare")
+    assert _severe_console_errors(browser) == []
+
+
+def test_unknown_run_gets_a_message(served, browser):
+    url, _ = served
+    _open(browser, f"{url}/run/0123456789abcdef0123456789abcdef")
+    message = _wait_for(browser, ".lrwatch-message", text="not found")
+    assert "0123456789abcdef" in message.text
+    assert _severe_console_errors(browser) == []
+
+
+def test_a_running_run_updates_while_the_page_is_open(served, browser, dashboard_store):
+    import mlflow
+
+    url, app = served
+    client = mlflow.MlflowClient(tracking_uri=dashboard_store.uri)
+    run = train_sweep_one(0.05, steps=200)
+    created = client.create_run(dashboard_store.experiment_id, run_name="live-run")
+    run_id, stamp = created.info.run_id, created.info.start_time
+    log_points(client, run_id, run, start=0, stop=100, timestamp=stamp)
+    _open(browser, f"{url}/run/{run_id}")
+    _wait_for(browser, "#run-status", text="last step 99")
+    fetched_before = app.lrwatch_data.cache.points_fetched
+    log_points(client, run_id, run, start=100, stop=None, timestamp=stamp)
+    _wait_for(browser, "#run-status", text="last step 199")
+    # Only the new points were read: 100 more of loss and of LR, not the 200 + 200 again.
+    assert app.lrwatch_data.cache.points_fetched - fetched_before <= 2 * 100 + 4
+    client.set_terminated(run_id)
+    _screenshot(browser, "live")
+    assert _severe_console_errors(browser) == []

@@ -1,0 +1,181 @@
+"""`lrwatch analyze`: exit codes, one-line errors, JSON shape, MLflow specs, light imports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lrwatch.cli import main
+from lrwatch.sources.files import save_run_csv
+from tests.sources.conftest import log_run_to_mlflow
+
+CONTRACT_FINDING_KEYS = {"kind", "start_step", "end_step", "severity", "message", "evidence"}
+CONTRACT_RECOMMENDATION_KEYS = {"action", "suggested_lr", "factor", "message"}
+
+
+def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    """The real command in a fresh process (stdout, stderr, exit status as a user sees them)."""
+    return subprocess.run(
+        [sys.executable, "-m", "lrwatch.cli", "analyze", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def _strict_json(text: str):
+    def refuse(constant):
+        raise AssertionError(f"non-standard JSON constant {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.fixture
+def healthy_csv(tmp_path, healthy_run):
+    return str(save_run_csv(healthy_run, tmp_path / "healthy.csv"))
+
+
+@pytest.fixture
+def diverging_csv(tmp_path, diverging_run):
+    return str(save_run_csv(diverging_run, tmp_path / "diverging.csv"))
+
+
+def test_analysing_a_csv_imports_neither_mlflow_dash_nor_torch(healthy_csv):
+    code = (
+        "import sys; from lrwatch.cli import main; rc = main(['analyze', sys.argv[1]]); "
+        "heavy = [m for m in ('mlflow', 'dash', 'torch', 'sqlalchemy') if m in sys.modules]; "
+        "print('HEAVY', heavy, rc, file=sys.stderr)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, healthy_csv], capture_output=True, text=True)
+    assert "HEAVY [] 0" in out.stderr, out.stderr
+    assert "Run healthy" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such file"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(range(256)), "not a table"),
+        (
+            b"step,accuracy\n0,0.5\n",
+            "no loss column among columns (accuracy); name it with --loss-key",
+        ),
+    ],
+    ids=["missing", "garbage", "no-loss"],
+)
+def test_bad_input_in_a_real_process_is_one_line_and_exit_2(tmp_path, content, message):
+    path = tmp_path / "run.csv"
+    if content is not None:
+        path.write_bytes(content)
+    result = _cli(str(path))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and str(path) in lines[0]
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty"),
+        (b"step,loss\n", "no rows"),
+        (b"step,loss\nx,y\n", "no numeric"),
+    ],
+)
+def test_more_bad_files_exit_2(tmp_path, capsys, content, message):
+    path = tmp_path / "run.csv"
+    path.write_bytes(content)
+    assert main(["analyze", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_usage_errors_exit_2(capsys, healthy_csv):
+    assert main(["analyze"]) == 2
+    assert "nothing to analyse" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as caught:  # argparse: unknown choice
+        main(["analyze", healthy_csv, "--format", "yaml"])
+    assert caught.value.code == 2
+
+
+def test_json_follows_the_contract(capsys, healthy_csv, diverging_csv):
+    assert main(["analyze", healthy_csv, diverging_csv, "--format", "json"]) == 0
+    document = _strict_json(capsys.readouterr().out)
+    assert [entry["run"] for entry in document["runs"]] == [healthy_csv, diverging_csv]
+    for entry in document["runs"]:
+        assert entry["recommendation"].keys() >= CONTRACT_RECOMMENDATION_KEYS
+        for finding in entry["findings"]:
+            assert finding.keys() >= CONTRACT_FINDING_KEYS
+            assert entry["first_step"] <= finding["start_step"] <= finding["end_step"]
+    if "sweep" in document:
+        assert document["sweep"].keys() >= CONTRACT_RECOMMENDATION_KEYS
+
+
+def test_text_report_names_the_run_and_what_to_do(capsys, healthy_csv):
+    assert main(["analyze", healthy_csv]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Run healthy\n")
+    assert "300 steps (0..299)" in out and "Recommendation:" in out and "schedule:" in out
+
+
+def test_one_bad_input_among_good_ones(tmp_path, capsys, healthy_csv):
+    missing = str(tmp_path / "missing.csv")
+    assert main(["analyze", healthy_csv, missing, "--format", "json"]) == 2
+    captured = capsys.readouterr()
+    document = _strict_json(captured.out)
+    assert [e["run"] for e in document["runs"]] == [healthy_csv]  # the good one is still reported
+    assert document["errors"][0]["run"] == missing
+    assert captured.err.strip() == f"lrwatch: error: {missing}: no such file"
+
+
+def test_fail_on_critical_for_a_real_diverging_run(capsys, healthy_csv, diverging_csv):
+    assert main(["analyze", healthy_csv, "--fail-on", "critical"]) == 0
+    assert main(["analyze", diverging_csv, "--fail-on", "warning"]) == 1
+    assert main(["analyze", diverging_csv, "--fail-on", "critical"]) == 1
+    out = capsys.readouterr().out
+    assert "[CRITICAL] divergence" in out
+
+
+def test_mlflow_run_id_runs_uri_and_experiment(tracking_uri, capsys, healthy_run, diverging_run):
+    first = log_run_to_mlflow(tracking_uri, healthy_run, experiment="cli-sweep")
+    second = log_run_to_mlflow(tracking_uri, diverging_run, experiment="cli-sweep")
+    for spec in (first, f"runs:/{first}"):
+        assert main(["analyze", spec, "--format", "json", "--tracking-uri", tracking_uri]) == 0
+        captured = capsys.readouterr()
+        assert [e["run"] for e in _strict_json(captured.out)["runs"]] == [first]
+        assert f"tracking store {tracking_uri}" in captured.err
+    for args in (["--experiment", "cli-sweep"], ["experiment:cli-sweep"], ["cli-sweep"]):
+        assert main(["analyze", *args, "--format", "json"]) == 0  # store from MLFLOW_TRACKING_URI
+        runs = _strict_json(capsys.readouterr().out)["runs"]
+        assert [(e["run"], e["name"], e["status"]) for e in runs] == [
+            (first, healthy_run.name, "finished"),
+            (second, diverging_run.name, "finished"),
+        ]
+
+
+def test_unknown_run_and_experiment_exit_2(tracking_uri, capsys):
+    assert main(["analyze", "0123456789abcdef0123456789abcdef"]) == 2
+    assert "no run '0123456789abcdef0123456789abcdef'" in capsys.readouterr().err
+    assert main(["analyze", "--experiment", "nope"]) == 2
+    assert "no experiment 'nope'" in capsys.readouterr().err
+    assert main(["analyze", "nope"]) == 2
+    assert "'nope': no such file, run id or experiment" in capsys.readouterr().err
+
+
+def test_unreachable_tracking_server_is_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    result = _cli("0123456789abcdef0123456789abcdef", "--tracking-uri", uri, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"lrwatch: error: cannot reach tracking server {uri} (connection refused)"
+    )

@@ -1,0 +1,139 @@
+"""Loading saved runs from CSV, Parquet and JSON Lines files and folders of them."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from lrwatch.errors import InputError
+from lrwatch.sources import load_run, load_runs
+from lrwatch.sources.files import TAG_STEPS_FROM, save_run_csv, steps_note
+
+
+def _write(path, text: str):
+    path.write_text(text)
+    return str(path)
+
+
+def test_csv_round_trip_of_a_real_training_run(tmp_path, healthy_run):
+    path = save_run_csv(healthy_run, tmp_path / "healthy.csv")
+    run = load_run(str(path))
+    assert (run.id, run.name, run.loss_key, run.lr_key) == (
+        str(path),
+        "healthy",
+        "train/loss",
+        "lr",
+    )
+    np.testing.assert_array_equal(run.loss.steps, healthy_run.loss.steps)
+    np.testing.assert_array_equal(run.loss.values, healthy_run.loss.values)
+    np.testing.assert_array_equal(run.lr.values, healthy_run.lr.values)
+
+
+def test_parquet_and_json_lines_hold_the_same_run(tmp_path, healthy_run):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {
+        "step": healthy_run.loss.steps,
+        "train_loss": healthy_run.loss.values,
+        "lr-Adam": healthy_run.lr.values,
+    }
+    pq.write_table(pa.table(columns), tmp_path / "run.parquet")
+    rows = [{k: v[i].item() for k, v in columns.items()} for i in range(len(healthy_run.loss))]
+    (tmp_path / "run.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (tmp_path / "run.json").write_text(json.dumps(rows))  # a JSON array of rows is accepted too
+    for name in ("run.parquet", "run.jsonl", "run.json"):
+        run = load_run(str(tmp_path / name))
+        assert (run.loss_key, run.lr_key) == ("train_loss", "lr-Adam"), name
+        np.testing.assert_array_equal(run.loss.values, healthy_run.loss.values)
+        np.testing.assert_array_equal(run.loss.steps, healthy_run.loss.steps)
+
+
+def test_a_folder_is_one_run_per_table_file(tmp_path, healthy_run, diverging_run):
+    save_run_csv(healthy_run, tmp_path / "a.csv")
+    save_run_csv(diverging_run, tmp_path / "b.csv")
+    (tmp_path / "notes.md").write_text("not a run")
+    runs = load_runs([str(tmp_path)])
+    assert [r.name for r in runs] == ["a", "b"]
+    assert not np.isfinite(runs[1].loss.values[-1])  # divergence evidence survives the trip
+
+
+def test_odd_but_valid_csv_is_cleaned(tmp_path):
+    text = (
+        "step,loss,lr,val_loss,note\n"
+        "3,-0.5,0.1,,warm\n"
+        "1,nan,0.1,2.0,x\n"
+        "2,inf,0.1,,x\n"
+        "2,0.25,0.1,,x\n"  # step 2 logged twice: the last row wins
+        "5,-inf,0.1,1.5,x\n"
+    )
+    run = load_run(_write(tmp_path / "odd.csv", text))
+    assert run.loss.steps.tolist() == [1, 2, 3, 5]
+    np.testing.assert_array_equal(run.loss.values, [math.nan, 0.25, -0.5, -math.inf])
+    assert run.metrics["val_loss"].steps.tolist() == [1, 5]  # sparse: only the rows that logged it
+    assert "note" not in run.metrics  # text columns are not metrics
+
+
+@pytest.mark.parametrize("step_column", ["Step", "global_step", "iteration"])
+def test_other_step_column_names(tmp_path, step_column):
+    run = load_run(_write(tmp_path / "r.csv", f"{step_column},loss\n10,1.0\n20,0.5\n"))
+    assert run.loss.steps.tolist() == [10, 20]
+    assert steps_note(run) is None
+
+
+def test_no_step_column_uses_the_row_index_and_says_so(tmp_path):
+    run = load_run(
+        _write(tmp_path / "r.tsv", "epoch\tloss\tlearning_rate\n0\t1.0\t0.1\n0\t0.8\t0.1\n")
+    )
+    assert run.loss.steps.tolist() == [0, 1]
+    assert run.tags[TAG_STEPS_FROM] == "row index"
+    assert "row numbers" in steps_note(run)
+
+
+def test_explicit_keys_override_the_guess(tmp_path):
+    run = load_run(
+        _write(tmp_path / "r.csv", "step,loss,my_loss,lr,my_lr\n0,1,2,0.1,0.2\n"),
+        loss_key="my_loss",
+        lr_key="my_lr",
+    )
+    assert (run.loss.values[0], run.lr.values[0]) == (2.0, 0.2)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("empty.csv", b"", "empty"),
+        ("garbage.csv", bytes(range(256)) * 4, "not a table"),
+        ("garbage.parquet", b"PAR1" + b"\x17" * 100, "not a table"),
+        ("bad.jsonl", b'{"step": 1, "loss": \n', "not a table"),
+        ("header.csv", b"step,loss,lr\n", "no rows"),
+        ("words.csv", b"step,loss\na,b\nc,d\n", "no numeric"),
+        (
+            "noloss.csv",
+            b"step,accuracy,lr\n0,0.5,0.1\n",
+            "no loss column among columns (accuracy, lr)",
+        ),
+    ],
+)
+def test_bad_files_are_one_line_input_errors(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")) as caught:
+        load_run(str(path))
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_file_and_missing_named_column(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        load_run(str(tmp_path / "missing.csv"))
+    path = _write(tmp_path / "r.csv", "step,loss\n0,1\n")
+    with pytest.raises(
+        InputError, match="no column 'nope' \\(--loss-key\\); numeric columns: loss"
+    ):
+        load_run(path, loss_key="nope")
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(InputError, match="no run files"):
+        load_runs([str(tmp_path / "empty_dir")])

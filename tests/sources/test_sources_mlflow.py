@@ -1,0 +1,107 @@
+"""MLflow round trips through a real per-test SQLite store: the fast reader and run loading."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from lrwatch.errors import InputError
+from lrwatch.run import Run, Series
+from lrwatch.sources import load_run, load_runs
+from lrwatch.sources import mlflow_store as store
+from tests.sources.conftest import log_run_to_mlflow
+
+# Logged out of order, with NaN, +/-inf and step 2 logged twice (the later value must win).
+ODD_STEPS = np.array([3, 0, 1, 2, 4, 2, 5])
+ODD_VALUES = np.array([0.3, 1.0, math.nan, math.inf, -math.inf, 0.25, -0.5])
+ODD_TIMES = np.array([40, 10, 20, 30, 50, 60, 70])
+
+
+def _odd_run() -> Run:
+    return Run(
+        id="odd",
+        name="odd",
+        metrics={
+            "train/loss": Series(ODD_STEPS, ODD_VALUES),
+            "lr": Series(ODD_STEPS, np.full(ODD_STEPS.size, 0.1)),
+        },
+    )
+
+
+def test_read_history_restores_nan_inf_and_last_logged_value(tracking_uri):
+    run_id = log_run_to_mlflow(tracking_uri, _odd_run(), timestamps_ms=ODD_TIMES)
+    loss = store.read_history(tracking_uri, run_id, "train/loss")
+    assert loss.steps.tolist() == [0, 1, 2, 3, 4, 5]
+    expected = [1.0, math.nan, 0.25, 0.3, -math.inf, -0.5]
+    np.testing.assert_array_equal(loss.values, expected)
+
+
+def test_direct_sql_equals_mlflow_client(tracking_uri):
+    run_id = log_run_to_mlflow(tracking_uri, _odd_run(), timestamps_ms=ODD_TIMES)
+    direct = store.read_histories(tracking_uri, run_id)
+    via_client = {
+        key: series.cleaned()
+        for key, series in store._client_histories(tracking_uri, run_id, None, None).items()
+    }
+    assert direct.keys() == via_client.keys() == {"train/loss", "lr"}
+    for key in direct:
+        np.testing.assert_array_equal(direct[key].steps, via_client[key].steps)
+        np.testing.assert_array_equal(direct[key].values, via_client[key].values)
+
+
+def test_read_history_after_step_returns_only_newer_points(tracking_uri, healthy_run):
+    run_id = log_run_to_mlflow(tracking_uri, healthy_run)
+    newer = store.read_history(tracking_uri, run_id, "train/loss", after_step=249)
+    assert newer.steps.tolist() == list(range(250, 300))
+    np.testing.assert_array_equal(newer.values, healthy_run.loss.values[250:])
+    assert store.read_history(tracking_uri, run_id, "train/loss", after_step=10_000).is_empty
+    assert store.read_history(tracking_uri, run_id, "no/such/key").is_empty
+
+
+def test_list_metric_keys_and_read_run_metadata(tracking_uri, healthy_run):
+    run_id = log_run_to_mlflow(tracking_uri, healthy_run, status="KILLED")
+    assert store.list_metric_keys(tracking_uri, run_id) == ["lr", "train/loss"]
+    run = store.read_run(tracking_uri, run_id)
+    assert (run.id, run.name, run.status) == (run_id, healthy_run.name, "failed")
+    assert run.params["lr"] == "0.05" and run.start_time_ms > 0
+    assert (run.loss_key, run.lr_key) == ("train/loss", "lr")
+    np.testing.assert_array_equal(run.loss.values, healthy_run.loss.values)
+
+
+def test_load_run_by_id_runs_uri_and_experiment(tracking_uri, healthy_run, diverging_run):
+    first = log_run_to_mlflow(tracking_uri, healthy_run, experiment="sweep")
+    second = log_run_to_mlflow(tracking_uri, diverging_run, experiment="sweep")
+    assert load_run(first).id == first
+    assert load_run(f"runs:/{second}").num_steps == diverging_run.num_steps
+    runs = load_runs(["experiment:sweep"])
+    assert [r.id for r in runs] == [first, second]
+    assert [r.id for r in load_runs(["sweep"])] == [first, second]  # a bare name is an experiment
+
+
+def test_plain_log_metric_and_lightning_names_are_found(tracking_uri, healthy_run):
+    import mlflow
+
+    mlflow.set_experiment("plain")
+    with mlflow.start_run() as active:
+        for step, (loss, lr) in enumerate(zip(healthy_run.loss.values[:20], healthy_run.lr.values)):
+            mlflow.log_metric("loss", loss, step=step)
+            mlflow.log_metric("learning_rate", lr, step=step)
+    plain = load_run(active.info.run_id)
+    assert (plain.loss_key, plain.lr_key, plain.num_steps) == ("loss", "learning_rate", 20)
+
+    lightning = log_run_to_mlflow(
+        tracking_uri, healthy_run, key_map={"train/loss": "train_loss", "lr": "lr-Adam"}
+    )
+    run = load_run(lightning)
+    assert (run.loss_key, run.lr_key) == ("train_loss", "lr-Adam")
+
+
+def test_unknown_run_and_experiment_are_input_errors(tracking_uri):
+    with pytest.raises(InputError, match="no run"):
+        load_run("0123456789abcdef0123456789abcdef")
+    with pytest.raises(InputError, match="no experiment 'nope'"):
+        load_runs(["experiment:nope"])
+    with pytest.raises(InputError, match="no such file, run id or experiment"):
+        load_runs(["nope"])

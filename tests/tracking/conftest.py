@@ -1,0 +1,101 @@
+"""Fixtures for the logger tests: a real `mlflow server` process, and reading a run back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class MlflowServer:
+    """`mlflow server` on 127.0.0.1 with a SQLite store; can be killed and restarted."""
+
+    def __init__(self, db: Path, port: int, workdir: Path) -> None:
+        self.db, self.port, self.workdir = db, port, workdir
+        self.uri = f"http://127.0.0.1:{port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 90.0) -> None:
+        env = dict(
+            os.environ,
+            MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
+            MLFLOW_DISABLE_TELEMETRY="true",
+        )
+        env.pop("MLFLOW_TRACKING_URI", None)
+        command = [
+            sys.executable, "-m", "mlflow", "server",
+            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{self.db}",
+            "--default-artifact-root", str(self.workdir / "artifacts"),
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            command,
+            env=env,
+            cwd=self.workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.workdir / "server.log", "a"),  # noqa: SIM115
+            start_new_session=True,  # its own process group: kill it and its workers together
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError((self.workdir / "server.log").read_text()[-2000:])
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("mlflow server did not start in time")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path, _migrated_mlflow_db):
+    import shutil
+
+    db = tmp_path / "server.db"
+    shutil.copy(_migrated_mlflow_db, db)
+    server = MlflowServer(db, free_port(), tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
+    """(step, value) of every stored point of ``key``, sorted by step (duplicates kept)."""
+    import mlflow
+
+    points = mlflow.MlflowClient(tracking_uri=uri).get_metric_history(run_id, key)
+    return sorted((m.step, m.value) for m in points)
+
+
+def steps_of(uri: str, run_id: str, key: str) -> list[int]:
+    return [step for step, _ in history(uri, run_id, key)]
+
+
+@pytest.fixture(autouse=True)
+def spool_dir(tmp_path, monkeypatch):
+    """Every watcher in these tests spools into the test's own directory."""
+    path = tmp_path / "spool"
+    monkeypatch.setenv("LRWATCH_SPOOL_DIR", str(path))
+    return path

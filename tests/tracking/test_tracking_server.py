@@ -1,0 +1,125 @@
+"""Reliability against real processes: a tracking server killed mid-run, SIGKILL, SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+
+import lrwatch
+from lrwatch import keys
+from lrwatch.tasks import TrainConfig, make_optimizer, make_task
+from tests.tracking.conftest import free_port, steps_of
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.server
+def test_server_killed_and_restarted_mid_run_loses_and_duplicates_nothing(mlflow_server, spool_dir):
+    config = TrainConfig(task="mlp_classification", optimizer="adam", lr=1e-3, steps=500)
+    torch.manual_seed(0)
+    task = make_task(config.task)
+    model = task.make_model()
+    optimizer = make_optimizer(model.parameters(), config)
+    batches = task.batches(torch.Generator().manual_seed(0))
+    restarter = threading.Thread(target=mlflow_server.start)
+    w = lrwatch.watch(optimizer, tracking_uri=mlflow_server.uri, experiment="outage", flush_interval=0.1)
+    for step in range(config.steps):
+        inputs, targets = next(batches)
+        optimizer.zero_grad()
+        loss = task.loss_fn(model(inputs), targets)
+        loss.backward()
+        optimizer.step()
+        w.step(loss)
+        if step == 100:
+            mlflow_server.stop()  # SIGKILL, possibly in the middle of a log_batch request
+        if step == 250:
+            restarter.start()  # same port, same store; training goes on while it boots
+        time.sleep(0.004)
+    restarter.join()
+    assert w.close(timeout_s=60)
+    assert not list(spool_dir.iterdir())
+    for key in (keys.LOSS, keys.LR):
+        assert steps_of(mlflow_server.uri, w.run_id, key) == list(range(config.steps))
+    run = mlflow.MlflowClient(mlflow_server.uri).get_run(w.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["optimizer"] == "Adam"
+
+
+def _start_child(uri: str, flush_interval: float, steps: int) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), LRWATCH_STRICT="0")
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.tracking.tracking_child", uri, str(flush_interval), str(steps)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+
+
+def _read_until(child: subprocess.Popen, last_step: int) -> tuple[Path, list[tuple[int, float]]]:
+    spool, seen = None, []
+    for line in child.stdout:
+        word, *rest = line.split()
+        if word == "spool":
+            spool = Path(rest[0])
+        elif word == "step":
+            seen.append((int(rest[0]), float(rest[1])))
+            if seen[-1][0] == last_step:
+                break
+    return spool, seen
+
+
+def _import(spool: Path, uri: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "lrwatch.cli", "import", str(spool), "--tracking-uri", uri],
+        cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("store", ["sqlite", "dead_server"])
+def test_sigkill_loses_at_most_the_last_flush_interval(tracking_uri, store):
+    flush_interval = 0.25
+    child_uri = tracking_uri if store == "sqlite" else f"http://127.0.0.1:{free_port()}"
+    child = _start_child(child_uri, flush_interval, steps=100_000)
+    spool, seen = _read_until(child, last_step=300)
+    killed_at = time.time()
+    child.kill()
+    child.wait(timeout=30)
+    assert spool is not None and spool.exists()
+    first = _import(spool, tracking_uri)
+    again = _import(spool, tracking_uri)  # idempotent: nothing is sent twice
+    assert " 0 values sent" in again, (first, again)
+    run = mlflow.MlflowClient(tracking_uri).search_runs(
+        [mlflow.MlflowClient(tracking_uri).get_experiment_by_name("kill").experiment_id]
+    )[0]
+    landed = steps_of(tracking_uri, run.info.run_id, keys.LOSS)
+    assert landed == list(range(len(landed)))  # a prefix, each step once
+    # Everything older than one flush interval (plus scheduling slack on 2 busy cores) survived.
+    must_have = [step for step, t in seen if t < killed_at - flush_interval - 0.5]
+    assert must_have and landed[-1] >= must_have[-1]
+    assert run.info.status == "KILLED"
+
+
+@pytest.mark.server
+def test_sigterm_flushes_everything_and_still_terminates(tracking_uri, spool_dir):
+    # A flush interval far longer than the run: only the SIGTERM handler can deliver the steps.
+    child = _start_child(tracking_uri, 3600, steps=100_000)
+    spool, seen = _read_until(child, last_step=200)
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=60) == -signal.SIGTERM  # the default action still ran (chained)
+    last_printed = seen[-1][0]
+    client = mlflow.MlflowClient(tracking_uri)
+    run = client.search_runs([client.get_experiment_by_name("kill").experiment_id])[0]
+    landed = steps_of(tracking_uri, run.info.run_id, keys.LOSS)
+    assert landed == list(range(len(landed))) and landed[-1] >= last_printed
+    assert run.info.status == "KILLED"
+    assert not spool.exists()

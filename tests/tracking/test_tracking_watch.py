@@ -1,0 +1,164 @@
+"""The logger against a real SQLite MLflow store, fed by real PyTorch training."""
+
+from __future__ import annotations
+
+import logging
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+
+import lrwatch
+from lrwatch import keys
+from lrwatch.tasks import TrainConfig
+from tests.tracking.conftest import history, steps_of
+from tests.tracking.loops import train_watched
+
+
+def test_every_step_lands_once_with_the_lr_the_step_used(tracking_uri, spool_dir):
+    config = TrainConfig(task="mlp_regression", lr=0.05, momentum=0.9, schedule="cosine", steps=300)
+    w, losses, lrs = train_watched(
+        config, {"experiment": "e", "run_name": "cosine", "flush_interval": 0.1}
+    )
+    loss_points = history(tracking_uri, w.run_id, keys.LOSS)
+    lr_points = history(tracking_uri, w.run_id, keys.LR)
+    assert [s for s, _ in loss_points] == list(range(300))
+    assert [s for s, _ in lr_points] == list(range(300))
+    np.testing.assert_allclose([v for _, v in loss_points], losses, rtol=1e-6)
+    # The logged LR is the one each optimizer step used, even though the scheduler moves it after.
+    assert [v for _, v in lr_points] == pytest.approx(lrs, rel=1e-12)
+    assert lrs[0] > lrs[-1]  # the cosine schedule really moved it
+    run = mlflow.MlflowClient(tracking_uri).get_run(w.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "cosine"
+    assert run.data.params[keys.PARAM_OPTIMIZER] == "SGD"
+    assert run.data.params[keys.PARAM_PREFIX_OPTIMIZER + "momentum"] == "0.9"
+    assert float(run.data.params[keys.PARAM_BASE_LR]) == 0.05
+    assert run.data.params[keys.PARAM_SCHEDULER] == "CosineAnnealingLR"
+    assert run.data.tags[keys.TAG_VERSION] == lrwatch.__version__
+    assert not list(spool_dir.iterdir())  # everything delivered: the spool is removed
+
+
+def test_param_groups_grad_norm_extra_metrics_and_floats(tracking_uri, tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+    optimizer = torch.optim.Adam(
+        [{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 1e-2}],
+        lr=1e-3,
+        betas=(0.8, 0.99),
+        weight_decay=0.01,
+    )
+    x, y = torch.randn(256, 8), torch.randn(256, 1)
+    norms = []
+    with lrwatch.watch(optimizer, grad_norm=True, model=model) as w:
+        for step in range(40):
+            optimizer.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            grads = [p.grad.reshape(-1) for p in model.parameters()]
+            norms.append(float(torch.cat(grads).norm()))
+            optimizer.step()
+            w.step(float(loss) if step % 2 else loss)  # Python floats and tensors alike
+            if step % 10 == 9:
+                w.log(val_loss=float(loss) * 2, accuracy=torch.tensor(0.5))
+    uri = tracking_uri
+    assert steps_of(uri, w.run_id, keys.LOSS) == list(range(40))
+    assert {v for _, v in history(uri, w.run_id, keys.lr_key(group=1))} == {1e-2}
+    assert {v for _, v in history(uri, w.run_id, keys.LR)} == {1e-3}
+    np.testing.assert_allclose([v for _, v in history(uri, w.run_id, keys.GRAD_NORM)], norms, rtol=1e-5)
+    assert steps_of(uri, w.run_id, "val_loss") == [9, 19, 29, 39]
+    assert [v for _, v in history(uri, w.run_id, "accuracy")] == [0.5] * 4
+    params = mlflow.MlflowClient(uri).get_run(w.run_id).data.params
+    assert params["optimizer"] == "Adam"
+    assert params["optimizer.betas"] == "(0.8, 0.99)"
+    assert params["optimizer.weight_decay"] == "0.01"
+    assert params["base_lr/pg1"] == "0.01"
+
+
+def test_logs_into_an_active_run_with_autolog_and_leaves_it_open(tracking_uri, tmp_path):
+    mlflow.autolog(disable=False, silent=True)
+    try:
+        config = TrainConfig(task="quadratic", optimizer="adam", lr=0.01, steps=60)
+        with mlflow.start_run(run_name="mine") as active:
+            mlflow.log_param("batch", 32)
+            w, _, _ = train_watched(config, {"params": {"note": "x"}})
+            assert w.run_id == active.info.run_id
+            client = mlflow.MlflowClient(tracking_uri)
+            assert client.get_run(w.run_id).info.status == "RUNNING"  # still the user's to end
+        run = client.get_run(w.run_id)
+    finally:
+        mlflow.autolog(disable=True)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["batch"] == "32" and run.data.params["note"] == "x"
+    assert steps_of(tracking_uri, w.run_id, keys.LOSS) == list(range(60))
+
+
+def test_several_optimizers_and_gradient_accumulation(tracking_uri, tmp_path):
+    torch.manual_seed(0)
+    encoder, head = torch.nn.Linear(6, 6), torch.nn.Linear(6, 1)
+    opt_a = torch.optim.SGD(encoder.parameters(), lr=0.02)
+    opt_b = torch.optim.RMSprop(head.parameters(), lr=0.003)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt_a, gamma=0.9)
+    x, y = torch.randn(64, 6), torch.randn(64, 1)
+    with lrwatch.watch([opt_a, opt_b], scheduler=sched) as w:
+        for _ in range(12):
+            for micro in range(4):  # four micro-batches per optimizer step
+                chunk = slice(micro * 16, (micro + 1) * 16)
+                loss = torch.nn.functional.mse_loss(head(encoder(x[chunk])), y[chunk]) / 4
+                loss.backward()
+            opt_a.step(), opt_b.step()
+            opt_a.zero_grad(), opt_b.zero_grad()
+            sched.step()
+            w.step(loss)
+    lrs_a = [v for _, v in history(tracking_uri, w.run_id, keys.lr_key())]
+    lrs_b = [v for _, v in history(tracking_uri, w.run_id, keys.lr_key(optimizer=1))]
+    assert steps_of(tracking_uri, w.run_id, keys.LOSS) == list(range(12))
+    assert lrs_a == pytest.approx([0.02 * 0.9**k for k in range(12)])
+    assert lrs_b == [0.003] * 12
+    params = mlflow.MlflowClient(tracking_uri).get_run(w.run_id).data.params
+    assert (params["optimizer"], params["optimizer/opt1"]) == ("SGD", "RMSprop")
+
+
+def test_a_flush_bigger_than_one_request_is_split(tracking_uri, tmp_path):
+    # 1500 steps x 3 metrics reach the writer in one flush: 4500 rows, at most 1000 per request.
+    param = torch.nn.Parameter(torch.zeros(2))
+    optimizer = torch.optim.SGD([{"params": [param]}, {"params": [torch.nn.Parameter(torch.zeros(1))]}], lr=0.1)
+    with lrwatch.watch(optimizer, flush_interval=3600) as w:
+        for step in range(1500):
+            w.step(1.0 / (step + 1))
+    assert steps_of(tracking_uri, w.run_id, keys.LOSS) == list(range(1500))
+    assert len(steps_of(tracking_uri, w.run_id, keys.lr_key(group=1))) == 1500
+
+
+def test_non_finite_losses_are_kept(tracking_uri, tmp_path):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with lrwatch.watch(optimizer, analyze=False) as w:
+        for value in (1.0, float("inf"), float("nan")):
+            w.step(torch.tensor(value))
+    values = [v for _, v in history(tracking_uri, w.run_id, keys.LOSS)]
+    assert values[0] == 1.0 and values[1] >= 1.7e308 and np.isnan(values[2])
+
+
+def test_a_logger_error_never_reaches_the_loop_outside_strict_mode(tracking_uri, tmp_path, monkeypatch, caplog):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    monkeypatch.setenv("LRWATCH_STRICT", "0")
+    with caplog.at_level(logging.WARNING, logger="lrwatch"):
+        with lrwatch.watch(optimizer) as w:
+            w.step(torch.ones(3))  # not a scalar: a bug in the caller, but training goes on
+            w.step(0.5)
+    assert "logger error" in caplog.text
+    assert steps_of(tracking_uri, w.run_id, keys.LOSS) == [0]
+    monkeypatch.setenv("LRWATCH_STRICT", "1")
+    with pytest.raises(RuntimeError), lrwatch.watch(optimizer) as w2:
+        w2.step(torch.ones(3))
+
+
+def test_bad_arguments_fail_before_training_starts(tracking_uri):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(ValueError):
+        lrwatch.watch(optimizer, on_divergence="explode")
+    with pytest.raises(ValueError):
+        lrwatch.watch(optimizer, flush_interval=0)
+    with pytest.raises(ValueError):
+        lrwatch.watch([])

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from lrwatch.analysis.range_test import DEFAULT_METHOD, METHODS
-from lrwatch.lr_finder import find_lr_on_task
+from lrwatch.lr_finder import DEFAULT_NUM_STEPS, find_lr_on_task
 from lrwatch.tasks import TrainConfig, train
 
 TASKS = ("mlp_regression", "mlp_classification", "autoencoder", "quadratic")
@@ -76,7 +76,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one seed, 8 sweep points")
     parser.add_argument("--steps", type=int, default=500, help="training steps per run")
-    parser.add_argument("--range-steps", type=int, default=100, help="range-test steps")
+    parser.add_argument(
+        "--range-steps", type=int, default=DEFAULT_NUM_STEPS, help="range-test steps"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     seeds = (0,) if args.quick else (0, 1)

@@ -22,6 +22,8 @@ SEVERITY_COLOURS = {"info": "#4C78A8", "warning": "#F58518", "critical": "#E4575
 RAW_COLOUR, SMOOTH_COLOUR, LR_COLOUR = "rgba(31,119,180,0.35)", "#1f77b4", "#2ca02c"
 NONFINITE_COLOUR = "#d62728"
 TEMPLATE = "plotly_white"
+# The loss panel switches to a log axis when its largest value exceeds the median this many times.
+AUTO_LOG_SPAN = 50.0
 # A finding shorter than this share of the visible steps is widened so it stays visible.
 _MIN_SHADE_FRACTION = 0.004
 
@@ -42,6 +44,7 @@ def figure_run(
     extra_keys: Sequence[str] = (),
     x_range: tuple[float, float] | None = None,
     max_points: int = DEFAULT_MAX_POINTS,
+    loss_axis: str = "auto",
 ) -> go.Figure:
     """Loss (raw + bias-corrected EMA), LR (log y) and extra metrics on one shared step axis.
 
@@ -55,6 +58,8 @@ def figure_run(
         extra_keys: more metric keys of ``run``, one panel each (e.g. ``val/loss``, ``grad_norm``).
         x_range: draw only this step range at full detail (the zoom), else the whole run.
         max_points: points per line after downsampling.
+        loss_axis: ``linear``, ``log``, or ``auto`` (log when the loss is positive and spans more
+            than :data:`AUTO_LOG_SPAN` times its median: a blow-up would flatten a linear axis).
     """
     loss = run.loss
     if loss is None or not len(loss):
@@ -65,9 +70,10 @@ def figure_run(
     heights = [0.55] + [0.45 / (len(panels) - 1)] * (len(panels) - 1) if len(panels) > 1 else [1]
     titles = [run.loss_key or "loss"] + ([run.lr_key or "lr"] if has_lr else []) + extras
     fig = make_subplots(
-        rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.06,
-        row_heights=heights, subplot_titles=titles,
-    )  # fmt: skip
+        rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.04, row_heights=heights
+    )
+    for row, title in enumerate(titles, start=1):
+        fig.update_yaxes(title_text=title, row=row, col=1)
     raw = downsample(loss, max_points=max_points, x_range=x_range)
     smooth = downsample(
         loss, max_points=max_points, x_range=x_range, values=ema(loss.values, smoothing)
@@ -85,12 +91,14 @@ def figure_run(
     for row, key in enumerate(extras, start=len(panels) - len(extras) + 1):
         fig.add_trace(_line(downsample(run.metrics[key], max_points=max_points, x_range=x_range),
                             key, "#9467bd", width=1.5), row=row, col=1)  # fmt: skip
+    if _use_log_axis(raw.values, loss_axis):
+        fig.update_yaxes(type="log", row=1, col=1)
     _shade_findings(fig, findings, raw, x_range or _full_range(loss))
     fig.update_xaxes(title_text="step", row=len(panels), col=1)
     fig.update_layout(
         template=TEMPLATE, height=320 + 180 * (len(panels) - 1), uirevision=run.id,
         margin={"l": 60, "r": 20, "t": 40, "b": 40}, hovermode="x unified",
-        legend={"orientation": "h", "y": 1.06, "x": 0},
+        legend={"orientation": "h", "y": 1.02, "x": 0, "yanchor": "bottom"},
     )  # fmt: skip
     return fig
 
@@ -243,6 +251,14 @@ def _shade_findings(fig, findings: Sequence[Finding], raw: Downsampled, x_range)
                                  fillcolor="rgba(0,0,0,0.01)", hoveron="fills", hoverinfo="text",
                                  text=label, name=f"{finding.kind} ({finding.severity})",
                                  showlegend=False), row=1, col=1)  # fmt: skip
+
+
+def _use_log_axis(values: np.ndarray, loss_axis: str) -> bool:
+    if loss_axis not in ("auto", "linear", "log"):
+        raise ValueError(f"loss_axis must be auto, linear or log, not {loss_axis!r}")
+    if loss_axis != "auto" or values.size == 0:
+        return loss_axis == "log"
+    return bool(values.min() > 0 and values.max() > AUTO_LOG_SPAN * np.median(values))
 
 
 def _full_range(series: Series) -> tuple[float, float]:

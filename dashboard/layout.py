@@ -104,6 +104,7 @@ def run_page(run_id: str) -> html.Div:
                     id=ids.EXTRA_METRICS, options=[], value=[], inline=True)],
                     style={"width": "50%", "display": "inline-block", "verticalAlign": "top"}),
             ]),
+            html.Div(id=ids.RANGE_TEST_GRAPH),
             html.Div([
                 html.Div(dcc.Graph(id=ids.RUN_GRAPH, config={"displaylogo": False}),
                          style={"width": "68%", "display": "inline-block", "verticalAlign": "top"}),
@@ -111,7 +112,6 @@ def run_page(run_id: str) -> html.Div:
                           html.Div(id=ids.FINDINGS)],
                          style={"width": "31%", "display": "inline-block", "paddingLeft": "1%"}),
             ]),
-            html.Div(id=ids.RANGE_TEST_GRAPH),
             html.Details([html.Summary("params and tags"), html.Div(id=ids.RUN_PARAMS)]),
             dcc.Interval(id=ids.RUN_REFRESH, interval=RUN_REFRESH_MS, disabled=True),
         ]

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from dashboard.data.disk_cache import DiskCache
 from lrwatch.run import Series
 
 # 20M points (steps int64 + values float64 = 320 MB) fits twenty 1M-step runs' loss and LR.
@@ -37,11 +38,19 @@ class SeriesCache:
         max_points: evict least recently used series beyond this many points in total.
         reader: ``reader(uri, run_id, keys, *, after_step=None) -> {key: Series}``; the default
             is :func:`lrwatch.sources.mlflow_store.read_histories`.
+        disk: an on-disk copy of long series (see :mod:`dashboard.data.disk_cache`), or None.
     """
 
-    def __init__(self, max_points: int = DEFAULT_MAX_POINTS, reader: Reader | None = None) -> None:
+    def __init__(
+        self,
+        max_points: int = DEFAULT_MAX_POINTS,
+        reader: Reader | None = None,
+        disk: DiskCache | None = None,
+    ) -> None:
         self.max_points = max_points
         self._reader = reader or _default_reader
+        self.disk = disk
+        self._saved_points: dict[CacheKey, int] = {}
         self._entries: OrderedDict[CacheKey, Series] = OrderedDict()
         self._lock = threading.Lock()
         self.points_fetched = 0  # points read from the store so far (tests and benchmarks)
@@ -50,6 +59,8 @@ class SeriesCache:
         """The series of ``keys`` (cached, else read whole). Keys with no points are left out."""
         keys = list(dict.fromkeys(keys))
         found, missing = self._lookup(tracking_uri, run_id, keys)
+        if missing and self.disk is not None:
+            return self._from_disk(tracking_uri, run_id, keys, found, missing)
         if missing:
             fetched = self._reader(tracking_uri, run_id, missing)
             for key in missing:
@@ -63,17 +74,36 @@ class SeriesCache:
         keys = list(dict.fromkeys(keys))
         found, missing = self._lookup(tracking_uri, run_id, keys)
         cached = [k for k in keys if k not in missing]
-        # One query from the smallest last step: keys logged together share it in practice.
-        last_steps = [int(found[k].steps[-1]) for k in cached if len(found[k])]
-        after = min(last_steps) if len(last_steps) == len(cached) and last_steps else None
-        fetched = self._reader(tracking_uri, run_id, keys, after_step=after) if keys else {}
+        fetched = dict(self._reader(tracking_uri, run_id, missing)) if missing else {}
+        if cached:
+            # One query from the smallest last step: keys logged together share it in practice.
+            last_steps = [int(found[k].steps[-1]) for k in cached if len(found[k])]
+            after = min(last_steps) if len(last_steps) == len(cached) else None
+            fetched.update(self._reader(tracking_uri, run_id, cached, after_step=after))
         for key in keys:
             new = fetched.get(key) or _empty()
             old = found.get(key) if key not in missing else None
             series = new if old is None else _append(old, new)
             self._store((tracking_uri, run_id, key), series, fetched=len(new))
+            self._save((tracking_uri, run_id, key), series)
             found[key] = series
         return {k: found[k] for k in keys if len(found[k])}
+
+    def _save(self, cache_key: CacheKey, series: Series) -> None:
+        # A live run grows every refresh: rewrite its disk copy only after 10% more points.
+        if self.disk is None or len(series) < 1.1 * self._saved_points.get(cache_key, 0) + 1:
+            return
+        self.disk.save(*cache_key, series)
+        self._saved_points[cache_key] = len(series)
+
+    def _from_disk(self, tracking_uri, run_id, keys, found, missing) -> dict[str, Series]:
+        """Load what the disk copy has into memory, then refresh: only new points are read."""
+        for key in missing:
+            saved = self.disk.load(tracking_uri, run_id, key)
+            if saved is not None:
+                self._store((tracking_uri, run_id, key), saved, fetched=0)
+                self._saved_points[(tracking_uri, run_id, key)] = len(saved)
+        return self.refresh(tracking_uri, run_id, keys)
 
     def drop_run(self, tracking_uri: str, run_id: str) -> None:
         with self._lock:

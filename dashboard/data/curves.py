@@ -56,35 +56,28 @@ def range_test_curve(run: Run, report: Report | None = None) -> RangeTestCurve:
 
 
 def sensitivity_curve(runs: Sequence[Run]) -> SensitivityCurve:
-    """Final (or best) loss against base LR for a sweep, with the sweep's recommendation."""
-    try:
-        from lrwatch.analysis.sweep import sensitivity_curve as curve_of
+    """Final loss against base LR for a sweep (inf = diverged), with the sweep's recommendation.
 
-        from lrwatch.analysis import analyze_sweep
+    Points come from :func:`lrwatch.analysis.sweep.sensitivity_curve`, the pick from
+    :func:`lrwatch.analysis.analyze_sweep` (None when the sweep gives no verdict).
+    """
+    try:
+        from lrwatch.analysis.sweep import analyze_sweep
+        from lrwatch.analysis.sweep import sensitivity_curve as points_of
     except ImportError:
         empty = np.empty(0)
         return SensitivityCurve(empty, empty, [], None,
                                 note="sweep analysis is not available in this lrwatch")  # fmt: skip
-    curve = curve_of(list(runs))
-    lrs, losses, names, label = _curve_points(curve, runs)
-    recommendation = analyze_sweep(list(runs)) if len(runs) >= 2 else None
-    note = None if len(runs) >= 2 else "a sweep needs at least two runs with different LRs"
-    return SensitivityCurve(lrs, losses, names, recommendation, label, note)
-
-
-def _curve_points(curve: Any, runs: Sequence[Run]) -> tuple[np.ndarray, np.ndarray, list, str]:
-    """Accept the sweep module's curve as an object or a mapping with lrs/losses (+ names)."""
-    lrs = _get(curve, "lrs") if _get(curve, "lrs") is not None else _get(curve, "lr")
-    losses = _get(curve, "losses") if _get(curve, "losses") is not None else _get(curve, "loss")
-    lrs, losses = (
-        np.asarray(lrs if lrs is not None else [], float),
-        np.asarray(losses if losses is not None else [], float),
-    )
-    names = _get(curve, "names") or _get(curve, "run_names") or _get(curve, "run_ids")
-    if names is None:
-        names = [r.display_name() for r in runs] if len(runs) == lrs.size else None
-    label = _get(curve, "loss_label") or _get(curve, "metric") or "final loss"
-    return lrs, losses, list(names) if names is not None else [], str(label)
+    points = points_of(list(runs))
+    names = {run.id: run.display_name() for run in runs}
+    lrs = np.array([p.lr for p in points], dtype=float)
+    losses = np.array([p.final_loss for p in points], dtype=float)
+    labels = [names.get(p.run, p.run) for p in points]
+    recommendation = analyze_sweep(list(runs))
+    note = None
+    if len(set(lrs.tolist())) < 2:
+        note = "a sweep needs runs at two or more learning rates (a base LR param each)"
+    return SensitivityCurve(lrs, losses, labels, recommendation, "final loss", note)
 
 
 def _aligned_curve(run: Run, *, note: str) -> RangeTestCurve:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from dashboard.data import tracking
 from dashboard.data.cache import SeriesCache
+from dashboard.data.disk_cache import DiskCache, default_cache_dir
 from dashboard.data.reports import ReportCache, badge_text, merge_findings
 from dashboard.data.tracking import DataError, RunSummary
 from lrwatch import keys
@@ -54,7 +55,10 @@ class DashboardData:
         reports: ReportCache | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri
-        self.cache = cache or SeriesCache()
+        if cache is None:
+            root = default_cache_dir()
+            cache = SeriesCache(disk=DiskCache(root) if root else None)
+        self.cache = cache
         self.reports = reports or ReportCache()
 
     # --- runs view -----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from __future__ import annotations
 from lrwatch.analysis.detectors import MIN_STEPS_TO_JUDGE, run_detectors
 from lrwatch.analysis.findings import Finding, Recommendation, Report, Schedule, severity_rank
 from lrwatch.analysis.prepare import prepare
-from lrwatch.analysis.recommend import recommend
+from lrwatch.analysis.recommend import primary_finding, recommend
 from lrwatch.analysis.schedule import recognize_schedule
 from lrwatch.analysis.sweep import SweepPoint, analyze_sweep, sensitivity_curve
 from lrwatch.run import Run
@@ -43,7 +43,8 @@ def analyze(run: Run) -> Report:
     Returns:
         A :class:`Report`; ``extras["verdict"]`` is ``"too_short"`` (fewer than
         ``MIN_STEPS_TO_JUDGE`` loss points: nothing judged), ``"issues"`` (a warning or critical
-        finding) or ``"ok"`` (none, or only informational ones).
+        finding) or ``"ok"`` (none, or only informational ones); ``extras["primary_finding"]``
+        is the index in ``findings`` of the finding the recommendation acts on, or ``None``.
 
     Raises:
         InputError: the run has no loss series.
@@ -64,11 +65,16 @@ def analyze(run: Run) -> Report:
         verdict = "issues"
     else:
         verdict = "ok"
+    acted_on = primary_finding(findings)
     return Report(
         run=run.id,
         findings=findings,
         recommendation=recommendation,
         schedule=schedule,
         num_steps=prepared.n,
-        extras={"verdict": verdict},
+        extras={
+            "verdict": verdict,
+            # Index into findings of the one the recommendation acts on (None: none).
+            "primary_finding": None if acted_on is None else findings.index(acted_on),
+        },
     )

@@ -103,11 +103,10 @@ def recognize_schedule(lr_steps: np.ndarray | None, lr_values: np.ndarray | None
 def _segments(relative: np.ndarray) -> list[tuple[int, int, int]]:
     """Monotone runs as ``(direction, first_index, last_index)``; moves < 1% of peak dropped."""
     diffs = np.diff(relative)
-    direction = np.where(diffs > _CHANGE_TOL, 1, np.where(diffs < -_CHANGE_TOL, -1, 0))
-    moving = np.flatnonzero(direction)
+    moving = np.flatnonzero(np.abs(diffs) > _CHANGE_TOL)
     if moving.size == 0:
         return []
-    dirs = direction[moving]
+    dirs = np.sign(diffs[moving]).astype(np.int8)
     breaks = np.flatnonzero(dirs[1:] != dirs[:-1]) + 1
     firsts = np.concatenate(([0], breaks))
     lasts = np.concatenate((breaks - 1, [dirs.size - 1]))
@@ -155,7 +154,8 @@ def _decay(steps, values, base, *, start: int, warmup_steps: int | None) -> Sche
     if changes.size == 0:
         return Schedule(kind="constant", warmup_steps=warmup_steps, **base)
     flat_runs = np.diff(np.concatenate(([0], changes, [v.size])))
-    if np.median(flat_runs) >= _MIN_FLAT_RUN:
+    # "median run >= 3", counted instead of sorted (O(n) on million-step runs)
+    if 2 * np.count_nonzero(flat_runs >= _MIN_FLAT_RUN) > flat_runs.size:
         return _stepwise(s, v, changes, base, warmup_steps)
     kind, errors = _best_smooth_fit(s, v)
     details = {"fit_error": {k: round(e, 4) for k, e in errors.items()}}
@@ -175,8 +175,9 @@ def _stepwise(s, v, changes, base, warmup_steps) -> Schedule:
     }
     if np.any(factors > 1):
         return Schedule(kind="unknown", warmup_steps=warmup_steps, **base, details=details)
-    log_factors = np.log(factors)
-    same_factor = bool(np.ptp(log_factors) <= _FACTOR_LOG_TOL)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_factors = np.log(factors)  # a drop to exactly 0 gives -inf: not "the same factor"
+    same_factor = bool(np.all(np.isfinite(log_factors)) and np.ptp(log_factors) <= _FACTOR_LOG_TOL)
     if same_factor:
         details["gamma"] = float(np.exp(np.median(log_factors)))
     intervals = np.diff(np.concatenate(([s[0]], drop_steps)))
@@ -203,7 +204,7 @@ def _cyclical(steps, values, base, rises: int) -> Schedule:
 def _subsample(s: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if s.size <= _MAX_FIT_POINTS:
         return s.astype(np.float64), v
-    idx = np.unique(np.linspace(0, s.size - 1, _MAX_FIT_POINTS).astype(np.int64))
+    idx = np.linspace(0, s.size - 1, _MAX_FIT_POINTS).astype(np.int64)  # distinct: size > max
     return s[idx].astype(np.float64), v[idx]
 
 

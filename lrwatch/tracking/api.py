@@ -30,6 +30,7 @@ def watch(
     run_name: str | None = None,
     params: Mapping[str, object] | None = None,
     tracking_uri: str | None = None,
+    run_id: str | None = None,
     scheduler=None,
     grad_norm: bool = False,
     model=None,
@@ -48,6 +49,7 @@ def watch(
             watcher logs into that run instead and leaves ending it to you.
         params: extra params to record with the optimizer's (class, base LR, momentum, betas...).
         tracking_uri: where to log; else ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``.
+        run_id: log into this existing run (left open) instead of creating one.
         scheduler: the LR scheduler (or a list), recorded as the ``scheduler`` param.
         grad_norm: also log ``grad_norm``, the total L2 norm of the gradients each optimizer step
             used (computed on the device right before ``optimizer.step()``; costs one norm).
@@ -80,7 +82,10 @@ def watch(
     if distributed.rank() != 0:
         return distributed.RankWatcher(reduce)
     live = LiveDiagnosis(on_divergence) if analyze else None
-    run_id, uri, owns_run = _active_run(tracking_uri)
+    if run_id is not None:
+        uri, owns_run = resolve_tracking_uri(tracking_uri), False
+    else:
+        run_id, uri, owns_run = _active_run(tracking_uri)
     sink = MlflowSink(uri)
     tags = {keys.TAG_VERSION: __version__}
 

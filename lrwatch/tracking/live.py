@@ -71,7 +71,9 @@ class LiveDiagnosis:
         if not points:
             return {}
         arr = np.asarray(points, dtype=np.float64)
-        new = self.analyzer.update(arr[:, 0].astype(np.int64), arr[:, 1], arr[:, 2])
+        return self._record(self.analyzer.update(arr[:, 0].astype(np.int64), arr[:, 1], arr[:, 2]))
+
+    def _record(self, new: list[Finding]) -> dict[str, str]:
         tags: dict[str, str] = {}
         for finding in new:
             self.findings.append(finding)
@@ -86,6 +88,13 @@ class LiveDiagnosis:
         if schedule and schedule != self._last_schedule:
             self._last_schedule = tags[keys.TAG_SCHEDULE] = schedule
         return tags
+
+    def finish(self) -> dict[str, str]:
+        """At the run's end: report every candidate finding (the analyzer's final evaluation)."""
+        finalize = getattr(self.analyzer, "finalize", None)
+        if finalize is None:
+            return {}
+        return self._record(finalize())
 
     def _schedule_text(self) -> str | None:
         # The analyzer may recognise the schedule as it goes; the contract leaves it optional.

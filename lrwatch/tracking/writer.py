@@ -103,6 +103,7 @@ class Writer:
         deadline = time.monotonic() + timeout_s
         with self._lock:
             self._cycle(deadline=deadline, final=True)
+            self._finish_live()
             while self.pending() and time.monotonic() < deadline:
                 time.sleep(min(self._backoff, max(deadline - time.monotonic(), 0)))
                 self._retry_at = 0.0
@@ -142,6 +143,14 @@ class Writer:
             self._unexpected(exc)
         if not final:
             self._send(deadline)
+
+    def _finish_live(self) -> None:
+        try:
+            tags = self.live.finish() if self.live is not None else {}
+            if tags:
+                self.add("tags", tags)
+        except Exception as exc:  # noqa: BLE001
+            self._unexpected(exc)
 
     def _enqueue_rows(self, rows: list[tuple]) -> None:
         if self._replay_spool:

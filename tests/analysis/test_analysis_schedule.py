@@ -7,6 +7,8 @@ from functools import cache
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lrwatch.analysis import analyze
 from lrwatch.analysis.schedule import KINDS, recognize_schedule
@@ -155,3 +157,14 @@ def test_reduce_lr_on_plateau_from_a_real_training_run():
 
 def test_kinds_are_declared():
     assert {"missing", "one_cycle", "plateau_reductions", "unknown"} <= set(KINDS)
+
+
+@given(
+    st.lists(
+        st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.0, -1.0, 1e-12]),
+        max_size=60,
+    )
+)
+def test_recognition_never_crashes_and_names_a_known_kind(values):
+    schedule = recognize_schedule(np.arange(len(values)), np.array(values, np.float64))
+    assert schedule.kind in KINDS

@@ -32,7 +32,7 @@ class Store:
 
 def log_run(client, experiment_id: str, run: Run, *, name: str | None = None, finish=True) -> str:
     """Log a :class:`Run` to MLflow with params and batched metrics; returns the run id."""
-    from mlflow.entities import Metric, Param
+    from mlflow.entities import Param
 
     created = client.create_run(experiment_id, run_name=name or run.name)
     run_id = created.info.run_id
@@ -67,10 +67,6 @@ def train_sweep(steps: int = 300) -> dict[float, Run]:
 def populate(uri: str) -> Store:
     """A sweep, a range test and the XSS-named run, in experiment ``dashboard-test``."""
     import mlflow
-
-    from lrwatch.lr_finder import find_lr_on_task, log_range_test
-    from lrwatch.tasks import TrainConfig
-
     import torch
 
     threads = torch.get_num_threads()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import time
-
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mlflow
 import numpy as np
+import pytest
 
 from lrwatch import keys
 from lrwatch.analysis import range_test
@@ -73,3 +74,13 @@ def test_divergence_is_kept_as_evidence(tracking_uri):
     run = read_back(tracking_uri, result.run_id)
     assert not np.isfinite(run.loss.cleaned().values[-1])  # SQL's stand-in restored
     assert run.tags[range_test.TAG_STOPPED_EARLY] == "true"
+
+
+def test_tracking_failure_warns_and_keeps_the_result(tmp_path, monkeypatch):
+    monkeypatch.setenv("LRWATCH_STRICT", "0")  # production behaviour: warn, do not raise
+    (tmp_path / "a-file").write_text("not a folder")
+    unreachable = f"sqlite:///{tmp_path}/a-file/mlflow.db"  # a store that cannot be created
+    model, opt, loss_fn, batches = task_setup(task="quadratic", momentum=0.0)
+    with pytest.warns(UserWarning, match="not logged"):
+        result = find_lr(model, opt, loss_fn, batches, num_steps=20, tracking_uri=unreachable)
+    assert result.run_id is None and len(result.lrs) == 20

@@ -29,6 +29,7 @@ def one_thread():
     [
         ("mlp_regression", "sgd", 0.9),
         ("mlp_classification", "adam", 0.0),
+        ("autoencoder", "sgd", 0.9),
         ("autoencoder", "adam", 0.0),
         ("quadratic", "adam", 0.0),
     ],
@@ -36,7 +37,7 @@ def one_thread():
 def test_default_suggestion_trains_within_2x_of_the_sweep_best(task, optimizer, momentum):
     config = TrainConfig(task=task, optimizer=optimizer, momentum=momentum, steps=STEPS, seed=0)
     sweep_best = min(final_loss(train(config.with_(lr=float(lr)))) for lr in SWEEP)
-    suggestion = find_lr_on_task(config, num_steps=100).suggestion
+    suggestion = find_lr_on_task(config).suggestion  # the defaults: 200 steps, valley rule
     suggested = final_loss(train(config.with_(lr=suggestion.lr)))
     assert np.isfinite(sweep_best)
     assert suggested <= 2.0 * sweep_best, (suggestion, suggested, sweep_best)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -105,6 +107,27 @@ def test_demo_without_sample_files_says_where_to_get_them(tmp_path, tracking_uri
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "no manifest.json" in result.stderr.splitlines()[-1]
+
+
+def test_installed_without_a_checkout_says_so_in_one_line(tmp_path, tracking_uri):
+    """A non-editable install: the package alone in site-packages, no sample_runs/ beside it."""
+    import lrwatch
+
+    site = tmp_path / "site-packages"
+    shutil.copytree(Path(lrwatch.__file__).parent, site / "lrwatch")
+    env = {k: v for k, v in os.environ.items() if k != "LRWATCH_SAMPLE_RUNS"}
+    result = subprocess.run(
+        [sys.executable, "-m", "lrwatch.cli", "demo", "--load-only"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(site), "PYTHONSAFEPATH": "1"},
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert "checkout" in last and "pip install -e ." in last
 
 
 @pytest.mark.slow

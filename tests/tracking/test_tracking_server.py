@@ -75,18 +75,17 @@ def _read_until(child: subprocess.Popen, last_step: int) -> tuple[Path, list[tup
     return spool, seen
 
 
-def _import(spool: Path, uri: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "lrwatch.cli", "import", str(spool), "--tracking-uri", uri],
-        cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    return out.stdout
+def _import(spool: Path, uri: str, capsys) -> str:
+    from lrwatch.cli import main
+
+    capsys.readouterr()
+    assert main(["import", str(spool), "--tracking-uri", uri]) == 0
+    return capsys.readouterr().out
 
 
 @pytest.mark.server
 @pytest.mark.parametrize("store", ["sqlite", "dead_server"])
-def test_sigkill_loses_at_most_the_last_flush_interval(tracking_uri, store):
+def test_sigkill_loses_at_most_the_last_flush_interval(tracking_uri, store, capsys):
     flush_interval = 0.25
     child_uri = tracking_uri if store == "sqlite" else f"http://127.0.0.1:{free_port()}"
     child = _start_child(child_uri, flush_interval, steps=100_000)
@@ -95,8 +94,8 @@ def test_sigkill_loses_at_most_the_last_flush_interval(tracking_uri, store):
     child.kill()
     child.wait(timeout=30)
     assert spool is not None and spool.exists()
-    first = _import(spool, tracking_uri)
-    again = _import(spool, tracking_uri)  # idempotent: nothing is sent twice
+    first = _import(spool, tracking_uri, capsys)
+    again = _import(spool, tracking_uri, capsys)  # idempotent: nothing is sent twice
     assert " 0 values sent" in again, (first, again)
     run = mlflow.MlflowClient(tracking_uri).search_runs(
         [mlflow.MlflowClient(tracking_uri).get_experiment_by_name("kill").experiment_id]

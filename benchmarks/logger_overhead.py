@@ -1,0 +1,200 @@
+"""Training-thread cost of logging one step: lrwatch vs nothing, per-step MLflow, TensorBoard.
+
+Everything runs side by side in ONE process and one run of this script, on two loops:
+
+* ``bare``: no model, the loss is a ready CPU tensor - the logger's cost alone;
+* ``train``: a small real training loop (lrwatch.tasks ``mlp_regression``, batch 32, CPU).
+
+For each logger the whole loop is timed (median of ``--repeats``), so the background writer's
+share of the GIL counts against lrwatch too. "added/step" is (loop time - the no-logging loop
+time) / steps. Per-step ``mlflow.log_metric`` runs fewer steps (it costs milliseconds a call).
+lrwatch's ``close()`` (final flush at the end of training) is reported separately.
+
+    python benchmarks/logger_overhead.py            # CPU table
+    python benchmarks/logger_overhead.py --cuda     # CUDA loop: lrwatch vs none vs per-step .item()
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+import lrwatch  # noqa: E402
+from lrwatch import keys  # noqa: E402
+from lrwatch.tasks import TrainConfig, make_optimizer, make_task  # noqa: E402
+
+
+class Loop:
+    """A loop body producing (loss, optimizer) per step: bare or real training."""
+
+    def __init__(self, kind: str, device: str = "cpu") -> None:
+        torch.manual_seed(0)
+        self.kind, self.device = kind, device
+        task = make_task("mlp_regression")
+        self.task = task
+        self.model = task.make_model().to(device)
+        self.optimizer = make_optimizer(self.model.parameters(), TrainConfig(lr=0.01, momentum=0.9))
+        self.batches = task.batches(torch.Generator().manual_seed(0))
+        self.fixed = [next(self.batches) for _ in range(64)]
+        self.fixed = [(x.to(device), y.to(device)) for x, y in self.fixed]
+        self.bare_loss = torch.tensor(0.5, device=device)
+
+    def step(self, i: int):
+        if self.kind == "bare":
+            return self.bare_loss
+        inputs, targets = self.fixed[i % len(self.fixed)]
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.task.loss_fn(self.model(inputs), targets)
+        loss.backward()
+        self.optimizer.step()
+        return loss
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_loop(loop: Loop, steps: int, log_step, device: str = "cpu") -> float:
+    _sync(device)
+    start = time.perf_counter()
+    for i in range(steps):
+        loss = loop.step(i)
+        log_step(i, loss)
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def run_none(loop, steps, store, device="cpu"):
+    return time_loop(loop, steps, lambda i, loss: None, device), 0.0
+
+
+def run_lrwatch(loop, steps, store, device="cpu"):
+    w = lrwatch.watch(loop.optimizer, tracking_uri=store, experiment="bench", analyze=True)
+    elapsed = time_loop(loop, steps, lambda i, loss: w.step(loss), device)
+    start = time.perf_counter()
+    assert w.close(timeout_s=120)
+    return elapsed, time.perf_counter() - start
+
+
+def run_item(loop, steps, store, device="cpu"):
+    values = []
+    return time_loop(loop, steps, lambda i, loss: values.append(loss.item()), device), 0.0
+
+
+def run_mlflow(loop, steps, store, device="cpu"):
+    import mlflow
+
+    mlflow.set_tracking_uri(store)
+    mlflow.set_experiment("bench-mlflow")
+    with mlflow.start_run():
+        opt = loop.optimizer
+
+        def log(i, loss):
+            mlflow.log_metric(keys.LOSS, loss.item(), step=i)
+            mlflow.log_metric(keys.LR, opt.param_groups[0]["lr"], step=i)
+
+        return time_loop(loop, steps, log, device), 0.0
+
+
+def run_tensorboard(loop, steps, store, device="cpu"):
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(log_dir=tempfile.mkdtemp(prefix="lrwatch-bench-tb-"))
+    opt = loop.optimizer
+
+    def log(i, loss):
+        writer.add_scalar(keys.LOSS, loss, i)
+        writer.add_scalar(keys.LR, opt.param_groups[0]["lr"], i)
+
+    elapsed = time_loop(loop, steps, log, device)
+    start = time.perf_counter()
+    writer.close()
+    return elapsed, time.perf_counter() - start
+
+
+def measure(kind, runners, repeats, store, device="cpu"):
+    """{name: (median seconds per step, median close seconds)}; repeats interleave the loggers,
+    so a load change on a shared machine hits all of them alike."""
+    samples = {name: [] for name, _, _ in runners}
+    for _ in range(repeats):
+        for name, runner, steps in runners:
+            elapsed, close = runner(Loop(kind, device), steps, store, device)
+            samples[name].append((elapsed / steps, close))
+    return {
+        name: (statistics.median(s[0] for s in runs), statistics.median(s[1] for s in runs))
+        for name, runs in samples.items()
+    }
+
+
+def cpu_table(args) -> None:
+    store = f"sqlite:///{tempfile.mkdtemp(prefix='lrwatch-bench-')}/mlflow.db"
+    import mlflow
+
+    mlflow.MlflowClient(store).search_experiments()  # migrate the store before timing anything
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, store {store}")
+    print(f"{'loop':6} {'logger':22} {'steps':>7} {'us/step':>10} {'added us/step':>14} "
+          f"{'x lrwatch':>10} {'close s':>8}")  # fmt: skip
+    for kind in ("bare", "train"):
+        steps = args.steps if kind == "bare" else args.train_steps
+        runners = [
+            ("none", run_none, steps),
+            ("lrwatch", run_lrwatch, steps),
+            ("tensorboard add_scalar", run_tensorboard, steps),
+            ("mlflow.log_metric", run_mlflow, args.mlflow_steps),
+        ]
+        results = measure(kind, runners, args.repeats, store)
+        base = results["none"][0]
+        lrwatch_added = max(results["lrwatch"][0] - base, 1e-9)
+        for name, _, n in runners:
+            per_step, close = results[name]
+            added = per_step - base
+            ratio = "" if name == "none" else f"{added / lrwatch_added:10.0f}"
+            print(f"{kind:6} {name:22} {n:7d} {per_step * 1e6:10.2f} {added * 1e6:14.2f} "
+                  f"{ratio:>10} {close:8.2f}")  # fmt: skip
+
+
+def cuda_table(args) -> None:
+    if not torch.cuda.is_available():
+        print("--cuda: no CUDA device here; run this on a machine with a GPU")
+        return
+    store = f"sqlite:///{tempfile.mkdtemp(prefix='lrwatch-bench-')}/mlflow.db"
+    print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, store {store}")
+    print(f"{'logger':26} {'steps':>7} {'us/step':>10} {'vs none':>9}")
+    runners = [
+        ("none", run_none, args.train_steps),
+        ("lrwatch", run_lrwatch, args.train_steps),
+        ("naive per-step .item()", run_item, args.train_steps),
+    ]
+    results = measure("train", runners, args.repeats, store, "cuda")
+    for name, _, _ in runners:
+        per_step = results[name][0]
+        print(f"{name:26} {args.train_steps:7d} {per_step * 1e6:10.2f} "
+              f"{(per_step / results['none'] - 1) * 100:8.2f}%")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=100_000, help="bare-loop steps")
+    parser.add_argument("--train-steps", type=int, default=5_000, help="training-loop steps")
+    parser.add_argument("--mlflow-steps", type=int, default=100, help="steps for log_metric")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cuda", action="store_true", help="CUDA training loop instead")
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # steady timings: no intra-op thread pool fighting the writer
+    os.environ.setdefault("LRWATCH_SPOOL_DIR", tempfile.mkdtemp(prefix="lrwatch-bench-spool-"))
+    cuda_table(args) if args.cuda else cpu_table(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Recommendations for real training runs with a known cause (lrwatch.tasks, quadratic task).
+
+On the quadratic task plain SGD is stable below an LR of about 1 (the Hessian's largest
+eigenvalue is about 2) and a 400-step sweep's best LR is about 0.3 (test_analysis_sweep.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lrwatch import keys
+from lrwatch.analysis import analyze
+from lrwatch.tasks import TrainConfig, train
+
+BEST_LR = 0.3
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # two shared cores: threads only contend
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def too_high():
+    return train(TrainConfig(task="quadratic", lr=10 * BEST_LR, steps=300))
+
+
+def test_lr_far_above_the_best_suggests_a_lower_lr(too_high):
+    report = analyze(too_high)
+    assert "divergence" in {f.kind for f in report.findings}
+    rec = report.recommendation
+    assert rec.action in ("decrease_lr", "add_warmup")
+    assert rec.suggested_lr < 10 * BEST_LR
+    assert report.extras["verdict"] == "issues"
+    divergence = next(f for f in report.findings if f.kind == "divergence")
+    assert str(divergence.start_step) in rec.message
+
+
+def test_lr_far_below_the_best_suggests_a_higher_lr():
+    run = train(TrainConfig(task="quadratic", lr=BEST_LR / 300, steps=400))
+    rec = analyze(run).recommendation
+    assert rec.action == "increase_lr", rec.message
+    assert rec.suggested_lr > BEST_LR / 300
+
+
+def test_divergence_after_a_warmup_lowers_the_peak():
+    # Warmup over 150 steps toward 2.0: it trains, then diverges once the LR passes ~1.
+    run = train(
+        TrainConfig(
+            task="quadratic", lr=2.0, steps=300, schedule="warmup_constant", warmup_steps=150
+        )
+    )
+    report = analyze(run)
+    assert report.schedule.warmup_steps or report.schedule.kind == "warmup_only"
+    rec = report.recommendation
+    assert rec.action == "lower_peak_lr", rec.message
+    assert rec.suggested_lr < 2.0
+
+
+def test_heavy_momentum_oscillation_suggests_less_momentum():
+    run = train(TrainConfig(task="quadratic", lr=BEST_LR, momentum=0.95, steps=400))
+    report = analyze(run)
+    kinds = {f.kind for f in report.findings}
+    assert "oscillation" in kinds or "divergence" in kinds, report.recommendation.message
+    assert report.recommendation.action in ("reduce_momentum", "decrease_lr")
+
+
+def test_without_an_lr_series_the_base_lr_comes_from_params(too_high):
+    metrics = {keys.LOSS: too_high.loss}
+    with_params = too_high.with_metrics(metrics)
+    rec = analyze(with_params).recommendation
+    assert rec.suggested_lr is not None and rec.suggested_lr < 10 * BEST_LR
+    bare = with_params.with_metrics(metrics)
+    bare.params = {}
+    rec = analyze(bare).recommendation
+    assert rec.suggested_lr is None
+    assert rec.action in ("decrease_lr", "add_warmup")
+    assert analyze(bare).schedule.kind == "missing"

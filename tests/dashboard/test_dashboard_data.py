@@ -1,0 +1,121 @@
+"""The data layer against a real MLflow store: incremental cache, findings, error messages."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import mlflow
+import numpy as np
+import pytest
+
+from dashboard import views
+from dashboard.data import DashboardData, DataError, SeriesCache
+from dashboard.data.curves import sensitivity_curve
+from lrwatch import keys
+from lrwatch.analysis.findings import Finding
+from lrwatch.sources.mlflow_store import read_history
+from tests.dashboard.conftest import log_points, train_sweep_one
+
+
+@pytest.fixture
+def live_run(tracking_uri):
+    """A real training run logged half-way, left RUNNING; returns (client, run id, Run)."""
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    experiment_id = client.create_experiment("data-test")
+    run = train_sweep_one(0.05, steps=120)
+    created = client.create_run(experiment_id, run_name="live")
+    for key, value in run.params.items():
+        client.log_param(created.info.run_id, key, value)
+    log_points(
+        client, created.info.run_id, run, start=0, stop=60, timestamp=created.info.start_time
+    )
+    return client, created.info.run_id, run, experiment_id
+
+
+def test_refresh_reads_only_new_points_and_matches_a_full_read(tracking_uri, live_run):
+    client, run_id, run, _ = live_run
+    cache = SeriesCache()
+    first = cache.get(tracking_uri, run_id, [keys.LOSS, keys.LR])
+    assert len(first[keys.LOSS]) == 60 and cache.points_fetched == 120
+    log_points(client, run_id, run, start=60, stop=None, timestamp=int(time.time() * 1000))
+    refreshed = cache.refresh(tracking_uri, run_id, [keys.LOSS, keys.LR])
+    assert cache.points_fetched == 120 + 120  # 60 new loss + 60 new LR points, nothing re-read
+    full = read_history(tracking_uri, run_id, keys.LOSS)
+    np.testing.assert_array_equal(refreshed[keys.LOSS].steps, full.steps)
+    np.testing.assert_array_equal(refreshed[keys.LOSS].values, full.values)
+
+
+def test_cache_evicts_least_recently_used_series_beyond_its_budget(tracking_uri, live_run):
+    _, run_id, _, _ = live_run
+    cache = SeriesCache(max_points=100)
+    cache.get(tracking_uri, run_id, [keys.LOSS])
+    cache.get(tracking_uri, run_id, [keys.LR])  # 60 + 60 > 100: the loss is evicted
+    assert cache.total_points == 60
+    cache.get(tracking_uri, run_id, [keys.LOSS])
+    assert cache.points_fetched == 180
+
+
+def test_findings_logged_as_tags_show_beside_offline_ones(tracking_uri, live_run):
+    client, run_id, _, _ = live_run
+    live = Finding("oscillation", 10, 40, "warning", "the loss bounces", {"ratio": 1.5})
+    client.set_tag(run_id, keys.TAG_FINDINGS, json.dumps([live.to_dict(), {"kind": "bogus"}]))
+    loaded = DashboardData(tracking_uri).load(run_id)
+    assert live in loaded.findings
+    assert loaded.is_running and loaded.report is not None
+
+
+def test_unknown_run_and_bad_ids_become_messages(tracking_uri):
+    data = DashboardData(tracking_uri)
+    with pytest.raises(DataError, match="not found"):
+        data.load("0123456789abcdef0123456789abcdef")
+    with pytest.raises(DataError, match="letters and digits"):
+        data.load("../../etc/passwd")
+
+
+def test_run_without_a_loss_metric_is_drawn_as_a_message(tracking_uri):
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    run_id = client.create_run("0", run_name="no-loss").info.run_id
+    client.log_metric(run_id, "accuracy", 0.5, step=0)
+    outputs = views.run_view(DashboardData(tracking_uri), run_id, 0.6, [], None, refresh=False)
+    figure, note = outputs[0], outputs[1]
+    assert "no loss metric" in figure.layout.annotations[0].text
+    assert "no loss metric" in str(note)
+
+
+def test_empty_experiment_says_so(tracking_uri):
+    experiment_id = mlflow.MlflowClient(tracking_uri=tracking_uri).create_experiment("empty")
+    rows, message, refresh_disabled = views.runs_table(DashboardData(tracking_uri), experiment_id)
+    assert rows == [] and "no runs" in str(message) and refresh_disabled
+
+
+def test_unreachable_tracking_server_is_a_message_not_a_traceback(monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    page = views.page_for(DashboardData("http://127.0.0.1:9"), "/", "")
+    assert "cannot read tracking store http://127.0.0.1:9" in str(page)
+
+
+def test_runs_table_rows_carry_status_length_lr_and_a_badge(tracking_uri, live_run):
+    _, run_id, _, experiment_id = live_run
+    data = DashboardData(tracking_uri)
+    rows, _, refresh_disabled = views.runs_table(data, experiment_id)
+    assert not refresh_disabled  # the run is running: the table keeps refreshing
+    (row,) = rows
+    assert (row["status"], row["last_step"], row["base_lr"], row["optimizer"]) == (
+        "running", 59, 0.05, "sgd")  # fmt: skip
+    deadline = time.monotonic() + 30
+    while data.pending_analyses() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    rows, _, _ = views.runs_table(data, experiment_id)
+    assert rows[0]["diagnosis"] != "analysing..."
+
+
+def test_sensitivity_curve_comes_from_the_sweep_analysis():
+    from lrwatch.analysis import analyze_sweep
+
+    runs = [train_sweep_one(lr, steps=120) for lr in (0.01, 0.05, 3.0)]
+    curve = sensitivity_curve(runs)
+    assert sorted(curve.lrs.tolist()) == [0.01, 0.05, 3.0]
+    assert np.isinf(curve.losses[curve.lrs.tolist().index(3.0)])  # lr=3 diverges
+    assert curve.recommendation == analyze_sweep(runs)

@@ -1,0 +1,96 @@
+"""Pure figure builders: what they mark comes from the data and the analysis, nothing else."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from dashboard.figures import (
+    SEVERITY_COLOURS,
+    figure_compare,
+    figure_range_test,
+    figure_run,
+    figure_sensitivity,
+)
+from lrwatch.analysis.findings import Finding
+from lrwatch.analysis.range_test import range_test_curve, suggest_lr
+from lrwatch.run import Run, Series
+
+
+def _run(n=5000, *, blow_up_at=None, run_id="r1") -> Run:
+    steps = np.arange(n)
+    loss = 1.0 / (1 + steps / 100) + 0.01 * np.cos(steps)
+    if blow_up_at is not None:
+        loss[blow_up_at:] = np.nan
+        loss[blow_up_at - 1] = np.inf
+    return Run(id=run_id, name=run_id, metrics={"train/loss": Series(steps, loss),
+               "lr": Series(steps, np.full(n, 0.1)), "grad_norm": Series(steps, np.ones(n))})  # fmt: skip
+
+
+def test_each_finding_is_shaded_in_its_severity_colour_with_its_message_on_hover():
+    findings = [Finding("plateau", 1000, 2000, "warning", "flat from 1000"),
+                Finding("divergence", 4000, 4000, "critical", "blew up at 4000")]  # fmt: skip
+    fig = figure_run(_run(), findings)
+    shapes = [s for s in fig.layout.shapes if s.xref == "x"]  # the loss panel's (one per panel)
+    assert len(shapes) == 2 and len(fig.layout.shapes) == 2 * 2  # loss and LR panels
+    assert (shapes[0].x0, shapes[0].x1) == (1000, 2000)
+    assert shapes[0].fillcolor == SEVERITY_COLOURS["warning"]
+    assert shapes[1].x0 < 4000 < shapes[1].x1  # a one-step finding is widened to stay visible
+    hover = [t.text for t in fig.data if getattr(t, "hoveron", None) == "fills"]
+    assert any("flat from 1000" in text for text in hover)
+    assert any("blew up at 4000" in text for text in hover)
+
+
+def test_nan_and_inf_losses_are_marked_and_kept_out_of_the_line():
+    fig = figure_run(_run(blow_up_at=3000), smoothing=0.0)
+    marks = next(t for t in fig.data if t.name == "NaN / inf loss")
+    # 2,001 non-finite points are sampled evenly down to max_points, keeping both ends
+    assert (marks.x[0], marks.x[-1], len(marks.x)) == (2999, 4999, 2000)
+    raw = next(t for t in fig.data if t.name == "loss (raw)")
+    assert np.isfinite(np.asarray(raw.y)).all() and raw.x[-1] == 2998
+
+
+def test_lr_panel_is_log_scaled_and_extras_get_their_own_panel():
+    fig = figure_run(_run(), extra_keys=["grad_norm"])
+    assert fig.layout.yaxis2.type == "log"
+    assert fig.layout.yaxis3.title.text == "grad_norm"
+    assert fig.layout.xaxis3.title.text == "step"
+
+
+def test_a_million_step_run_ships_a_few_thousand_points():
+    fig = figure_run(_run(1_000_000))
+    assert all(len(trace.x) <= 2002 for trace in fig.data)
+    assert isinstance(fig, go.Figure)
+
+
+def test_range_test_marks_the_rate_suggest_lr_picks():
+    lrs = np.geomspace(1e-6, 1, 120)
+    losses = 2 - np.tanh(np.log10(lrs / 1e-3)) + (lrs / 0.2) ** 3
+    suggestion = suggest_lr(lrs, losses)
+    run = Run(id="rt", metrics={"train/loss": Series(np.arange(120), losses),
+                                "lr": Series(np.arange(120), lrs)})  # fmt: skip
+    curve_lrs, curve_losses, smoothed = range_test_curve(run)
+    fig = figure_range_test(curve_lrs, curve_losses, smoothed=smoothed,
+                            suggested_lr=suggestion.lr, method=suggestion.method)  # fmt: skip
+    assert fig.layout.xaxis.type == "log"
+    assert fig.layout.shapes[0].x0 == suggestion.lr
+    assert any(f"{suggestion.lr:.3g}" in (t.name or "") for t in fig.data)
+
+
+def test_sensitivity_plot_marks_the_recommended_lr_and_diverged_runs():
+    fig = figure_sensitivity([0.3, 0.01, 0.1, 3.0], [0.5, 0.9, 0.4, np.inf], suggested_lr=0.12)
+    line = fig.data[0]
+    assert list(line.x) == [0.01, 0.1, 0.3]  # sorted by LR, the diverged run left out
+    assert list(fig.data[1].x) == [3.0] and fig.data[1].marker.symbol == "x"
+    assert fig.layout.shapes[0].x0 == 0.12 and fig.layout.xaxis.type == "log"
+
+
+def test_compare_overlays_one_loss_and_one_lr_line_per_run():
+    fig = figure_compare([_run(run_id="a"), _run(run_id="b"), Run(id="empty")])
+    names = [t.name for t in fig.data]
+    assert names.count("a") == 2 and names.count("b") == 2
+
+
+def test_a_run_without_loss_gets_a_message_figure():
+    fig = figure_run(Run(id="x", name="x", metrics={"accuracy": Series([0], [1.0])}))
+    assert "no loss metric" in fig.layout.annotations[0].text

@@ -1,0 +1,74 @@
+"""Live diagnosis on a real diverging run: tagged on the MLflow run, and "stop" stops in time."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import mlflow
+import pytest
+
+import lrwatch
+from lrwatch import keys
+from lrwatch.tasks import TrainConfig, train
+from lrwatch.tracking import DivergenceError
+from tests.tracking.conftest import history
+
+# SGD at lr 1.1 on the quadratic task is past the stable step size (2 / largest Hessian
+# eigenvalue ~ 1): the loss grows geometrically and turns non-finite near step 1000.
+DIVERGING = TrainConfig(task="quadratic", lr=1.1, steps=3000)
+
+
+def _watched_train(config, **watch_kwargs):
+    state = {}
+
+    def on_step(step, loss, optimizer):
+        if "w" not in state:
+            state["w"] = lrwatch.watch(optimizer, experiment="live", **watch_kwargs)
+        state["w"].step(loss)
+        time.sleep(0.001)  # a slower "model": ~50 steps per flush interval
+
+    try:
+        train(config, on_step=on_step)
+    finally:
+        if "w" in state:
+            state["w"].close("FAILED")
+    return state["w"]
+
+
+def _tags(uri, run_id):
+    return mlflow.MlflowClient(uri).get_run(run_id).data.tags
+
+
+def test_stop_raises_at_a_step_before_the_loss_turns_nan(tracking_uri):
+    with pytest.raises(DivergenceError) as caught:
+        _watched_train(DIVERGING, on_divergence="stop", flush_interval=0.05)
+    assert caught.value.finding.kind == "divergence"
+    client = mlflow.MlflowClient(tracking_uri)
+    run = client.search_runs([client.get_experiment_by_name("live").experiment_id])[0]
+    losses = [v for _, v in history(tracking_uri, run.info.run_id, keys.LOSS)]
+    assert all(math.isfinite(v) and v < 1e300 for v in losses)  # stopped while still finite
+    assert len(losses) < 1005
+    tags = run.data.tags
+    findings = json.loads(tags[keys.TAG_FINDINGS])
+    assert any(f["kind"] == "divergence" for f in findings)
+    assert tags[keys.TAG_WORST] in ("warning", "critical")
+
+
+def test_warn_tags_the_run_and_calls_back_once(tracking_uri, caplog):
+    seen = []
+    w = _watched_train(DIVERGING, on_divergence=seen.append, flush_interval=0.05)
+    assert [f.kind for f in seen] == ["divergence"]
+    findings = json.loads(_tags(tracking_uri, w.run_id)[keys.TAG_FINDINGS])
+    assert sum(f["kind"] == "divergence" for f in findings) == 1
+    assert findings == [f.to_dict() for f in w.findings] or len(findings) <= len(w.findings)
+    assert caplog.text.count("lrwatch: divergence") == 1
+
+
+def test_a_healthy_run_gets_no_divergence(tracking_uri):
+    w = _watched_train(TrainConfig(task="quadratic", lr=0.3, steps=600), flush_interval=0.05)
+    tags = _tags(tracking_uri, w.run_id)
+    findings = json.loads(tags.get(keys.TAG_FINDINGS, "[]"))
+    assert not any(f["kind"] == "divergence" for f in findings)
+    assert len(history(tracking_uri, w.run_id, keys.LOSS)) == 600

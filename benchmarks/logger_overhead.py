@@ -65,31 +65,32 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_loop(loop: Loop, steps: int, log_step, device: str = "cpu") -> float:
+def time_loop(loop: Loop, steps: int, log_step, device: str = "cpu") -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this - the training - thread) for the whole loop."""
     _sync(device)
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.thread_time()
     for i in range(steps):
         loss = loop.step(i)
         log_step(i, loss)
     _sync(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.thread_time() - start_cpu
 
 
 def run_none(loop, steps, store, device="cpu"):
-    return time_loop(loop, steps, lambda i, loss: None, device), 0.0
+    return *time_loop(loop, steps, lambda i, loss: None, device), 0.0
 
 
 def run_lrwatch(loop, steps, store, device="cpu"):
     w = lrwatch.watch(loop.optimizer, tracking_uri=store, experiment="bench", analyze=True)
-    elapsed = time_loop(loop, steps, lambda i, loss: w.step(loss), device)
+    wall, cpu = time_loop(loop, steps, lambda i, loss: w.step(loss), device)
     start = time.perf_counter()
-    assert w.close(timeout_s=120)
-    return elapsed, time.perf_counter() - start
+    assert w.close(timeout_s=300)
+    return wall, cpu, time.perf_counter() - start
 
 
 def run_item(loop, steps, store, device="cpu"):
     values = []
-    return time_loop(loop, steps, lambda i, loss: values.append(loss.item()), device), 0.0
+    return *time_loop(loop, steps, lambda i, loss: values.append(loss.item()), device), 0.0
 
 
 def run_mlflow(loop, steps, store, device="cpu"):
@@ -104,7 +105,7 @@ def run_mlflow(loop, steps, store, device="cpu"):
             mlflow.log_metric(keys.LOSS, loss.item(), step=i)
             mlflow.log_metric(keys.LR, opt.param_groups[0]["lr"], step=i)
 
-        return time_loop(loop, steps, log, device), 0.0
+        return *time_loop(loop, steps, log, device), 0.0
 
 
 def run_tensorboard(loop, steps, store, device="cpu"):
@@ -117,22 +118,24 @@ def run_tensorboard(loop, steps, store, device="cpu"):
         writer.add_scalar(keys.LOSS, loss, i)
         writer.add_scalar(keys.LR, opt.param_groups[0]["lr"], i)
 
-    elapsed = time_loop(loop, steps, log, device)
+    wall, cpu = time_loop(loop, steps, log, device)
     start = time.perf_counter()
     writer.close()
-    return elapsed, time.perf_counter() - start
+    return wall, cpu, time.perf_counter() - start
 
 
 def measure(kind, runners, repeats, store, device="cpu"):
-    """{name: (median seconds per step, median close seconds)}; repeats interleave the loggers,
-    so a load change on a shared machine hits all of them alike."""
+    """{name: (wall s/step, training-thread CPU s/step, close s)}, medians over ``repeats``.
+
+    Repeats interleave the loggers, so a load change on a shared machine hits all of them alike.
+    """
     samples = {name: [] for name, _, _ in runners}
     for _ in range(repeats):
         for name, runner, steps in runners:
-            elapsed, close = runner(Loop(kind, device), steps, store, device)
-            samples[name].append((elapsed / steps, close))
+            wall, cpu, close = runner(Loop(kind, device), steps, store, device)
+            samples[name].append((wall / steps, cpu / steps, close))
     return {
-        name: (statistics.median(s[0] for s in runs), statistics.median(s[1] for s in runs))
+        name: tuple(statistics.median(s[i] for s in runs) for i in range(3))
         for name, runs in samples.items()
     }
 
@@ -143,8 +146,15 @@ def cpu_table(args) -> None:
 
     mlflow.MlflowClient(store).search_experiments()  # migrate the store before timing anything
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, store {store}")
-    print(f"{'loop':6} {'logger':22} {'steps':>7} {'us/step':>10} {'added us/step':>14} "
-          f"{'x lrwatch':>10} {'close s':>8}")  # fmt: skip
+    print("us/step = microseconds per step (median); 'cpu' = CPU time of the training thread,")
+    print(
+        "'added' = minus the no-logging loop; 'x lrwatch' = added cpu / lrwatch's in the bare loop"
+    )
+    print(f"{'loop':6} {'logger':22} {'steps':>7} {'wall':>10} {'cpu':>10} {'added wall':>11} "
+          f"{'added cpu':>10} {'x lrwatch':>10} {'close s':>8}")  # fmt: skip
+    # Ratios divide by lrwatch's added CPU in the bare loop: in the training loop its cost is
+    # below the run-to-run noise, so a ratio against it there would be meaningless.
+    lrwatch_added = None
     for kind in ("bare", "train"):
         steps = args.steps if kind == "bare" else args.train_steps
         runners = [
@@ -154,13 +164,14 @@ def cpu_table(args) -> None:
             ("mlflow.log_metric", run_mlflow, args.mlflow_steps),
         ]
         results = measure(kind, runners, args.repeats, store)
-        base = results["none"][0]
-        lrwatch_added = max(results["lrwatch"][0] - base, 1e-9)
+        base_wall, base_cpu, _ = results["none"]
+        if lrwatch_added is None:
+            lrwatch_added = max(results["lrwatch"][1] - base_cpu, 1e-9)
         for name, _, n in runners:
-            per_step, close = results[name]
-            added = per_step - base
-            ratio = "" if name == "none" else f"{added / lrwatch_added:10.0f}"
-            print(f"{kind:6} {name:22} {n:7d} {per_step * 1e6:10.2f} {added * 1e6:14.2f} "
+            wall, cpu, close = results[name]
+            ratio = "" if name in ("none", "lrwatch") else f"{(cpu - base_cpu) / lrwatch_added:.0f}"
+            print(f"{kind:6} {name:22} {n:7d} {wall * 1e6:10.2f} {cpu * 1e6:10.2f} "
+                  f"{(wall - base_wall) * 1e6:11.2f} {(cpu - base_cpu) * 1e6:10.2f} "
                   f"{ratio:>10} {close:8.2f}")  # fmt: skip
 
 
@@ -180,14 +191,14 @@ def cuda_table(args) -> None:
     for name, _, _ in runners:
         per_step = results[name][0]
         print(f"{name:26} {args.train_steps:7d} {per_step * 1e6:10.2f} "
-              f"{(per_step / results['none'] - 1) * 100:8.2f}%")  # fmt: skip
+              f"{(per_step / results['none'][0] - 1) * 100:8.2f}%")  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=100_000, help="bare-loop steps")
-    parser.add_argument("--train-steps", type=int, default=5_000, help="training-loop steps")
-    parser.add_argument("--mlflow-steps", type=int, default=100, help="steps for log_metric")
+    parser.add_argument("--steps", type=int, default=20_000, help="bare-loop steps")
+    parser.add_argument("--train-steps", type=int, default=2_000, help="training-loop steps")
+    parser.add_argument("--mlflow-steps", type=int, default=50, help="steps for log_metric")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cuda", action="store_true", help="CUDA training loop instead")
     args = parser.parse_args()

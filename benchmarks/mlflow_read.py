@@ -29,7 +29,8 @@ def log_points(client, experiment_id: str, values: np.ndarray) -> str:
     for start in range(0, values.size, 1000):  # MLflow's per-request limit
         chunk = values[start : start + 1000]
         metrics = [
-            Metric("train/loss", float(v), 1_000 + start + i, start + i) for i, v in enumerate(chunk)
+            Metric("train/loss", float(v), 1_000 + start + i, start + i)
+            for i, v in enumerate(chunk)
         ]
         client.log_batch(run_id, metrics=metrics)
     return run_id

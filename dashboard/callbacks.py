@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dash import Dash, Input, Output, State, ctx
+from dash import Dash, Input, Output, ctx
 
 from dashboard import ids, views
 from dashboard.data import DashboardData
@@ -12,7 +12,7 @@ def register(app: Dash, data: DashboardData) -> None:
     """Wire every callback of the dashboard to ``data``."""
 
     @app.callback(
-        Output(ids.PAGE, "children"), Input(ids.URL, "pathname"), State(ids.URL, "search")
+        Output(ids.PAGE, "children"), Input(ids.URL, "pathname"), Input(ids.URL, "search")
     )
     def route(pathname, search):
         return views.page_for(data, pathname, search)

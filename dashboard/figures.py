@@ -156,9 +156,11 @@ def figure_compare(
         return figure_message("none of these runs logged a loss")
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
                         row_heights=[0.65, 0.35], subplot_titles=["loss (smoothed)", "lr"])  # fmt: skip
+    drawn = []
     for i, run in enumerate(drawable):
         colour = _palette(i)
         line = downsample(run.loss, max_points=max_points, values=ema(run.loss.values, smoothing))
+        drawn.append(line.values)
         fig.add_trace(
             _line(line, run.display_name(), colour, width=1.5, group=run.id), row=1, col=1
         )
@@ -167,6 +169,8 @@ def figure_compare(
             fig.add_trace(_line(lr, run.display_name(), colour, width=1, group=run.id,
                                 showlegend=False), row=2, col=1)  # fmt: skip
     fig.update_yaxes(type="log", row=2, col=1)
+    if _use_log_axis(np.concatenate(drawn), "auto"):  # a diverged run would flatten the rest
+        fig.update_yaxes(type="log", row=1, col=1)
     fig.update_xaxes(title_text="step", row=2, col=1)
     fig.update_layout(template=TEMPLATE, height=560, margin={"l": 60, "r": 20, "t": 40, "b": 40})
     return fig

@@ -124,13 +124,18 @@ def compare_page(run_ids: Sequence[str]) -> html.Div:
             dcc.Store(id=ids.COMPARE_IDS, data=list(run_ids)),
             html.H2(f"Compare {len(run_ids)} runs"),
             html.Div(id=ids.COMPARE_MESSAGE),
+            html.H3("LR sensitivity: final loss against learning rate"),
+            html.Div([
+                html.Div(dcc.Graph(id=ids.SENSITIVITY_GRAPH, config={"displaylogo": False}),
+                         style={"width": "64%", "display": "inline-block", "verticalAlign": "top"}),
+                html.Div(id=ids.SWEEP_RECOMMENDATION,
+                         style={"width": "35%", "display": "inline-block", "paddingLeft": "1%"}),
+            ]),
+            html.H3("Loss and LR by step"),
             html.Div([html.Label("smoothing (EMA weight)"), dcc.Slider(
                 id=ids.COMPARE_SMOOTHING, min=0, max=0.99, step=0.01, value=0.6,
                 marks={0: "0", 0.6: "0.6", 0.9: "0.9", 0.99: "0.99"})], style={"width": "45%"}),
             dcc.Graph(id=ids.COMPARE_GRAPH, config={"displaylogo": False}),
-            html.H3("LR sensitivity"),
-            html.Div(id=ids.SWEEP_RECOMMENDATION),
-            dcc.Graph(id=ids.SENSITIVITY_GRAPH, config={"displaylogo": False}),
         ]
     )  # fmt: skip
 

@@ -55,7 +55,7 @@ def _default_experiment(data: DashboardData, experiments) -> str:
     """The newest experiment that has runs (the empty 'Default' one is rarely wanted)."""
     for experiment_id, _ in experiments[:20]:
         try:
-            if data.runs(experiment_id):
+            if data.has_runs(experiment_id):
                 return experiment_id
         except DataError:
             continue

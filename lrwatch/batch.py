@@ -79,8 +79,10 @@ def analyze_refs(
             :data:`PARALLEL_MIN_RUNS` runs, all of them files (MLflow reads stay in-process).
         progress: called as ``progress(done, total)`` after each run.
     """
-    options = (loss_key, lr_key, keep_series)
     total = len(refs)
+    # pyarrow's CSV reader is ~2-3x faster per file; its import (~0.3 s) pays off in a batch.
+    csv_engine = "arrow" if total >= PARALLEL_MIN_RUNS else "numpy"
+    options = (loss_key, lr_key, keep_series, csv_engine)
     count = _worker_count(refs, workers)
     if count <= 1:
         results: Iterable[RunResult] = (_analyze_one(ref, options) for ref in refs)
@@ -127,9 +129,9 @@ def _analyze_one(ref: RunRef, options: tuple) -> RunResult:
     from lrwatch.analysis import analyze
     from lrwatch.sources.files import steps_note
 
-    loss_key, lr_key, keep_series = options
+    loss_key, lr_key, keep_series, csv_engine = options
     try:
-        run = load_ref(ref, loss_key=loss_key, lr_key=lr_key)
+        run = load_ref(ref, loss_key=loss_key, lr_key=lr_key, csv_engine=csv_engine)
     except SkippedRun:
         return RunResult(ref, skipped=True)
     except InputError as exc:

@@ -33,6 +33,7 @@ import numpy as np
 from lrwatch.analysis.range_test import (
     DEFAULT_METHOD,
     DEFAULT_SMOOTH,
+    METHODS,
     LrSuggestion,
     smooth_losses,
     suggest_lr,
@@ -70,6 +71,8 @@ class RangeTestResult:
         suggestion: the suggested starting LR, or ``None`` when too few points were finite.
         stopped_early: True when the test stopped because the loss blew up.
         run_id: the MLflow run it was logged to, or ``None``.
+        params: the test's settings (start_lr, end_lr, num_steps, mode, smooth,
+            diverge_threshold, optimizer class name), as logged.
     """
 
     lrs: np.ndarray
@@ -155,7 +158,7 @@ def find_lr(
         optimizer.param_groups[0]["lr"] = result.suggestion.lr
     """
     torch = require("torch", "torch")
-    _check_arguments(start_lr, end_lr, num_steps, mode, smooth, diverge_threshold)
+    _check_arguments(start_lr, end_lr, num_steps, mode, smooth, diverge_threshold, method)
     params = {
         "start_lr": start_lr,
         "end_lr": end_lr,
@@ -217,7 +220,7 @@ def find_lr_on_task(config, **kwargs) -> RangeTestResult:
     return find_lr(model, optimizer, task.loss_fn, data, **kwargs)
 
 
-def _check_arguments(start_lr, end_lr, num_steps, mode, smooth, diverge_threshold) -> None:
+def _check_arguments(start_lr, end_lr, num_steps, mode, smooth, diverge_threshold, method):
     if not (0 < start_lr < end_lr) or not math.isfinite(end_lr):
         raise InputError(f"need 0 < start_lr < end_lr, got start_lr={start_lr}, end_lr={end_lr}")
     if int(num_steps) != num_steps or num_steps < 3:
@@ -228,6 +231,8 @@ def _check_arguments(start_lr, end_lr, num_steps, mode, smooth, diverge_threshol
         raise InputError(f"smooth must be in (0, 1], not {smooth}")
     if not diverge_threshold > 1:
         raise InputError(f"diverge_threshold must be > 1, not {diverge_threshold}")
+    if method not in METHODS:
+        raise InputError(f"method must be one of {METHODS}, not {method!r}")
 
 
 def lr_schedule(start_lr: float, end_lr: float, num_steps: int, mode: str = "exp") -> np.ndarray:
@@ -262,7 +267,9 @@ def _run_steps(torch, model, optimizer, loss_fn, data, schedule, smooth, diverge
         avg = (1 - smooth) * avg + smooth * value
         smoothed = avg / (1 - (1 - smooth) ** (step + 1))
         best = min(best, smoothed)
-        if step >= _MIN_STEPS_BEFORE_STOP and smoothed > diverge_threshold * best:
+        # "threshold x best", written so that a negative loss (a log-likelihood) works too.
+        blown_up = smoothed - best > (diverge_threshold - 1) * abs(best)
+        if step >= _MIN_STEPS_BEFORE_STOP and blown_up:
             return lrs, losses, True
     return lrs, losses, False
 

@@ -69,6 +69,9 @@ class DashboardData:
     def runs(self, experiment_id: str) -> list[RunSummary]:
         return tracking.list_runs(self.tracking_uri, experiment_id)
 
+    def has_runs(self, experiment_id: str) -> bool:
+        return tracking.has_runs(self.tracking_uri, experiment_id)
+
     def badges(self, summaries: Sequence[RunSummary]) -> dict[str, str]:
         """Diagnosis badge per run id; runs without a report are queued for background analysis."""
         badges, unanalysed = {}, []

@@ -106,6 +106,11 @@ def list_runs(tracking_uri: str, experiment_id: str) -> list[RunSummary]:
     return summaries
 
 
+def has_runs(tracking_uri: str, experiment_id: str) -> bool:
+    with mlflow_errors(tracking_uri, f"runs of experiment {experiment_id}"):
+        return bool(client(tracking_uri).search_runs([experiment_id], max_results=1))
+
+
 def get_summary(tracking_uri: str, run_id: str) -> RunSummary:
     """The summary of one run; :class:`DataError` when it does not exist."""
     if not run_id or not run_id.replace("-", "").isalnum():

@@ -33,6 +33,9 @@ DEFAULT_METHOD = "valley"
 SKIP_START_FRACTION = 0.1
 # Minimum / 10: the classic rule of thumb - the loss minimum is already too hot to train at.
 MINIMUM_DIVISOR = 10.0
+# The valley rule is quadratic in the number of points; range tests are hundreds of steps, so
+# a longer curve (a test of thousands of steps) is read at every k-th point of its smoothed loss.
+MAX_RULE_POINTS = 2000
 # Tags :func:`lrwatch.find_lr` writes beside ``keys.TAG_RANGE_TEST`` (candidates for keys.py).
 TAG_SUGGESTED_LR = keys.TAG_PREFIX + "suggested_lr"
 TAG_SUGGESTION_METHOD = keys.TAG_PREFIX + "suggestion_method"
@@ -62,12 +65,19 @@ def smooth_losses(losses, smooth: float = DEFAULT_SMOOTH) -> np.ndarray:
     values = np.asarray(losses, dtype=np.float64).reshape(-1)
     if not 0 < smooth <= 1:
         raise ValueError(f"smooth must be in (0, 1], not {smooth}")
-    out = np.empty_like(values)
-    avg, beta = 0.0, 1.0 - smooth
-    for i, value in enumerate(values):
-        avg = beta * avg + smooth * value
-        out[i] = avg / (1.0 - beta ** (i + 1))  # debias the zero start
-    return out
+    from scipy.signal import lfilter
+
+    beta = 1.0 - smooth
+    # avg[i] = beta * avg[i-1] + smooth * x[i] from avg[-1] = 0, as a linear filter over the
+    # finite prefix; the (short) rest step by step, where a filter would turn inf into NaN.
+    bad = ~np.isfinite(values)
+    end = int(np.argmax(bad)) if bad.any() else values.size
+    averaged = np.empty_like(values)
+    averaged[:end] = lfilter([smooth], [1.0, -beta], values[:end])
+    avg = averaged[end - 1] if end else 0.0
+    for i in range(end, values.size):
+        avg = averaged[i] = beta * avg + smooth * values[i]
+    return averaged / (1.0 - beta ** np.arange(1, values.size + 1))  # debias the zero start
 
 
 def _usable_curve(lrs, losses) -> tuple[np.ndarray, np.ndarray]:
@@ -182,6 +192,9 @@ def suggest_lr(
     if usable_lrs.size < 3:
         raise ValueError("a range test needs at least 3 points with a finite loss")
     smoothed = smooth_losses(usable_losses, smooth)
+    if usable_lrs.size > MAX_RULE_POINTS:  # keep the quadratic valley rule fast
+        stride = -(-usable_lrs.size // MAX_RULE_POINTS)
+        usable_lrs, smoothed = usable_lrs[::stride], smoothed[::stride]
     start = _skip_start(usable_lrs)
     if method == "combined":
         return _combined(usable_lrs, smoothed, start, all_lrs)
@@ -297,10 +310,13 @@ def analyze_range_test(run: Run, *, method: str = DEFAULT_METHOD) -> Report:
     min_index = int(np.flatnonzero(finite)[np.argmin(smoothed[finite])])
     min_loss_lr = float(lrs[min_index])
     tested = (float(np.nanmin(lrs)), float(np.nanmax(lrs)))
+    if min_index < int(np.flatnonzero(finite)[-1]):
+        bottom = f"The smoothed loss was lowest at lr={min_loss_lr:.3g} and rose after it"
+    else:
+        bottom = "The loss was still falling when the test ended (a higher end_lr shows more)"
     message = (
         f"Start training at lr={suggestion.lr:.3g}: the {suggestion.method} rule picks "
-        f"{explain_method(suggestion.method)}. The smoothed loss was lowest at "
-        f"lr={min_loss_lr:.3g} and rose after it; the test covered {tested[0]:.3g} to "
+        f"{explain_method(suggestion.method)}. {bottom}; the test covered {tested[0]:.3g} to "
         f"{tested[1]:.3g} in {lrs.size} steps."
     )
     evidence = {"min_loss_lr": min_loss_lr, "min_smoothed_loss": float(smoothed[min_index])}
@@ -318,3 +334,33 @@ def analyze_range_test(run: Run, *, method: str = DEFAULT_METHOD) -> Report:
         }
     }
     return Report(run.id, (), recommendation, schedule, int(lrs.size), extras)
+
+
+def relate_lr_to_range_test(lr: float, range_test: Run) -> dict[str, Any] | None:
+    """Where a training run's LR sits on an earlier range test, for its diagnosis to point back.
+
+    Returns ``None`` when the range test has nothing to suggest; otherwise ``suggested_lr``,
+    ``min_loss_lr``, ``ratio_to_suggested`` (lr / suggested), ``past_minimum`` (lr at or above
+    the LR where the test's smoothed loss bottomed out - already too hot to train at) and a
+    ``message`` for a person, naming the range test's run id.
+    """
+    report = analyze_range_test(range_test)
+    extras = report.extras.get("range_test") or {}
+    if report.recommendation.action != "use_lr" or not lr > 0:
+        return None
+    suggested, min_loss_lr = extras["suggested_lr"], extras["min_loss_lr"]
+    ratio = lr / suggested
+    past_minimum = lr >= min_loss_lr
+    where = (
+        f"at or past the rate where its loss bottomed out ({min_loss_lr:.3g})"
+        if past_minimum
+        else f"{ratio:.3g}x its suggested {suggested:.3g}"
+    )
+    return {
+        "range_test_run": range_test.id,
+        "suggested_lr": suggested,
+        "min_loss_lr": min_loss_lr,
+        "ratio_to_suggested": ratio,
+        "past_minimum": past_minimum,
+        "message": f"The range test {range_test.id} puts lr={lr:.3g} {where}.",
+    }

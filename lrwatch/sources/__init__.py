@@ -90,8 +90,16 @@ def load_runs(
     return list(iter_runs(specs, tracking_uri=tracking_uri, loss_key=loss_key, lr_key=lr_key))
 
 
-def load_ref(ref: RunRef, *, loss_key: str | None = None, lr_key: str | None = None) -> Run:
+def load_ref(
+    ref: RunRef,
+    *,
+    loss_key: str | None = None,
+    lr_key: str | None = None,
+    csv_engine: str = "numpy",
+) -> Run:
     """Load one :class:`RunRef` and check it has a loss to analyse.
+
+    ``csv_engine="arrow"`` reads CSV files with pyarrow (faster per file; for batches).
 
     Raises:
         SkippedRun: an experiment's run logged no loss (callers may skip it quietly).
@@ -100,7 +108,7 @@ def load_ref(ref: RunRef, *, loss_key: str | None = None, lr_key: str | None = N
     if ref.kind == "file":
         from lrwatch.sources.files import load_file
 
-        run = load_file(ref.target, loss_key=loss_key, lr_key=lr_key)
+        run = load_file(ref.target, loss_key=loss_key, lr_key=lr_key, csv_engine=csv_engine)
     else:
         from lrwatch.sources.mlflow_store import read_run
 

@@ -20,18 +20,26 @@ STEP_COLUMNS = ("step", "Step", "global_step", "trainer/global_step", "_step", "
 # Tag recording where steps came from when a file had no step column.
 TAG_STEPS_FROM = "lrwatch.steps_from"
 STEPS_FROM_ROW_INDEX = "row index"
+_MAX_STEP = 2.0**62
 
 
 def is_table_file(path: Path) -> bool:
     return path.suffix.lower() in TABLE_SUFFIXES
 
 
-def load_file(path: str | Path, *, loss_key: str | None = None, lr_key: str | None = None) -> Run:
+def load_file(
+    path: str | Path,
+    *,
+    loss_key: str | None = None,
+    lr_key: str | None = None,
+    csv_engine: str = "numpy",
+) -> Run:
     """One saved run from a table file.
 
     Args:
         path: a CSV, Parquet or JSON Lines file (one row per logged step).
         loss_key / lr_key: column names to use as loss and LR (found among common names if None).
+        csv_engine: ``"numpy"`` or ``"arrow"`` (see :func:`lrwatch.sources.tables.read_table`).
 
     Returns:
         A :class:`Run` with ``id``/``source`` the path as given and ``name`` the file stem.
@@ -46,7 +54,7 @@ def load_file(path: str | Path, *, loss_key: str | None = None, lr_key: str | No
         run = load_file("runs/lr0.1.csv", loss_key="val_loss")
     """
     path = Path(path)
-    columns = read_table(path)
+    columns = read_table(path, csv_engine=csv_engine)
     step_name = next((name for name in STEP_COLUMNS if name in columns), None)
     tags = {}
     if step_name is None:
@@ -56,7 +64,8 @@ def load_file(path: str | Path, *, loss_key: str | None = None, lr_key: str | No
         row_ok = np.ones(n_rows, dtype=bool)
     else:
         step_values, step_present = columns.pop(step_name)
-        row_ok = step_present & np.isfinite(step_values)
+        # Rows whose step is blank, non-finite or beyond int64 cannot be placed: left out.
+        row_ok = step_present & (np.abs(np.nan_to_num(step_values, nan=np.inf)) < _MAX_STEP)
         steps = np.where(row_ok, step_values, 0).astype(np.int64)
         tags[TAG_STEPS_FROM] = step_name
     metrics = {}

@@ -89,9 +89,24 @@ def expand(spec: str, *, tracking_uri: str | None = None) -> list[RunRef]:
     from lrwatch.store import resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
+    _require_existing_sqlite_store(uri, spec, kind)
     if kind == "run":
         return [RunRef("mlflow", value, spec, uri)]
     return experiment_runs(value, uri, spec=spec)
+
+
+def _require_existing_sqlite_store(uri: str, spec: str, kind: str) -> None:
+    """Reading must not create a store: MLflow would make an empty ``mlflow.db`` on first use."""
+    if not uri.lower().startswith("sqlite:///"):
+        return
+    from lrwatch.sources.mlflow_store import sqlite_path
+
+    if Path(sqlite_path(uri)).exists():
+        return
+    what = {"run": "no run", "experiment": "no experiment"}[kind]
+    if kind == "experiment" and not spec.startswith(EXPERIMENT_PREFIX):
+        what = "no such file, run id or experiment"
+    raise InputError(f"{spec!r}: {what} (tracking store {uri} does not exist)")
 
 
 def experiment_runs(name_or_id: str, tracking_uri: str, *, spec: str | None = None) -> list[RunRef]:

@@ -32,8 +32,11 @@ _PARQUET_MAGIC = b"PAR1"
 _SNIFF_BYTES = 4096
 
 
-def read_table(path: Path) -> dict[str, Column]:
+def read_table(path: Path, *, csv_engine: str = "numpy") -> dict[str, Column]:
     """Numeric columns of the table at ``path``, in file order.
+
+    ``csv_engine``: ``"numpy"`` (no import beyond numpy: fastest start for one file) or
+    ``"arrow"`` (pyarrow's CSV reader: ~2-3x faster per file, worth its ~0.3 s import in a batch).
 
     Raises:
         InputError: missing, empty, unreadable, not a table, or without numeric columns/rows.
@@ -42,10 +45,12 @@ def read_table(path: Path) -> dict[str, Column]:
     if head.startswith(_PARQUET_MAGIC) or path.suffix.lower() in PARQUET_SUFFIXES:
         columns = _read_parquet(path)
     else:
-        text = _decode(path)
+        data, text = _decode(path)
         stripped = text.lstrip()
         if path.suffix.lower() in JSONL_SUFFIXES or stripped[:1] in ("{", "["):
             columns = _read_json_rows(path, stripped)
+        elif csv_engine == "arrow":
+            columns = _read_csv_arrow(data, text) or _read_csv(path, text)
         else:
             columns = _read_csv(path, text)
     if not columns:
@@ -74,12 +79,12 @@ def _not_a_table(path: Path) -> InputError:
     return InputError(f"{path}: not a table (expected CSV, Parquet or JSON Lines)")
 
 
-def _decode(path: Path) -> str:
+def _decode(path: Path) -> tuple[bytes, str]:
     data = path.read_bytes()
     if b"\x00" in data:
         raise _not_a_table(path)
     try:
-        return data.decode("utf-8-sig")
+        return data, data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise _not_a_table(path) from None
 
@@ -107,6 +112,43 @@ def _read_csv(path: Path, text: str) -> dict[str, Column]:
         return _read_csv_slow(path, header, body, delimiter)
     present = np.ones(table.shape[0], dtype=bool)
     return {name: (table[:, i].copy(), present) for i, name in enumerate(header) if name}
+
+
+def _read_csv_arrow(data: bytes, text: str) -> dict[str, Column] | None:
+    """pyarrow's CSV reader; None when it refuses the file (the numpy/row paths then decide)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    delimiter = _delimiter(text.split("\n", 1)[0])
+    # Only a blank cell is "not logged": "nan"/"NaN" must stay NaN (evidence), not become null.
+    convert = pacsv.ConvertOptions(null_values=[""], quoted_strings_can_be_null=False)
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(data),
+            read_options=pacsv.ReadOptions(use_threads=False),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter),
+            convert_options=convert,
+        )
+    except (pa.ArrowInvalid, ValueError):
+        return None
+    if table.num_rows == 0:
+        return None
+    return _arrow_columns(table)
+
+
+def _arrow_columns(table) -> dict[str, Column]:
+    import pyarrow as pa
+
+    columns = {}
+    for index, name in enumerate(table.column_names):
+        chunked = table.column(index)  # by position: a header may repeat a name
+        kind = chunked.type
+        if not name.strip() or not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+            continue
+        present = ~np.asarray(chunked.is_null(), dtype=bool)
+        values = np.asarray(chunked.cast(pa.float64()).fill_null(np.nan), dtype=np.float64)
+        columns[name.strip()] = (values, present)
+    return columns
 
 
 def _delimiter(first_line: str) -> str:
@@ -195,13 +237,4 @@ def _read_parquet(path: Path) -> dict[str, Column]:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError):
         raise _not_a_table(path) from None
-    columns = {}
-    for name in table.column_names:
-        chunked = table.column(name)
-        kind = chunked.type
-        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
-            continue
-        present = ~np.asarray(chunked.is_null(), dtype=bool)
-        values = np.asarray(chunked.cast(pa.float64()).fill_null(np.nan), dtype=np.float64)
-        columns[name] = (values, present)
-    return columns
+    return _arrow_columns(table)

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable
 
 from lrwatch.tracking.records import RowBuilder, drain
-from lrwatch.tracking.sink import MlflowSink, is_permanent
+from lrwatch.tracking.sink import MAX_METRICS_PER_REQUEST, MlflowSink, is_permanent, split
 from lrwatch.tracking.spool import SpoolWriter, iter_metric_chunks
 
 log = logging.getLogger("lrwatch")
@@ -96,14 +96,16 @@ class Writer:
 
     def close(self, *, status: str | None, timeout_s: float) -> bool:
         """Flush everything, try to deliver for up to ``timeout_s``; True when all landed."""
+        deadline = time.monotonic() + timeout_s
         self._stopping.set()
         self._wake.set()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=max(timeout_s, 0.1))
-        deadline = time.monotonic() + timeout_s
         with self._lock:
             self._cycle(deadline=deadline, final=True)
             self._finish_live()
+            self._retry_at = 0.0
+            self._send(deadline)
             while self.pending() and time.monotonic() < deadline:
                 time.sleep(min(self._backoff, max(deadline - time.monotonic(), 0)))
                 self._retry_at = 0.0
@@ -155,7 +157,9 @@ class Writer:
     def _enqueue_rows(self, rows: list[tuple]) -> None:
         if self._replay_spool:
             return  # already on disk; the replay will send it
-        self.outbox.append(("metrics", rows))
+        # One outbox item per request, so sending can stop at the cycle's deadline between them.
+        for chunk in split(rows, MAX_METRICS_PER_REQUEST):
+            self.outbox.append(("metrics", chunk))
         self._outbox_rows += len(rows)
         if self._outbox_rows > MAX_OUTBOX_ROWS:
             log.warning("lrwatch: tracking store unreachable for long; unsent steps stay on disk")
@@ -209,7 +213,6 @@ class Writer:
 
     def _replay(self, landed: dict[str, tuple[int, int]]) -> None:
         """Resend every spooled row the store lacks (after the in-memory outbox overflowed)."""
-        self.spool.append([])  # (no-op) the spool is flushed after every append already
         for chunk in iter_metric_chunks(self.spool.path, chunk=10_000):
             rows = filter_landed(chunk, landed)
             if rows:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,3 +130,18 @@ def test_online_analyzer_never_crashes(chunks):
         step += n
     online.finalize()
     assert len(online.findings) == len({id(f) for f in online.findings})
+
+
+def test_a_range_test_run_is_analysed_as_one():
+    import pandas as pd
+
+    from lrwatch.analysis.range_test import analyze_range_test
+
+    table = pd.read_parquet(Path(__file__).parents[2] / "sample_runs" / "lr-range-test.parquet")
+    metrics = {
+        column: Series(table["step"].to_numpy(), table[column].to_numpy())
+        for column in table.columns
+        if column != "step"
+    }
+    run = Run(id="range-test", tags={keys.TAG_RANGE_TEST: "true"}, metrics=metrics)
+    assert analyze(run).to_dict() == analyze_range_test(run).to_dict()

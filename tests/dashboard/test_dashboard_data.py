@@ -119,3 +119,28 @@ def test_sensitivity_curve_comes_from_the_sweep_analysis():
     assert sorted(curve.lrs.tolist()) == [0.01, 0.05, 3.0]
     assert np.isinf(curve.losses[curve.lrs.tolist().index(3.0)])  # lr=3 diverges
     assert curve.recommendation == analyze_sweep(runs)
+
+
+def test_disk_copy_serves_a_restart_and_only_new_points_are_read(tracking_uri, live_run, tmp_path):
+    from dashboard.data.disk_cache import DiskCache
+
+    client, run_id, run, _ = live_run
+    first = SeriesCache(disk=DiskCache(tmp_path, min_points=10))
+    first.get(tracking_uri, run_id, [keys.LOSS, keys.LR])
+    log_points(client, run_id, run, start=60, stop=None, timestamp=int(time.time() * 1000))
+    restarted = SeriesCache(disk=DiskCache(tmp_path, min_points=10))
+    series = restarted.get(tracking_uri, run_id, [keys.LOSS, keys.LR])
+    assert restarted.points_fetched == 120  # the 60 new points of each key, nothing else
+    full = read_history(tracking_uri, run_id, keys.LOSS)
+    np.testing.assert_array_equal(series[keys.LOSS].values, full.values)
+
+
+def test_a_damaged_disk_copy_is_read_from_the_store_instead(tracking_uri, live_run, tmp_path):
+    from dashboard.data.disk_cache import DiskCache
+
+    _, run_id, _, _ = live_run
+    disk = DiskCache(tmp_path, min_points=10)
+    SeriesCache(disk=disk).get(tracking_uri, run_id, [keys.LOSS])
+    disk.path(tracking_uri, run_id, keys.LOSS).write_bytes(b"not an npz")
+    fresh = SeriesCache(disk=disk)
+    assert len(fresh.get(tracking_uri, run_id, [keys.LOSS])[keys.LOSS]) == 60

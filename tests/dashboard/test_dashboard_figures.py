@@ -94,3 +94,15 @@ def test_compare_overlays_one_loss_and_one_lr_line_per_run():
 def test_a_run_without_loss_gets_a_message_figure():
     fig = figure_run(Run(id="x", name="x", metrics={"accuracy": Series([0], [1.0])}))
     assert "no loss metric" in fig.layout.annotations[0].text
+
+
+def test_zoom_redraws_the_visible_steps_at_full_detail():
+    from dashboard.views import x_range_from
+
+    run = _run(1_000_000)
+    x_range = x_range_from({"xaxis2.range[0]": 500_000.4, "xaxis2.range[1]": 501_000})
+    fig = figure_run(run, x_range=x_range)
+    raw = next(t for t in fig.data if t.name == "loss (raw)")
+    assert len(raw.x) == 1001 + 1  # every step in view, one of margin on the left
+    assert x_range_from({"xaxis.autorange": True}) is None
+    assert x_range_from({"xaxis.range": [10, 20]}) == (10.0, 20.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from lrwatch import keys
 from lrwatch.analysis.range_test import (
@@ -12,6 +13,7 @@ from lrwatch.analysis.range_test import (
     analyze_range_test,
     range_test_curve,
     range_test_schedule,
+    relate_lr_to_range_test,
     suggest_lr,
 )
 from lrwatch.run import Run, Series
@@ -77,3 +79,14 @@ def test_schedule_of_a_range_test():
     assert range_test_schedule(np.array([1e-3, 1e-2, 1e-2, 1e-4])).kind == "unknown"
     schedule = range_test_schedule(np.geomspace(1e-6, 1, 50))
     assert schedule.initial_lr == 1e-6 and schedule.final_lr == 1.0
+
+
+def test_a_training_lr_is_related_to_an_earlier_range_test():
+    lrs, losses = analytic_curve(noise=0.02)
+    run = range_test_run(lrs, losses)
+    suggested = analyze_range_test(run).recommendation.suggested_lr
+    calm = relate_lr_to_range_test(suggested / 2, run)
+    assert calm["ratio_to_suggested"] == pytest.approx(0.5) and not calm["past_minimum"]
+    hot = relate_lr_to_range_test(0.5, run)  # beyond the analytic minimum (1e-2 .. 0.3)
+    assert hot["past_minimum"] and "rt" in hot["message"]
+    assert relate_lr_to_range_test(0.01, range_test_run([1e-5, 1e-4], [1.0, 0.9])) is None

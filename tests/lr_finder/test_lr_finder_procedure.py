@@ -127,6 +127,7 @@ def test_exponential_schedule_spans_the_range_geometrically():
         {"mode": "cosine"},
         {"smooth": 0.0},
         {"diverge_threshold": 1.0},
+        {"method": "magic"},
     ],
 )
 def test_bad_arguments_are_input_errors(kwargs):
@@ -159,3 +160,15 @@ def test_result_suggests_and_draws():
     fig = result.figure()
     assert fig.layout.xaxis.type == "log"
     assert any(f"{result.suggestion.lr:.3g}" in (trace.name or "") for trace in fig.data)
+
+
+def test_negative_losses_do_not_stop_the_test_at_once():
+    model, opt, loss_fn, batches = task_setup(momentum=0.0)
+
+    def shifted(outputs, targets):  # a loss below zero, like a negative log-likelihood
+        return loss_fn(outputs, targets) - 100.0
+
+    result = find_lr(
+        model, opt, shifted, batches, start_lr=1e-6, end_lr=1e-3, num_steps=40, log=False
+    )
+    assert len(result.lrs) == 40 and not result.stopped_early

@@ -131,3 +131,26 @@ def test_suggestion_never_crashes_and_stays_in_range(raw, method):
     s = suggest_lr(lrs, losses, method=method)
     assert lrs[0] / 10 <= s.lr <= lrs[usable - 1] * (1 + 1e-12)
     assert 0 <= s.index < usable
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_very_long_test_is_read_quickly_and_alike(method):
+    lrs, losses = analytic_curve(n=20_000)
+    long = suggest_lr(lrs, losses, method=method)
+    short = suggest_lr(*analytic_curve(n=200), method=method, smooth=1 - 0.95**100)
+    assert abs(np.log10(long.lr / short.lr)) < 0.25
+    assert long.lr == pytest.approx(lrs[long.index], rel=0.01) or method == "combined"
+
+
+def test_smoothing_is_the_debiased_ema_and_keeps_blow_up():
+    values = 5 + np.random.default_rng(0).standard_normal(300)
+    values[250:] = np.inf
+    values[280] = np.nan
+    expected, avg = [], 0.0
+    for i, value in enumerate(values):  # the definition, step by step
+        avg = 0.9 * avg + 0.1 * value
+        expected.append(avg / (1 - 0.9 ** (i + 1)))
+    smoothed = smooth_losses(values, 0.1)
+    np.testing.assert_allclose(smoothed, expected, rtol=1e-12)
+    assert np.isinf(smoothed[250:280]).all() and np.isnan(smoothed[280:]).all()
+    np.testing.assert_array_equal(smooth_losses(values[:10], 1.0), values[:10])

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from lrwatch.cli import main
@@ -179,3 +180,33 @@ def test_unreachable_tracking_server_is_one_line(tmp_path):
     assert result.stderr.strip().splitlines()[-1] == (
         f"lrwatch: error: cannot reach tracking server {uri} (connection refused)"
     )
+
+
+def test_odd_but_valid_real_run_is_analysed(tmp_path, capsys, healthy_run):
+    """Shuffled rows, a repeated step, NaN/inf strings, negative losses, LR logged sparsely."""
+    rng = np.random.default_rng(0)
+    steps = healthy_run.loss.steps.tolist()
+    losses = (healthy_run.loss.values - 5.0).tolist()  # negative losses
+    lines = ["step,loss,lr"]
+    for step, loss, lr in zip(steps, losses, healthy_run.lr.values.tolist()):
+        lines.append(f"{step},{loss!r},{lr!r}" if step % 10 == 0 else f"{step},{loss!r},")
+    lines[101] = "100,nan,0.05"
+    lines[151] = "150,inf,"
+    lines.append(f"{steps[5]},{losses[5]!r},")  # step 5 logged again (the later row wins)
+    body = lines[1:]
+    rng.shuffle(body)
+    path = tmp_path / "odd.csv"
+    path.write_text("\n".join([lines[0], *body]) + "\n")
+    assert main(["analyze", str(path), "--format", "json"]) == 0
+    entry = _strict_json(capsys.readouterr().out)["runs"][0]
+    assert (entry["num_steps"], entry["first_step"], entry["last_step"]) == (300, 0, 299)
+    assert entry["lr_key"] == "lr"
+
+
+def test_reading_never_creates_a_tracking_store(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert main(["analyze", "typo.cvs"]) == 2  # not a table suffix, so read as an experiment name
+    err = capsys.readouterr().err
+    assert "'typo.cvs': no such file, run id or experiment" in err
+    assert not (tmp_path / "mlflow.db").exists()

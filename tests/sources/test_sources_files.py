@@ -7,10 +7,12 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lrwatch.errors import InputError
-from lrwatch.sources import load_run, load_runs
-from lrwatch.sources.files import TAG_STEPS_FROM, save_run_csv, steps_note
+from lrwatch.sources import load_run, load_runs, require_loss
+from lrwatch.sources.files import TAG_STEPS_FROM, load_file, save_run_csv, steps_note
 
 
 def _write(path, text: str):
@@ -61,7 +63,8 @@ def test_a_folder_is_one_run_per_table_file(tmp_path, healthy_run, diverging_run
     assert not np.isfinite(runs[1].loss.values[-1])  # divergence evidence survives the trip
 
 
-def test_odd_but_valid_csv_is_cleaned(tmp_path):
+@pytest.mark.parametrize("engine", ["numpy", "arrow"])
+def test_odd_but_valid_csv_is_cleaned(tmp_path, engine):
     text = (
         "step,loss,lr,val_loss,note\n"
         "3,-0.5,0.1,,warm\n"
@@ -70,7 +73,7 @@ def test_odd_but_valid_csv_is_cleaned(tmp_path):
         "2,0.25,0.1,,x\n"  # step 2 logged twice: the last row wins
         "5,-inf,0.1,1.5,x\n"
     )
-    run = load_run(_write(tmp_path / "odd.csv", text))
+    run = load_file(_write(tmp_path / "odd.csv", text), csv_engine=engine)
     assert run.loss.steps.tolist() == [1, 2, 3, 5]
     np.testing.assert_array_equal(run.loss.values, [math.nan, 0.25, -0.5, -math.inf])
     assert run.metrics["val_loss"].steps.tolist() == [1, 5]  # sparse: only the rows that logged it
@@ -137,3 +140,36 @@ def test_missing_file_and_missing_named_column(tmp_path):
     (tmp_path / "empty_dir").mkdir()
     with pytest.raises(InputError, match="no run files"):
         load_runs([str(tmp_path / "empty_dir")])
+
+
+_CELLS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.integers(-(10**6), 10**6).map(str),
+    st.sampled_from(["", "nan", "NaN", "inf", "-Infinity", "x", " 1.5 ", '"2"']),
+)
+
+
+@given(
+    header=st.lists(
+        st.sampled_from(["step", "loss", "lr", "val_loss", "", "a b"]), min_size=1, max_size=5
+    ),
+    rows=st.lists(st.lists(_CELLS, min_size=0, max_size=6), max_size=30),
+)
+def test_any_csv_loads_or_is_an_input_error(tmp_path_factory, header, rows):
+    path = tmp_path_factory.mktemp("prop") / "run.csv"
+    path.write_text("\n".join([",".join(header), *(",".join(r) for r in rows)]) + "\n")
+    outcomes = []
+    for engine in ("numpy", "arrow"):  # both CSV readers must agree on every input
+        try:
+            run = load_file(path, csv_engine=engine)
+            require_loss(run)
+        except InputError as exc:
+            assert "\n" not in str(exc) and str(path) in str(exc)
+            outcomes.append("error")
+            continue
+        assert np.all(np.diff(run.loss.steps) > 0)  # cleaned: sorted, one value per step
+        outcomes.append({k: (s.steps.tolist(), s.values.tolist()) for k, s in run.metrics.items()})
+    if outcomes[0] != "error" and outcomes[1] != "error":
+        np.testing.assert_equal(outcomes[0], outcomes[1])
+    else:
+        assert outcomes[0] == outcomes[1]

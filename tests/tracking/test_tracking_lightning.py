@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import lightning  # noqa: E402 - the dev extra installs it
 import mlflow
 import pytest
 import torch
 
 from lrwatch import keys
-from tests.tracking.conftest import history
-
-import lightning  # noqa: E402 - the dev extra installs it
 from lrwatch.tracking.lightning import LrwatchCallback  # noqa: E402
+from tests.tracking.conftest import history
 
 
 class TinyRegression(lightning.LightningModule):
@@ -25,7 +24,10 @@ class TinyRegression(lightning.LightningModule):
     def configure_optimizers(self):
         optimizer = torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.5)
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.5)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
 
 def test_callback_logs_each_optimizer_step_with_its_lr(tracking_uri):
@@ -49,6 +51,8 @@ def test_callback_logs_each_optimizer_step_with_its_lr(tracking_uri):
     assert run.info.status == "FINISHED"
     assert [s for s, _ in history(tracking_uri, run.info.run_id, keys.LOSS)] == list(range(20))
     lrs = [v for _, v in history(tracking_uri, run.info.run_id, keys.LR)]
-    assert lrs == pytest.approx([0.1 * 0.5 ** (k // 5) for k in range(20)])  # the rate each step used
+    assert lrs == pytest.approx(
+        [0.1 * 0.5 ** (k // 5) for k in range(20)]
+    )  # the rate each step used
     assert run.data.params["scheduler"] == "StepLR"
     assert run.data.params["optimizer.momentum"] == "0.5"

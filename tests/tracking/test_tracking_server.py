@@ -23,7 +23,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.server
-def test_server_killed_and_restarted_mid_run_loses_and_duplicates_nothing(mlflow_server, spool_dir):
+def test_server_killed_and_restarted_mid_run_loses_and_duplicates_nothing(
+    mlflow_server, spool_dir, monkeypatch, caplog
+):
+    # A small in-memory limit, so this outage also overflows it and the backlog is replayed
+    # from the spool file (the path a long outage takes).
+    monkeypatch.setattr("lrwatch.tracking.writer.MAX_OUTBOX_ROWS", 200)
     config = TrainConfig(task="mlp_classification", optimizer="adam", lr=1e-3, steps=500)
     torch.manual_seed(0)
     task = make_task(config.task)
@@ -31,7 +36,9 @@ def test_server_killed_and_restarted_mid_run_loses_and_duplicates_nothing(mlflow
     optimizer = make_optimizer(model.parameters(), config)
     batches = task.batches(torch.Generator().manual_seed(0))
     restarter = threading.Thread(target=mlflow_server.start)
-    w = lrwatch.watch(optimizer, tracking_uri=mlflow_server.uri, experiment="outage", flush_interval=0.1)
+    w = lrwatch.watch(
+        optimizer, tracking_uri=mlflow_server.uri, experiment="outage", flush_interval=0.1
+    )
     for step in range(config.steps):
         inputs, targets = next(batches)
         optimizer.zero_grad()
@@ -47,6 +54,7 @@ def test_server_killed_and_restarted_mid_run_loses_and_duplicates_nothing(mlflow
     restarter.join()
     assert w.close(timeout_s=60)
     assert not list(spool_dir.iterdir())
+    assert "stay on disk" in caplog.text  # the backlog went the spool-replay way
     for key in (keys.LOSS, keys.LR):
         assert steps_of(mlflow_server.uri, w.run_id, key) == list(range(config.steps))
     run = mlflow.MlflowClient(mlflow_server.uri).get_run(w.run_id)

@@ -66,7 +66,9 @@ def test_param_groups_grad_norm_extra_metrics_and_floats(tracking_uri, tmp_path)
     assert steps_of(uri, w.run_id, keys.LOSS) == list(range(40))
     assert {v for _, v in history(uri, w.run_id, keys.lr_key(group=1))} == {1e-2}
     assert {v for _, v in history(uri, w.run_id, keys.LR)} == {1e-3}
-    np.testing.assert_allclose([v for _, v in history(uri, w.run_id, keys.GRAD_NORM)], norms, rtol=1e-5)
+    np.testing.assert_allclose(
+        [v for _, v in history(uri, w.run_id, keys.GRAD_NORM)], norms, rtol=1e-5
+    )
     assert steps_of(uri, w.run_id, "val_loss") == [9, 19, 29, 39]
     assert [v for _, v in history(uri, w.run_id, "accuracy")] == [0.5] * 4
     params = mlflow.MlflowClient(uri).get_run(w.run_id).data.params
@@ -123,7 +125,9 @@ def test_several_optimizers_and_gradient_accumulation(tracking_uri, tmp_path):
 def test_a_flush_bigger_than_one_request_is_split(tracking_uri, tmp_path):
     # 1500 steps x 3 metrics reach the writer in one flush: 4500 rows, at most 1000 per request.
     param = torch.nn.Parameter(torch.zeros(2))
-    optimizer = torch.optim.SGD([{"params": [param]}, {"params": [torch.nn.Parameter(torch.zeros(1))]}], lr=0.1)
+    optimizer = torch.optim.SGD(
+        [{"params": [param]}, {"params": [torch.nn.Parameter(torch.zeros(1))]}], lr=0.1
+    )
     with lrwatch.watch(optimizer, flush_interval=3600) as w:
         for step in range(1500):
             w.step(1.0 / (step + 1))
@@ -140,13 +144,14 @@ def test_non_finite_losses_are_kept(tracking_uri, tmp_path):
     assert values[0] == 1.0 and values[1] >= 1.7e308 and np.isnan(values[2])
 
 
-def test_a_logger_error_never_reaches_the_loop_outside_strict_mode(tracking_uri, tmp_path, monkeypatch, caplog):
+def test_a_logger_error_never_reaches_the_loop_outside_strict_mode(
+    tracking_uri, tmp_path, monkeypatch, caplog
+):
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     monkeypatch.setenv("LRWATCH_STRICT", "0")
-    with caplog.at_level(logging.WARNING, logger="lrwatch"):
-        with lrwatch.watch(optimizer) as w:
-            w.step(torch.ones(3))  # not a scalar: a bug in the caller, but training goes on
-            w.step(0.5)
+    with caplog.at_level(logging.WARNING, logger="lrwatch"), lrwatch.watch(optimizer) as w:
+        w.step(torch.ones(3))  # not a scalar: a bug in the caller, but training goes on
+        w.step(0.5)
     assert "logger error" in caplog.text
     assert steps_of(tracking_uri, w.run_id, keys.LOSS) == [0]
     monkeypatch.setenv("LRWATCH_STRICT", "1")

@@ -1,6 +1,6 @@
 """A training script run as a subprocess by the kill tests: prints "step <n> <time>" per step.
 
-    python -m tests.tracking.tracking_child URI FLUSH_INTERVAL STEPS [SLEEP_S]
+python -m tests.tracking.tracking_child URI FLUSH_INTERVAL STEPS [SLEEP_S]
 """
 
 from __future__ import annotations

@@ -1,0 +1,53 @@
+"""`lrwatch dashboard` as a person runs it: a real process serving on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_dashboard_command_serves_the_store_it_names(tracking_uri, tmp_path):
+    port = _free_port()
+    env = dict(os.environ, LRWATCH_CACHE_DIR=str(tmp_path / "cache"))
+    command = [sys.executable, "-m", "lrwatch.cli", "dashboard", "--tracking-uri", tracking_uri,
+               "--port", str(port), "--no-browser"]  # fmt: skip
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        body = _get_when_up(f"http://127.0.0.1:{port}/", timeout_s=60)
+        assert "<title>lrwatch</title>" in body
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=20)
+    assert f"lrwatch: tracking store {tracking_uri}" in stderr
+    assert f"http://127.0.0.1:{port}/" in stderr
+
+
+def test_bad_port_is_one_line_and_exit_2():
+    result = subprocess.run([sys.executable, "-m", "lrwatch.cli", "dashboard", "--port", "70000"],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == "lrwatch: error: --port must be between 1 and 65535, not 70000"
+
+
+def _get_when_up(url: str, *, timeout_s: float) -> str:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                pytest.fail(f"the dashboard never answered at {url}")
+            time.sleep(0.3)

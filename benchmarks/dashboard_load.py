@@ -185,7 +185,10 @@ def time_browser(uri: str, run_ids: dict[int, str], screenshot: Path | None) -> 
              "return !!(g && g.data && g.data.length >= 3);")  # fmt: skip
     out = {}
     try:
-        driver.get(f"http://127.0.0.1:{server.server_port}/nowhere")  # load Dash's JS once
+        # Load Dash's and plotly's JavaScript once (a run page of an unknown run draws a message).
+        driver.get(f"http://127.0.0.1:{server.server_port}/run/{'0' * 32}")
+        while not driver.execute_script("return !!document.querySelector('.lrwatch-message')"):
+            time.sleep(0.05)
         for n, run_id in run_ids.items():
             start = time.perf_counter()
             driver.get(f"http://127.0.0.1:{server.server_port}/run/{run_id}")

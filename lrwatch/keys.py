@@ -29,6 +29,10 @@ TAG_FINDINGS = "lrwatch.findings"
 TAG_WORST = "lrwatch.worst_severity"
 TAG_SCHEDULE = "lrwatch.schedule"
 TAG_RANGE_TEST = "lrwatch.range_test"
+# Written by find_lr on the range-test run: its suggestion and whether it stopped on divergence.
+TAG_SUGGESTED_LR = "lrwatch.suggested_lr"
+TAG_SUGGESTION_METHOD = "lrwatch.suggestion_method"
+TAG_RANGE_TEST_STOPPED_EARLY = "lrwatch.range_test.stopped_early"
 TAG_VERSION = "lrwatch.version"
 TAG_SAMPLE = "lrwatch.sample"  # name of a bundled sample run (idempotent demo loading)
 

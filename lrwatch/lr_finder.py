@@ -172,6 +172,7 @@ def find_lr(
     saved_model = copy.deepcopy(model.state_dict())
     saved_optimizer = copy.deepcopy(optimizer.state_dict())
     was_training = model.training
+    saved_rng = _rng_state(torch)
     try:
         lrs, losses, stopped = _run_steps(
             torch, model, optimizer, loss_fn, data, schedule, smooth, diverge_threshold
@@ -180,6 +181,7 @@ def find_lr(
         model.load_state_dict(saved_model)
         optimizer.load_state_dict(saved_optimizer)
         model.train(was_training)
+        _set_rng_state(torch, saved_rng)
     result = _result(lrs, losses, stopped, params, method)
     if log:
         result.run_id = _log_or_warn(result, tracking_uri, experiment)
@@ -218,6 +220,20 @@ def find_lr_on_task(config, **kwargs) -> RangeTestResult:
     data = itertools.islice(task.batches(torch.Generator().manual_seed(config.seed)), num_steps)
     kwargs.setdefault("log", False)
     return find_lr(model, optimizer, task.loss_fn, data, **kwargs)
+
+
+def _rng_state(torch):
+    """torch's global random state (CPU, and CUDA when in use): dropout and shuffling draw on it,
+    so restoring it makes training after the test draw what it would have without it."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng_state(torch, state) -> None:
+    cpu, cuda = state
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def _check_arguments(start_lr, end_lr, num_steps, mode, smooth, diverge_threshold, method):
@@ -350,7 +366,6 @@ def log_range_test(
     from mlflow.entities import Metric, Param
 
     from lrwatch import __version__, keys
-    from lrwatch.analysis import range_test
     from lrwatch.store import resolve_tracking_uri
 
     client = mlflow.MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
@@ -359,12 +374,12 @@ def log_range_test(
     tags = {
         keys.TAG_RANGE_TEST: "true",
         keys.TAG_VERSION: __version__,
-        range_test.TAG_STOPPED_EARLY: str(result.stopped_early).lower(),
+        keys.TAG_RANGE_TEST_STOPPED_EARLY: str(result.stopped_early).lower(),
     }
     params = {key: str(value) for key, value in result.params.items()}
     if result.suggestion is not None:
-        tags[range_test.TAG_SUGGESTED_LR] = repr(result.suggestion.lr)
-        tags[range_test.TAG_SUGGESTION_METHOD] = result.suggestion.method
+        tags[keys.TAG_SUGGESTED_LR] = repr(result.suggestion.lr)
+        tags[keys.TAG_SUGGESTION_METHOD] = result.suggestion.method
         params["suggested_lr"] = repr(result.suggestion.lr)
         params["suggestion_method"] = result.suggestion.method
     run = client.create_run(experiment_id, run_name=name, tags=tags)

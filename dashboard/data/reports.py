@@ -40,15 +40,24 @@ def worst(findings: Iterable[Finding]) -> Finding | None:
     return ranked[0] if ranked else None
 
 
-def badge_text(findings: Sequence[Finding] | None) -> str:
-    """The table's diagnosis cell: ``critical: divergence``, ``ok``, or ``analysing...``."""
+def badge_text(findings: Sequence[Finding] | None, report: Report | None = None) -> str:
+    """The table's diagnosis cell: ``critical: divergence (+1)``, ``ok``, ``too short to judge``
+    (the analysis judged nothing), or ``analysing...`` (``findings`` is None: not analysed yet).
+    """
     if findings is None:
         return "analysing..."
     top = worst(findings)
+    if top is None and report is not None and report.recommendation.action == "none":
+        return "not judged: " + _first_words(report.recommendation.message)
     if top is None:
         return "ok"
     more = f" (+{len(findings) - 1})" if len(findings) > 1 else ""
     return f"{top.severity}: {top.kind.replace('_', ' ')}{more}"
+
+
+def _first_words(message: str, limit: int = 40) -> str:
+    text = message.split(":")[0].split(".")[0].strip().lower()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _version(run: Run) -> tuple[int, int]:

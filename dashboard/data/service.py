@@ -79,7 +79,8 @@ class DashboardData:
             findings = self._known_findings(summary)
             if findings is None:
                 unanalysed.append(summary.id)
-            badges[summary.id] = badge_text(findings)
+            report = self.reports.cached(self.tracking_uri, summary.id)
+            badges[summary.id] = badge_text(findings, report)
         if unanalysed:
             self.reports.request(self.tracking_uri, unanalysed, self._load_for_analysis)
         return badges

@@ -36,10 +36,6 @@ MINIMUM_DIVISOR = 10.0
 # The valley rule is quadratic in the number of points; range tests are hundreds of steps, so
 # a longer curve (a test of thousands of steps) is read at every k-th point of its smoothed loss.
 MAX_RULE_POINTS = 2000
-# Tags :func:`lrwatch.find_lr` writes beside ``keys.TAG_RANGE_TEST`` (candidates for keys.py).
-TAG_SUGGESTED_LR = keys.TAG_PREFIX + "suggested_lr"
-TAG_SUGGESTION_METHOD = keys.TAG_PREFIX + "suggestion_method"
-TAG_STOPPED_EARLY = keys.TAG_PREFIX + "range_test.stopped_early"
 
 
 @dataclass(frozen=True)
@@ -330,7 +326,7 @@ def analyze_range_test(run: Run, *, method: str = DEFAULT_METHOD) -> Report:
             "min_loss_lr": min_loss_lr,
             "points": int(lrs.size),
             "tested_lr_range": list(tested),
-            "stopped_early": run.tags.get(TAG_STOPPED_EARLY, "").lower() == "true",
+            "stopped_early": run.tags.get(keys.TAG_RANGE_TEST_STOPPED_EARLY, "").lower() == "true",
         }
     }
     return Report(run.id, (), recommendation, schedule, int(lrs.size), extras)

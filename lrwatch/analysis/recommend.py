@@ -174,7 +174,7 @@ def _scaled(lr: float | None, factor: float) -> float | None:
     return None if lr is None else float(lr * factor)
 
 
-def _lr_phrase(lr: float | None, factor: float, ctx: _Context) -> str:
+def _lr_phrase(lr: float | None, factor: float) -> str:
     """'0.01 (0.1 x 0.1)' or, without any known LR, '0.1x your LR (no LR was logged)'."""
     if lr is None:
         return f"{factor:g}x your learning rate (the run logged no LR and no base LR param)"
@@ -215,7 +215,7 @@ def _for_divergence(ctx: _Context, f: Finding) -> Recommendation:
                 message=(
                     f"The loss began to diverge at step {f.start_step}, {where} (warmup of "
                     f"{warmup} steps to a peak LR of {fmt(peak)}; LR {fmt(lr)} at the onset). "
-                    f"Lower the peak LR to {_lr_phrase(base, DIVERGENCE_FACTOR, ctx)}, or "
+                    f"Lower the peak LR to {_lr_phrase(base, DIVERGENCE_FACTOR)}, or "
                     f"lengthen the warmup to about {2 * warmup} steps so the model reaches the "
                     "peak in a flatter region."
                 ),
@@ -232,7 +232,7 @@ def _for_divergence(ctx: _Context, f: Finding) -> Recommendation:
             message=(
                 f"The loss climbed from the start (divergence from step {f.start_step}) at LR "
                 f"{fmt(lr)} and never improved: the LR is far too high. Use "
-                f"{_lr_phrase(lr, NO_PROGRESS_DIVERGENCE_FACTOR, ctx)}; a warmup would only "
+                f"{_lr_phrase(lr, NO_PROGRESS_DIVERGENCE_FACTOR)}; a warmup would only "
                 "delay the blow-up. An LR range test finds the edge in one short run."
             ),
             evidence=evidence,
@@ -248,7 +248,7 @@ def _for_divergence(ctx: _Context, f: Finding) -> Recommendation:
                 f"The loss improved at first, then diverged early, from step {f.start_step} at "
                 f"LR {fmt(lr)}, with no warmup: the first steps are the fragile part. Add a "
                 f"linear warmup of about {warmup} steps; if it still diverges, use "
-                f"{_lr_phrase(lr, DIVERGENCE_FACTOR, ctx)} (the safe choice without a warmup)."
+                f"{_lr_phrase(lr, DIVERGENCE_FACTOR)} (the safe choice without a warmup)."
             ),
             evidence=evidence,
         )
@@ -258,7 +258,7 @@ def _for_divergence(ctx: _Context, f: Finding) -> Recommendation:
         factor=DIVERGENCE_FACTOR,
         message=(
             f"The loss trained until step {f.start_step}, then diverged at LR {fmt(lr)}: the "
-            f"LR is just above the stable edge. Use {_lr_phrase(lr, DIVERGENCE_FACTOR, ctx)} "
+            f"LR is just above the stable edge. Use {_lr_phrase(lr, DIVERGENCE_FACTOR)} "
             "(one half-decade step down leaves a margin), or clip gradients if the blow-up "
             "started with a single bad batch."
         ),
@@ -281,7 +281,7 @@ def _for_oscillation(ctx: _Context, f: Finding) -> Recommendation:
                 f"The loss bounces without settling {where} at LR {fmt(lr)} with momentum "
                 f"{momentum:g}, which multiplies the step by {1 / (1 - momentum):.0f}x. Reduce "
                 f"momentum to {suggested_m:g} (halves the effective step), or keep the momentum "
-                f"and use LR {_lr_phrase(lr, OSCILLATION_FACTOR, ctx)}."
+                f"and use LR {_lr_phrase(lr, OSCILLATION_FACTOR)}."
             ),
             evidence={
                 "momentum": momentum,
@@ -295,7 +295,7 @@ def _for_oscillation(ctx: _Context, f: Finding) -> Recommendation:
         factor=OSCILLATION_FACTOR,
         message=(
             f"The loss bounces without settling {where} at LR {fmt(lr)}: each step overshoots "
-            f"the valley. Use {_lr_phrase(lr, OSCILLATION_FACTOR, ctx)}; halving the LR is "
+            f"the valley. Use {_lr_phrase(lr, OSCILLATION_FACTOR)}; halving the LR is "
             "enough when the bounce comes from overshooting."
         ),
         evidence={"lr_in_force": lr},
@@ -327,7 +327,7 @@ def _for_plateau(ctx: _Context, f: Finding) -> Recommendation:
         message=(
             f"The loss is flat {where} at LR {fmt(lr)}: at this LR the minibatch noise "
             f"sets the floor. Decay the LR around step {f.start_step} to "
-            f"{_lr_phrase(lr, PLATEAU_DECAY_FACTOR, ctx)} (a step decay), or use a cosine "
+            f"{_lr_phrase(lr, PLATEAU_DECAY_FACTOR)} (a step decay), or use a cosine "
             "schedule that anneals to it."
         ),
         evidence={"lr_in_force": lr, "decay_at_step": f.start_step},
@@ -346,7 +346,7 @@ def _for_slow(ctx: _Context, f: Finding) -> Recommendation:
         message=(
             f"The loss is still falling slowly from step {f.start_step} to {f.end_step} at "
             f"{which} {fmt(base)}: the steps are too small to use the budget. Raise it to "
-            f"{_lr_phrase(base, SLOW_FACTOR, ctx)}; if that trains stably, try another 3x "
+            f"{_lr_phrase(base, SLOW_FACTOR)}; if that trains stably, try another 3x "
             "(an LR range test finds the edge in one short run)."
         ),
         evidence={"lr_in_force": lr, "base_lr": base},

@@ -90,8 +90,7 @@ def read_histories(
 def list_metric_keys(tracking_uri: str, run_id: str) -> list[str]:
     """The metric keys run ``run_id`` has logged, sorted."""
     if is_sql_store(tracking_uri):
-        sql = "SELECT DISTINCT key FROM latest_metrics WHERE run_uuid = {p}"
-        return sorted(row[0] for row in _sql_rows(tracking_uri, sql, [run_id]))
+        return sorted(row[0] for row in _sql_rows(tracking_uri, _KEYS_SQL, [run_id]))
     return sorted(_client(tracking_uri).get_run(run_id).data.metrics)
 
 
@@ -174,28 +173,28 @@ def _client_histories(
 
 # --- direct SQL reads ---------------------------------------------------------------------------
 
+# The SELECTs, with identifiers quoted ({q}"key" is reserved in MySQL) and ``?``-style parameters
+# rewritten per driver by _sql_rows. No ORDER BY: sorting 1M rows in SQL costs more than the whole
+# read; numpy sorts only when a step repeats (rare), by (step, timestamp, value) like
+# get_metric_history does, so Series.cleaned() keeps the same "last logged" value for a step.
+_HISTORY_SQL = (
+    "SELECT {q}step{q}, {q}timestamp{q}, CASE WHEN {q}is_nan{q} THEN NULL ELSE {q}value{q} END"
+    " FROM {q}metrics{q} WHERE {q}run_uuid{q} = ? AND {q}key{q} = ?"
+)
+_AFTER_STEP_SQL = " AND {q}step{q} > ?"
+_KEYS_SQL = "SELECT DISTINCT {q}key{q} FROM {q}latest_metrics{q} WHERE {q}run_uuid{q} = ?"
+
 
 def _sql_histories(
     tracking_uri: str, run_id: str, keys: list[str] | None, after_step: int | None
 ) -> dict[str, Series]:
     if keys is None:
         keys = list_metric_keys(tracking_uri, run_id)
-    # No ORDER BY: sorting 1M rows in SQL costs more than the whole read; numpy sorts only
-    # when a step repeats (rare), by (step, timestamp, value) like get_metric_history does, so
-    # Series.cleaned() keeps the same "last logged" value for a repeated step.
-    sql = (
-        "SELECT step, timestamp, CASE WHEN is_nan THEN NULL ELSE value END FROM metrics"
-        " WHERE run_uuid = {p} AND key = {p}"
-    )
-    params = [run_id]
-    if after_step is not None:
-        sql += " AND step > {p}"
-    out = {}
-    for key in keys:
-        args = [run_id, key] + ([int(after_step)] if after_step is not None else [])
-        out[key] = _rows_to_series(_sql_rows(tracking_uri, sql, args))
-    del params
-    return out
+    sql = _HISTORY_SQL + ("" if after_step is None else _AFTER_STEP_SQL)
+    extra = [] if after_step is None else [int(after_step)]
+    return {
+        key: _rows_to_series(_sql_rows(tracking_uri, sql, [run_id, key, *extra])) for key in keys
+    }
 
 
 def _rows_to_series(rows: list[tuple]) -> Series:
@@ -212,16 +211,21 @@ def _rows_to_series(rows: list[tuple]) -> Series:
 
 
 def _sql_rows(tracking_uri: str, sql: str, params: list) -> list[tuple]:
-    """Run a read-only SELECT (with ``{p}`` placeholders) against the store's database."""
+    """Run one read-only SELECT (``{q}`` identifier quotes, ``?`` parameters) on the store."""
     if tracking_uri.lower().startswith("sqlite:"):
         with _sqlite_connect(tracking_uri) as conn:
-            return conn.execute(sql.format(p="?"), params).fetchall()
+            return conn.execute(sql.format(q='"'), params).fetchall()
     from sqlalchemy import text
 
-    names = [f"p{i}" for i in range(len(params))]
-    statement = text(sql.format(p="{}").format(*(":" + n for n in names)))
-    with _engine(tracking_uri).connect() as conn:
-        return [tuple(r) for r in conn.execute(statement, dict(zip(names, params)))]
+    engine = _engine(tracking_uri)
+    quote = engine.dialect.identifier_preparer.initial_quote
+    if engine.dialect.name == "mssql":  # a BIT column is not a condition there
+        sql = sql.replace("{q}is_nan{q} THEN", "{q}is_nan{q} = 1 THEN")
+    pieces = sql.format(q=quote).split("?")
+    named = "".join(f"{piece}:p{i}" for i, piece in enumerate(pieces[:-1])) + pieces[-1]
+    with engine.connect() as conn:
+        result = conn.execute(text(named), {f"p{i}": v for i, v in enumerate(params)})
+        return [tuple(row) for row in result]
 
 
 class _ReadOnlySqlite:

@@ -178,6 +178,11 @@ def describe_mlflow_failure(tracking_uri: str, exc: BaseException) -> str:
     """One line: 'cannot reach' for network failures, else MLflow's own (shortened) text."""
     text = " ".join(str(exc).split())
     lowered = text.lower()
+    if "MLFLOW_ALLOW_FILE_STORE" in text:
+        return (
+            f"{tracking_uri} is a file store, which MLflow 3 refuses by default: set "
+            "MLFLOW_ALLOW_FILE_STORE=true to read it, or migrate it with `mlflow migrate-filestore`"
+        )
     for clue, reason in _NETWORK_CLUES:
         if clue in lowered:
             return f"cannot reach tracking server {tracking_uri} ({reason})"

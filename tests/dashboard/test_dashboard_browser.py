@@ -63,12 +63,18 @@ def test_run_page_shows_charts_and_recommendation(served, browser, dashboard_sto
 
     url, _ = served
     run_id = dashboard_store.sweep[0.1]
-    expected = analyze(read_run(dashboard_store.uri, run_id)).recommendation
+    report = analyze(read_run(dashboard_store.uri, run_id))
+    expected = report.recommendation
     _open(browser, f"{url}/run/{run_id}")
     _wait_for(browser, "#recommendation", text=expected.message)
     _wait_for(browser, "#run-graph .js-plotly-plot")
     # raw loss, smoothed loss and LR at least
     WebDriverWait(browser, WAIT_S).until(lambda b: _trace_count(b, "run-graph") >= 3)
+    shaded = browser.execute_script(
+        "const g = document.querySelector('#run-graph .js-plotly-plot');"
+        "return (g.layout.shapes || []).filter(s => s.xref === 'x').length;"
+    )
+    assert shaded == len(report.findings)  # one band per finding on the loss panel
     _screenshot(browser, "run")
     assert _severe_console_errors(browser) == []
 

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from lrwatch import keys
-from lrwatch.analysis import range_test
 from lrwatch.analysis.range_test import analyze_range_test
 from lrwatch.lr_finder import find_lr, find_lr_on_task
 from lrwatch.run import Run, Series
@@ -47,8 +46,8 @@ def test_round_trip_through_mlflow(tracking_uri):
     assert report.recommendation.action == "use_lr"
     assert result.lrs.min() <= report.recommendation.suggested_lr <= result.lrs.max()
     assert report.recommendation.suggested_lr == result.suggestion.lr
-    assert float(run.tags[range_test.TAG_SUGGESTED_LR]) == result.suggestion.lr
-    assert run.tags[range_test.TAG_STOPPED_EARLY] == str(result.stopped_early).lower()
+    assert float(run.tags[keys.TAG_SUGGESTED_LR]) == result.suggestion.lr
+    assert run.tags[keys.TAG_RANGE_TEST_STOPPED_EARLY] == str(result.stopped_early).lower()
 
 
 def test_long_test_is_split_into_allowed_batches(tracking_uri):
@@ -73,7 +72,7 @@ def test_divergence_is_kept_as_evidence(tracking_uri):
     assert not np.isfinite(result.losses[-1])
     run = read_back(tracking_uri, result.run_id)
     assert not np.isfinite(run.loss.cleaned().values[-1])  # SQL's stand-in restored
-    assert run.tags[range_test.TAG_STOPPED_EARLY] == "true"
+    assert run.tags[keys.TAG_RANGE_TEST_STOPPED_EARLY] == "true"
 
 
 def test_tracking_failure_warns_and_keeps_the_result(tmp_path, monkeypatch):

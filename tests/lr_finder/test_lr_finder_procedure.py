@@ -172,3 +172,14 @@ def test_negative_losses_do_not_stop_the_test_at_once():
         model, opt, shifted, batches, start_lr=1e-6, end_lr=1e-3, num_steps=40, log=False
     )
     assert len(result.lrs) == 40 and not result.stopped_early
+
+
+def test_global_random_state_is_restored():
+    # Dropout draws from torch's global generator: after the test it draws what it would have.
+    model, opt, loss_fn, batches = task_setup(momentum=0.9)
+    dropout_model = torch.nn.Sequential(torch.nn.Dropout(0.5), model)
+    torch.manual_seed(123)
+    expected = torch.rand(5)
+    torch.manual_seed(123)
+    find_lr(dropout_model, opt, loss_fn, batches, num_steps=20, log=False)
+    assert torch.equal(torch.rand(5), expected)

@@ -13,7 +13,7 @@ import lrwatch
 from lrwatch import keys
 from lrwatch.tasks import TrainConfig
 from tests.tracking.conftest import history, steps_of
-from tests.tracking.loops import train_watched
+from tests.tracking.tracking_loops import train_watched
 
 
 def test_every_step_lands_once_with_the_lr_the_step_used(tracking_uri, spool_dir):

@@ -1,10 +1,133 @@
-"""divergence detector (work in progress)."""
+"""Divergence: the loss turns non-finite, or climbs away from its best and does not come back.
+
+Fires at or before the first NaN/inf: the finding starts where the climb that led to it began
+(the last point still near the run's best level), so a run whose loss climbed first is reported
+from the start of the climb. One isolated spike that recovers is not divergence: the finite case
+judges robust block medians at the end of the run, where a spike carries no weight.
+"""
 
 from __future__ import annotations
 
+import numpy as np
+
+from lrwatch.analysis.detectors._common import block_median_noise, fmt, require_in_range
 from lrwatch.analysis.findings import Finding
-from lrwatch.analysis.prepare import PreparedRun
+from lrwatch.analysis.prepare import PreparedRun, make_blocks
+
+# The finite case judges the last 10% of the run: long enough that a recovered spike has no
+# weight in its median, short enough that a late blow-up is not averaged away.
+TAIL_FRACTION = 0.10
+# Blocks for the climb's onset: 200 resolve an onset to 0.5% of the run.
+ONSET_BLOCKS = 200
 
 
-def detect_divergence(prepared: PreparedRun) -> list[Finding]:
-    return []
+def detect_divergence(
+    prepared: PreparedRun,
+    *,
+    rise_noise: float = 4.0,
+    giveback_fraction: float = 0.5,
+    tail_fraction: float = TAIL_FRACTION,
+) -> list[Finding]:
+    """Report divergence (at most one finding).
+
+    Args:
+        rise_noise: the end of the run must sit this many per-step noise standard deviations
+            above the best level. 4 sigma for a median of many points is far outside what
+            minibatch noise does (its median barely moves), so only a real climb passes.
+        giveback_fraction: ... and it must have given back at least this share of the progress
+            made from the start to the best level; 0.5 means "lost half of what it learned", which
+            a noisy but healthy run never does.
+        tail_fraction: share of the run (at the end) whose median is compared with the best.
+
+    Returns:
+        ``[]`` or one ``divergence`` finding (``critical`` when the loss became non-finite or
+        ended above where it started, else ``warning``).
+    """
+    rise_noise = require_in_range("rise_noise", rise_noise, 0.0, 1e6)
+    giveback_fraction = require_in_range("giveback_fraction", giveback_fraction, 0.0, 10.0)
+    tail_fraction = require_in_range("tail_fraction", tail_fraction, 0.01, 0.5)
+    if prepared.n == 0:
+        return []
+    if prepared.first_nonfinite is not None:
+        return [_nonfinite_finding(prepared)]
+    return _finite_climb(prepared, rise_noise, giveback_fraction, tail_fraction)
+
+
+def _onset_index(prepared: PreparedRun, end: int) -> int:
+    """Index where the climb ending at ``end`` began: after the last point near the best level."""
+    y = prepared.loss[:end]
+    if y.size < 2:
+        return max(end - 1, 0) if y.size else 0
+    blocks = make_blocks(prepared.steps[:end], y, ONSET_BLOCKS)
+    m = blocks.median
+    best = int(np.argmin(m))
+    rise = m[-1] - m[best]
+    # "Near the best": within a tenth of the final rise or 2 block-noise units, whichever is
+    # larger, so a noisy floor before the climb does not move the onset early.
+    tol = max(0.1 * rise, 2.0 * block_median_noise(prepared.noise, blocks.size))
+    near = np.flatnonzero(m[best:] <= m[best] + tol) + best
+    last_near = int(near[-1]) if near.size else best
+    onset_block = min(last_near + 1, len(m) - 1)
+    onset_step = blocks.start[onset_block]
+    return int(np.searchsorted(prepared.steps, onset_step))
+
+
+def _nonfinite_finding(prepared: PreparedRun) -> Finding:
+    first = int(prepared.first_nonfinite)
+    onset = _onset_index(prepared, first) if first > 0 else 0
+    finite = prepared.loss[:first]
+    climbed = bool(finite.size >= 2 and finite[-1] > np.min(finite) + 3 * prepared.noise)
+    if not climbed:
+        onset = first
+    bad_step = int(prepared.steps[first])
+    start = int(prepared.steps[onset])
+    value = prepared.loss[first]
+    where = f"from step {start}" if start < bad_step else f"at step {start}"
+    message = (
+        f"The loss diverged {where}: it became {value} at step {bad_step}"
+        + (" after climbing away from its best." if climbed else ".")
+    )
+    evidence = {
+        "first_nonfinite_step": bad_step,
+        "first_nonfinite_value": float(value),
+        "climbed_first": climbed,
+        "best_loss": float(np.min(finite)) if finite.size else float("nan"),
+        "last_finite_loss": float(finite[-1]) if finite.size else float("nan"),
+    }
+    return Finding("divergence", start, int(prepared.steps[-1]), "critical", message, evidence)
+
+
+def _finite_climb(
+    prepared: PreparedRun, rise_noise: float, giveback_fraction: float, tail_fraction: float
+) -> list[Finding]:
+    y = prepared.loss
+    n = y.size
+    tail = max(3, int(np.ceil(tail_fraction * n)))
+    if n < 2 * tail:
+        return []
+    head = max(3, int(np.ceil(0.02 * n)))  # the starting level: median of the first 2%
+    start_level = float(np.median(y[:head]))
+    blocks = prepared.blocks
+    best_level = float(np.min(blocks.median))
+    end_level = float(np.median(y[-tail:]))
+    rise = end_level - best_level
+    noise = prepared.noise
+    progress = max(start_level - best_level, 0.0)
+    if not (rise > rise_noise * noise and rise > giveback_fraction * progress and rise > 0):
+        return []
+    onset = _onset_index(prepared, n)
+    start = int(prepared.steps[onset])
+    ended_above_start = end_level > start_level
+    severity = "critical" if ended_above_start else "warning"
+    message = (
+        f"The loss diverged from step {start}: it climbed from its best level {fmt(best_level)} "
+        f"to {fmt(end_level)} at the end of the run and did not come back."
+    )
+    evidence = {
+        "best_level": best_level,
+        "end_level": end_level,
+        "start_level": start_level,
+        "rise_in_noise_units": float(rise / noise) if noise > 0 else float("inf"),
+        "share_of_progress_lost": float(rise / progress) if progress > 0 else float("inf"),
+    }
+    return [Finding("divergence", start, int(prepared.steps[-1]), severity, message, evidence)]

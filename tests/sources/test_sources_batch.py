@@ -1,0 +1,50 @@
+"""lrwatch.batch: many runs, in order, in parallel, with per-run errors and progress."""
+
+from __future__ import annotations
+
+import io
+
+from lrwatch.batch import ProgressLine, analyze_refs, analyze_specs, expand_specs
+from lrwatch.sources.files import save_run_csv
+
+
+def test_parallel_results_equal_serial_results_in_order(tmp_path, healthy_run, diverging_run):
+    for i in range(6):
+        save_run_csv(healthy_run if i % 2 else diverging_run, tmp_path / f"run{i}.csv")
+    (tmp_path / "run9.csv").write_text("step,accuracy\n0,0.5\n")  # bad: no loss column
+    refs, errors = expand_specs([str(tmp_path)])
+    assert errors == [] and len(refs) == 7
+    serial = list(analyze_refs(refs, workers=1))
+    parallel = list(analyze_refs(refs, workers=2, keep_series=False))
+    assert [r.label for r in parallel] == [r.label for r in serial] == [ref.target for ref in refs]
+    for one, other in zip(serial[:6], parallel[:6]):
+        assert one.report.to_dict() == other.report.to_dict()
+        assert other.run.loss.steps[-1] == one.run.loss.steps[-1]  # metadata keeps the step range
+    assert serial[6].report is None and "no loss column" in serial[6].error
+    assert parallel[6].error == serial[6].error
+
+
+def test_bad_specs_become_error_results(tmp_path, healthy_run):
+    good = save_run_csv(healthy_run, tmp_path / "good.csv")
+    results = list(analyze_specs([str(tmp_path / "missing.csv"), str(good)]))
+    assert [(r.label, r.report is not None) for r in results] == [
+        (str(tmp_path / "missing.csv"), False),
+        (str(good), True),
+    ]
+    assert results[0].error.endswith("no such file")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_line_draws_on_a_terminal_only():
+    terminal, pipe = _Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        progress = ProgressLine(stream, width=10)
+        for done in range(1, 5):
+            progress(done, 4)
+    assert "[#####-----] 2/4 runs" in terminal.getvalue()
+    assert terminal.getvalue().endswith("\r")  # the bar is cleared when done
+    assert pipe.getvalue() == ""

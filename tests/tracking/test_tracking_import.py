@@ -1,0 +1,57 @@
+"""`lrwatch import`: a spool left by a run whose server never answered, uploaded exactly once."""
+
+from __future__ import annotations
+
+import mlflow
+import torch
+
+import lrwatch
+from lrwatch import keys
+from lrwatch.cli import main
+from lrwatch.tasks import TrainConfig, train
+from tests.tracking.conftest import free_port, history
+
+
+def test_unreachable_server_keeps_the_spool_and_import_uploads_it_once(tracking_uri, capsys):
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    state = {}
+
+    def on_step(step, loss, optimizer):
+        if "w" not in state:
+            state["w"] = lrwatch.watch(
+                optimizer, tracking_uri=dead, experiment="offline", flush_interval=0.05
+            )
+        state["w"].step(loss)
+
+    run = train(
+        TrainConfig(task="autoencoder", optimizer="adam", lr=3e-3, steps=120), on_step=on_step
+    )
+    w = state["w"]
+    assert w.close(timeout_s=0.5) is False  # could not deliver: the spool stays
+    assert w.run_id is None and w.spool_path.exists()
+
+    assert main(["import", str(w.spool_path), "--tracking-uri", tracking_uri]) == 0
+    assert "120 values sent" not in capsys.readouterr().out  # loss AND lr: 240 values
+    assert main(["import", str(w.spool_path), "--tracking-uri", tracking_uri]) == 0
+    assert " 0 values sent, 240 already in the store" in capsys.readouterr().out
+
+    client = mlflow.MlflowClient(tracking_uri)
+    imported = client.search_runs([client.get_experiment_by_name("offline").experiment_id])
+    assert len(imported) == 1
+    run_id = imported[0].info.run_id
+    points = history(tracking_uri, run_id, keys.LOSS)
+    assert [s for s, _ in points] == list(range(120))
+    assert [v for _, v in points] == [
+        float(torch.tensor(v, dtype=torch.float32)) for v in run.loss.values
+    ]
+    assert imported[0].info.status == "FINISHED"  # the status the run ended with
+    assert imported[0].data.params["optimizer"] == "Adam"
+
+
+def test_import_rejects_a_missing_or_foreign_file_in_one_line(tmp_path, capsys):
+    assert main(["import", str(tmp_path / "missing.jsonl")]) == 2
+    foreign = tmp_path / "data.jsonl"
+    foreign.write_text('{"step": 1, "loss": 0.5}\n')
+    assert main(["import", str(foreign)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("lrwatch: error:") for line in err)

@@ -129,6 +129,14 @@ def x_range_from(relayout: dict | None) -> tuple[float, float] | None:
     return (ends["0"], ends["1"]) if len(ends) == 2 else None
 
 
+def changes_x_range(relayout: dict | None) -> bool:
+    """True when a relayout zoomed, panned or reset the step axis (worth re-downsampling)."""
+    return any(
+        _RANGE_KEY.match(key) or re.match(r"^xaxis\d*\.(range|autorange)$", key)
+        for key in (relayout or {})
+    )
+
+
 def run_view(data, run_id, smoothing, extra_keys, relayout, *, refresh: bool):
     """All outputs of the run page (see callbacks.register_run_view for their order)."""
     try:

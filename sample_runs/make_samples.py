@@ -177,9 +177,23 @@ def write_parquet(run: Run, path: Path) -> list[str]:
     return list(columns)
 
 
+# The logger's live diagnosis, as it stood while recording: left out of the samples, whose
+# diagnosis is what the current analysis says (and the manifest expects), not a frozen opinion.
+LIVE_ANALYSIS_TAGS = (keys.TAG_FINDINGS, keys.TAG_WORST, keys.TAG_SCHEDULE)
+
+
+def kept_tags(run: Run) -> dict[str, str]:
+    """The run's own tags, without MLflow's system tags and the live diagnosis."""
+    return {
+        k: v
+        for k, v in run.tags.items()
+        if not k.startswith("mlflow.") and k not in LIVE_ANALYSIS_TAGS
+    }
+
+
 def manifest_entry(sample: Sample, run: Run, file: str, columns: list[str]) -> dict:
     config = sample.config
-    tags = {k: v for k, v in run.tags.items() if not k.startswith("mlflow.")}
+    tags = kept_tags(run)
     return {
         "name": sample.name,
         "file": file,
@@ -209,7 +223,7 @@ def manifest_entry(sample: Sample, run: Run, file: str, columns: list[str]) -> d
 
 
 def range_test_entry(run: Run, file: str, columns: list[str]) -> dict:
-    tags = {k: v for k, v in run.tags.items() if not k.startswith("mlflow.")}
+    tags = kept_tags(run)
     config = RANGE_TEST_CONFIG
     return {
         "name": RANGE_TEST_NAME,

@@ -53,11 +53,26 @@ class SeriesCache:
         self._saved_points: dict[CacheKey, int] = {}
         self._entries: OrderedDict[CacheKey, Series] = OrderedDict()
         self._lock = threading.Lock()
+        # One fetch at a time per run: two callbacks asking for the same cold run (a page load
+        # fires several) wait for one read instead of both reading 1M rows.
+        self._run_locks: dict[tuple[str, str], threading.Lock] = {}
         self.points_fetched = 0  # points read from the store so far (tests and benchmarks)
 
     def get(self, tracking_uri: str, run_id: str, keys: Iterable[str]) -> dict[str, Series]:
         """The series of ``keys`` (cached, else read whole). Keys with no points are left out."""
-        keys = list(dict.fromkeys(keys))
+        with self._run_lock(tracking_uri, run_id):
+            return self._get(tracking_uri, run_id, list(dict.fromkeys(keys)))
+
+    def refresh(self, tracking_uri: str, run_id: str, keys: Iterable[str]) -> dict[str, Series]:
+        """Fetch only points after each key's last cached step, append, and return all series."""
+        with self._run_lock(tracking_uri, run_id):
+            return self._refresh(tracking_uri, run_id, list(dict.fromkeys(keys)))
+
+    def _run_lock(self, tracking_uri: str, run_id: str) -> threading.Lock:
+        with self._lock:
+            return self._run_locks.setdefault((tracking_uri, run_id), threading.Lock())
+
+    def _get(self, tracking_uri: str, run_id: str, keys: list[str]) -> dict[str, Series]:
         found, missing = self._lookup(tracking_uri, run_id, keys)
         if missing and self.disk is not None:
             return self._from_disk(tracking_uri, run_id, keys, found, missing)
@@ -69,9 +84,7 @@ class SeriesCache:
                 found[key] = series
         return {k: found[k] for k in keys if len(found[k])}
 
-    def refresh(self, tracking_uri: str, run_id: str, keys: Iterable[str]) -> dict[str, Series]:
-        """Fetch only points after each key's last cached step, append, and return all series."""
-        keys = list(dict.fromkeys(keys))
+    def _refresh(self, tracking_uri: str, run_id: str, keys: list[str]) -> dict[str, Series]:
         found, missing = self._lookup(tracking_uri, run_id, keys)
         cached = [k for k in keys if k not in missing]
         fetched = dict(self._reader(tracking_uri, run_id, missing)) if missing else {}
@@ -103,7 +116,7 @@ class SeriesCache:
             if saved is not None:
                 self._store((tracking_uri, run_id, key), saved, fetched=0)
                 self._saved_points[(tracking_uri, run_id, key)] = len(saved)
-        return self.refresh(tracking_uri, run_id, keys)
+        return self._refresh(tracking_uri, run_id, keys)
 
     def drop_run(self, tracking_uri: str, run_id: str) -> None:
         with self._lock:

@@ -173,8 +173,9 @@ def robust_diff_noise(values: np.ndarray) -> float:
     """Noise standard deviation estimated from the MAD of first differences (0.0 if < 3 points)."""
     if values.size < 3:
         return 0.0
-    d = np.diff(values)
-    mad = np.median(np.abs(d - np.median(d)))
+    with np.errstate(all="ignore"):  # differences of values near 1e308 overflow to inf
+        d = np.diff(values)
+        mad = np.median(np.abs(d - np.median(d)))
     return float(_DIFF_TO_NOISE * mad)
 
 

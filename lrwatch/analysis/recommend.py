@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from lrwatch import keys
-from lrwatch.analysis.findings import Finding, Recommendation, Schedule, severity_rank
+from lrwatch.analysis.findings import KINDS, Finding, Recommendation, Schedule, severity_rank
 from lrwatch.analysis.prepare import PreparedRun, robust_diff_noise
 
 # A run that trained for a while and then diverged sits just above its stable edge: one
@@ -54,10 +54,16 @@ _ADAPTIVE = ("adam", "adamw", "rmsprop", "adagrad", "adadelta", "nadam", "radam"
 
 
 def primary_finding(findings: Sequence[Finding]) -> Finding | None:
-    """The finding to act on: most severe first, then earliest."""
+    """The finding to act on: most severe first, then earliest.
+
+    Ties go to instability first (divergence, oscillation, plateau, slow convergence): a run that
+    bounces and creeps at once needs a steadier step before a larger one.
+    """
     if not findings:
         return None
-    return min(findings, key=lambda f: (-severity_rank(f.severity), f.start_step, f.kind))
+    return min(
+        findings, key=lambda f: (-severity_rank(f.severity), f.start_step, KINDS.index(f.kind))
+    )
 
 
 def recommend(

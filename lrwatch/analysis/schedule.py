@@ -77,16 +77,16 @@ def recognize_schedule(lr_steps: np.ndarray | None, lr_values: np.ndarray | None
     steps = np.asarray(lr_steps, dtype=np.int64)
     values = np.asarray(lr_values, dtype=np.float64)
     keep = np.isfinite(values)
-    steps, values = steps[keep], values[keep]
+    if not keep.all():
+        steps, values = steps[keep], values[keep]
     if values.size == 0:
         return Schedule(kind="missing")
-    peak = float(np.max(np.abs(values)))
-    base = dict(
-        initial_lr=float(values[0]), peak_lr=float(values.max()), final_lr=float(values[-1])
-    )
-    if peak == 0 or np.ptp(values) <= 1e-3 * peak:
+    high, low = float(values.max()), float(values.min())
+    peak = max(abs(high), abs(low))
+    base = dict(initial_lr=float(values[0]), peak_lr=high, final_lr=float(values[-1]))
+    if peak == 0 or high - low <= 1e-3 * peak:
         return Schedule(kind="constant", **base)
-    segments = _segments(values / peak)
+    segments = _segments(values, peak)
     ups = [s for s in segments if s[0] > 0]
     downs = [s for s in segments if s[0] < 0]
     first_is_rise = bool(segments) and segments[0][0] > 0
@@ -100,26 +100,28 @@ def recognize_schedule(lr_steps: np.ndarray | None, lr_values: np.ndarray | None
     return _decay(steps, values, base, start=0, warmup_steps=None)
 
 
-def _segments(relative: np.ndarray) -> list[tuple[int, int, int]]:
-    """Monotone runs as ``(direction, first_index, last_index)``; moves < 1% of peak dropped."""
-    diffs = np.diff(relative)
-    moving = np.flatnonzero(np.abs(diffs) > _CHANGE_TOL)
+def _segments(values: np.ndarray, peak: float) -> list[tuple[int, int, int]]:
+    """Monotone runs as ``(direction, first_index, last_index)``; moves < 1% of peak dropped.
+
+    Vectorised: jittery series (thousands of tiny ups and downs) cost no Python loop.
+    """
+    diffs = np.diff(values)
+    moving = np.flatnonzero(np.abs(diffs) > _CHANGE_TOL * peak)
     if moving.size == 0:
         return []
     dirs = np.sign(diffs[moving]).astype(np.int8)
     breaks = np.flatnonzero(dirs[1:] != dirs[:-1]) + 1
-    firsts = np.concatenate(([0], breaks))
-    lasts = np.concatenate((breaks - 1, [dirs.size - 1]))
-    raw = [(int(dirs[a]), int(moving[a]), int(moving[b]) + 1) for a, b in zip(firsts, lasts)]
-    merged: list[tuple[int, int, int]] = []
-    for sign, lo, hi in raw:
-        if abs(relative[hi] - relative[lo]) < _SIGNIFICANT_MOVE:
-            continue
-        if merged and merged[-1][0] == sign:
-            merged[-1] = (sign, merged[-1][1], hi)
-        else:
-            merged.append((sign, lo, hi))
-    return merged
+    lo = moving[np.concatenate(([0], breaks))]
+    hi = moving[np.concatenate((breaks - 1, [dirs.size - 1]))] + 1
+    sign = dirs[np.concatenate(([0], breaks))]
+    big = np.abs(values[hi] - values[lo]) >= _SIGNIFICANT_MOVE * peak
+    lo, hi, sign = lo[big], hi[big], sign[big]
+    if sign.size == 0:
+        return []
+    # Neighbours in the same direction (a dropped bump between them) merge into one run.
+    starts = np.flatnonzero(np.concatenate(([True], sign[1:] != sign[:-1])))
+    ends = np.concatenate((starts[1:] - 1, [sign.size - 1]))
+    return [(int(sign[a]), int(lo[a]), int(hi[b])) for a, b in zip(starts, ends)]
 
 
 def _after_rise(steps, values, base, segments) -> Schedule:

@@ -20,7 +20,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from lrwatch.analysis.detectors import run_detectors
+from lrwatch.analysis.detectors import (
+    MIN_STEPS_TO_JUDGE,
+    detect_divergence,
+    detect_oscillation,
+    run_detectors,
+)
 from lrwatch.analysis.findings import Finding, Schedule
 from lrwatch.analysis.prepare import prepare_arrays, robust_diff_noise
 from lrwatch.analysis.schedule import recognize_schedule
@@ -30,6 +35,9 @@ from lrwatch.analysis.schedule import recognize_schedule
 ALARM_SIGMAS = 8.0
 # Points behind the alarm level (median + noise of the recent loss).
 _ALARM_WINDOW = 200
+# On an alarm, the divergence test looks at the median of this many latest points: 3 of 5 must
+# be high, so one wild batch is not enough, yet a fast blow-up is seen within a few steps.
+EARLY_TAIL_POINTS = 5
 _BLOCK_FIELDS = ("start", "end", "count", "mean", "min", "max", "bad_step", "bad_value", "lr")
 
 
@@ -77,6 +85,7 @@ class OnlineAnalyzer:
         self._pending: list[tuple[Finding, int]] = []  # candidates and how often seen in a row
         self._since_eval = 0
         self._alarm = np.inf
+        self._alarmed = False
         self._nonfinite_evaluated = False
         self.total_points = 0
         self.evaluations = 0
@@ -112,13 +121,41 @@ class OnlineAnalyzer:
         return self._evaluate(final=True)
 
     def view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(steps, losses, lrs)`` the detectors see: the folded past, then the recent points."""
-        b = self._blocks
-        has_bad = np.isfinite(b["bad_step"]) & (b["bad_step"] != b["end"])
-        steps = np.concatenate((b["end"], b["bad_step"][has_bad], self._steps))
-        loss = np.concatenate((b["mean"], b["bad_value"][has_bad], self._loss))
-        lr = np.concatenate((b["lr"], b["lr"][has_bad], self._lr))
-        return steps.astype(np.int64), loss, lr
+        """``(steps, losses, lrs)``: the folded past (one point per block), then recent points.
+
+        The past's blocks keep their first non-finite loss as an extra point, so blow-up
+        evidence survives folding.
+        """
+        steps, loss, lr = _block_points(self._blocks)
+        return (
+            np.concatenate((steps, self._steps)),
+            np.concatenate((loss, self._loss)),
+            np.concatenate((lr, self._lr)),
+        )
+
+    def uniform_view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Like :meth:`view`, with the recent points folded to the past's block size too.
+
+        The detectors judge shapes in points, not steps: a view whose last 4,096 points are
+        single steps while each earlier point stands for 64 would make the recent stretch look
+        like most of the run (a "plateau" over its last 80%). One resolution keeps proportions.
+        """
+        if self._blocks["count"].size == 0:
+            return self.view()
+        size = self.block_points
+        whole = self._steps.size - self._steps.size % size
+        parts = [self._blocks]
+        if whole:
+            parts.append(
+                _aggregate(*(a[:whole] for a in (self._steps, self._loss, self._lr)), size)
+            )
+        if whole < self._steps.size:
+            rest = self._steps.size - whole
+            parts.append(
+                _aggregate(*(a[whole:] for a in (self._steps, self._loss, self._lr)), rest)
+            )
+        merged = {name: np.concatenate([p[name] for p in parts]) for name in _BLOCK_FIELDS}
+        return _block_points(merged)
 
     # -- memory -------------------------------------------------------------------------------
 
@@ -134,29 +171,10 @@ class OnlineAnalyzer:
 
     def _fold(self, count: int) -> None:
         """Move the oldest ``count`` recent points into block aggregates."""
-        size = self.block_points
-        s = self._steps[:count].reshape(-1, size)
-        v = self._loss[:count].reshape(-1, size)
-        r = self._lr[:count].reshape(-1, size)
+        new = _aggregate(
+            self._steps[:count], self._loss[:count], self._lr[:count], self.block_points
+        )
         self._steps, self._loss, self._lr = (a[count:] for a in (self._steps, self._loss, self._lr))
-        finite = np.isfinite(v)
-        safe = np.where(finite, v, 0.0)
-        n_finite = finite.sum(axis=1)
-        first_bad = np.argmax(~finite, axis=1)
-        any_bad = ~finite.all(axis=1)
-        rows = np.arange(v.shape[0])
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            new = {
-                "start": s[:, 0].astype(np.float64),
-                "end": s[:, -1].astype(np.float64),
-                "count": np.full(v.shape[0], float(size)),
-                "mean": np.where(n_finite > 0, safe.sum(axis=1) / n_finite, np.nan),
-                "min": np.where(finite, v, np.inf).min(axis=1),
-                "max": np.where(finite, v, -np.inf).max(axis=1),
-                "bad_step": np.where(any_bad, s[rows, first_bad], np.nan),
-                "bad_value": np.where(any_bad, v[rows, first_bad], np.nan),
-                "lr": np.nanmean(np.where(np.isfinite(r), r, np.nan), axis=1),
-            }
         for name in _BLOCK_FIELDS:
             self._blocks[name] = np.concatenate((self._blocks[name], new[name]))
         while self._blocks["count"].size > self.max_blocks:
@@ -197,18 +215,16 @@ class OnlineAnalyzer:
     # -- when to evaluate ---------------------------------------------------------------------
 
     def _should_evaluate(self, new_losses: np.ndarray) -> bool:
+        finite = np.isfinite(new_losses)
+        self._alarmed = bool(finite.any() and new_losses[finite].max() > self._alarm)
         # Routine re-runs come every min_new_points, or every 1% of the run so far when that is
         # more: ~600 evaluations for a million-point run instead of 20,000. Alarms (below) do
         # not wait for them.
         if self._since_eval >= max(self.min_new_points, self.total_points // 100):
             return True
-        finite = np.isfinite(new_losses)
         if not finite.all() and not self._nonfinite_evaluated:
             return True
-        min_gap = max(1, self.min_new_points // 10)
-        return bool(
-            self._since_eval >= min_gap and finite.any() and new_losses[finite].max() > self._alarm
-        )
+        return self._alarmed and self._since_eval >= max(1, self.min_new_points // 10)
 
     def _update_alarm(self) -> None:
         recent = self._loss[-_ALARM_WINDOW:]
@@ -226,13 +242,18 @@ class OnlineAnalyzer:
     def _evaluate(self, *, final: bool) -> list[Finding]:
         self.evaluations += 1
         self._since_eval = 0
-        steps, loss, lr = self.view()
-        if not np.isfinite(loss).all():
+        prepared = _prepared(*self.uniform_view())
+        if prepared.first_nonfinite is not None:
             self._nonfinite_evaluated = True
-        known = np.isfinite(lr)
-        lr_steps, lr_values = (steps[known], lr[known]) if known.any() else (None, None)
-        prepared = prepare_arrays(steps, loss, lr_steps, lr_values)
         candidates = run_detectors(prepared)
+        folded = self._blocks["count"].size > 0
+        if folded:
+            # Bounces live at single-step resolution: judge them on the recent points.
+            recent = _prepared(self._steps, self._loss, self._lr)
+            if recent.n >= MIN_STEPS_TO_JUDGE:
+                candidates += detect_oscillation(recent)
+        if self._alarmed and not any(f.kind == "divergence" for f in candidates + self._reported):
+            candidates += self._early_divergence(_prepared(*self.view()) if folded else prepared)
         self.schedule = recognize_schedule(prepared.lr_steps, prepared.lr_values)
         self._update_alarm()
         tol = self._tolerance(prepared.steps)
@@ -252,6 +273,23 @@ class OnlineAnalyzer:
         self._pending = pending
         return new
 
+    def _early_divergence(self, prepared) -> list[Finding]:
+        """The divergence detector judging only the last few points, on an alarm.
+
+        Offline, the detector compares the last 10% of the run with its best level; live, that
+        tail is what a climb has not filled yet. Right after an alarm (a point far above the
+        recent level) the same test on the last ``EARLY_TAIL_POINTS`` catches the climb while
+        it happens, with the detector's own thresholds (the tail's median must have given back
+        half the progress and sit 4 noise-sigmas above the best level).
+        """
+        if prepared.first_nonfinite is not None or prepared.n < MIN_STEPS_TO_JUDGE:
+            return []
+        fraction = min(0.5, max(0.01, EARLY_TAIL_POINTS / prepared.n))
+        try:
+            return detect_divergence(prepared, tail_fraction=fraction)
+        except TypeError:  # a detector without that knob: rely on the routine evaluation
+            return []
+
     def _tolerance(self, steps: np.ndarray) -> float:
         """Steps within which two findings of one kind are the same event."""
         if steps.size < 2:
@@ -270,6 +308,49 @@ class OnlineAnalyzer:
     def _report(self, f: Finding) -> None:
         self._reported.append(f)
         self._spans.append([f.kind, f.start_step, f.end_step])
+
+
+def _prepared(steps, loss, lr):
+    known = np.isfinite(lr)
+    lr_steps, lr_values = (steps[known], lr[known]) if known.any() else (None, None)
+    return prepare_arrays(steps, loss, lr_steps, lr_values)
+
+
+def _aggregate(steps, loss, lr, size: int) -> dict[str, np.ndarray]:
+    """Block aggregates of consecutive points, ``size`` per block (``len`` a multiple of it)."""
+    s, v, r = (a.reshape(-1, size) for a in (steps, loss, lr))
+    finite = np.isfinite(v)
+    n_finite = finite.sum(axis=1)
+    first_bad = np.argmax(~finite, axis=1)
+    any_bad = ~finite.all(axis=1)
+    rows = np.arange(v.shape[0])
+    lr_known = np.isfinite(r)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        return {
+            "start": s[:, 0].astype(np.float64),
+            "end": s[:, -1].astype(np.float64),
+            "count": np.full(v.shape[0], float(size)),
+            "mean": np.where(n_finite > 0, np.where(finite, v, 0.0).sum(axis=1) / n_finite, np.nan),
+            "min": np.where(finite, v, np.inf).min(axis=1),
+            "max": np.where(finite, v, -np.inf).max(axis=1),
+            "bad_step": np.where(any_bad, s[rows, first_bad], np.nan),
+            "bad_value": np.where(any_bad, v[rows, first_bad], np.nan),
+            "lr": np.where(
+                lr_known.any(axis=1),
+                np.where(lr_known, r, 0.0).sum(axis=1) / np.maximum(lr_known.sum(axis=1), 1),
+                np.nan,
+            ),
+        }
+
+
+def _block_points(b: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One point per block at its last step, plus each block's first non-finite loss."""
+    has_bad = np.isfinite(b["bad_step"]) & (b["bad_step"] != b["end"])
+    steps = np.concatenate((b["end"], b["bad_step"][has_bad])).astype(np.int64)
+    loss = np.concatenate((b["mean"], b["bad_value"][has_bad]))
+    lr = np.concatenate((b["lr"], b["lr"][has_bad]))
+    order = np.argsort(steps, kind="stable")
+    return steps[order], loss[order], lr[order]
 
 
 def _overlap(a: Finding, b: Finding, tol: float) -> bool:

@@ -168,9 +168,8 @@ def analyze_sweep(runs: Sequence[Run]) -> Recommendation | None:
         factor=None,
         message=(
             f"Of {len(curve)} LRs from {fmt(lrs[0])} to {fmt(lrs[-1])}, {fmt(lrs[best])} ended "
-            f"lowest (final loss {finals[best]:.4g}); {how} gives {fmt(suggested)}. LRs from "
-            f"{fmt(near.min())} to {fmt(near.max())} end {_near_phrase(finals[best])}; "
-            f"{span}."
+            f"lowest (final loss {finals[best]:.4g}); {how} gives {fmt(suggested)}. "
+            f"{_near_sentence(near, finals[best])}; {span}."
         ),
         evidence=evidence,
     )
@@ -182,10 +181,15 @@ def _near_best_limit(finals: np.ndarray, best: float) -> float:
     return best + NEAR_BEST_SPREAD * float(finals.max() - best)
 
 
-def _near_phrase(best: float) -> str:
-    if best > 0:
-        return f"within {NEAR_BEST:.0%} of that loss"
-    return f"within {NEAR_BEST_SPREAD:.0%} of the curve's spread from it"
+def _near_sentence(near: np.ndarray, best: float) -> str:
+    within = (
+        f"within {NEAR_BEST:.0%} of that loss"
+        if best > 0
+        else f"within {NEAR_BEST_SPREAD:.0%} of the curve's spread from it"
+    )
+    if near.size < 2:
+        return f"No other LR ended {within} (a sharp optimum: refine the grid around it)"
+    return f"LRs from {fmt(near.min())} to {fmt(near.max())} ended {within}"
 
 
 def _one_point_per_lr(curve: list[SweepPoint]) -> list[SweepPoint]:

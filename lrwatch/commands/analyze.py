@@ -31,6 +31,7 @@ def register(subparsers) -> None:
         "analyze",
         help="diagnose runs: divergence, oscillation, plateau, slow convergence; what LR to use",
         description=DESCRIPTION,
+        epilog="Exit status: 0 analysed, 1 --fail-on met, 2 bad input (one line per bad input).",
         formatter_class=_raw_description(),
     )
     parser.add_argument("inputs", nargs="*", metavar="PATH_OR_RUN", help="files, folders, runs")
@@ -41,7 +42,12 @@ def register(subparsers) -> None:
         metavar="NAME",
         help="analyse every run of this MLflow experiment (name or id; repeatable)",
     )
-    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text for a person (default) or one JSON document",
+    )
     parser.add_argument(
         "--fail-on",
         choices=("info", "warning", "critical"),
@@ -67,7 +73,7 @@ def _raw_description():
 def run(args) -> int:
     from lrwatch.errors import InputError
 
-    specs = list(args.inputs) + [f"experiment:{name}" for name in args.experiment]
+    specs = _specs(args)
     if not specs:
         raise InputError("nothing to analyse: give a file, folder, run id or --experiment NAME")
     if args.workers is not None and args.workers < 1:
@@ -75,6 +81,10 @@ def run(args) -> int:
     _announce_tracking_store(specs, args.tracking_uri)
     results = _analyse(specs, args)
     return _report(results, args)
+
+
+def _specs(args) -> list[str]:
+    return list(args.inputs) + [f"experiment:{name}" for name in args.experiment]
 
 
 def _announce_tracking_store(specs: list[str], explicit_uri: str | None) -> None:
@@ -117,7 +127,8 @@ def _report(outcome, args) -> int:
     entries = [report_entry(r.report, run_extras(r.run, r.notes)) for r in analysed]
     sweep = _sweep([r.run for r in analysed])
     if not analysed and not errors:
-        errors.append((" ".join(args.inputs), "no run with a loss to analyse"))
+        given = ", ".join(_specs(args))
+        errors.append((given, f"{given}: no run with a loss to analyse ({skipped} logged no loss)"))
     _print(entries, sweep, errors, skipped, args.format)
     if errors:
         return EXIT_BAD_INPUT

@@ -156,9 +156,9 @@ def _search_run_ids(client, experiment_id: str) -> list[str]:
 
 
 def _client(tracking_uri: str):
-    from lrwatch.sources.mlflow_store import _client as cached_client
+    from lrwatch.sources.mlflow_store import mlflow_client
 
-    return cached_client(tracking_uri)
+    return mlflow_client(tracking_uri)
 
 
 @contextmanager

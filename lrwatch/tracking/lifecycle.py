@@ -12,6 +12,7 @@ import atexit
 import logging
 import os
 import signal
+import sys
 import threading
 import weakref
 
@@ -31,13 +32,18 @@ def register(watcher) -> None:
     if _installed:
         return
     _installed = True
-    atexit.register(_close_all, "FINISHED", 10.0)
+    atexit.register(_close_at_exit)
     if threading.current_thread() is threading.main_thread():
         _install_sigterm()
 
 
 def forget(watcher) -> None:
     _open.discard(watcher)
+
+
+def _close_at_exit() -> None:
+    # After an uncaught exception the interpreter sets sys.last_type before atexit runs.
+    _close_all("FAILED" if getattr(sys, "last_type", None) else "FINISHED", 10.0)
 
 
 def _close_all(status: str, timeout_s: float) -> None:

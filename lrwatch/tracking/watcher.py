@@ -130,7 +130,10 @@ class Watcher:
         if not grads:
             return None
         # Stays on the device (no sync); the writer copies it with the losses.
-        return torch.nn.utils.get_total_norm(grads)
+        total_norm = getattr(torch.nn.utils, "get_total_norm", None)  # torch >= 2.6
+        if total_norm is not None:
+            return total_norm(grads)
+        return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
     # -- properties and lifecycle ----------------------------------------------------------
     @property
@@ -156,6 +159,7 @@ class Watcher:
         if self._closed:
             return True
         self._closed = True
+        self._queue = deque(maxlen=0)  # steps after close are dropped, not piled up in memory
         for hook in self._hooks:
             if hook is not None:
                 hook.remove()

@@ -79,6 +79,7 @@ class Writer:
         self._uncertain = False  # a request failed: it may have landed, check before resending
         self._retry_at = 0.0
         self._backoff = BACKOFF_START_S
+        self._failures = 0  # failed attempts in a row
         self.error: BaseException | None = None  # first unexpected error (raised under strict)
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -183,15 +184,18 @@ class Writer:
                 self._replay(landed if landed is not None else self.sink.latest_landed(self.run_id))
             while self.outbox and time.monotonic() < deadline:
                 self._send_one(landed)
+            if self._failures:
+                log.warning("lrwatch: tracking store reachable again; sending the backlog")
+            self._failures = 0
             self._backoff = BACKOFF_START_S
         except Exception as exc:  # noqa: BLE001 - transient: back off and retry
             self._uncertain = self.run_id is not None
             self._retry_at = time.monotonic() + self._backoff
-            log.warning(
-                "lrwatch: tracking store unavailable (%s); retrying in %.1f s",
-                _short(exc),
-                self._backoff,
-            )
+            # One warning per outage; the retries after it only at debug level.
+            level = logging.WARNING if self._failures == 0 else logging.DEBUG
+            log.log(level, "lrwatch: tracking store unavailable (%s); buffering to %s and "
+                    "retrying", _short(exc), self.spool.path)  # fmt: skip
+            self._failures += 1
             self._backoff = min(self._backoff * 2, BACKOFF_MAX_S)
 
     def _send_one(self, landed) -> None:

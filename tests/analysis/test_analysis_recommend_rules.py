@@ -156,6 +156,10 @@ def test_precedence_critical_first_then_earliest():
     assert primary_finding([plateau, late, early]) is early
     assert primary_finding([plateau, late]) is late
     assert primary_finding([]) is None
+    # A tie goes to instability: steady the step before making it larger.
+    slow = finding("slow_convergence", 0, 399, "warning")
+    bounce = finding("oscillation", 0, 300, "warning")
+    assert primary_finding([slow, bounce]) is bounce
 
 
 def test_without_an_lr_series_no_lr_is_invented_but_params_are_used():

@@ -62,11 +62,16 @@ def test_divergence_after_a_warmup_lowers_the_peak():
 
 
 def test_heavy_momentum_oscillation_suggests_less_momentum():
-    run = train(TrainConfig(task="quadratic", lr=BEST_LR, momentum=0.95, steps=400))
+    # Heavy-ball momentum 0.99 on the ill-conditioned quadratic: the loss rings in waves of ~16
+    # steps (the bundled sample run "oscillating-momentum" is this configuration).
+    run = train(TrainConfig(task="quadratic", lr=0.03, momentum=0.99, steps=600))
     report = analyze(run)
-    kinds = {f.kind for f in report.findings}
-    assert "oscillation" in kinds or "divergence" in kinds, report.recommendation.message
-    assert report.recommendation.action in ("reduce_momentum", "decrease_lr")
+    assert "oscillation" in {f.kind for f in report.findings}, report.recommendation.message
+    rec = report.recommendation
+    if report.findings[report.extras["primary_finding"]].kind == "oscillation":
+        assert rec.action == "reduce_momentum", rec.message
+        assert rec.evidence["suggested_momentum"] < 0.99
+        assert rec.evidence["alternative_lr"] < 0.03
 
 
 def test_without_an_lr_series_the_base_lr_comes_from_params(too_high):

@@ -19,15 +19,25 @@ def _one_torch_thread():
     torch.set_num_threads(previous)
 
 
+# Warmup toward 2.0 on the quadratic task, whose SGD stability edge is an LR of about 1: the
+# loss first trains (down to ~0.004 near step 100), then climbs for ~60 steps to inf.
+SLOW_CLIMB = TrainConfig(
+    task="quadratic", lr=2.0, steps=400, schedule="warmup_constant", warmup_steps=200
+)
+# Warmup toward 3.0 on the classifier: it trains to ~0.001, then blows up within ~13 steps.
+FAST_CLIMB = TrainConfig(
+    task="mlp_classification", lr=3.0, steps=400, schedule="warmup_constant", warmup_steps=200
+)
+
+
 @pytest.fixture(scope="module")
 def diverging_after_training():
-    # Warmup toward 2.0 on the quadratic task, whose SGD stability edge is an LR of about 1:
-    # the loss first trains (down to ~0.004 near step 100), then climbs for ~80 steps to inf.
-    return train(
-        TrainConfig(
-            task="quadratic", lr=2.0, steps=400, schedule="warmup_constant", warmup_steps=200
-        )
-    )
+    return train(SLOW_CLIMB)
+
+
+@pytest.fixture(scope="module")
+def fast_blow_up():
+    return train(FAST_CLIMB)
 
 
 def feed(online: OnlineAnalyzer, run, chunk: int):
@@ -39,8 +49,9 @@ def feed(online: OnlineAnalyzer, run, chunk: int):
 
 
 @pytest.mark.parametrize("chunk", [1, 10])
-def test_divergence_is_reported_while_the_loss_is_still_finite(diverging_after_training, chunk):
-    run = diverging_after_training
+@pytest.mark.parametrize("which", ["diverging_after_training", "fast_blow_up"])
+def test_divergence_is_reported_while_the_loss_is_still_finite(request, which, chunk):
+    run = request.getfixturevalue(which)
     first_nan_step = int(run.loss.steps[np.flatnonzero(~np.isfinite(run.loss.values))[0]])
     online = OnlineAnalyzer()
     reported_at = None
@@ -110,3 +121,21 @@ def test_odd_input():
     assert online.finalize() is not None
     with pytest.raises(ValueError):
         OnlineAnalyzer(min_new_points=0)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        TrainConfig(task="quadratic", lr=0.8, steps=500),  # near the edge, bouncy but stable
+        TrainConfig(task="mlp_classification", lr=0.5, steps=500),
+        TrainConfig(task="autoencoder", optimizer="adam", lr=0.03, steps=500),
+    ],
+    ids=lambda c: f"{c.task}-{c.lr:g}",
+)
+def test_no_divergence_alarm_on_healthy_runs_streamed_point_by_point(config):
+    run = train(config)
+    online = OnlineAnalyzer()
+    for _ in feed(online, run, 1):
+        pass
+    online.finalize()
+    assert "divergence" not in {f.kind for f in online.findings}

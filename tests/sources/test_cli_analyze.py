@@ -210,3 +210,19 @@ def test_reading_never_creates_a_tracking_store(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "'typo.cvs': no such file, run id or experiment" in err
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_experiment_runs_without_a_loss_are_skipped_not_errors(tracking_uri, capsys, healthy_run):
+    from lrwatch.run import Run, Series
+
+    parent = Run(id="parent", name="parent", metrics={"accuracy": Series([0, 1], [0.5, 0.6])})
+    log_run_to_mlflow(tracking_uri, parent, experiment="nested")
+    child = log_run_to_mlflow(tracking_uri, healthy_run, experiment="nested")
+    assert main(["analyze", "--experiment", "nested"]) == 0
+    out = capsys.readouterr().out
+    assert f"id: {child}" in out and "Summary: 1 run analysed, 1 skipped (no loss)" in out
+
+    log_run_to_mlflow(tracking_uri, parent, experiment="only-parents")
+    assert main(["analyze", "--experiment", "only-parents"]) == 2
+    err = capsys.readouterr().err
+    assert "experiment:only-parents: no run with a loss to analyse (1 logged no loss)" in err

@@ -80,6 +80,16 @@ def test_odd_but_valid_csv_is_cleaned(tmp_path, engine):
     assert "note" not in run.metrics  # text columns are not metrics
 
 
+@pytest.mark.parametrize("engine", ["numpy", "arrow"])
+def test_windows_line_endings_byte_order_mark_and_semicolons(tmp_path, engine):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufeffstep;loss;lr\r\n10;1.5;0.1\r\n20;;0.1\r\n30;nan;0.1\r\n".encode())
+    run = load_file(path, csv_engine=engine)
+    assert (run.loss_key, run.lr_key) == ("loss", "lr")
+    assert run.loss.steps.tolist() == [10, 30] and math.isnan(run.loss.values[1])
+    assert run.lr.steps.tolist() == [10, 20, 30]
+
+
 @pytest.mark.parametrize("step_column", ["Step", "global_step", "iteration"])
 def test_other_step_column_names(tmp_path, step_column):
     run = load_run(_write(tmp_path / "r.csv", f"{step_column},loss\n10,1.0\n20,0.5\n"))

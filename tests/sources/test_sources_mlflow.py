@@ -105,3 +105,17 @@ def test_unknown_run_and_experiment_are_input_errors(tracking_uri):
         load_runs(["experiment:nope"])
     with pytest.raises(InputError, match="no such file, run id or experiment"):
         load_runs(["nope"])
+
+
+def test_sqlalchemy_path_equals_the_sqlite_path(tracking_uri):
+    """The path PostgreSQL/MySQL stores take (SQLAlchemy), driven here through pysqlite."""
+    run_id = log_run_to_mlflow(tracking_uri, _odd_run(), timestamps_ms=ODD_TIMES)
+    through_sqlalchemy = tracking_uri.replace("sqlite:", "sqlite+pysqlite:", 1)
+    assert store.is_sql_store(through_sqlalchemy)
+    assert store.list_metric_keys(through_sqlalchemy, run_id) == ["lr", "train/loss"]
+    direct = store.read_histories(tracking_uri, run_id, after_step=0)
+    generic = store.read_histories(through_sqlalchemy, run_id, after_step=0)
+    assert direct.keys() == generic.keys() == {"train/loss", "lr"}
+    for key in direct:
+        np.testing.assert_array_equal(direct[key].steps, generic[key].steps)
+        np.testing.assert_array_equal(direct[key].values, generic[key].values)

@@ -55,3 +55,21 @@ def test_import_rejects_a_missing_or_foreign_file_in_one_line(tmp_path, capsys):
     assert main(["import", str(foreign)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("lrwatch: error:") for line in err)
+
+
+def test_a_torn_last_line_is_ignored(tracking_uri, spool_dir, capsys):
+    from lrwatch.tracking.spool import SpoolWriter
+
+    spool = SpoolWriter(spool_dir, {"tracking_uri": tracking_uri, "experiment": "torn"})
+    spool.append(
+        [{"type": "metrics", "metrics": [[keys.LOSS, 1.5, 1000, 0], [keys.LR, 0.1, 1000, 0]]}]
+    )
+    spool.close(delete=False)
+    with open(spool.path, "a") as handle:
+        handle.write('{"type": "metrics", "metrics": [["train/loss", 1.4, 1001')  # died mid-write
+    assert main(["import", str(spool.path)]) == 0
+    assert "2 values sent" in capsys.readouterr().out
+    client = mlflow.MlflowClient(tracking_uri)
+    run = client.search_runs([client.get_experiment_by_name("torn").experiment_id])[0]
+    assert history(tracking_uri, run.info.run_id, keys.LOSS) == [(0, 1.5)]
+    assert run.info.status == "KILLED"  # no end record: the process died

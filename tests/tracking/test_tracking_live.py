@@ -72,3 +72,18 @@ def test_a_healthy_run_gets_no_divergence(tracking_uri):
     findings = json.loads(tags.get(keys.TAG_FINDINGS, "[]"))
     assert not any(f["kind"] == "divergence" for f in findings)
     assert len(history(tracking_uri, w.run_id, keys.LOSS)) == 600
+
+
+def test_the_findings_tag_fits_mlflows_limit_keeping_the_most_severe():
+    from lrwatch.analysis.findings import Finding
+    from lrwatch.tracking.live import findings_tag
+    from lrwatch.tracking.sink import MAX_TAG_VALUE
+
+    many = [
+        Finding("plateau", i * 10, i * 10 + 5, "info", "flat " * 20, {"i": i}) for i in range(200)
+    ]
+    many.append(Finding("divergence", 3000, 3100, "critical", "blew up", {"peak": float("inf")}))
+    text = findings_tag(many)
+    kept = json.loads(text)
+    assert len(text) <= MAX_TAG_VALUE and 0 < len(kept) < len(many)
+    assert kept[0]["kind"] == "divergence" and kept[0]["evidence"]["peak"] == "inf"

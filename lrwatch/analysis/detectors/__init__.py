@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 from lrwatch.analysis.detectors.divergence import detect_divergence
 from lrwatch.analysis.detectors.oscillation import detect_oscillation
 from lrwatch.analysis.detectors.plateau import detect_plateau
@@ -40,10 +42,18 @@ DETECTORS: dict[str, Callable[[PreparedRun], list[Finding]]] = {
 
 
 def run_detectors(prepared: PreparedRun) -> list[Finding]:
-    """Every detector's findings, sorted by start step; ``[]`` for runs too short to judge."""
+    """Every detector's findings, sorted by start step.
+
+    A run with fewer than :data:`MIN_STEPS_TO_JUDGE` points is not judged (``[]``), with one
+    exception that needs no guess: a loss that turned NaN/inf is reported as divergence at any
+    length (a run that blows up at step 7 is often exactly that short).
+    """
     if prepared.n < MIN_STEPS_TO_JUDGE:
-        return []
+        return detect_divergence(prepared) if prepared.first_nonfinite is not None else []
     findings: list[Finding] = []
-    for detect in DETECTORS.values():
-        findings.extend(detect(prepared))
+    # Losses near 1e308 overflow in differences; the detectors treat the resulting inf/NaN
+    # as evidence, so numpy's warnings would only be noise on the user's terminal.
+    with np.errstate(all="ignore"):
+        for detect in DETECTORS.values():
+            findings.extend(detect(prepared))
     return sorted(findings, key=lambda f: (f.start_step, f.kind))

@@ -12,7 +12,7 @@ import numpy as np
 
 from lrwatch.analysis.detectors._common import block_median_noise, fmt, require_in_range
 from lrwatch.analysis.findings import Finding
-from lrwatch.analysis.prepare import PreparedRun, make_blocks
+from lrwatch.analysis.prepare import PreparedRun, make_blocks, robust_diff_noise
 
 # The finite case judges the last 10% of the run: long enough that a recovered spike has no
 # weight in its median, short enough that a late blow-up is not averaged away.
@@ -54,22 +54,27 @@ def detect_divergence(
 
 
 def _onset_index(prepared: PreparedRun, end: int) -> int:
-    """Index where the climb ending at ``end`` began: after the last point near the best level."""
+    """Index where the climb ending at ``end`` began: after the last block near the best level."""
     y = prepared.loss[:end]
     if y.size < 2:
-        return max(end - 1, 0) if y.size else 0
+        return 0
     blocks = make_blocks(prepared.steps[:end], y, ONSET_BLOCKS)
     m = blocks.median
     best = int(np.argmin(m))
-    rise = m[-1] - m[best]
-    # "Near the best": within a tenth of the final rise or 2 block-noise units, whichever is
-    # larger, so a noisy floor before the climb does not move the onset early.
-    tol = max(0.1 * rise, 2.0 * block_median_noise(prepared.noise, blocks.size))
+    best_point = min(int((best + 1) * blocks.size), y.size)
+    # The noise before the climb: differences of a blow-up would inflate it.
+    pre = y[:best_point]
+    # Fewer than 10 points before the best: too few to know the noise; use no noise band.
+    noise = robust_diff_noise(pre) if pre.size >= 10 else 0.0
+    start_level = float(np.median(y[: max(3, int(np.ceil(0.02 * y.size)))]))
+    # "Near the best": within 3 noise units, or a fifth of the progress made before the best,
+    # whichever is larger - an absolute band, so a climb over many orders of magnitude still
+    # dates from where it left the floor, not from where it got huge.
+    tol = max(3.0 * block_median_noise(noise, blocks.size), 0.2 * max(start_level - m[best], 0.0))
     near = np.flatnonzero(m[best:] <= m[best] + tol) + best
     last_near = int(near[-1]) if near.size else best
     onset_block = min(last_near + 1, len(m) - 1)
-    onset_step = blocks.start[onset_block]
-    return int(np.searchsorted(prepared.steps, onset_step))
+    return int(np.searchsorted(prepared.steps, blocks.start[onset_block]))
 
 
 def _nonfinite_finding(prepared: PreparedRun) -> Finding:
@@ -83,9 +88,8 @@ def _nonfinite_finding(prepared: PreparedRun) -> Finding:
     start = int(prepared.steps[onset])
     value = prepared.loss[first]
     where = f"from step {start}" if start < bad_step else f"at step {start}"
-    message = (
-        f"The loss diverged {where}: it became {value} at step {bad_step}"
-        + (" after climbing away from its best." if climbed else ".")
+    message = f"The loss diverged {where}: it became {value} at step {bad_step}" + (
+        " after climbing away from its best." if climbed else "."
     )
     evidence = {
         "first_nonfinite_step": bad_step,

@@ -1,10 +1,115 @@
-"""plateau detector (work in progress)."""
+"""Plateau: no real improvement for a long stretch while the learning rate stays constant.
+
+"Real" is measured against the run's own step-to-step noise: the loss at the end of the stretch
+must sit less than a fraction of one noise standard deviation below its start. The stretch is the
+longest one that reaches the end of the run (a run still clearly improving has none).
+
+Severity tells a converged run from one stuck at a floor set by its rate: at a constant rate that
+is too high, the parameters keep wandering and the loss's level wanders with them, so block
+medians spread more than per-step noise explains (``wander`` >= 1) - decaying the rate helps. A
+run that simply converged shows no such wander and gets an ``info`` finding.
+"""
 
 from __future__ import annotations
 
+import numpy as np
+
+from lrwatch.analysis.detectors._common import block_median_noise, fmt, require_in_range
 from lrwatch.analysis.findings import Finding
 from lrwatch.analysis.prepare import PreparedRun
 
+# Candidate stretch starts: every 5% of the run.
+START_GRID = 20
+# Blocks inside a stretch for the wander measure: 16 medians give a stable spread.
+WANDER_BLOCKS = 16
 
-def detect_plateau(prepared: PreparedRun) -> list[Finding]:
-    return []
+
+def detect_plateau(
+    prepared: PreparedRun,
+    *,
+    min_fraction: float = 0.3,
+    flat_tolerance: float = 0.3,
+    wander_warning: float = 1.5,
+) -> list[Finding]:
+    """Report a plateau that lasts until the end of the run (at most one finding).
+
+    Args:
+        min_fraction: the stretch must cover at least this share of the run; shorter pauses are
+            normal in non-convex training.
+        flat_tolerance: "no real improvement" means the median of the stretch's last quarter lies
+            less than this many per-step noise standard deviations below the median of its first
+            quarter - invisible next to the step-to-step scatter.
+        wander_warning: ``warning`` when the stretch's block medians spread at least this many
+            times what per-step noise explains (a floor held up by a too-high rate); ``info``
+            otherwise (converged).
+
+    Returns:
+        ``[]`` or one ``plateau`` finding.
+    """
+    min_fraction = require_in_range("min_fraction", min_fraction, 0.0, 1.0)
+    flat_tolerance = require_in_range("flat_tolerance", flat_tolerance, 0.0, 1e6)
+    wander_warning = require_in_range("wander_warning", wander_warning, 0.0, 1e6)
+    if prepared.first_nonfinite is not None:
+        return []
+    y, noise = prepared.loss, prepared.noise
+    n = y.size
+    if n < 4 * WANDER_BLOCKS or noise <= 0:
+        return []
+    begin = _stretch_start(y, noise, min_fraction, flat_tolerance)
+    if begin is None or not _lr_constant(prepared, begin):
+        return []
+    stretch = y[begin:]
+    wander = _wander(stretch, noise)
+    severity = "warning" if wander >= wander_warning else "info"
+    start, end = int(prepared.steps[begin]), int(prepared.steps[-1])
+    level = float(np.median(stretch))
+    what = "a floor the learning rate holds it at" if severity == "warning" else "convergence"
+    message = (
+        f"The loss stopped improving at step {start} and stayed near {fmt(level)} until step "
+        f"{end} at a constant learning rate ({(n - begin) / n:.0%} of the run; looks like {what})."
+    )
+    evidence = {
+        "plateau_level": level,
+        "fraction_of_run": float((n - begin) / n),
+        "improvement_in_noise_units": _improvement(stretch) / noise,
+        "noise": noise,
+        "wander": wander,
+        "lr": None if prepared.lr is None else float(prepared.lr[begin]),
+    }
+    return [Finding("plateau", start, end, severity, message, evidence)]
+
+
+def _improvement(stretch: np.ndarray) -> float:
+    quarter = max(stretch.size // 4, 1)
+    return float(np.median(stretch[:quarter]) - np.median(stretch[-quarter:]))
+
+
+def _stretch_start(y, noise, min_fraction, flat_tolerance) -> int | None:
+    """Earliest grid start whose stretch to the end is long enough and shows no improvement."""
+    n = y.size
+    for k in range(START_GRID):
+        begin = k * n // START_GRID
+        if n - begin < min_fraction * n:
+            return None
+        if _improvement(y[begin:]) < flat_tolerance * noise:
+            return begin
+    return None
+
+
+def _lr_constant(prepared: PreparedRun, begin: int) -> bool:
+    if prepared.lr is None:
+        return True  # unknown: judged on the loss alone, the evidence says lr None
+    lr = prepared.lr[begin:]
+    ref = float(np.max(np.abs(lr))) if lr.size else 0.0
+    return ref == 0 or float(lr.max() - lr.min()) <= 1e-3 * ref
+
+
+def _wander(stretch: np.ndarray, noise: float) -> float:
+    """Spread of detrended block medians over the spread per-step noise alone would give."""
+    size = stretch.size // WANDER_BLOCKS
+    medians = np.median(stretch[: size * WANDER_BLOCKS].reshape(WANDER_BLOCKS, size), axis=1)
+    t = np.arange(WANDER_BLOCKS, dtype=np.float64)
+    residual = medians - np.polyval(np.polyfit(t, medians, 1), t)
+    spread = 1.4826 * np.median(np.abs(residual - np.median(residual)))
+    expected = block_median_noise(noise, size)
+    return float(spread / expected) if expected > 0 else 0.0

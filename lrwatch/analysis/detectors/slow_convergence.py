@@ -1,10 +1,87 @@
-"""slow_convergence detector (work in progress)."""
+"""Slow convergence: steady, small progress that is still going when the run ends.
+
+A run at a good rate makes most of its progress early and then flattens; a run whose rate is too
+small descends almost linearly and is still descending at the end. The detector compares the
+progress of the last third of the run with the progress of the whole run, and asks that the last
+third's progress be real (many noise units) and steady (block medians fall monotonically).
+"""
 
 from __future__ import annotations
 
+import numpy as np
+
+from lrwatch.analysis.detectors._common import block_median_noise, fmt, require_in_range
 from lrwatch.analysis.findings import Finding
 from lrwatch.analysis.prepare import PreparedRun
 
+# Blocks used for the steadiness check: 12 medians show a trend's shape without tracing noise.
+STEADINESS_BLOCKS = 12
 
-def detect_slow_convergence(prepared: PreparedRun) -> list[Finding]:
-    return []
+
+def detect_slow_convergence(
+    prepared: PreparedRun,
+    *,
+    late_share: float = 0.15,
+    min_late_drop_noise: float = 4.0,
+    min_steadiness: float = 0.8,
+) -> list[Finding]:
+    """Report slow convergence (at most one finding, spanning the run).
+
+    Args:
+        late_share: the last third must still make at least this share of the run's total
+            progress. An exponential approach with a time constant of a sixth of the run leaves
+            5% for the last third; a linear descent leaves 33%. 0.15 sits between them.
+        min_late_drop_noise: the last third's progress must exceed this many standard errors of
+            a third's median, so noise alone never looks like progress.
+        min_steadiness: minimum Spearman rank correlation between time and the block medians
+            (sign flipped): 0.8 means the loss falls from block to block almost without a pause.
+
+    Returns:
+        ``[]`` or one ``slow_convergence`` finding (``warning``).
+    """
+    late_share = require_in_range("late_share", late_share, 0.0, 1.0)
+    min_late_drop_noise = require_in_range("min_late_drop_noise", min_late_drop_noise, 0.0, 1e6)
+    min_steadiness = require_in_range("min_steadiness", min_steadiness, -1.0, 1.0)
+    if prepared.first_nonfinite is not None:
+        return []
+    y = prepared.loss
+    n = y.size
+    if n < 3 * STEADINESS_BLOCKS:
+        return []
+    third = n // 3
+    head = max(3, int(np.ceil(0.02 * n)))
+    start_level = float(np.median(y[:head]))
+    middle = float(np.median(y[third : 2 * third]))
+    end = float(np.median(y[n - third :]))
+    total = start_level - end
+    late = middle - end
+    se = block_median_noise(prepared.noise, third)
+    if total <= 0 or late <= min_late_drop_noise * se or late < late_share * total:
+        return []
+    steadiness = _steadiness(y)
+    if steadiness < min_steadiness:
+        return []
+    first, last = int(prepared.steps[0]), int(prepared.steps[-1])
+    message = (
+        f"The loss was still falling steadily when the run ended at step {last}: the last third "
+        f"brought {late / total:.0%} of the total progress ({fmt(middle)} -> {fmt(end)}), so the "
+        f"learning rate looks too small for this budget."
+    )
+    evidence = {
+        "start_level": start_level,
+        "middle_level": middle,
+        "end_level": end,
+        "late_share_of_progress": float(late / total),
+        "late_drop_in_standard_errors": float(late / se) if se > 0 else float("inf"),
+        "steadiness": steadiness,
+    }
+    return [Finding("slow_convergence", first, last, "warning", message, evidence)]
+
+
+def _steadiness(y: np.ndarray) -> float:
+    """Spearman correlation of block medians with time, sign flipped (1 = strictly falling)."""
+    size = y.size // STEADINESS_BLOCKS
+    medians = np.median(y[: size * STEADINESS_BLOCKS].reshape(STEADINESS_BLOCKS, size), axis=1)
+    ranks = medians.argsort().argsort().astype(np.float64)
+    t = np.arange(STEADINESS_BLOCKS, dtype=np.float64)
+    return float(-np.corrcoef(t, ranks)[0, 1]) if ranks.std() > 0 else 0.0

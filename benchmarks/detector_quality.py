@@ -1,0 +1,93 @@
+"""Detector quality on labelled real training runs: per-kind precision/recall, false alarms.
+
+Usage::
+
+    python benchmarks/detector_quality.py            # held-out set (the README figures)
+    python benchmarks/detector_quality.py --set tuning
+    python benchmarks/detector_quality.py --rebuild  # retrain the runs (a few minutes)
+
+A kind counts as *reported* for a run when the run has a finding of that kind at ``warning`` or
+``critical`` severity (``info`` findings are notes, not alarms). Precision and recall are per
+kind over all labelled runs; the false-alarm rate is the share of healthy runs with any
+warning-level finding. Labels come from how each run was made (see ``labelled_runs.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from labelled_runs import load  # noqa: E402
+
+from lrwatch.analysis.detectors import run_detectors  # noqa: E402
+from lrwatch.analysis.findings import KINDS, severity_rank  # noqa: E402
+from lrwatch.analysis.prepare import prepare_arrays  # noqa: E402
+
+WARNING = severity_rank("warning")
+
+
+def reported_kinds(run) -> set[str]:
+    prepared = prepare_arrays(run.steps, run.loss, run.steps, run.lr, run_id=run.name)
+    findings = run_detectors(prepared)
+    return {f.kind for f in findings if severity_rank(f.severity) >= WARNING}
+
+
+def evaluate(runs, *, verbose: bool = False) -> dict:
+    tp, fp, fn = Counter(), Counter(), Counter()
+    healthy = healthy_alarms = 0
+    for run in runs:
+        kinds = reported_kinds(run)
+        for kind in KINDS:
+            if kind in kinds and run.label == kind:
+                tp[kind] += 1
+            elif kind in kinds:
+                fp[kind] += 1
+            elif run.label == kind:
+                fn[kind] += 1
+        if run.label == "healthy":
+            healthy += 1
+            healthy_alarms += bool(kinds)
+        wrong = kinds != ({run.label} - {"healthy"})
+        if verbose and wrong:
+            print(f"  {run.label:17s} {run.name:45s} reported {sorted(kinds)}")
+    table = {}
+    for kind in KINDS:
+        found, labelled = tp[kind] + fp[kind], tp[kind] + fn[kind]
+        table[kind] = {
+            "labelled": labelled,
+            "precision": tp[kind] / found if found else float("nan"),
+            "recall": tp[kind] / labelled if labelled else float("nan"),
+        }
+    table["healthy"] = {"runs": healthy, "false_alarm_rate": healthy_alarms / max(healthy, 1)}
+    return table
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", default="heldout", choices=("tuning", "heldout"))
+    parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="list misclassified runs")
+    args = parser.parse_args()
+    t0 = time.perf_counter()
+    runs = load(args.set, rebuild=args.rebuild)
+    print(f"{args.set}: {len(runs)} runs ({Counter(r.label for r in runs)}) in "
+          f"{time.perf_counter() - t0:.1f} s")
+    table = evaluate(runs, verbose=args.verbose)
+    print(f"| kind | labelled runs | precision | recall |\n|---|---|---|---|")
+    for kind in KINDS:
+        row = table[kind]
+        print(f"| {kind} | {row['labelled']} | {row['precision']:.2f} | {row['recall']:.2f} |")
+    h = table["healthy"]
+    print(f"| healthy: share with a warning-level finding | {h['runs']} | "
+          f"{h['false_alarm_rate']:.1%} | |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

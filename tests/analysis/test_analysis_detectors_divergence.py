@@ -1,0 +1,87 @@
+"""Divergence: fires at or before the first NaN, on real blow-ups and analytic GD; spikes are not it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lrwatch.analysis.detectors import detect_divergence, run_detectors
+from lrwatch.analysis.prepare import prepare, prepare_arrays
+
+
+def kinds(prepared):
+    return {f.kind for f in run_detectors(prepared)}
+
+
+def gd_on_quadratic(step_size_times_lambda: float, steps: int = 400) -> np.ndarray:
+    """Loss of plain GD on f(x) = 0.5 * lam * x^2: x <- (1 - eta * lam) x, exactly."""
+    lam = 3.0
+    x = 2.0 * (1.0 - step_size_times_lambda) ** np.arange(steps, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        return 0.5 * lam * x * x
+
+
+@pytest.mark.parametrize("eta_lambda", [2.05, 2.5, 3.0])
+def test_gd_above_two_over_lambda_diverges(eta_lambda):
+    loss = gd_on_quadratic(eta_lambda)
+    found = detect_divergence(prepare_arrays(np.arange(loss.size), loss))
+    assert [f.kind for f in found] == ["divergence"]
+
+
+@pytest.mark.parametrize("eta_lambda", [0.1, 1.0, 1.5, 1.95])
+def test_gd_below_two_over_lambda_does_not_diverge(eta_lambda):
+    loss = gd_on_quadratic(eta_lambda)
+    assert "divergence" not in kinds(prepare_arrays(np.arange(loss.size), loss))
+
+
+@pytest.mark.parametrize(
+    ("task", "lr"), [("mlp_regression", 1.0), ("quadratic", 3.0), ("autoencoder", 3.0)]
+)
+def test_real_blow_up_is_reported_at_or_before_the_first_nan(detectors_train, task, lr):
+    prepared = prepare(detectors_train(task=task, lr=lr))
+    assert prepared.first_nonfinite is not None
+    (finding,) = [f for f in run_detectors(prepared) if f.kind == "divergence"]
+    assert finding.severity == "critical"
+    assert finding.start_step <= prepared.steps[prepared.first_nonfinite]
+    assert finding.evidence["first_nonfinite_step"] == prepared.steps[prepared.first_nonfinite]
+
+
+def test_climb_then_nan_starts_where_the_climb_began():
+    rng = np.random.default_rng(0)
+    healthy = 2.0 + np.exp(-np.arange(600) / 80) + 0.05 * rng.standard_normal(600)
+    climb = healthy[-1] * 1.03 ** np.arange(1, 201)  # climbs from index 600
+    loss = np.concatenate([healthy, climb, [np.nan] * 5])
+    (finding,) = detect_divergence(prepare_arrays(np.arange(loss.size), loss))
+    assert 560 <= finding.start_step <= 680  # near the onset, well before the NaN at 800
+    assert finding.evidence["climbed_first"] is True
+
+
+def test_real_finite_climb_without_nan_is_divergence(detectors_train):
+    run = detectors_train(task="quadratic", lr=0.3, momentum=0.98)
+    prepared = prepare(run)
+    found = [f for f in run_detectors(prepared) if f.kind == "divergence"]
+    assert len(found) == 1 and found[0].start_step < prepared.steps[-1] // 2
+
+
+@pytest.mark.parametrize("task", ["mlp_regression", "quadratic"])
+def test_one_recovered_spike_is_not_divergence(detectors_train, task):
+    run = detectors_train(task=task, lr={"mlp_regression": 0.03, "quadratic": 0.3}[task])
+    loss = run.loss.values.copy()
+    loss[500] *= 1000.0  # a single huge spike, recovered at the next step
+    assert "divergence" not in kinds(prepare_arrays(run.loss.steps, loss))
+
+
+def test_healthy_real_runs_do_not_diverge(detectors_train):
+    for task, lr in [("mlp_regression", 0.03), ("mlp_classification", 0.3), ("quadratic", 0.3)]:
+        assert "divergence" not in kinds(prepare(detectors_train(task=task, lr=lr)))
+
+
+def test_a_nan_in_a_short_run_is_still_reported():
+    loss = np.array([1.0, 3.0, 50.0, 4e4, np.inf, np.nan])
+    (finding,) = run_detectors(prepare_arrays(np.arange(6), loss))
+    assert finding.kind == "divergence" and finding.start_step <= 4
+
+
+def test_thresholds_are_validated():
+    with pytest.raises(ValueError, match="rise_noise"):
+        detect_divergence(prepare_arrays(np.arange(3), np.ones(3)), rise_noise=-1)

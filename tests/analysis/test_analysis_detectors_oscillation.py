@@ -1,0 +1,61 @@
+"""Oscillation: momentum waves and step-to-step bounces are found; minibatch noise is not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lrwatch.analysis.detectors import detect_oscillation, run_detectors
+from lrwatch.analysis.prepare import prepare, prepare_arrays
+
+
+def kinds(prepared):
+    return {f.kind for f in run_detectors(prepared)}
+
+
+def test_heavy_ball_momentum_on_the_quadratic_oscillates(detectors_train):
+    prepared = prepare(detectors_train(task="quadratic", lr=0.01, momentum=0.99))
+    (finding,) = detect_oscillation(prepared)
+    assert finding.severity == "warning"
+    assert prepared.steps[0] <= finding.start_step <= finding.end_step <= prepared.steps[-1]
+
+
+@pytest.mark.parametrize(
+    ("task", "lr", "momentum"),
+    [("mlp_regression", 0.03, 0.0), ("mlp_classification", 0.3, 0.0), ("quadratic", 0.03, 0.9)],
+)
+def test_minibatch_noise_is_not_oscillation(detectors_train, task, lr, momentum):
+    prepared = prepare(detectors_train(task=task, lr=lr, momentum=momentum))
+    assert detect_oscillation(prepared) == []
+
+
+def synthetic(n=2000, *, wave=0.0, period=10.0, seed=0, heavy_tailed=False):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    noise = rng.standard_t(1.5, n) if heavy_tailed else rng.standard_normal(n)
+    return 5.0 + 3.0 * np.exp(-t / 300) + 0.1 * noise + wave * 0.1 * np.cos(2 * np.pi * t / period)
+
+
+@pytest.mark.parametrize("period", [2.0, 7.0, 25.0])
+def test_a_wave_twice_the_noise_is_found_at_any_period(period):
+    loss = synthetic(wave=2.0, period=period)
+    (finding,) = detect_oscillation(prepare_arrays(np.arange(loss.size), loss))
+    assert finding.evidence["period_steps"] == pytest.approx(period, rel=0.2)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_white_and_heavy_tailed_noise_are_not_oscillation(seed):
+    for heavy in (False, True):
+        loss = synthetic(seed=seed, heavy_tailed=heavy)
+        assert detect_oscillation(prepare_arrays(np.arange(loss.size), loss)) == []
+
+
+def test_logging_every_tenth_step_reports_the_period_in_steps():
+    loss = synthetic(wave=2.0, period=8.0)
+    (finding,) = detect_oscillation(prepare_arrays(np.arange(loss.size) * 10, loss))
+    assert finding.evidence["period_steps"] == pytest.approx(80.0, rel=0.2)
+
+
+def test_thresholds_are_validated():
+    with pytest.raises(ValueError, match="peak_share"):
+        detect_oscillation(prepare_arrays(np.arange(3), np.ones(3)), peak_share=2.0)

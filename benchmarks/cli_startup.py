@@ -16,6 +16,7 @@ no two files are equal and the analysis sees real curve shapes.
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
@@ -58,26 +59,40 @@ def make_batch(folder: Path, base_runs, count: int) -> list[Path]:
     return paths
 
 
-def median_seconds(command: list[str], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def median_seconds(commands: list[list[str]], repeats: int) -> list[float]:
+    """Median wall time of each command; rounds interleave them so a busy moment hits all alike."""
+    for command in commands:  # warm-up: file cache, .pyc files
         subprocess.run(command, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: list[list[float]] = [[] for _ in commands]
+    for _ in range(repeats):
+        for i, command in enumerate(commands):
+            start = time.perf_counter()
+            subprocess.run(
+                command, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            times[i].append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
 
 
-def time_batch(paths: list[Path], workers: int) -> float:
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (the pool workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def time_batch(paths: list[Path], workers: int) -> tuple[float, float]:
+    """Wall and CPU seconds to analyse every file (CPU shows the work when cores are shared)."""
     from lrwatch.batch import analyze_refs
     from lrwatch.sources import RunRef
 
     refs = [RunRef("file", str(p), str(p)) for p in paths]
-    start = time.perf_counter()
+    cpu_start, start = cpu_seconds(), time.perf_counter()
     results = list(analyze_refs(refs, keep_series=False, workers=workers))
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
     bad = [r.error for r in results if r.error]
     assert not bad, bad[:3]
-    return elapsed
+    return elapsed, cpu
 
 
 def main() -> None:
@@ -94,11 +109,16 @@ def main() -> None:
         single = folder / "single.csv"
         write_csv(single, base[1].loss.steps, base[1].loss.values, base[1].lr.values)
         py = sys.executable
-        rows = [
-            ("python -c 'import lrwatch' (floor)", median_seconds([py, "-c", "import lrwatch"], args.repeats)),
-            ("lrwatch analyze 10k-step CSV", median_seconds([py, "-m", "lrwatch.cli", "analyze", str(single)], args.repeats)),
-            ("lrwatch analyze 10k-step CSV --format json", median_seconds([py, "-m", "lrwatch.cli", "analyze", str(single), "--format", "json"], args.repeats)),
-        ]  # fmt: skip
+        labels_and_commands = [
+            ("python -c 'import lrwatch' (floor)", [py, "-c", "import lrwatch"]),
+            ("lrwatch analyze 10k-step CSV", [py, "-m", "lrwatch.cli", "analyze", str(single)]),
+            (
+                "lrwatch analyze 10k-step CSV --format json",
+                [py, "-m", "lrwatch.cli", "analyze", str(single), "--format", "json"],
+            ),
+        ]
+        medians = median_seconds([c for _, c in labels_and_commands], args.repeats)
+        rows = [(label, m) for (label, _), m in zip(labels_and_commands, medians)]
         print(f"Whole process, median of {args.repeats} ({cores} cores available)")
         for label, seconds in rows:
             print(f"  {label:<46} {seconds * 1000:8.0f} ms")
@@ -108,14 +128,15 @@ def main() -> None:
         paths = make_batch(batch_dir, base, args.runs)
         print(f"\nBatch: {args.runs} runs x {STEPS} steps (CSV files)")
         for workers in sorted({1, cores}):
-            seconds = time_batch(paths, workers)
+            seconds, cpu = time_batch(paths, workers)
             per_run = seconds / args.runs * 1000
-            print(f"  lrwatch.batch, {workers} process(es)              {seconds:7.1f} s  ({per_run:.1f} ms/run)")  # fmt: skip
+            label = f"lrwatch.batch, {workers} process(es)"
+            print(f"  {label:<46} {seconds:7.1f} s  ({per_run:.1f} ms/run; CPU {cpu:.1f} s)")
         start = time.perf_counter()
         command = [py, "-m", "lrwatch.cli", "analyze", str(batch_dir), "--format", "json"]
         subprocess.run(command, check=False, stdout=subprocess.DEVNULL)
         seconds = time.perf_counter() - start
-        print(f"  lrwatch analyze FOLDER --format json (+ sweep)   {seconds:7.1f} s")
+        print(f"  {'lrwatch analyze FOLDER --format json (+ sweep)':<46} {seconds:7.1f} s")
 
 
 if __name__ == "__main__":

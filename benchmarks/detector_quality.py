@@ -76,16 +76,20 @@ def main() -> int:
     args = parser.parse_args()
     t0 = time.perf_counter()
     runs = load(args.set, rebuild=args.rebuild)
-    print(f"{args.set}: {len(runs)} runs ({Counter(r.label for r in runs)}) in "
-          f"{time.perf_counter() - t0:.1f} s")
+    print(
+        f"{args.set}: {len(runs)} runs ({Counter(r.label for r in runs)}) in "
+        f"{time.perf_counter() - t0:.1f} s"
+    )
     table = evaluate(runs, verbose=args.verbose)
-    print(f"| kind | labelled runs | precision | recall |\n|---|---|---|---|")
+    print("| kind | labelled runs | precision | recall |\n|---|---|---|---|")
     for kind in KINDS:
         row = table[kind]
         print(f"| {kind} | {row['labelled']} | {row['precision']:.2f} | {row['recall']:.2f} |")
     h = table["healthy"]
-    print(f"| healthy: share with a warning-level finding | {h['runs']} | "
-          f"{h['false_alarm_rate']:.1%} | |")
+    print(
+        f"| healthy: share with a warning-level finding | {h['runs']} | "
+        f"{h['false_alarm_rate']:.1%} | |"
+    )
     return 0
 
 

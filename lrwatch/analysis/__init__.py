@@ -42,7 +42,8 @@ def analyze(run: Run) -> Report:
 
     Returns:
         A :class:`Report`; ``extras["verdict"]`` is ``"too_short"`` (fewer than
-        ``MIN_STEPS_TO_JUDGE`` loss points: nothing judged), ``"issues"`` (a warning or critical
+        ``MIN_STEPS_TO_JUDGE`` loss points and no finding; only a loss that blew up is judged
+        at any length), ``"issues"`` (a warning or critical
         finding) or ``"ok"`` (none, or only informational ones); ``extras["primary_finding"]``
         is the index in ``findings`` of the finding the recommendation acts on, or ``None``.
 
@@ -59,7 +60,7 @@ def analyze(run: Run) -> Report:
     recommendation = recommend(
         prepared, findings, schedule, params=run.params, min_points=MIN_STEPS_TO_JUDGE
     )
-    if prepared.n < MIN_STEPS_TO_JUDGE:
+    if prepared.n < MIN_STEPS_TO_JUDGE and not findings:
         verdict = "too_short"
     elif any(severity_rank(f.severity) >= severity_rank("warning") for f in findings):
         verdict = "issues"

@@ -6,7 +6,8 @@ in force when it began decide the action; the suggested LR is that LR scaled by 
 
 ==================  =========================================================================
 divergence          LR in force before it began x 0.3 (x 0.1 if the loss never improved);
-                    right after a warmup peak: lower the peak (or lengthen the warmup);
+                    during a warmup: peak below 0.3 x the LR at the onset; right after
+                    the warmup peak: peak x 0.3 (or lengthen the warmup);
                     at the very start after early progress, no warmup: add a warmup;
                     an isolated spike the loss recovers from: clip gradients
 oscillation         heavy-ball momentum >= 0.9: reduce momentum; otherwise LR x 0.5
@@ -91,7 +92,8 @@ def recommend(
         recommend(prepare(run), run_detectors(prepare(run)), schedule).action  # 'decrease_lr'
     """
     ctx = _Context(prepared, schedule, dict(params or {}))
-    if prepared.n < min_points:
+    # A short run is judged only when a detector could judge it anyway (a loss that blew up).
+    if prepared.n < min_points and not findings:
         return Recommendation(
             action="none",
             message=(
@@ -208,23 +210,32 @@ def _for_divergence(ctx: _Context, f: Finding) -> Recommendation:
         after_peak = (
             warmup_end < f.start_step <= warmup_end + max(warmup, EARLY_FRACTION * ctx.span)
         )
-        if f.start_step <= warmup_end or after_peak:
-            where = "during the warmup" if f.start_step <= warmup_end else "right after the warmup"
-            target = min(lr, peak) if (lr is not None and peak is not None) else (peak or lr)
-            base = target if f.start_step <= warmup_end else peak
-            suggested = _scaled(base, DIVERGENCE_FACTOR)
+        if f.start_step <= warmup_end:
+            # Still rising: the LR at the onset is already too high, so a longer warmup would
+            # only reach the same LR later. Cap the peak below it.
+            base = min(lr, peak) if (lr is not None and peak is not None) else (lr or peak)
+            evidence.update(peak_lr=peak, warmup_steps=warmup)
+            message = (
+                f"The loss began to diverge at step {f.start_step}, during the warmup, when "
+                f"the rising LR had reached {fmt(lr)} (highest logged: {fmt(peak)}). This "
+                f"model does not tolerate that LR here: set the peak LR to "
+                f"{_lr_phrase(base, DIVERGENCE_FACTOR)}."
+            )
+        elif after_peak:
+            base = peak
             evidence.update(peak_lr=peak, warmup_steps=warmup, suggested_warmup_steps=2 * warmup)
+            message = (
+                f"The loss began to diverge at step {f.start_step}, right after the warmup "
+                f"({warmup} steps to a peak LR of {fmt(peak)}). Lower the peak LR to "
+                f"{_lr_phrase(base, DIVERGENCE_FACTOR)}, or lengthen the warmup to about "
+                f"{2 * warmup} steps so the model reaches the peak in a flatter region."
+            )
+        if f.start_step <= warmup_end or after_peak:
             return Recommendation(
                 action="lower_peak_lr",
-                suggested_lr=suggested,
+                suggested_lr=_scaled(base, DIVERGENCE_FACTOR),
                 factor=DIVERGENCE_FACTOR,
-                message=(
-                    f"The loss began to diverge at step {f.start_step}, {where} (warmup of "
-                    f"{warmup} steps to a peak LR of {fmt(peak)}; LR {fmt(lr)} at the onset). "
-                    f"Lower the peak LR to {_lr_phrase(base, DIVERGENCE_FACTOR)}, or "
-                    f"lengthen the warmup to about {2 * warmup} steps so the model reaches the "
-                    "peak in a flatter region."
-                ),
+                message=message,
                 evidence=evidence,
             )
     early = f.start_step - int(ctx.p.steps[0]) <= EARLY_FRACTION * ctx.span

@@ -62,9 +62,8 @@ def read_history(
         loss = read_history("sqlite:///mlflow.db", run_id, "train/loss")
         newer = read_history("sqlite:///mlflow.db", run_id, "train/loss", after_step=loss.steps[-1])
     """
-    return read_histories(tracking_uri, run_id, [key], after_step=after_step).get(key) or Series(
-        np.empty(0, np.int64), np.empty(0)
-    )
+    found = read_histories(tracking_uri, run_id, [key], after_step=after_step).get(key)
+    return found if found is not None else Series(np.empty(0, np.int64), np.empty(0))
 
 
 def read_histories(

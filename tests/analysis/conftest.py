@@ -11,7 +11,7 @@ import functools
 import pytest
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _train_cached(**config):
     import torch
 

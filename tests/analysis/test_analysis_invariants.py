@@ -87,6 +87,17 @@ def test_short_run_is_not_judged():
     assert report.extras["verdict"] == "too_short"
 
 
+def test_a_short_run_that_blew_up_is_still_judged():
+    # Logged every 7th step, the far-too-high LR blows up within 6 logged points.
+    run = train(TrainConfig(task="quadratic", lr=3.0, steps=300, log_every=7))
+    report = analyze(run)
+    assert report.num_steps < 30
+    assert [f.kind for f in report.findings] == ["divergence"]
+    assert report.extras["verdict"] == "issues"
+    assert report.recommendation.action == "decrease_lr"
+    assert report.recommendation.suggested_lr < 3.0
+
+
 values = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from([0.0, -1.0, 1e308, 1.7976931348623157e308, -1e-300, np.nan, np.inf]),

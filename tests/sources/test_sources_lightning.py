@@ -1,4 +1,8 @@
-"""A REAL PyTorch Lightning run logged with MLFlowLogger + LearningRateMonitor loads and analyses."""
+"""REAL PyTorch Lightning runs logged to MLflow load and analyse.
+
+Two ways people log them: Lightning's ``MLFlowLogger`` + ``LearningRateMonitor`` (loss and LR per
+step) and ``mlflow.pytorch.autolog`` (loss per step; the LR only as the ``lr`` param).
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,9 @@ from lrwatch.sources import load_run
 STEPS = 60
 
 
-def _train_with_lightning(tracking_uri: str, root) -> str:
+def _regression_module(decay: bool):
     import lightning as L
     import torch
-    from lightning.pytorch.callbacks import LearningRateMonitor
-    from lightning.pytorch.loggers import MLFlowLogger
 
     class Regression(L.LightningModule):
         def __init__(self):
@@ -31,44 +33,77 @@ def _train_with_lightning(tracking_uri: str, root) -> str:
 
         def configure_optimizers(self):
             optimizer = torch.optim.SGD(self.parameters(), lr=0.05)
-            decay = torch.optim.lr_scheduler.StepLR(optimizer, step_size=20, gamma=0.5)
+            if not decay:
+                return optimizer
+            step_lr = torch.optim.lr_scheduler.StepLR(optimizer, step_size=20, gamma=0.5)
             return {
                 "optimizer": optimizer,
-                "lr_scheduler": {"scheduler": decay, "interval": "step"},
+                "lr_scheduler": {"scheduler": step_lr, "interval": "step"},
             }
 
     L.seed_everything(0, verbose=False)
+    return Regression()
+
+
+def _data():
+    import torch
+
     generator = torch.Generator().manual_seed(0)
     inputs = torch.randn(512, 8, generator=generator)
     targets = inputs @ torch.randn(8, 1, generator=generator) + 0.1
-    data = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(inputs, targets), batch_size=32, shuffle=True
-    )
-    logger = MLFlowLogger(experiment_name="lightning", tracking_uri=tracking_uri)
-    trainer = L.Trainer(
+    dataset = torch.utils.data.TensorDataset(inputs, targets)
+    return torch.utils.data.DataLoader(dataset, batch_size=32, shuffle=True)
+
+
+def _trainer(root, **kwargs):
+    import lightning as L
+
+    return L.Trainer(
         max_steps=STEPS,
         accelerator="cpu",
-        logger=logger,
-        callbacks=[LearningRateMonitor(logging_interval="step")],
         log_every_n_steps=1,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         default_root_dir=root,
+        **kwargs,
     )
-    trainer.fit(Regression(), data)
-    return logger.run_id
 
 
 @pytest.mark.slow
 def test_a_real_lightning_run_loads_and_analyses(tracking_uri, tmp_path, capsys):
-    run_id = _train_with_lightning(tracking_uri, tmp_path)
-    run = load_run(run_id)
+    from lightning.pytorch.callbacks import LearningRateMonitor
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    logger = MLFlowLogger(experiment_name="lightning", tracking_uri=tracking_uri)
+    monitor = LearningRateMonitor(logging_interval="step")
+    _trainer(tmp_path, logger=logger, callbacks=[monitor]).fit(_regression_module(True), _data())
+    run = load_run(logger.run_id)
     assert (run.loss_key, run.lr_key) == ("train_loss", "lr-SGD")
     assert run.status == "finished"
     assert len(run.loss) >= STEPS - 1  # one point per optimizer step
     lrs = run.lr.values
     assert lrs[0] == pytest.approx(0.05) and lrs[-1] == pytest.approx(0.0125)  # two StepLR halvings
-    assert main(["analyze", f"runs:/{run_id}", "--format", "json"]) == 0
+    assert main(["analyze", f"runs:/{logger.run_id}", "--format", "json"]) == 0
     entry = json.loads(capsys.readouterr().out)["runs"][0]
-    assert (entry["run"], entry["loss_key"], entry["lr_key"]) == (run_id, "train_loss", "lr-SGD")
+    assert (entry["run"], entry["loss_key"], entry["lr_key"]) == (
+        logger.run_id,
+        "train_loss",
+        "lr-SGD",
+    )
+
+
+@pytest.mark.slow
+def test_a_real_mlflow_pytorch_autolog_run_loads(tracking_uri, tmp_path):
+    import mlflow
+    import mlflow.pytorch
+
+    mlflow.set_experiment("autolog")
+    mlflow.pytorch.autolog(log_every_n_step=1, log_models=False)
+    try:
+        _trainer(tmp_path, logger=False).fit(_regression_module(False), _data())
+    finally:
+        mlflow.pytorch.autolog(disable=True)
+    run = load_run(mlflow.last_active_run().info.run_id)
+    assert (run.loss_key, run.lr_key) == ("train_loss", None)  # autolog keeps the LR as a param
+    assert run.params["lr"] == "0.05" and len(run.loss) == STEPS

@@ -97,7 +97,7 @@ def test_sigkill_loses_at_most_the_last_flush_interval(tracking_uri, store, caps
     flush_interval = 0.25
     child_uri = tracking_uri if store == "sqlite" else f"http://127.0.0.1:{free_port()}"
     child = _start_child(child_uri, flush_interval, steps=100_000)
-    spool, seen = _read_until(child, last_step=300)
+    spool, seen = _read_until(child, last_step=600)
     killed_at = time.time()
     child.kill()
     child.wait(timeout=30)
@@ -110,8 +110,9 @@ def test_sigkill_loses_at_most_the_last_flush_interval(tracking_uri, store, caps
     )[0]
     landed = steps_of(tracking_uri, run.info.run_id, keys.LOSS)
     assert landed == list(range(len(landed)))  # a prefix, each step once
-    # Everything older than one flush interval (plus scheduling slack on 2 busy cores) survived.
-    must_have = [step for step, t in seen if t < killed_at - flush_interval - 0.5]
+    # Everything older than one flush interval survived (plus 1 s of slack: on 2 shared cores the
+    # writer thread can be scheduled late).
+    must_have = [step for step, t in seen if t < killed_at - flush_interval - 1.0]
     assert must_have and landed[-1] >= must_have[-1]
     assert run.info.status == "KILLED"
 

@@ -56,4 +56,9 @@ def run_detectors(prepared: PreparedRun) -> list[Finding]:
     with np.errstate(all="ignore"):
         for detect in DETECTORS.values():
             findings.extend(detect(prepared))
+    kinds = {f.kind for f in findings}
+    if "oscillation" in kinds:
+        # A loss that bounces and still falls is slowed by the bouncing; reading it as "rate
+        # too small" would advise the opposite of the fix.
+        findings = [f for f in findings if f.kind != "slow_convergence"]
     return sorted(findings, key=lambda f: (f.start_step, f.kind))

@@ -12,7 +12,12 @@ import numpy as np
 
 from lrwatch.analysis.detectors._common import block_median_noise, fmt, require_in_range
 from lrwatch.analysis.findings import Finding
-from lrwatch.analysis.prepare import PreparedRun, make_blocks, robust_diff_noise
+from lrwatch.analysis.prepare import (
+    PreparedRun,
+    make_blocks,
+    robust_diff_noise,
+    robust_median,
+)
 
 # The finite case judges the last 10% of the run: long enough that a recovered spike has no
 # weight in its median, short enough that a late blow-up is not averaged away.
@@ -66,7 +71,7 @@ def _onset_index(prepared: PreparedRun, end: int) -> int:
     pre = y[:best_point]
     # Fewer than 10 points before the best: too few to know the noise; use no noise band.
     noise = robust_diff_noise(pre) if pre.size >= 10 else 0.0
-    start_level = float(np.median(y[: max(3, int(np.ceil(0.02 * y.size)))]))
+    start_level = robust_median(y[: max(3, int(np.ceil(0.02 * y.size)))])
     # "Near the best": within 3 noise units, or a fifth of the progress made before the best,
     # whichever is larger - an absolute band, so a climb over many orders of magnitude still
     # dates from where it left the floor, not from where it got huge.
@@ -110,10 +115,10 @@ def _finite_climb(
     if n < 2 * tail:
         return []
     head = max(3, int(np.ceil(0.02 * n)))  # the starting level: median of the first 2%
-    start_level = float(np.median(y[:head]))
+    start_level = robust_median(y[:head])
     blocks = prepared.blocks
     best_level = float(np.min(blocks.median))
-    end_level = float(np.median(y[-tail:]))
+    end_level = robust_median(y[-tail:])
     rise = end_level - best_level
     noise = prepared.noise
     progress = max(start_level - best_level, 0.0)

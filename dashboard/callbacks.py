@@ -55,7 +55,8 @@ def register(app: Dash, data: DashboardData) -> None:
         Input(ids.RUN_REFRESH, "n_intervals"),
     )
     def run_view(run_id, smoothing, extra_keys, relayout, _ticks):
-        if ctx.triggered_id == ids.RUN_GRAPH and not views.changes_x_range(relayout):
+        only_relayout = ctx.triggered_id == ids.RUN_GRAPH and len(ctx.triggered) == 1
+        if only_relayout and relayout and not views.changes_x_range(relayout):
             raise PreventUpdate  # autosize, y-only zoom, legend clicks: nothing to re-sample
         refresh = ctx.triggered_id == ids.RUN_REFRESH
         return views.run_view(data, run_id, smoothing, extra_keys, relayout, refresh=refresh)

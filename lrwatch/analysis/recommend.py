@@ -50,6 +50,8 @@ EARLY_FRACTION = 0.1
 # Fewer points than this before / after an event and we do not compare levels.
 _MIN_LEVEL_POINTS = 5
 _LEVEL_WINDOW = 50
+# More non-finite losses than this in one event is not an isolated spike.
+_MAX_ISOLATED_NONFINITE = 3
 
 _ADAPTIVE = ("adam", "adamw", "rmsprop", "adagrad", "adadelta", "nadam", "radam", "lamb")
 
@@ -401,24 +403,41 @@ def _spike_or_keep(ctx: _Context) -> Recommendation:
 
 def _clip(ctx: _Context, f: Finding) -> Recommendation:
     lr = ctx.lr_before(f.start_step)
+    lo, hi = ctx.index_range(f)
+    bad_steps = ctx.p.steps[lo:hi][~np.isfinite(ctx.p.loss[lo:hi])]
+    if bad_steps.size:  # the spike is its non-finite points, not the detector's whole span
+        start, end = int(bad_steps[0]), int(bad_steps[-1])
+        what = f"{bad_steps.size} non-finite loss value{'s' if bad_steps.size > 1 else ''}"
+    else:
+        start, end, what = f.start_step, f.end_step, "a loss far above the trend"
+    where = f"at step {start}" if start == end else f"from step {start} to {end}"
     return Recommendation(
         action="clip_gradients",
         suggested_lr=lr,
         factor=None,
         message=(
-            f"An isolated loss spike from step {f.start_step} to {f.end_step} (non-finite or "
-            f"far above the trend), after which the loss came back to its earlier level at LR "
-            f"{fmt(lr)}: a bad batch, not a wrong LR. Clip gradients (e.g. max norm 1.0) and "
-            "keep the LR; lower it only if the spikes recur."
+            f"An isolated loss spike {where} ({what}), after which the loss came back to its "
+            f"earlier level at LR {fmt(lr)}: a bad batch, not a wrong LR. Clip gradients "
+            "(e.g. max norm 1.0) and keep the LR; lower it only if the spikes recur."
         ),
-        evidence={"spike_start_step": f.start_step, "spike_end_step": f.end_step},
+        evidence={"spike_start_step": start, "spike_end_step": end},
     )
 
 
 def _recovered(ctx: _Context, f: Finding) -> bool:
-    """True when the loss after the event is back within its band from before it."""
+    """True when the loss after the event is back within its band from before it.
+
+    For a finding with non-finite losses the event ends at its last non-finite point (the
+    detector's span runs to the end of the run); a few such points, then finite losses back at
+    the old level, is a bad batch (or a mixed-precision step the scaler skipped).
+    """
     p = ctx.p
     lo, hi = ctx.index_range(f)
+    bad = np.flatnonzero(~np.isfinite(p.loss[lo:hi]))
+    if bad.size:
+        if bad.size > _MAX_ISOLATED_NONFINITE:
+            return False
+        hi = lo + int(bad[-1]) + 1
     before = p.loss[max(0, lo - _LEVEL_WINDOW) : lo]
     before = before[np.isfinite(before)]
     after = p.loss[hi:]

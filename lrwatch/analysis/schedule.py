@@ -40,8 +40,10 @@ _INTERVAL_TOL = 0.1
 # A rise that takes at least this fraction of the schedule is a one-cycle ramp, not a warmup
 # (OneCycleLR's default pct_start is 0.3; warmups are typically <= 10% of a run).
 _ONE_CYCLE_RISE_FRACTION = 0.25
-# The shape of a rise is judged only when it has this many logged points.
+# The shape of a rise is judged only when it has this many logged points and spans this
+# fraction of the run.
 _MIN_SHAPE_POINTS = 5
+_MIN_CURVED_RISE_FRACTION = 0.1
 # Points used for the shape fits: schedules are smooth, so a uniform subsample loses nothing.
 _MAX_FIT_POINTS = 2000
 
@@ -136,10 +138,17 @@ def _after_rise(steps, values, base, segments) -> Schedule:
         return Schedule(kind="constant", warmup_steps=warmup_steps, **base)
     span = max(int(steps[-1] - steps[0]), 1)
     rise_fraction = (steps[peak_index] - steps[0]) / span
-    rise_fit = _fit_error_linear(steps[: peak_index + 1], values[: peak_index + 1])
-    curved = peak_index + 1 >= _MIN_SHAPE_POINTS and rise_fit > _FIT_TOL
-    ends_below_start = values[-1] < values[0]
-    if ends_below_start and (rise_fraction >= _ONE_CYCLE_RISE_FRACTION or curved):
+    # The shape is judged without the peak point itself: when a linear warmup ends between two
+    # logged points, the first point at the peak sits off the ramp's line (a kink, not a curve).
+    rise_fit = _fit_error_linear(steps[:peak_index], values[:peak_index])
+    # A curved rise marks a one-cycle ramp only when it is long enough to judge.
+    curved = (
+        peak_index >= _MIN_SHAPE_POINTS
+        and rise_fraction >= _MIN_CURVED_RISE_FRACTION
+        and rise_fit > _FIT_TOL
+    )
+    long_or_curved = rise_fraction >= _ONE_CYCLE_RISE_FRACTION or curved
+    if long_or_curved and not _is_stepwise(values[peak_index:]):
         details = {
             "rise_steps": warmup_steps,
             "rise_fraction": round(float(rise_fraction), 3),
@@ -152,12 +161,10 @@ def _after_rise(steps, values, base, segments) -> Schedule:
 def _decay(steps, values, base, *, start: int, warmup_steps: int | None) -> Schedule:
     """Classify the decaying part ``values[start:]`` as stepwise or by smooth shape."""
     s, v = steps[start:], values[start:]
-    changes = np.flatnonzero(np.abs(np.diff(v)) > _CHANGE_TOL * v.max()) + 1
+    changes = _changes(v)
     if changes.size == 0:
         return Schedule(kind="constant", warmup_steps=warmup_steps, **base)
-    flat_runs = np.diff(np.concatenate(([0], changes, [v.size])))
-    # "median run >= 3", counted instead of sorted (O(n) on million-step runs)
-    if 2 * np.count_nonzero(flat_runs >= _MIN_FLAT_RUN) > flat_runs.size:
+    if _is_stepwise(v, changes):
         return _stepwise(s, v, changes, base, warmup_steps)
     kind, errors = _best_smooth_fit(s, v)
     details = {"fit_error": {k: round(e, 4) for k, e in errors.items()}}
@@ -165,6 +172,21 @@ def _decay(steps, values, base, *, start: int, warmup_steps: int | None) -> Sche
         gamma = float(np.exp(np.polyfit(s - s[0], np.log(np.maximum(v, 1e-300)), 1)[0]))
         details["gamma_per_step"] = gamma
     return Schedule(kind=kind, warmup_steps=warmup_steps, **base, details=details)
+
+
+def _changes(v: np.ndarray) -> np.ndarray:
+    """Indices where the LR differs from the point before (beyond float jitter)."""
+    return np.flatnonzero(np.abs(np.diff(v)) > _CHANGE_TOL * np.max(np.abs(v))) + 1
+
+
+def _is_stepwise(v: np.ndarray, changes: np.ndarray | None = None) -> bool:
+    """Piecewise constant: the LR holds still for a median of >= 3 logged points per piece."""
+    changes = _changes(v) if changes is None else changes
+    if changes.size == 0:
+        return False
+    flat_runs = np.diff(np.concatenate(([0], changes, [v.size])))
+    # "median run >= 3", counted instead of sorted (O(n) on million-step runs)
+    return bool(2 * np.count_nonzero(flat_runs >= _MIN_FLAT_RUN) > flat_runs.size)
 
 
 def _stepwise(s, v, changes, base, warmup_steps) -> Schedule:

@@ -110,6 +110,15 @@ def test_an_isolated_nan_the_loss_recovers_from_means_clip_gradients():
     spike[250:253] = 1e6
     rec = advise(spike, np.full(N, 0.1), [finding("divergence", 250, 252)])
     assert rec.action == "clip_gradients"
+    # A detector's span for a non-finite loss runs to the end of the run; the spike is the NaN.
+    rec = advise(loss, np.full(N, 0.1), [finding("divergence", 250, N - 1)])
+    assert rec.action == "clip_gradients" and "at step 250" in rec.message
+    # Many non-finite values are no isolated spike.
+    many = decaying_loss()
+    many[250:260] = np.nan
+    assert advise(many, np.full(N, 0.1), [finding("divergence", 250, N - 1)]).action != (
+        "clip_gradients"
+    )
 
 
 def test_oscillation_with_heavy_momentum_reduces_momentum():

@@ -11,6 +11,7 @@ import torch
 
 from lrwatch import keys
 from lrwatch.analysis import analyze
+from lrwatch.run import Series
 from lrwatch.tasks import TrainConfig, train
 
 BEST_LR = 0.3
@@ -85,3 +86,18 @@ def test_without_an_lr_series_the_base_lr_comes_from_params(too_high):
     assert rec.suggested_lr is None
     assert rec.action in ("decrease_lr", "add_warmup")
     assert analyze(bare).schedule.kind == "missing"
+
+
+def test_one_nan_the_run_recovers_from_means_clip_gradients():
+    # A healthy run with one non-finite loss logged mid-run (a bad batch, or a mixed-precision
+    # step the grad scaler skipped): the loss after it is back at its level.
+    run = train(TrainConfig(task="quadratic", lr=BEST_LR, steps=300))
+    values = run.loss.values.copy()
+    values[180] = float("nan")
+    spiked = run.with_metrics({**run.metrics, run.loss_key: Series(run.loss.steps, values)})
+    report = analyze(spiked)
+    assert "divergence" in {f.kind for f in report.findings}  # the detector sees the NaN...
+    rec = report.recommendation  # ... and the recommendation sees the recovery
+    assert rec.action == "clip_gradients", rec.message
+    assert rec.suggested_lr == pytest.approx(BEST_LR)
+    assert "step 180" in rec.message

@@ -98,6 +98,8 @@ def test_a_real_mlflow_pytorch_autolog_run_loads(tracking_uri, tmp_path):
     import mlflow
     import mlflow.pytorch
 
+    # Autolog writes a model summary artifact: keep it in tmp_path, not ./mlruns.
+    mlflow.create_experiment("autolog", artifact_location=(tmp_path / "artifacts").as_uri())
     mlflow.set_experiment("autolog")
     mlflow.pytorch.autolog(log_every_n_step=1, log_models=False)
     try:

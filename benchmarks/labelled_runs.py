@@ -20,7 +20,7 @@ Two disjoint sets: ``tuning`` (seeds 0-2, batch 32, every step logged) used to s
 and ``heldout`` (seeds 100-102, batch 16/64, logged every step or every 2nd step), evaluated
 only at the end. Unit-test fixtures use seeds 7-9 and are in neither set.
 
-Runs are cached as ``artifacts/quality/<set>.npz``-style pickles so the benchmark re-runs fast.
+Runs are cached as ``artifacts/quality/<set>.pkl`` (gitignored) so the benchmark re-runs fast.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dash import Dash, Input, Output, ctx
+from dash import Dash, Input, Output, State, ctx
 from dash.exceptions import PreventUpdate
 
 from dashboard import ids, views
@@ -51,15 +51,27 @@ def register(app: Dash, data: DashboardData) -> None:
         Input(ids.RUN_ID, "data"),
         Input(ids.SMOOTHING, "value"),
         Input(ids.EXTRA_METRICS, "value"),
-        Input(ids.RUN_GRAPH, "relayoutData"),
         Input(ids.RUN_REFRESH, "n_intervals"),
+        State(ids.RUN_GRAPH, "relayoutData"),
     )
-    def run_view(run_id, smoothing, extra_keys, relayout, _ticks):
-        only_relayout = ctx.triggered_id == ids.RUN_GRAPH and len(ctx.triggered) == 1
-        if only_relayout and relayout and not views.changes_x_range(relayout):
-            raise PreventUpdate  # autosize, y-only zoom, legend clicks: nothing to re-sample
+    def run_view(run_id, smoothing, extra_keys, _ticks, relayout):
         refresh = ctx.triggered_id == ids.RUN_REFRESH
         return views.run_view(data, run_id, smoothing, extra_keys, relayout, refresh=refresh)
+
+    # Zooming re-downsamples the visible steps. A callback of its own, so the graph's own
+    # relayout events (autosize on first draw) never supersede the page's first load.
+    @app.callback(
+        Output(ids.RUN_GRAPH, "figure", allow_duplicate=True),
+        Input(ids.RUN_GRAPH, "relayoutData"),
+        State(ids.RUN_ID, "data"),
+        State(ids.SMOOTHING, "value"),
+        State(ids.EXTRA_METRICS, "value"),
+        prevent_initial_call=True,
+    )
+    def zoom(relayout, run_id, smoothing, extra_keys):
+        if not views.changes_x_range(relayout):
+            raise PreventUpdate  # autosize, y-only zoom, legend clicks: nothing to re-sample
+        return views.run_figure(data, run_id, smoothing, extra_keys, relayout)
 
     @app.callback(
         Output(ids.COMPARE_GRAPH, "figure"),

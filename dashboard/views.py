@@ -170,6 +170,16 @@ def run_view(data, run_id, smoothing, extra_keys, relayout, *, refresh: bool):
     )
 
 
+def run_figure(data, run_id, smoothing, extra_keys, relayout):
+    """Only the run chart, for the visible step range (zoom); a message figure on failure."""
+    try:
+        loaded = data.load(run_id, extra_keys=extra_keys or ())
+    except Exception as exc:  # noqa: BLE001
+        return figures.figure_message(_problem(exc))
+    return figures.figure_run(loaded.run, loaded.findings, smoothing=float(smoothing or 0),
+                              extra_keys=extra_keys or (), x_range=x_range_from(relayout))  # fmt: skip
+
+
 def _range_test_block(run, report):
     curve = range_test_curve(run, report)
     fig = figures.figure_range_test(curve.lrs, curve.losses, smoothed=curve.smoothed,

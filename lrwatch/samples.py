@@ -158,8 +158,8 @@ def sync_samples(tracking_uri: str | None = None, *, experiment: str = EXPERIMEN
 
     uri = resolve_tracking_uri(tracking_uri)
     runs = load_samples()
-    client = _client(uri)
     try:
+        client = _client(uri)
         experiment_id = _experiment_id(client, experiment)
         existing = _existing_sample_runs(client, experiment_id)
         run_ids, created = [], 0

@@ -26,6 +26,15 @@ except ImportError:  # pragma: no cover - hypothesis is in the dev extra
     pass
 
 
+def pytest_configure(config):
+    """One torch thread: tiny models gain nothing from more, and 2 shared cores thrash (0.6 s vs 16 s)."""
+    try:
+        import torch
+    except ImportError:  # the analysis, CLI and dashboard tests run without torch
+        return
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def _migrated_mlflow_db(tmp_path_factory):
     """An empty MLflow SQLite store, migrated once; each test copies it (migrations take seconds)."""

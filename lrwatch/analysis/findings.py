@@ -116,8 +116,9 @@ class Recommendation:
 class Schedule:
     """The LR schedule recognised from the LR series.
 
-    ``kind`` is one of: constant, step, exponential, cosine, linear, cyclical, plateau_reductions,
-    warmup_only, unknown, missing (no LR logged). ``warmup_steps`` is set when a warmup precedes
+    ``kind`` is one of: constant, step, exponential, cosine, linear, cyclical, one_cycle,
+    plateau_reductions, warmup_only, unknown, missing (no LR logged); range tests report the
+    test's own ramp (exponential or linear). ``warmup_steps`` is set when a warmup precedes
     it (e.g. ``kind="cosine", warmup_steps=500`` for linear warmup then cosine).
     """
 

@@ -194,7 +194,8 @@ def strided(values: np.ndarray, max_points: int = MAX_MEDIAN_POINTS) -> np.ndarr
 
 def robust_median(values: np.ndarray) -> float:
     """Median of ``values`` (of a strided subset for very long stretches; see above)."""
-    return float(np.median(strided(values)))
+    with np.errstate(all="ignore"):  # the mean of two values near 1e308 overflows to inf
+        return float(np.median(strided(values)))
 
 
 def robust_diff_noise(values: np.ndarray) -> float:
@@ -216,6 +217,11 @@ def robust_diff_noise(values: np.ndarray) -> float:
 
 def make_blocks(steps: np.ndarray, values: np.ndarray, max_blocks: int) -> Blocks:
     """Cut ``values`` into at most ``max_blocks`` equal blocks (>= 1 point each), vectorised."""
+    with np.errstate(all="ignore"):  # medians of values near 1e308 overflow to inf
+        return _make_blocks(steps, values, max_blocks)
+
+
+def _make_blocks(steps: np.ndarray, values: np.ndarray, max_blocks: int) -> Blocks:
     n = values.size
     if n == 0:
         empty = np.empty(0)

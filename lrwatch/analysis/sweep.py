@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -80,6 +81,35 @@ def final_loss(values: np.ndarray) -> tuple[float, bool]:
     if level > float(np.max(head)) and finite.size > k:
         return float("inf"), True
     return level, False
+
+
+# A sensitivity curve needs a minimum, a left and a right side: three LRs at least.
+MIN_SWEEP_LRS = 3
+# Params that may differ between the runs of one sweep: the rate itself, seeds, names.
+_SWEEP_VARYING = re.compile(
+    r"(^|[._/-])(lr|learning_rate|base_lr|max_lr|peak_lr|seed|name|run_name)([._/-]|$)",
+    re.IGNORECASE,
+)
+
+
+def looks_like_sweep(runs: Sequence[Run]) -> bool:
+    """True when ``runs`` read as one task trained at several LRs.
+
+    That is: at least :data:`MIN_SWEEP_LRS` distinct base LRs, and every run carries params that
+    agree once LR, seed and name params are set aside. Runs without params (saved files) never
+    qualify on their own: the caller must say they are a sweep (``lrwatch analyze --sweep``).
+    """
+    if any(not run.params for run in runs):
+        return False
+    lrs = {round(lr, 12) for lr in (base_lr(run) for run in runs) if lr is not None}
+    if len(lrs) < MIN_SWEEP_LRS:
+        return False
+
+    def task_params(run: Run) -> dict[str, str]:
+        return {k: v for k, v in run.params.items() if not _SWEEP_VARYING.search(k)}
+
+    first = task_params(runs[0])
+    return all(task_params(run) == first for run in runs[1:])
 
 
 def sensitivity_curve(runs: Sequence[Run]) -> list[SweepPoint]:

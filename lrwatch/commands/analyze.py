@@ -59,9 +59,22 @@ def register(subparsers) -> None:
         "--tracking-uri", metavar="URI", help="MLflow store for run ids/experiments"
     )
     parser.add_argument(
+        "--sweep",
+        action=_boolean_optional(),
+        default=None,
+        help="add the sweep's LR-sensitivity recommendation (default: only when the runs' params "
+        "show one task at 3+ LRs; --sweep for files, which carry no params)",
+    )
+    parser.add_argument(
         "--workers", type=int, metavar="N", help="processes for many files (default: all cores)"
     )
     parser.set_defaults(run=run)
+
+
+def _boolean_optional():
+    import argparse
+
+    return argparse.BooleanOptionalAction
 
 
 def _raw_description():
@@ -125,7 +138,7 @@ def _report(outcome, args) -> int:
     analysed = [r for r in results if r.report is not None]
     skipped = sum(r.skipped for r in results)
     entries = [report_entry(r.report, run_extras(r.run, r.notes)) for r in analysed]
-    sweep = _sweep([r.run for r in analysed])
+    sweep = _sweep([r.run for r in analysed], args.sweep)
     if not analysed and not errors:
         given = ", ".join(_specs(args))
         errors.append((given, f"{given}: no run with a loss to analyse ({skipped} logged no loss)"))
@@ -139,12 +152,14 @@ def _report(outcome, args) -> int:
     return EXIT_OK
 
 
-def _sweep(runs):
-    if len(runs) < 2:
+def _sweep(runs, wanted: bool | None):
+    """The sweep recommendation: when asked (--sweep), or when the runs look like one sweep."""
+    if len(runs) < 2 or wanted is False:
         return None
     from lrwatch.analysis import analyze_sweep
+    from lrwatch.analysis.sweep import looks_like_sweep
 
-    return analyze_sweep(runs)
+    return analyze_sweep(runs) if wanted or looks_like_sweep(runs) else None
 
 
 def _print(entries, sweep, errors, skipped, output_format: str) -> None:

@@ -121,6 +121,9 @@ def check_reachable(uri: str) -> None:
 def _open_browser(url: str) -> None:
     import webbrowser
 
-    # No browser is not an error: the address is printed.
+    opened = False
+    # No browser (a headless machine, an ssh session) is not an error: the address is printed.
     with contextlib.suppress(Exception):
-        webbrowser.open(url)
+        opened = webbrowser.open(url)
+    if not opened:
+        print(f"lrwatch: no web browser to open here; open {url} yourself", file=sys.stderr)

@@ -123,3 +123,24 @@ def test_final_loss_ignores_a_few_spikes_and_flags_blow_ups():
     assert final_loss(climbing) == (float("inf"), True)
     assert final_loss(np.append(loss, np.nan))[1]
     assert Series(steps, loss).cleaned().values.size == 200
+
+
+def test_runs_of_one_task_at_several_lrs_look_like_a_sweep(sweep):
+    from lrwatch.analysis.sweep import looks_like_sweep
+
+    assert looks_like_sweep(sweep)
+    # Seeds may differ within a sweep; the task and the budget may not.
+    other_seed = quadratic(GRID[2], seed=3)
+    assert looks_like_sweep([*sweep[1:], other_seed])
+    other_task = train(TrainConfig(task="autoencoder", lr=0.01, steps=STEPS))
+    assert not looks_like_sweep([*sweep, other_task])
+
+
+def test_runs_without_params_or_with_too_few_lrs_are_not_a_sweep(sweep):
+    from lrwatch.analysis.sweep import looks_like_sweep
+
+    bare = [run.with_metrics(run.metrics) for run in sweep]
+    for run in bare:
+        run.params = {}
+    assert not looks_like_sweep(bare)
+    assert not looks_like_sweep(sweep[:2])

@@ -128,3 +128,19 @@ def test_a_running_run_updates_while_the_page_is_open(served, browser, dashboard
     client.set_terminated(run_id)
     _screenshot(browser, "live")
     assert _severe_console_errors(browser) == []
+
+
+def test_zooming_redraws_the_visible_steps(served, browser, dashboard_store):
+    url, _ = served
+    _open(browser, f"{url}/run/{dashboard_store.sweep[0.03]}")
+    _wait_for(browser, "#run-graph .js-plotly-plot")
+    raw_points = "return document.querySelector('#run-graph .js-plotly-plot').data[0].x.length;"
+    WebDriverWait(browser, WAIT_S).until(lambda b: _trace_count(b, "run-graph") >= 3)
+    assert browser.execute_script(raw_points) == 300
+    browser.execute_script(
+        "Plotly.relayout(document.querySelector('#run-graph .js-plotly-plot'),"
+        "{'xaxis.range[0]': 100, 'xaxis.range[1]': 150});"
+    )
+    # the server re-downsamples steps 100-150 (plus one point of margin each side)
+    WebDriverWait(browser, WAIT_S).until(lambda b: b.execute_script(raw_points) == 53)
+    assert _severe_console_errors(browser) == []

@@ -226,3 +226,15 @@ def test_experiment_runs_without_a_loss_are_skipped_not_errors(tracking_uri, cap
     assert main(["analyze", "--experiment", "only-parents"]) == 2
     err = capsys.readouterr().err
     assert "experiment:only-parents: no run with a loss to analyse (1 logged no loss)" in err
+
+
+def test_sweep_section_needs_a_sweep_or_the_flag(tmp_path, healthy_run, diverging_run):
+    """Files carry no params: unrelated runs get no sweep unless the person says they are one."""
+    paths = [
+        str(save_run_csv(run, tmp_path / f"{name}.csv"))
+        for name, run in (("a", healthy_run), ("b", diverging_run))
+    ]
+    plain = _cli(*paths, "--format", "json")
+    assert "sweep" not in _strict_json(plain.stdout)
+    forced = _cli(*paths, "--format", "json", "--sweep")
+    assert _strict_json(forced.stdout)["sweep"].keys() >= CONTRACT_RECOMMENDATION_KEYS

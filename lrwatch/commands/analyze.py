@@ -131,13 +131,13 @@ def _analyse(specs: list[str], args):
 
 def _report(outcome, args) -> int:
     from lrwatch.analysis.findings import severity_rank
-    from lrwatch.report_format import report_entry, run_extras
+    from lrwatch.report_format import report_entry
 
     results, errors = outcome
     errors = errors + [(r.label, r.error) for r in results if r.error]
     analysed = [r for r in results if r.report is not None]
     skipped = sum(r.skipped for r in results)
-    entries = [report_entry(r.report, run_extras(r.run, r.notes)) for r in analysed]
+    entries = [report_entry(r.report, _extras(r, analysed)) for r in analysed]
     sweep = _sweep([r.run for r in analysed], args.sweep)
     if not analysed and not errors:
         given = ", ".join(_specs(args))
@@ -150,6 +150,33 @@ def _report(outcome, args) -> int:
         if any(severity_rank(r.report.worst_severity) >= threshold for r in analysed):
             return EXIT_FAIL_ON
     return EXIT_OK
+
+
+def _extras(result, analysed) -> dict:
+    """Identity extras, plus where the run's LR sits on a range test analysed beside it."""
+    from lrwatch.report_format import run_extras
+
+    relation = _relative_to_range_test(result.run, [r.run for r in analysed])
+    notes = [*result.notes, relation["message"]] if relation else result.notes
+    extras = run_extras(result.run, notes)
+    if relation:
+        extras["relative_to_range_test"] = relation
+    return extras
+
+
+def _relative_to_range_test(run, runs) -> dict | None:
+    """The diagnosis points back to the latest range test among the runs analysed with it."""
+    if run is None or run.is_range_test:
+        return None
+    tests = [r for r in runs if r is not None and r.is_range_test]
+    if not tests:
+        return None
+    from lrwatch.analysis.range_test import relate_lr_to_range_test
+    from lrwatch.analysis.sweep import base_lr
+
+    lr = base_lr(run)
+    latest = max(tests, key=lambda r: r.start_time_ms or 0)
+    return relate_lr_to_range_test(lr, latest) if lr is not None else None
 
 
 def _sweep(runs, wanted: bool | None):

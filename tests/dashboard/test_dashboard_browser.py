@@ -134,7 +134,7 @@ def test_zooming_redraws_the_visible_steps(served, browser, dashboard_store):
     url, _ = served
     _open(browser, f"{url}/run/{dashboard_store.sweep[0.03]}")
     _wait_for(browser, "#run-graph .js-plotly-plot")
-    raw_points = "return document.querySelector('#run-graph .js-plotly-plot').data[0].x.length;"
+    raw_points = "return document.querySelector('#run-graph .js-plotly-plot')._fullData[0]._length;"
     WebDriverWait(browser, WAIT_S).until(lambda b: _trace_count(b, "run-graph") >= 3)
     assert browser.execute_script(raw_points) == 300
     browser.execute_script(

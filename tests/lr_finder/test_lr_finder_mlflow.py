@@ -83,3 +83,26 @@ def test_tracking_failure_warns_and_keeps_the_result(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="not logged"):
         result = find_lr(model, opt, loss_fn, batches, num_steps=20, tracking_uri=unreachable)
     assert result.run_id is None and len(result.lrs) == 20
+
+
+def test_analyze_points_a_training_run_back_to_its_range_test(tracking_uri, capsys):
+    """An experiment holding a range test and a run trained far above its suggestion says so."""
+    import json
+
+    from lrwatch.cli import main
+    from lrwatch.tasks import train
+    from tests.sources.conftest import log_run_to_mlflow
+
+    config = TrainConfig(task="mlp_classification", optimizer="adam", steps=200)
+    result = find_lr_on_task(config, num_steps=150, log=True, experiment="with-range-test")
+    too_hot = 100 * result.suggestion.lr
+    log_run_to_mlflow(tracking_uri, train(config.with_(lr=too_hot)), experiment="with-range-test")
+
+    assert main(["analyze", "experiment:with-range-test", "--format", "json"]) == 0
+    entries = json.loads(capsys.readouterr().out)["runs"]
+    trained = next(e for e in entries if "relative_to_range_test" in e)
+    relation = trained["relative_to_range_test"]
+    assert relation["range_test_run"] == result.run_id
+    assert relation["ratio_to_suggested"] == pytest.approx(100, rel=1e-6)
+    assert relation["message"] in trained["notes"]
+    assert sum("relative_to_range_test" in e for e in entries) == 1  # not on the test itself

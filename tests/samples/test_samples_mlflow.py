@@ -166,3 +166,10 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def test_an_unusable_store_is_an_input_error():
+    from lrwatch.errors import InputError
+
+    with pytest.raises(InputError, match="cannot load the sample runs into bogus://"):
+        import_samples("bogus://nowhere")

@@ -95,6 +95,8 @@ def figure_run(
         fig.update_yaxes(type="log", row=1, col=1)
     _shade_findings(fig, findings, raw, x_range or _full_range(loss))
     fig.update_xaxes(title_text="step", row=len(panels), col=1)
+    if x_range is not None:  # keep the zoom: autorange would widen to the findings' bands
+        fig.update_xaxes(range=sorted(x_range))
     fig.update_layout(
         template=TEMPLATE, height=320 + 180 * (len(panels) - 1), uirevision=run.id,
         margin={"l": 60, "r": 20, "t": 40, "b": 40}, hovermode="x unified",

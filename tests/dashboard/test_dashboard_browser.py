@@ -76,6 +76,11 @@ def test_run_page_shows_charts_and_recommendation(served, browser, dashboard_sto
     )
     assert shaded == len(report.findings)  # one band per finding on the loss panel
     _screenshot(browser, "run")
+    # a run that blew up: its findings shaded, its NaN/inf losses marked
+    _open(browser, f"{url}/run/{dashboard_store.sweep[0.3]}")
+    _wait_for(browser, "#findings", text="Findings")
+    WebDriverWait(browser, WAIT_S).until(lambda b: _trace_count(b, "run-graph") >= 3)
+    _screenshot(browser, "run_diverged")
     assert _severe_console_errors(browser) == []
 
 
@@ -137,10 +142,21 @@ def test_zooming_redraws_the_visible_steps(served, browser, dashboard_store):
     raw_points = "return document.querySelector('#run-graph .js-plotly-plot')._fullData[0]._length;"
     WebDriverWait(browser, WAIT_S).until(lambda b: _trace_count(b, "run-graph") >= 3)
     assert browser.execute_script(raw_points) == 300
-    browser.execute_script(
+    zoom = (
         "Plotly.relayout(document.querySelector('#run-graph .js-plotly-plot'),"
         "{'xaxis.range[0]': 100, 'xaxis.range[1]': 150});"
     )
-    # the server re-downsamples steps 100-150 (plus one point of margin each side)
-    WebDriverWait(browser, WAIT_S).until(lambda b: b.execute_script(raw_points) == 53)
+
+    def zoomed_in(b) -> bool:
+        if b.execute_script(raw_points) == 53:  # steps 100-150 plus one of margin each side
+            return True
+        b.execute_script(zoom)  # (re)apply: a redraw landing right after page load may undo it
+        return False
+
+    WebDriverWait(browser, WAIT_S, poll_frequency=1.0).until(zoomed_in)
+    shown = browser.execute_script(
+        "return document.querySelector('#run-graph .js-plotly-plot')._fullLayout.xaxis.range;"
+    )
+    assert [round(x) for x in shown] == [100, 150]
+    _screenshot(browser, "zoomed")
     assert _severe_console_errors(browser) == []

@@ -8,6 +8,7 @@ registry :data:`DETECTORS` names them; :func:`run_detectors` runs them all.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -61,4 +62,8 @@ def run_detectors(prepared: PreparedRun) -> list[Finding]:
         # A loss that bounces and still falls is slowed by the bouncing; reading it as "rate
         # too small" would advise the opposite of the fix.
         findings = [f for f in findings if f.kind != "slow_convergence"]
+        # A wave makes consecutive losses correlated, which the plateau detector would read as
+        # a level held up by the rate; the oscillation finding already names the cause (and
+        # its fix, a lower rate or momentum), so the plateau stays a note.
+        findings = [replace(f, severity="info") if f.kind == "plateau" else f for f in findings]
     return sorted(findings, key=lambda f: (f.start_step, f.kind))

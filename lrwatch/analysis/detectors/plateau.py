@@ -6,8 +6,10 @@ longest one that reaches the end of the run (a run still clearly improving has n
 
 Severity tells a converged run from one stuck at a floor set by its rate: at a constant rate that
 is too high, the parameters keep wandering and the loss's level wanders with them, so block
-medians spread more than per-step noise explains (``wander`` >= 1.6) - decaying the rate helps. A
-run that simply converged shows no such wander and gets an ``info`` finding.
+medians spread more than per-step noise explains (``wander`` >= 1.6), or consecutive losses stay
+correlated (``persistence``: the lag-1 rank autocorrelation of the detrended stretch) over a
+plateau that covers most of the run - decaying the rate helps. A run that simply converged shows
+neither (its residual is minibatch noise, close to white) and gets an ``info`` finding.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from lrwatch.analysis.prepare import PreparedRun, robust_median
 START_GRID = 20
 # Blocks inside a stretch for the wander measure: 16 medians give a stable spread.
 WANDER_BLOCKS = 16
+# The persistence measure reads at most this many consecutive points at the end of the stretch:
+# its standard error is then ~1/sqrt(20,000) < 0.01, and a 1M-step run stays fast.
+MAX_PERSISTENCE_POINTS = 20_000
 
 
 def detect_plateau(
@@ -30,6 +35,9 @@ def detect_plateau(
     min_fraction: float = 0.2,
     flat_tolerance: float = 0.5,
     wander_warning: float = 1.6,
+    persistence_warning: float = 0.18,
+    persistence_min_fraction: float = 0.5,
+    persistence_strong: float = 0.5,
 ) -> list[Finding]:
     """Report a plateau that lasts until the end of the run (at most one finding).
 
@@ -44,6 +52,17 @@ def detect_plateau(
             otherwise (converged). On the tuning runs every healthy constant-rate run stayed
             below 1.5 (max 1.46) while 11 of the 18 runs a step-decayed twin beat clearly
             reached 1.67 or more; iid noise gives ~1.
+        persistence_warning / persistence_min_fraction: ``warning`` also when the stretch covers
+            at least ``persistence_min_fraction`` of the run (a floor set by the rate is reached
+            early) and its lag-1 rank autocorrelation after a linear detrend is at least
+            ``persistence_warning``. White minibatch noise gives 0 +- 1/sqrt(points); on the
+            tuning runs healthy constant-rate plateaus covering half the run or more stayed at
+            or below 0.15, plateaus a step decay beat reached 0.19-0.93 (0.18 splits them; a
+            shorter flat stretch at the end of a slow descent can keep some trend curvature,
+            hence the length condition).
+        persistence_strong: ... or, at any plateau length, at least this much (healthy tuning
+            runs: at most 0.39, also when logged only every 2nd or 3rd step; plateaus a decay
+            beat with a short flat stretch: 0.7-0.98).
 
     Returns:
         ``[]`` or one ``plateau`` finding.
@@ -51,6 +70,11 @@ def detect_plateau(
     min_fraction = require_in_range("min_fraction", min_fraction, 0.0, 1.0)
     flat_tolerance = require_in_range("flat_tolerance", flat_tolerance, 0.0, 1e6)
     wander_warning = require_in_range("wander_warning", wander_warning, 0.0, 1e6)
+    persistence_warning = require_in_range("persistence_warning", persistence_warning, -1.0, 1.0)
+    persistence_min_fraction = require_in_range(
+        "persistence_min_fraction", persistence_min_fraction, 0.0, 1.0
+    )
+    persistence_strong = require_in_range("persistence_strong", persistence_strong, -1.0, 1.0)
     if prepared.first_nonfinite is not None:
         return []
     y, noise = prepared.loss, prepared.noise
@@ -62,7 +86,14 @@ def detect_plateau(
         return []
     stretch = y[begin:]
     wander = _wander(stretch, noise)
-    severity = "warning" if wander >= wander_warning else "info"
+    persistence = _persistence(stretch)
+    fraction = (n - begin) / n
+    held_up = (
+        wander >= wander_warning
+        or persistence >= persistence_strong
+        or (persistence >= persistence_warning and fraction >= persistence_min_fraction)
+    )
+    severity = "warning" if held_up else "info"
     start, end = int(prepared.steps[begin]), int(prepared.steps[-1])
     level = robust_median(stretch)
     what = "a floor the learning rate holds it at" if severity == "warning" else "convergence"
@@ -76,6 +107,7 @@ def detect_plateau(
         "improvement_in_noise_units": _improvement(stretch) / noise,
         "noise": noise,
         "wander": wander,
+        "persistence": persistence,
         "lr": None if prepared.lr is None else float(prepared.lr[begin]),
     }
     return [Finding("plateau", start, end, severity, message, evidence)]
@@ -117,3 +149,19 @@ def _wander(stretch: np.ndarray, noise: float) -> float:
     spread = 1.4826 * np.median(np.abs(residual - np.median(residual)))
     expected = block_median_noise(noise, size)
     return float(spread / expected) if expected > 0 else 0.0
+
+
+def _persistence(stretch: np.ndarray) -> float:
+    """Lag-1 autocorrelation of the ranks of the linearly detrended stretch (its last points).
+
+    Ranks make a few spikes weightless; 0 for white noise, towards 1 for a wandering level.
+    """
+    y = stretch[-MAX_PERSISTENCE_POINTS:]
+    if y.size < 8:
+        return 0.0
+    t = np.linspace(-1.0, 1.0, y.size)
+    residual = y - np.polyval(np.polyfit(t, y, 1), t)
+    ranks = residual.argsort().argsort().astype(np.float64)
+    ranks -= ranks.mean()
+    denom = float(np.dot(ranks, ranks))
+    return float(np.dot(ranks[:-1], ranks[1:]) / denom) if denom > 0 else 0.0

@@ -82,7 +82,9 @@ class DashboardData:
             report = self.reports.cached(self.tracking_uri, summary.id)
             badges[summary.id] = badge_text(findings, report)
         if unanalysed:
-            self.reports.request(self.tracking_uri, unanalysed, self._load_for_analysis)
+            by_id = {summary.id: summary for summary in summaries}
+            load = lambda run_id: self._load_for_analysis(by_id[run_id])  # noqa: E731
+            self.reports.request(self.tracking_uri, unanalysed, load)
         return badges
 
     def pending_analyses(self) -> int:
@@ -99,14 +101,13 @@ class DashboardData:
             return logged  # nothing to analyse
         return None
 
-    def _load_for_analysis(self, run_id: str) -> Run:
-        summary = tracking.get_summary(self.tracking_uri, run_id)
+    def _load_for_analysis(self, summary: RunSummary) -> Run:
         wanted = [k for k in (summary.loss_key, keys.find_lr_key(summary.metric_keys)) if k]
         from lrwatch.sources.mlflow_store import read_histories
 
         # Straight from the store, not through the cache: a table of 1,000 runs would evict
         # the series of the runs a person is looking at.
-        return _as_run(summary, read_histories(self.tracking_uri, run_id, wanted))
+        return _as_run(summary, read_histories(self.tracking_uri, summary.id, wanted))
 
     # --- run view ------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ Public functions (all return cleaned data, see :meth:`lrwatch.run.Series.cleaned
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 from collections.abc import Iterable
@@ -189,16 +190,49 @@ _AFTER_STEP_SQL = " AND {q}step{q} > ?"
 _KEYS_SQL = "SELECT DISTINCT {q}key{q} FROM {q}latest_metrics{q} WHERE {q}run_uuid{q} = ?"
 
 
+# SQLite: walk MLflow's (run_uuid, key, step) index. Rows then come sorted by step, and the
+# planner cannot pick the primary key, which starts with the key and so scans that key's rows of
+# every run (0.1 s for a 200-point run in a store of large runs; 0.1 ms through this index).
+# Two columns flattened by np.fromiter halve the cost of a 1M-point read (0.6 s instead of 1.2 s);
+# NULL and 'nan' both become NaN. Timestamps are read only when a step repeats.
+_SQLITE_INDEX = "index_metrics_run_uuid_key_step"
+_SQLITE_HISTORY_SQL = (
+    "SELECT step, CASE WHEN is_nan THEN NULL ELSE value END FROM metrics"
+    f" INDEXED BY {_SQLITE_INDEX} WHERE run_uuid = ? AND key = ?"
+)
+
+
 def _sql_histories(
     tracking_uri: str, run_id: str, keys: list[str] | None, after_step: int | None
 ) -> dict[str, Series]:
     if keys is None:
         keys = list_metric_keys(tracking_uri, run_id)
-    sql = _HISTORY_SQL + ("" if after_step is None else _AFTER_STEP_SQL)
     extra = [] if after_step is None else [int(after_step)]
+    if tracking_uri.lower().startswith("sqlite:"):
+        with _sqlite_connect(tracking_uri) as conn:
+            if _has_index(conn, _SQLITE_INDEX):
+                return {key: _sqlite_series(conn, [run_id, key, *extra]) for key in keys}
+    sql = _HISTORY_SQL + ("" if after_step is None else _AFTER_STEP_SQL)
     return {
         key: _rows_to_series(_sql_rows(tracking_uri, sql, [run_id, key, *extra])) for key in keys
     }
+
+
+def _has_index(conn: sqlite3.Connection, name: str) -> bool:
+    found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", [name])
+    return found.fetchone() is not None
+
+
+def _sqlite_series(conn: sqlite3.Connection, params: list) -> Series:
+    after = "" if len(params) == 2 else " AND step > ?"
+    rows = conn.execute(_SQLITE_HISTORY_SQL + after, params)
+    pairs = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.float64).reshape(-1, 2)
+    steps = pairs[:, 0]
+    if steps.size > 1 and not np.all(steps[1:] > steps[:-1]):
+        # A repeated step: order its values as get_metric_history does (see _rows_to_series).
+        with_stamps = _HISTORY_SQL.format(q='"') + after
+        return _rows_to_series(conn.execute(with_stamps, params).fetchall())
+    return Series(steps.astype(np.int64), pairs[:, 1])
 
 
 def _rows_to_series(rows: list[tuple]) -> Series:

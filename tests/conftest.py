@@ -57,6 +57,9 @@ def tracking_uri(tmp_path, monkeypatch, _migrated_mlflow_db):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
+    # The fluent API remembers the active experiment process-wide; an id set by an earlier test
+    # would not exist in this store. "0" (Default) exists in every fresh store.
+    mlflow.set_experiment(experiment_id="0")
     yield uri
     while mlflow.active_run() is not None:
         mlflow.end_run()

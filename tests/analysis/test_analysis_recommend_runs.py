@@ -7,7 +7,6 @@ eigenvalue is about 2) and a 400-step sweep's best LR is about 0.3 (test_analysi
 from __future__ import annotations
 
 import pytest
-import torch
 
 from lrwatch import keys
 from lrwatch.analysis import analyze
@@ -15,14 +14,6 @@ from lrwatch.run import Series
 from lrwatch.tasks import TrainConfig, train
 
 BEST_LR = 0.3
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # two shared cores: threads only contend
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,6 @@ from lrwatch.tasks import SCHEDULES, TrainConfig, make_scheduler, train
 sched = torch.optim.lr_scheduler
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # two shared cores: threads only contend
-    yield
-    torch.set_num_threads(previous)
-
-
 def lr_series(make, steps: int, lr: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
     """The LR each optimizer step used, under the scheduler ``make(optimizer)``."""
     param = torch.nn.Parameter(torch.zeros(1))

@@ -4,20 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from lrwatch.analysis import analyze
 from lrwatch.analysis.streaming import OnlineAnalyzer
 from lrwatch.tasks import TrainConfig, train
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # two shared cores: threads only contend
-    yield
-    torch.set_num_threads(previous)
-
 
 # Warmup toward 2.0 on the quadratic task, whose SGD stability edge is an LR of about 1: the
 # loss first trains (down to ~0.004 near step 100), then climbs for ~60 steps to inf.

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from lrwatch import keys
 from lrwatch.analysis import analyze_sweep, sensitivity_curve
@@ -18,14 +17,6 @@ from lrwatch.tasks import TrainConfig, train
 # is about 2 and plain SGD is stable below an LR of about 1 (2 / lambda_max).
 GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 STEPS = 400
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # two shared cores: threads only contend
-    yield
-    torch.set_num_threads(previous)
 
 
 def quadratic(lr: float, steps: int = STEPS, seed: int = 0) -> Run:

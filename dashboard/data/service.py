@@ -125,6 +125,10 @@ class DashboardData:
         read = self.cache.refresh if refresh else self.cache.get
         with tracking.mlflow_errors(self.tracking_uri, f"metrics of run {run_id}"):
             series = read(self.tracking_uri, run_id, wanted)
+            if not refresh and _behind(series.get(summary.loss_key), summary.last_step):
+                # Cached before the run logged more (e.g. it finished while nobody watched it):
+                # fetch the points after the cached ones.
+                series = self.cache.refresh(self.tracking_uri, run_id, wanted)
         run = _as_run(summary, series)
         report, error = None, None
         if run.loss is not None:
@@ -152,6 +156,16 @@ class DashboardData:
         if len(run_ids) > MAX_COMPARE_RUNS:
             raise DataError(f"compare at most {MAX_COMPARE_RUNS} runs, not {len(run_ids)}")
         return [self.load(run_id) for run_id in dict.fromkeys(run_ids)]
+
+
+def _behind(cached, last_step: int | None) -> bool:
+    """True when the store holds steps after the cached series' last one."""
+    return bool(
+        cached is not None
+        and len(cached)
+        and last_step is not None
+        and int(cached.steps[-1]) < last_step
+    )
 
 
 def _as_run(summary: RunSummary, series: dict) -> Run:

@@ -144,3 +144,15 @@ def test_a_damaged_disk_copy_is_read_from_the_store_instead(tracking_uri, live_r
     disk.path(tracking_uri, run_id, keys.LOSS).write_bytes(b"not an npz")
     fresh = SeriesCache(disk=disk)
     assert len(fresh.get(tracking_uri, run_id, [keys.LOSS])[keys.LOSS]) == 60
+
+
+def test_reopening_a_run_that_logged_more_meanwhile_shows_every_point(tracking_uri, live_run):
+    """A run viewed live, left, and finished elsewhere: the next view is not the stale copy."""
+    client, run_id, run, _ = live_run
+    data = DashboardData(tracking_uri, cache=SeriesCache())
+    assert len(data.load(run_id).run.loss) == 60
+    log_points(client, run_id, run, start=60, stop=None, timestamp=int(time.time() * 1000))
+    client.set_terminated(run_id)
+    reopened = data.load(run_id)
+    assert reopened.summary.status == "finished"
+    assert len(reopened.run.loss) == len(run.loss) == 120

@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -193,7 +192,9 @@ def _log_or_warn(result: RangeTestResult, tracking_uri, experiment) -> str | Non
     try:
         return log_range_test(result, tracking_uri=tracking_uri, experiment=experiment)
     except Exception as exc:
-        if os.environ.get("LRWATCH_STRICT") == "1":
+        from lrwatch.tracking.writer import strict
+
+        if strict():
             raise
         warnings.warn(f"lrwatch: the range test was not logged to MLflow: {exc}", stacklevel=3)
         return None

@@ -345,7 +345,9 @@ def _aggregate(steps, loss, lr, size: int) -> dict[str, np.ndarray]:
 
 def _block_points(b: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One point per block at its last step, plus each block's first non-finite loss."""
-    has_bad = np.isfinite(b["bad_step"]) & (b["bad_step"] != b["end"])
+    # Also when the bad step is the block's last: the block's own point is a mean of its finite
+    # values, and the bad point, sorted after it, is the one Series.cleaned() keeps for that step.
+    has_bad = np.isfinite(b["bad_step"])
     steps = np.concatenate((b["end"], b["bad_step"][has_bad])).astype(np.int64)
     loss = np.concatenate((b["mean"], b["bad_value"][has_bad]))
     lr = np.concatenate((b["lr"], b["lr"][has_bad]))

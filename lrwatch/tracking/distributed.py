@@ -9,7 +9,12 @@ loss) once per step - the one per-step sync lrwatch ever adds, and only when ask
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+
+from lrwatch.tracking.writer import strict
+
+log = logging.getLogger("lrwatch")
 
 
 def _dist():
@@ -39,7 +44,9 @@ def make_reducer(mode: str | None) -> Callable | None:
         if isinstance(loss, torch.Tensor):
             value = loss.detach().reshape(()).clone().to(torch.float64)
         else:
-            value = torch.tensor(float(loss), dtype=torch.float64)
+            # NCCL reduces CUDA tensors only; gloo reduces CPU tensors.
+            device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+            value = torch.tensor(float(loss), dtype=torch.float64, device=device)
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
         return value / dist.get_world_size()
 
@@ -58,8 +65,13 @@ class RankWatcher:
         self.step_count = 0
 
     def step(self, loss) -> None:
-        if self._reduce is not None:
-            self._reduce(loss)
+        try:  # the promise of every rank: never break training
+            if self._reduce is not None:
+                self._reduce(loss)
+        except Exception as exc:  # noqa: BLE001
+            if strict():
+                raise
+            log.warning("lrwatch: loss reduction failed on this rank (training continues): %r", exc)
         self.step_count += 1
 
     def log(self, **metrics) -> None:

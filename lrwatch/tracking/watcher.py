@@ -114,9 +114,12 @@ class Watcher:
 
     def _install_hook(self, index: int, optimizer):
         def capture(opt, args, kwargs):
-            self._captured[index] = tuple([g["lr"] for g in opt.param_groups])
-            if index == 0 and self._grad_params is not None:
-                self._norm = self._grad_norm()
+            try:  # runs inside optimizer.step(): the same promise as step() and log()
+                self._captured[index] = tuple([g["lr"] for g in opt.param_groups])
+                if index == 0 and self._grad_params is not None:
+                    self._norm = self._grad_norm()
+            except Exception as exc:  # noqa: BLE001
+                self._fail(exc)
 
         try:
             return optimizer.register_step_pre_hook(capture)

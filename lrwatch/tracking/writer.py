@@ -91,7 +91,7 @@ class Writer:
         self._thread.start()
 
     def add(self, kind: str, payload) -> None:
-        """Queue params or tags (already spooled by the caller's cycle)."""
+        """Spool and queue params or tags."""
         self.spool.append([{"type": kind, kind: payload}])
         self.outbox.append((kind, payload))
 

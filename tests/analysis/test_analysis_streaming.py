@@ -92,6 +92,24 @@ def test_memory_is_bounded_and_the_past_keeps_extremes_and_nonfinite():
     assert np.allclose(lrs, 0.1)
 
 
+@pytest.mark.parametrize("bad_step", [14, 15])  # inside a block, and on its last step
+def test_a_nonfinite_loss_survives_folding_wherever_it_falls_in_its_block(bad_step):
+    online = OnlineAnalyzer(min_new_points=10**9, recent_points=32, block_points=16)
+    loss = np.linspace(2.0, 1.0, 200)
+    loss[bad_step] = np.nan
+    online.update(np.arange(200), loss, np.full(200, 0.1))
+    for steps, values, _ in (online.view(), online.uniform_view()):
+        cleaned = lrwatch_series(steps, values)
+        assert bad_step in cleaned.steps
+        assert np.isnan(cleaned.values[cleaned.steps == bad_step]).all()
+
+
+def lrwatch_series(steps, values):
+    from lrwatch.run import Series
+
+    return Series(steps, values).cleaned()
+
+
 def test_detectors_run_rarely_on_a_healthy_run():
     run = train(TrainConfig(task="quadratic", lr=0.1, steps=1000))
     online = OnlineAnalyzer(min_new_points=50)

@@ -83,15 +83,23 @@ class MlflowSink:
         if self._rest:
             try:
                 found = self._call("experiments/get-by-name", "GET", {"experiment_name": name})
-                return found["experiment"]["experiment_id"]
             except Exception as exc:  # noqa: BLE001 - missing is the one case we handle
                 if getattr(exc, "error_code", None) != "RESOURCE_DOES_NOT_EXIST":
                     raise
-            return self._call("experiments/create", "POST", {"name": name})["experiment_id"]
+                return self._call("experiments/create", "POST", {"name": name})["experiment_id"]
+            experiment_id = found["experiment"]["experiment_id"]
+            if found["experiment"].get("lifecycle_stage") == "deleted":
+                _warn_restored(name)
+                self._call("experiments/restore", "POST", {"experiment_id": experiment_id})
+            return experiment_id
         experiment = self.client.get_experiment_by_name(name)
-        if experiment is not None:
-            return experiment.experiment_id
-        return self.client.create_experiment(name)
+        if experiment is None:
+            return self.client.create_experiment(name)
+        if experiment.lifecycle_stage == "deleted":
+            # A deleted experiment refuses new runs: without this the writer would retry forever.
+            _warn_restored(name)
+            self.client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
 
     def create_run(self, experiment: str | None, run_name: str | None, tags: dict) -> str:
         from mlflow.tracking.context.registry import resolve_tags
@@ -168,3 +176,11 @@ class MlflowSink:
             tags=[t.to_proto() for t in tags],
         )
         self._call("runs/log-batch", "POST", json.loads(message_to_json(request)))
+
+
+def _warn_restored(name: str) -> None:
+    import logging
+
+    logging.getLogger("lrwatch").warning(
+        "lrwatch: experiment %r was deleted; restoring it so this run's data has a home", name
+    )

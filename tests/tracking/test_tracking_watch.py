@@ -167,3 +167,14 @@ def test_bad_arguments_fail_before_training_starts(tracking_uri):
         lrwatch.watch(optimizer, flush_interval=0)
     with pytest.raises(ValueError):
         lrwatch.watch([])
+
+
+def test_a_deleted_experiment_is_restored_and_the_run_lands(tracking_uri, spool_dir):
+    """A deleted experiment refuses new runs; the logger restores it instead of retrying forever."""
+    client = mlflow.MlflowClient(tracking_uri)
+    client.delete_experiment(client.create_experiment("gone"))
+    config = TrainConfig(task="quadratic", lr=0.05, steps=40)
+    w, losses, _ = train_watched(config, {"experiment": "gone", "flush_interval": 0.1})
+    assert [s for s, _ in history(tracking_uri, w.run_id, keys.LOSS)] == list(range(40))
+    assert client.get_experiment_by_name("gone").lifecycle_stage == "active"
+    assert not list(spool_dir.iterdir())  # delivered, not left waiting for a retry

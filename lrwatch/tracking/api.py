@@ -103,6 +103,8 @@ def watch(
         "experiment": experiment,
         "run_name": run_name,
         "created_ms": int(time.time() * 1000),
+        # Whether lrwatch started the run: only then may `lrwatch import` end it.
+        "owns_run": owns_run,
     }
     spool = SpoolWriter(spool_dir, header)
     writer = Writer(

@@ -65,7 +65,10 @@ def import_spool(path: str | Path, tracking_uri: str | None = None) -> ImportRes
         if rows:
             sink.log_metrics(run_id, rows)
             sent += len(rows)
-    _end_if_running(sink, run_id, summary.end_status or "KILLED")
+    # A run lrwatch joined (mlflow.start_run() or run_id=) is the user's to end; spools written
+    # before the header said so (no "owns_run") were always lrwatch's own runs or unknown: end.
+    if header.get("owns_run", True):
+        _end_if_running(sink, run_id, summary.end_status or "KILLED")
     return ImportResult(run_id, uri, sent, total - sent, created)
 
 

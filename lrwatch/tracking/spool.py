@@ -7,7 +7,7 @@ most the steps of its last flush interval. ``lrwatch import SPOOL`` replays a le
 Lines (one JSON object each; Python's json keeps NaN/Infinity, which are evidence)::
 
     {"type": "header", "version": 1, "tracking_uri": ..., "run_id": ..., "experiment": ...,
-     "run_name": ..., "created_ms": ...}
+     "run_name": ..., "created_ms": ..., "owns_run": true}   # false: joined the user's run
     {"type": "run", "run_id": "..."}                  # the run was created after the header
     {"type": "params", "params": {"optimizer": "SGD", ...}}
     {"type": "tags", "tags": {"lrwatch.findings": "[...]"}}

@@ -73,3 +73,26 @@ def test_a_torn_last_line_is_ignored(tracking_uri, spool_dir, capsys):
     run = client.search_runs([client.get_experiment_by_name("torn").experiment_id])[0]
     assert history(tracking_uri, run.info.run_id, keys.LOSS) == [(0, 1.5)]
     assert run.info.status == "KILLED"  # no end record: the process died
+
+
+def test_import_leaves_a_run_the_user_started_open(tracking_uri, capsys):
+    """A watcher that joined the user's own run spools it; importing must not end that run."""
+    client = mlflow.MlflowClient(tracking_uri)
+    users_run = client.create_run(client.create_experiment("mine")).info.run_id
+    dead = f"http://127.0.0.1:{free_port()}"  # the server is down while training
+    state = {}
+
+    def on_step(step, loss, optimizer):
+        if "w" not in state:
+            state["w"] = lrwatch.watch(
+                optimizer, tracking_uri=dead, run_id=users_run, flush_interval=0.05
+            )
+        state["w"].step(loss)
+
+    train(TrainConfig(task="quadratic", lr=0.05, steps=30), on_step=on_step)
+    w = state["w"]
+    assert w.close(timeout_s=0.5) is False and w.spool_path.exists()
+
+    assert main(["import", str(w.spool_path), "--tracking-uri", tracking_uri]) == 0
+    assert [s for s, _ in history(tracking_uri, users_run, keys.LOSS)] == list(range(30))
+    assert client.get_run(users_run).info.status == "RUNNING"  # still the user's to end

@@ -8,6 +8,7 @@ NaN/inf losses are drawn as red crosses along the top of the loss panel.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 
 import numpy as np
@@ -26,6 +27,12 @@ TEMPLATE = "plotly_white"
 AUTO_LOG_SPAN = 50.0
 # A finding shorter than this share of the visible steps is widened so it stays visible.
 _MIN_SHADE_FRACTION = 0.004
+
+
+def plain(text: str) -> str:
+    """Text shown as itself: plotly reads ``<a href>``, ``<b>`` and entities in names, titles and
+    hover text, so a run named ``<a href="...">`` would become a link. Entities keep it literal."""
+    return html.escape(str(text), quote=False)
 
 
 def figure_message(text: str, *, height: int = 300) -> go.Figure:
@@ -63,12 +70,13 @@ def figure_run(
     """
     loss = run.loss
     if loss is None or not len(loss):
-        return figure_message(f"run {run.display_name()} has no loss metric to draw")
+        return figure_message(f"run {plain(run.display_name())} has no loss metric to draw")
     extras = [k for k in extra_keys if k in run.metrics and k != run.lr_key]
     has_lr = run.lr is not None and len(run.lr) > 0
     panels = ["loss"] + (["lr"] if has_lr else []) + extras
     heights = [0.55] + [0.45 / (len(panels) - 1)] * (len(panels) - 1) if len(panels) > 1 else [1]
     titles = [run.loss_key or "loss"] + ([run.lr_key or "lr"] if has_lr else []) + extras
+    titles = [plain(t) for t in titles]  # metric keys are the user's text
     fig = make_subplots(
         rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.04, row_heights=heights
     )
@@ -164,11 +172,11 @@ def figure_compare(
         line = downsample(run.loss, max_points=max_points, values=ema(run.loss.values, smoothing))
         drawn.append(line.values)
         fig.add_trace(
-            _line(line, run.display_name(), colour, width=1.5, group=run.id), row=1, col=1
+            _line(line, plain(run.display_name()), colour, width=1.5, group=run.id), row=1, col=1
         )
         if run.lr is not None and len(run.lr):
             lr = downsample(run.lr, max_points=max_points)
-            fig.add_trace(_line(lr, run.display_name(), colour, width=1, group=run.id,
+            fig.add_trace(_line(lr, plain(run.display_name()), colour, width=1, group=run.id,
                                 showlegend=False), row=2, col=1)  # fmt: skip
     fig.update_yaxes(type="log", row=2, col=1)
     if _use_log_axis(np.concatenate(drawn), "auto"):  # a diverged run would flatten the rest
@@ -196,7 +204,7 @@ def figure_sensitivity(
         return figure_message("no runs with a learning rate and a loss to compare")
     order = np.argsort(lrs)
     lrs, losses = lrs[order], losses[order]
-    text = [names[i] for i in order] if names is not None else None
+    text = [plain(names[i]) for i in order] if names is not None else None
     finite = np.isfinite(losses)
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=lrs[finite], y=losses[finite], mode="lines+markers",

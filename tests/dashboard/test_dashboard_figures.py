@@ -106,3 +106,25 @@ def test_zoom_redraws_the_visible_steps_at_full_detail():
     assert len(raw.x) == 1001 + 1  # every step in view, one of margin on the left
     assert x_range_from({"xaxis.autorange": True}) is None
     assert x_range_from({"xaxis.range": [10, 20]}) == (10.0, 20.0)
+
+
+def test_run_names_and_metric_keys_reach_plotly_as_text_not_markup():
+    """Plotly renders <a href>, <b> and entities in names and titles; user text must stay text."""
+    import json
+
+    from dashboard.figures import figure_compare, figure_run, figure_sensitivity
+
+    evil = '<a href="https://evil.example">x</a>'
+    steps = np.arange(50)
+    metrics = {"train/loss": Series(steps, 1 / (1 + steps)), "lr": Series(steps, np.full(50, 0.1))}
+    runs = [Run(id=f"r{i}", name=evil, metrics=dict(metrics)) for i in range(2)]
+    odd_key = Run(id="k", metrics={"<b>loss</b>": metrics["train/loss"]}, loss_key="<b>loss</b>")
+    figures = [
+        figure_compare(runs),
+        figure_sensitivity([0.1, 0.3], [0.5, 0.4], names=[evil, evil]),
+        figure_run(odd_key),
+    ]
+    for fig in figures:
+        text = json.dumps(fig.to_plotly_json(), default=str)
+        assert "<a href" not in text and "<b>" not in text
+    assert "&lt;a href" in json.dumps(figures[0].to_plotly_json(), default=str)

@@ -201,6 +201,7 @@ def time_browser(uri: str, run_ids: dict[int, str], screenshot: Path | None) -> 
     finally:
         driver.quit()
         server.shutdown()
+        server.server_close()
     return out
 
 

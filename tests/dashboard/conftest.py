@@ -119,6 +119,7 @@ def served(dashboard_store):
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}", app
     server.shutdown()
+    server.server_close()
     thread.join(timeout=5)
 
 

@@ -27,9 +27,15 @@ def test_dashboard_command_serves_the_store_it_names(tracking_uri, tmp_path):
     try:
         body = _get_when_up(f"http://127.0.0.1:{port}/", timeout_s=60)
         assert "<title>lrwatch</title>" in body
+        # Bound to loopback only: what the kernel says, not what the command printed.
+        assert _listening_addresses(port) == {"127.0.0.1"}
     finally:
         process.terminate()
-        _, stderr = process.communicate(timeout=20)
+        try:
+            _, stderr = process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, stderr = process.communicate()
     assert f"lrwatch: tracking store {tracking_uri}" in stderr
     assert f"http://127.0.0.1:{port}/" in stderr
 
@@ -51,3 +57,21 @@ def _get_when_up(url: str, *, timeout_s: float) -> str:
             if time.monotonic() > deadline:
                 pytest.fail(f"the dashboard never answered at {url}")
             time.sleep(0.3)
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """IPv4/IPv6 addresses with a socket listening on ``port``, from /proc/net/tcp{,6}."""
+    found = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        with open(table) as handle:
+            for line in list(handle)[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, local_port = local.split(":")
+                if state == "0A" and int(local_port, 16) == port:  # 0A: LISTEN
+                    raw = bytes.fromhex(address)
+                    if width == 8:
+                        found.add(socket.inet_ntop(socket.AF_INET, raw[::-1]))
+                    else:  # four little-endian 32-bit words
+                        words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+                        found.add(socket.inet_ntop(socket.AF_INET6, words))
+    return found

@@ -144,7 +144,11 @@ def test_demo_serves_the_dashboard(tracking_uri):
         assert status == 200
     finally:
         process.terminate()
-        output, _ = process.communicate(timeout=30)
+        try:
+            output, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
     assert f"http://127.0.0.1:{port}/" in output
     assert len(_sample_runs_in_store(tracking_uri)) == len(ENTRIES)
 

@@ -47,10 +47,17 @@ def serve(
     """Serve the dashboard until interrupted. Binds to ``127.0.0.1`` unless told otherwise."""
     app = create_app(tracking_uri)
     if open_browser:
-        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
-        threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+        threading.Timer(1.0, webbrowser.open, args=(dashboard_url(host, port),)).start()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     app.run(host=host, port=port, debug=False)
+
+
+def dashboard_url(host: str, port: int) -> str:
+    """The address to open: a wildcard bind is reached through the loopback address."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    if ":" in shown:
+        shown = f"[{shown}]"  # an IPv6 literal
+    return f"http://{shown}:{port}/"
 
 
 def _warm_up() -> None:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from urllib.parse import parse_qs, unquote
 
-from dash import dcc, html, no_update
+from dash import dcc, html
 
 from dashboard import components, figures, layout
 from dashboard.data import DashboardData, DataError
@@ -214,7 +214,3 @@ def compare_view(data: DashboardData, run_ids: Sequence[str], smoothing):
     card = components.recommendation_card(recommendation, error=curve.note or "no sweep verdict")
     note = layout.message(curve.note, kind="warning") if curve.note else None
     return overlay, sensitivity, card, note
-
-
-def unchanged(n: int):
-    return (no_update,) * n

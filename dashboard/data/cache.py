@@ -118,11 +118,6 @@ class SeriesCache:
                 self._saved_points[(tracking_uri, run_id, key)] = len(saved)
         return self._refresh(tracking_uri, run_id, keys)
 
-    def drop_run(self, tracking_uri: str, run_id: str) -> None:
-        with self._lock:
-            for cache_key in [k for k in self._entries if k[:2] == (tracking_uri, run_id)]:
-                del self._entries[cache_key]
-
     @property
     def total_points(self) -> int:
         with self._lock:

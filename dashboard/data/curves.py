@@ -39,10 +39,8 @@ class SensitivityCurve:
 
 def range_test_curve(run: Run, report: Report | None = None) -> RangeTestCurve:
     """Loss against LR for a range-test run, with the suggested LR and its method."""
-    try:
-        from lrwatch.analysis import range_test
-    except ImportError:
-        return _aligned_curve(run, note="range-test analysis is not available in this lrwatch")
+    from lrwatch.analysis import range_test
+
     lrs, losses, smoothed = range_test.range_test_curve(run)
     extras = (report.extras.get("range_test") if report else None) or {}
     lr, method = _get(extras, "suggested_lr") or _get(extras, "lr"), _get(extras, "method")
@@ -61,13 +59,9 @@ def sensitivity_curve(runs: Sequence[Run]) -> SensitivityCurve:
     Points come from :func:`lrwatch.analysis.sweep.sensitivity_curve`, the pick from
     :func:`lrwatch.analysis.analyze_sweep` (None when the sweep gives no verdict).
     """
-    try:
-        from lrwatch.analysis.sweep import analyze_sweep
-        from lrwatch.analysis.sweep import sensitivity_curve as points_of
-    except ImportError:
-        empty = np.empty(0)
-        return SensitivityCurve(empty, empty, [], None,
-                                note="sweep analysis is not available in this lrwatch")  # fmt: skip
+    from lrwatch.analysis.sweep import analyze_sweep
+    from lrwatch.analysis.sweep import sensitivity_curve as points_of
+
     points = points_of(list(runs))
     names = {run.id: run.display_name() for run in runs}
     lrs = np.array([p.lr for p in points], dtype=float)
@@ -78,13 +72,6 @@ def sensitivity_curve(runs: Sequence[Run]) -> SensitivityCurve:
     if len(set(lrs.tolist())) < 2:
         note = "a sweep needs runs at two or more learning rates (a base LR param each)"
     return SensitivityCurve(lrs, losses, labels, recommendation, "final loss", note)
-
-
-def _aligned_curve(run: Run, *, note: str) -> RangeTestCurve:
-    if run.loss is None or run.lr is None:
-        return RangeTestCurve(np.empty(0), np.empty(0), None, None, None, note=note)
-    steps, in_loss, in_lr = np.intersect1d(run.loss.steps, run.lr.steps, return_indices=True)
-    return RangeTestCurve(run.lr.values[in_lr], run.loss.values[in_loss], None, None, None, note)
 
 
 def _get(obj: Any, name: str) -> Any:

@@ -34,13 +34,11 @@ def run(args) -> int:
     if not 0 < args.port < 65536:
         raise InputError(f"--port must be between 1 and 65535, not {args.port}")
     require("dash", "dashboard", "dash")
-    from dashboard.app import serve
+    from dashboard.app import dashboard_url, serve
 
     uri = resolve_tracking_uri(args.tracking_uri)
     print(describe_store(uri), file=sys.stderr)
-    shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    print(
-        f"lrwatch: dashboard at http://{shown_host}:{args.port}/ (Ctrl+C to stop)", file=sys.stderr
-    )
+    url = dashboard_url(args.host, args.port)
+    print(f"lrwatch: dashboard at {url} (Ctrl+C to stop)", file=sys.stderr)
     serve(uri, host=args.host, port=args.port, open_browser=not args.no_browser)
     return 0

@@ -66,7 +66,7 @@ def run(args) -> int:
     )
     if args.load_only:
         return 0
-    from dashboard.app import serve
+    from dashboard.app import dashboard_url, serve
 
     url = dashboard_url(args.host, args.port)
     print(f"lrwatch: dashboard at {url} (Ctrl+C to stop)", flush=True)
@@ -74,14 +74,6 @@ def run(args) -> int:
         threading.Timer(_BROWSER_DELAY_S, _open_browser, args=(url,)).start()
     serve(uri, host=args.host, port=args.port, open_browser=False)
     return 0
-
-
-def dashboard_url(host: str, port: int) -> str:
-    """The address to open: a wildcard bind is reached through the loopback address."""
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    if ":" in shown:
-        shown = f"[{shown}]"  # an IPv6 literal
-    return f"http://{shown}:{port}/"
 
 
 def check_port_free(host: str, port: int) -> None:

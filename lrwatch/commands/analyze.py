@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
-EXIT_OK, EXIT_FAIL_ON, EXIT_BAD_INPUT = 0, 1, 2
+from lrwatch.cli import EXIT_BAD_INPUT, EXIT_FAIL_ON, EXIT_OK
+
 # MLflow retries an unreachable server 7 times with backoff (minutes). A report command should
 # answer in seconds: 1 retry and a 10 s timeout, unless the user set these variables.
 _MLFLOW_HTTP_DEFAULTS = {
@@ -203,8 +204,4 @@ def _print(entries, sweep, errors, skipped, output_format: str) -> None:
         if blocks:
             print("\n\n".join(blocks))
     for _spec, message in errors:
-        print(f"lrwatch: error: {_one_line(message)}", file=sys.stderr)
-
-
-def _one_line(message: str) -> str:
-    return " ".join(str(message).split())
+        print(f"lrwatch: error: {' '.join(str(message).split())}", file=sys.stderr)

@@ -350,27 +350,23 @@ def _result(lrs, losses, stopped, params, method) -> RangeTestResult:
     )
 
 
-# MLflow refuses more than 1000 metrics in one log_batch request.
-_MAX_METRICS_PER_BATCH = 1000
-
-
 def log_range_test(
     result: RangeTestResult, *, tracking_uri: str | None = None, experiment: str | None = None
 ) -> str:
     """Log a range test as one finished MLflow run; returns its run id.
 
     Tags ``lrwatch.range_test=true`` plus the suggestion; params are the test's settings and the
-    suggested LR; metrics ``train/loss`` and ``lr`` at steps 0, 1, ... (one client, batches of at
-    most 1000 metrics).
+    suggested LR; metrics ``train/loss`` and ``lr`` at steps 0, 1, ... Written through the
+    logger's :class:`~lrwatch.tracking.sink.MlflowSink` (one client, requests within MLflow's
+    limits, a deleted experiment restored).
     """
-    import mlflow
-    from mlflow.entities import Metric, Param
+    import time
 
     from lrwatch import __version__, keys
     from lrwatch.store import resolve_tracking_uri
+    from lrwatch.tracking.sink import MlflowSink
 
-    client = mlflow.MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
-    experiment_id = _experiment_id(client, experiment)
+    sink = MlflowSink(resolve_tracking_uri(tracking_uri))
     name = f"lr-range-test-{result.params.get('optimizer', 'optimizer')}"
     tags = {
         keys.TAG_RANGE_TEST: "true",
@@ -383,29 +379,17 @@ def log_range_test(
         tags[keys.TAG_SUGGESTION_METHOD] = result.suggestion.method
         params["suggested_lr"] = repr(result.suggestion.lr)
         params["suggestion_method"] = result.suggestion.method
-    run = client.create_run(experiment_id, run_name=name, tags=tags)
-    run_id = run.info.run_id
+    run_id = sink.create_run(experiment, name, tags)
     try:
-        client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
-        timestamp = run.info.start_time
-        metrics = []
+        sink.log_params(run_id, params)
+        timestamp = int(time.time() * 1000)
+        rows = []
         for step, (lr, loss) in enumerate(zip(result.lrs, result.losses)):
-            metrics.append(Metric(keys.LOSS, float(loss), timestamp, step))
-            metrics.append(Metric(keys.LR, float(lr), timestamp, step))
-        for first in range(0, len(metrics), _MAX_METRICS_PER_BATCH):
-            chunk = metrics[first : first + _MAX_METRICS_PER_BATCH]
-            client.log_batch(run_id, metrics=chunk, synchronous=True)
+            rows.append((keys.LOSS, float(loss), timestamp, step))
+            rows.append((keys.LR, float(lr), timestamp, step))
+        sink.log_metrics(run_id, rows)
     except Exception:
-        client.set_terminated(run_id, status="FAILED")
+        sink.end_run(run_id, "FAILED")
         raise
-    client.set_terminated(run_id, status="FINISHED")
+    sink.end_run(run_id, "FINISHED")
     return run_id
-
-
-def _experiment_id(client, experiment: str | None) -> str:
-    if experiment is None:
-        return "0"  # MLflow's Default experiment, as the fluent API uses with nothing set
-    found = client.get_experiment_by_name(experiment)
-    if found is not None:
-        return found.experiment_id
-    return client.create_experiment(experiment)

@@ -12,10 +12,11 @@ from urllib.parse import quote
 
 from dash import html
 
+from dashboard import ids
 from dashboard.figures import SEVERITY_COLOURS
 from lrwatch.analysis.findings import Finding, Recommendation, Report, Schedule
 
-_CARD = {
+CARD = {  # the box every card of the dashboard is drawn in
     "border": "1px solid #ddd",
     "borderRadius": "6px",
     "padding": "10px 14px",
@@ -42,7 +43,7 @@ def recommendation_card(recommendation: Recommendation | None, *, error: str | N
     """What to change: the action, the suggested LR (if any) and the reasoning."""
     if recommendation is None:
         text = f"no diagnosis: {error}" if error else "no diagnosis (this run has no loss)"
-        return html.Div([html.H4("Recommendation"), html.P(text)], style=_CARD)
+        return html.Div([html.H4("Recommendation"), html.P(text)], style=CARD)
     rows = [html.H4("Recommendation"), html.P(html.B(recommendation.action.replace("_", " ")))]
     if recommendation.suggested_lr is not None:
         rows.append(html.P(["suggested LR: ", html.B(f"{recommendation.suggested_lr:.3g}",
@@ -50,7 +51,7 @@ def recommendation_card(recommendation: Recommendation | None, *, error: str | N
     if recommendation.factor is not None:
         rows.append(html.P(f"factor: x{recommendation.factor:g}"))
     rows.append(html.P(recommendation.message, className="recommendation-message"))
-    return html.Div(rows, id="recommendation-card", style={**_CARD, "background": "#f7f9fc"})
+    return html.Div(rows, id=ids.RECOMMENDATION_CARD, style={**CARD, "background": "#f7f9fc"})
 
 
 def schedule_card(schedule: Schedule | None):
@@ -62,13 +63,13 @@ def schedule_card(schedule: Schedule | None):
     text = ", ".join(f"{name} {value:.3g}" for name, value in details if value is not None)
     if text:
         rows.append(html.P(text))
-    return html.Div(rows, style=_CARD)
+    return html.Div(rows, style=CARD)
 
 
 def findings_list(findings: Sequence[Finding]):
     """One line per finding: severity, kind, step range and the message."""
     if not findings:
-        return html.Div([html.H4("Findings"), html.P("nothing wrong found")], style=_CARD)
+        return html.Div([html.H4("Findings"), html.P("nothing wrong found")], style=CARD)
     items = [
         html.Li(
             [
@@ -84,7 +85,7 @@ def findings_list(findings: Sequence[Finding]):
         )
         for f in findings
     ]
-    return html.Div([html.H4(f"Findings ({len(findings)})"), html.Ul(items)], style=_CARD)
+    return html.Div([html.H4(f"Findings ({len(findings)})"), html.Ul(items)], style=CARD)
 
 
 def params_table(params: dict[str, str], tags: dict[str, str]):

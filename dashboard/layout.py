@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dash import dash_table, dcc, html
 
 from dashboard import ids
+from dashboard.components import CARD
 
 # Live runs: redraw every 2 s (only new points are fetched); the runs table every 5 s while runs
 # are running or badges are still being analysed.
@@ -28,12 +29,6 @@ RUN_COLUMNS = [
     {"name": "started", "id": "started"},
     {"name": "", "id": "open", "presentation": "markdown"},
 ]
-_CARD = {
-    "border": "1px solid #ddd",
-    "borderRadius": "6px",
-    "padding": "10px 14px",
-    "margin": "8px 0",
-}
 
 
 def app_layout() -> html.Div:
@@ -60,7 +55,7 @@ def message(text: str, *, kind: str = "info") -> html.Div:
     """A visible message box (text only, never HTML)."""
     colour = {"info": "#eef4fb", "error": "#fdecea", "warning": "#fff4e5"}[kind]
     return html.Div(text, className=f"lrwatch-message {kind}",
-                    style={**_CARD, "background": colour})  # fmt: skip
+                    style={**CARD, "background": colour})  # fmt: skip
 
 
 def runs_page(experiments: Sequence[tuple[str, str]], selected: str | None) -> html.Div:

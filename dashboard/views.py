@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, unquote
 
 from dash import dcc, html
 
-from dashboard import components, figures, layout
+from dashboard import components, figures, ids, layout
 from dashboard.data import DashboardData, DataError
 from dashboard.data.curves import range_test_curve, sensitivity_curve
 
@@ -186,7 +186,7 @@ def _range_test_block(run, report):
                                     suggested_lr=curve.suggested_lr, method=curve.method)  # fmt: skip
     note = layout.message(curve.note, kind="warning") if curve.note else None
     return html.Div([html.H3("LR range test: loss against learning rate"), note,
-                     dcc.Graph(id="range-test-figure", figure=fig)])  # fmt: skip
+                     dcc.Graph(id=ids.RANGE_TEST_FIGURE, figure=fig)])  # fmt: skip
 
 
 # --- compare view ----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
+from dashboard import ids
 from tests.dashboard.conftest import ARTIFACTS, XSS_NAME, log_points, train_sweep_one
 
 pytestmark = pytest.mark.browser
@@ -88,7 +89,7 @@ def test_range_test_run_marks_the_suggested_lr(served, browser, dashboard_store)
     url, _ = served
     _open(browser, f"{url}/run/{dashboard_store.range_test_run}")
     _wait_for(browser, "#range-test-figure .js-plotly-plot")
-    WebDriverWait(browser, WAIT_S).until(lambda b: _trace_count(b, "range-test-figure") >= 3)
+    WebDriverWait(browser, WAIT_S).until(lambda b: _trace_count(b, ids.RANGE_TEST_FIGURE) >= 3)
     legend = browser.find_element(By.CSS_SELECTOR, "#range-test-figure").text
     assert "suggested LR" in legend
     _screenshot(browser, "range_test")

@@ -82,6 +82,15 @@ def build_store(uri: str, sizes: list[int]) -> dict[int, str]:
     return ids
 
 
+def _wait_until(ready, *, what: str, timeout_s: float = 120, poll: float = 0.05) -> None:
+    """Poll ``ready()`` until true; a benchmark that never finishes says what it waited for."""
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"dashboard_load: gave up waiting {timeout_s:.0f} s for {what}")
+        time.sleep(poll)
+
+
 def _clock(fn) -> tuple[float, object]:
     start = time.perf_counter()
     result = fn()
@@ -187,13 +196,16 @@ def time_browser(uri: str, run_ids: dict[int, str], screenshot: Path | None) -> 
     try:
         # Load Dash's and plotly's JavaScript once (a run page of an unknown run draws a message).
         driver.get(f"http://127.0.0.1:{server.server_port}/run/{'0' * 32}")
-        while not driver.execute_script("return !!document.querySelector('.lrwatch-message')"):
-            time.sleep(0.05)
+        _wait_until(
+            lambda: driver.execute_script("return !!document.querySelector('.lrwatch-message')"),
+            what="the dashboard's first page",
+        )
         for n, run_id in run_ids.items():
             start = time.perf_counter()
             driver.get(f"http://127.0.0.1:{server.server_port}/run/{run_id}")
-            while not driver.execute_script(drawn):
-                time.sleep(0.02)
+            _wait_until(
+                lambda: driver.execute_script(drawn), what=f"the {n:,}-step chart", poll=0.02
+            )
             out[n] = time.perf_counter() - start
         if screenshot is not None:
             time.sleep(1.0)
@@ -229,8 +241,7 @@ def time_runs_table(uri: str, count: int) -> dict[str, float]:
     data = DashboardData(uri)
     first, (rows, _, _) = _clock(lambda: views.runs_table(data, experiment_id))
     start = time.perf_counter()
-    while data.pending_analyses():
-        time.sleep(0.1)
+    _wait_until(lambda: not data.pending_analyses(), what="the badges", timeout_s=1800, poll=0.1)
     badges = time.perf_counter() - start
     again, _ = _clock(lambda: views.runs_table(data, experiment_id))
     return {"runs": len(rows), "first": first, "badges": badges, "again": again}

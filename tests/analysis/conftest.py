@@ -11,6 +11,22 @@ import functools
 import pytest
 
 
+def lrs_used(make, *, steps: int, lr: float):
+    """The LR each optimizer step used under the real torch scheduler ``make(optimizer)``."""
+    import numpy as np
+    import torch
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler = make(optimizer)
+    used = []
+    for _ in range(steps):
+        used.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+    return np.array(used)
+
+
 @functools.cache
 def _train_cached(**config):
     import torch

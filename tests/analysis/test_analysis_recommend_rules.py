@@ -16,21 +16,13 @@ from lrwatch.analysis.findings import Finding
 from lrwatch.analysis.prepare import prepare_arrays
 from lrwatch.analysis.recommend import primary_finding, recommend
 from lrwatch.analysis.schedule import recognize_schedule
+from tests.analysis.conftest import lrs_used
 
 N = 400
 
 
 def scheduled_lr(make, lr: float = 1.0, steps: int = N) -> np.ndarray:
-    param = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.SGD([param], lr=lr)
-    scheduler = make(optimizer)
-    used = []
-    for _ in range(steps):
-        used.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-    return np.array(used)
+    return lrs_used(make, steps=steps, lr=lr)
 
 
 def decaying_loss(steps: int = N, seed: int = 0) -> np.ndarray:

@@ -13,22 +13,14 @@ from hypothesis import strategies as st
 from lrwatch.analysis import analyze
 from lrwatch.analysis.schedule import KINDS, recognize_schedule
 from lrwatch.tasks import SCHEDULES, TrainConfig, make_scheduler, train
+from tests.analysis.conftest import lrs_used
 
 sched = torch.optim.lr_scheduler
 
 
 def lr_series(make, steps: int, lr: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
-    """The LR each optimizer step used, under the scheduler ``make(optimizer)``."""
-    param = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.SGD([param], lr=lr)
-    scheduler = make(optimizer)
-    used = []
-    for _ in range(steps):
-        used.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-    return np.arange(steps), np.array(used)
+    """Steps and the LR each optimizer step used, under the scheduler ``make(optimizer)``."""
+    return np.arange(steps), lrs_used(make, steps=steps, lr=lr)
 
 
 @cache

@@ -14,21 +14,14 @@ import numpy as np
 import torch
 
 from lrwatch.analysis.schedule import recognize_schedule
+from tests.analysis.conftest import lrs_used
 
 S = torch.optim.lr_scheduler
 CASES = 80
 
 
 def lr_series(make, steps: int, lr: float) -> np.ndarray:
-    param = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.SGD([param], lr=lr)
-    scheduler = make(optimizer)
-    used = []
-    for _ in range(steps):
-        used.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    return np.array(used)
+    return lrs_used(make, steps=steps, lr=lr)
 
 
 def draw_case(rng: np.random.Generator, steps: int, lr: float):

@@ -75,9 +75,9 @@ def mlflow_errors(tracking_uri: str, what: str) -> Iterator[None]:
 
 
 def client(tracking_uri: str):
-    from lrwatch.sources.mlflow_store import _client
+    from lrwatch.sources.mlflow_store import mlflow_client
 
-    return _client(tracking_uri)
+    return mlflow_client(tracking_uri)
 
 
 def list_experiments(tracking_uri: str) -> list[tuple[str, str]]:

@@ -18,6 +18,7 @@ Public functions (all return cleaned data, see :meth:`lrwatch.run.Series.cleaned
 
 from __future__ import annotations
 
+import functools
 import itertools
 import sqlite3
 import threading
@@ -128,22 +129,28 @@ def run_status(mlflow_status: str) -> str | None:
 
 # --- the MLflow client (imported only when needed: importing mlflow takes ~1-2 s) -------------
 
-_clients: dict[str, object] = {}
-_clients_lock = threading.Lock()
+
+def _one_per_uri(build):
+    """Decorate ``build(tracking_uri)``: one object per URI, built on first use under a lock."""
+    built: dict[str, object] = {}
+    lock = threading.Lock()
+
+    @functools.wraps(build)
+    def get(tracking_uri: str):
+        with lock:
+            if tracking_uri not in built:
+                built[tracking_uri] = build(tracking_uri)
+            return built[tracking_uri]
+
+    return get
 
 
+@_one_per_uri
 def mlflow_client(tracking_uri: str):
     """One shared ``MlflowClient`` per tracking URI (building one costs ~0.1 s)."""
-    with _clients_lock:
-        client = _clients.get(tracking_uri)
-        if client is None:
-            from mlflow import MlflowClient
+    from mlflow import MlflowClient
 
-            client = _clients[tracking_uri] = MlflowClient(tracking_uri=tracking_uri)
-        return client
-
-
-_client = mlflow_client  # the name dashboard.data.tracking imported first
+    return MlflowClient(tracking_uri=tracking_uri)
 
 
 def _get_run(tracking_uri: str, run_id: str):
@@ -295,17 +302,8 @@ def sqlite_path(tracking_uri: str) -> str:
     return rest[3:].split("?", 1)[0]
 
 
-_engines: dict[str, object] = {}
-_engines_lock = threading.Lock()
-
-
+@_one_per_uri
 def _engine(tracking_uri: str):
-    with _engines_lock:
-        engine = _engines.get(tracking_uri)
-        if engine is None:
-            import sqlalchemy
+    import sqlalchemy
 
-            engine = _engines[tracking_uri] = sqlalchemy.create_engine(
-                tracking_uri, pool_pre_ping=True
-            )
-        return engine
+    return sqlalchemy.create_engine(tracking_uri, pool_pre_ping=True)

@@ -35,6 +35,18 @@ def pytest_configure(config):
     torch.set_num_threads(1)
 
 
+def stop_process(process, *, timeout_s: float = 20) -> tuple[str, str]:
+    """Terminate a server process started by a test, kill it if it lingers; (stdout, stderr)."""
+    import subprocess
+
+    process.terminate()
+    try:
+        return process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.communicate()
+
+
 @pytest.fixture(scope="session")
 def _migrated_mlflow_db(tmp_path_factory):
     """An empty MLflow SQLite store, migrated once; each test copies it (migrations take seconds)."""

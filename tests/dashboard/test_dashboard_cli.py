@@ -11,6 +11,8 @@ import urllib.request
 
 import pytest
 
+from tests.conftest import stop_process
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -30,12 +32,7 @@ def test_dashboard_command_serves_the_store_it_names(tracking_uri, tmp_path):
         # Bound to loopback only: what the kernel says, not what the command printed.
         assert _listening_addresses(port) == {"127.0.0.1"}
     finally:
-        process.terminate()
-        try:
-            _, stderr = process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            _, stderr = process.communicate()
+        _, stderr = stop_process(process)
     assert f"lrwatch: tracking store {tracking_uri}" in stderr
     assert f"http://127.0.0.1:{port}/" in stderr
 

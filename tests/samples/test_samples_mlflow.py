@@ -18,6 +18,7 @@ import pytest
 from lrwatch import keys
 from lrwatch.samples import EXPERIMENT, import_samples, load_manifest, sync_samples
 from lrwatch.sources.mlflow_store import read_run
+from tests.conftest import stop_process
 
 ENTRIES = load_manifest()["runs"]
 
@@ -143,12 +144,7 @@ def test_demo_serves_the_dashboard(tracking_uri):
         status = _wait_for_http(f"http://127.0.0.1:{port}/", process, timeout_s=120)
         assert status == 200
     finally:
-        process.terminate()
-        try:
-            output, _ = process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
+        output, _ = stop_process(process, timeout_s=30)
     assert f"http://127.0.0.1:{port}/" in output
     assert len(_sample_runs_in_store(tracking_uri)) == len(ENTRIES)
 

@@ -5,29 +5,32 @@ made (the sweep) and from plain measurements of the run's own loss, never from a
 runs are stored with their construction (``role``) and, for constant-rate runs, the final level of
 their step-decayed twin, so the label rules (:func:`labels_for`) can change without retraining:
 
-- ``divergence``: SGD at a rate 10-100x above the task's best rate (it blows up);
-  plus heavy-ball momentum 0.98 at a large rate on ``quadratic`` (climbs without NaN).
+- ``divergence``: SGD at a rate 10-100x above the task's best rate, plus heavy-ball momentum 0.98
+  at a large rate on ``quadratic`` - *when the loss did what the issue calls divergence*
+  (:func:`climbed_away`: it turned NaN/inf, or ended at least 2x its best level having given back
+  at least half of its progress). Such runs that instead fell to a high noisy floor, or climbed
+  and came back, are left out: by the issue's definition they did not diverge.
   ``mlp_classification`` is left out here: at such rates its ReLU network collapses to the
   chance-level loss (log 5) after one spike instead of diverging, a different failure.
 - ``slow_convergence``: SGD at a rate 100-3000x below the task's best rate - including runs whose
-  progress is tiny next to their noise (the issue: "steady but tiny progress ... consistent with
-  an LR that is too small").
-- ``oscillation``: heavy-ball momentum 0.98-0.99 on the ill-conditioned ``quadratic``. One whose
-  loss ends above where it started (median of its last 10% above the median of its first 2%)
-  lost everything it learned and is labelled ``divergence`` too. (The finite-divergence momentum
-  runs stay ``divergence`` only: their climb swamps any wave, so "oscillating" would be a claim
-  about the parameters, not about the loss curve the issue describes.)
+  loss never measurably moves (the most extreme "steps too small").
+- ``oscillation``: heavy-ball momentum 0.98-0.99 on the ill-conditioned ``quadratic``; one that
+  also :func:`climbed_away` is labelled ``divergence`` too.
 - ``plateau``: a constant rate whose step-decayed twin (same seeds, StepLR) ends clearly lower
   (< 0.8x) - the decay proves the floor was held up by the rate - *and* whose own loss is not
   still clearly improving (:func:`still_improving`). Candidates that fail either test are left
-  out (above-best rates) or labelled ``healthy`` (the best rate or a third of it).
+  out (above-best rates) or labelled ``healthy`` (the best rate or a third of it); one that
+  :func:`climbed_away` is ``divergence``. Reporting ``oscillation`` on a plateau run counts
+  neither way (:func:`also_true`).
 - ``healthy``: the task's best rate or a third of it, constant / cosine / warmup-cosine.
 
-Sets, all disjoint: ``tuning`` (seeds 0-2, batch 32, every step logged) used to set thresholds;
-``heldout`` (seeds 100-102, batch 16/64, logged every step or every 2nd step; looked at once
-before the label revision); ``fresh`` (seeds 200-202 with problem instances task_seed 500-502,
-batch 24/48/96, logged every 1/3/2 steps), evaluated once, at the very end. Unit-test fixtures
-use seeds 7-9 and are in none of them.
+Sets, all disjoint: ``tuning`` (seeds 0-2, batch 32, every step logged), ``heldout`` (seeds
+100-102), ``fresh`` (seeds 200-202, task_seeds 500-502) and ``tuning_wide`` (seeds 10-15,
+task_seeds 40-45, six batch sizes, logged every 1st/2nd/3rd step) are the tuning pool: thresholds
+were set on them (``heldout`` and ``fresh`` were held-out sets of earlier detector versions, each
+evaluated once as such before joining the pool). ``final`` (seeds 300-305, task_seeds 800-805,
+batch sizes no other set uses, logged every 1st/2nd/3rd step) was evaluated once, after the last
+detector change. Unit-test fixtures use seeds 7-9 and are in none of them.
 
 Runs are cached as ``artifacts/quality/<set>.pkl`` (gitignored) so the benchmark re-runs fast.
 """
@@ -77,6 +80,10 @@ TWIN_MARGIN = 0.8
 # paying off - not "no real improvement".
 IMPROVING_SHARE = 0.05
 IMPROVING_SE = 3.0
+# A run made to diverge counts as divergence when its loss ended at least this many times its best
+# level (every task's loss is positive): "doubled and stayed up" is far outside what minibatch
+# noise does to a median of 100 steps, and well short of a blow-up.
+CLIMB_FACTOR = 2.0
 
 SETS = {
     "tuning": {"seeds": (0, 1, 2), "batch_sizes": (32,), "log_every": (1,)},
@@ -86,6 +93,22 @@ SETS = {
         "task_seeds": (500, 501, 502),
         "batch_sizes": (24, 48, 96),
         "log_every": (1, 3, 2),
+    },
+    # More tuning runs, with the batch sizes and logging strides the held-out sets use (the first
+    # tuning set logged every step at batch 32 only, and coarse logging was where recall fell).
+    "tuning_wide": {
+        "seeds": (10, 11, 12, 13, 14, 15),
+        "task_seeds": (40, 41, 42, 43, 44, 45),
+        "batch_sizes": (16, 24, 40, 64, 96, 32),
+        "log_every": (2, 3, 1, 3, 2, 1),
+    },
+    # The final held-out set: new seeds, new problem instances, batch sizes no other set uses.
+    # Evaluated once, after the last detector change.
+    "final": {
+        "seeds": (300, 301, 302, 303, 304, 305),
+        "task_seeds": (800, 801, 802, 803, 804, 805),
+        "batch_sizes": (20, 56, 88, 40, 72, 28),
+        "log_every": (2, 1, 3, 3, 1, 2),
     },
 }
 STEPS = 1000
@@ -104,6 +127,11 @@ class LabelledRun:
     @property
     def labels(self) -> frozenset[str]:
         return labels_for(self)
+
+    @property
+    def acceptable(self) -> frozenset[str]:
+        """Kinds that are neither required nor a false alarm for this run (see :func:`also_true`)."""
+        return also_true(self)
 
     @property
     def label(self) -> str:
@@ -138,14 +166,21 @@ def still_improving(values) -> bool:
     )
 
 
-def _ended_above_start(values) -> bool:
+def climbed_away(values) -> bool:
+    """The issue's divergence, measured plainly: the loss turned non-finite, or it rose away from
+    its best and had not come back when the run ended - the median of its last 10% is at least
+    CLIMB_FACTOR times its best level (the lowest median of 20 equal blocks) *and* gave back at
+    least half of the progress from the start (median of the first 2%) to that best."""
     import numpy as np
 
     y = np.asarray(values, dtype=float)
     if not np.isfinite(y).all():
         return True
+    size = y.size // 20
+    best = float(np.min(np.median(y[: 20 * size].reshape(20, size), axis=1)))
     start = float(np.median(y[: max(3, y.size // 50)]))
-    return float(np.median(y[-max(3, y.size // 10) :])) > start
+    end = float(np.median(y[-max(3, y.size // 10) :]))
+    return end >= CLIMB_FACTOR * best and end - best >= 0.5 * max(start - best, 0.0)
 
 
 def _twin_beats(run: LabelledRun) -> bool:
@@ -154,19 +189,32 @@ def _twin_beats(run: LabelledRun) -> bool:
 
 def labels_for(run: LabelledRun) -> frozenset[str]:
     """The run's labels from its construction and plain measurements of its own loss."""
-    if run.role == "diverge":
-        return frozenset({"divergence"})
+    if run.role in ("diverge", "momentum_diverge"):
+        return frozenset({"divergence"}) if climbed_away(run.loss) else frozenset()
     if run.role == "slow":
         return frozenset({"slow_convergence"})
-    if run.role == "momentum_diverge":
-        return frozenset({"divergence"})
     if run.role == "oscillation":
-        extra = {"divergence"} if _ended_above_start(run.loss) else set()
+        extra = {"divergence"} if climbed_away(run.loss) else set()
         return frozenset({"oscillation", *extra})
+    if climbed_away(run.loss):  # a constant rate above the best that blew up or climbed
+        return frozenset({"divergence"})
     is_plateau = _twin_beats(run) and not still_improving(run.loss)
     if run.role == "plateau":
         return frozenset({"plateau"}) if is_plateau else frozenset()
     return frozenset({"plateau" if is_plateau else "healthy"})  # role "best"
+
+
+def also_true(run: LabelledRun) -> frozenset[str]:
+    """Kinds a run's construction neither asserts nor rules out: reporting them is no false alarm.
+
+    A ``plateau`` run sits at a floor held up by a rate that is too high. Steps that large can
+    also make the loss swing in waves (the issue's oscillation: "bouncing ... because steps are
+    too large"): the autoencoder and the quadratic at such rates often show regular spikes every
+    ~30 steps. Nothing in how the run was made says whether a given one does, so an oscillation
+    report on it is not counted either way; the strict score, which counts it as a false alarm,
+    is printed beside the lenient one.
+    """
+    return frozenset({"oscillation"}) if "plateau" in run.labels else frozenset()
 
 
 def build(set_name: str) -> list[LabelledRun]:

@@ -45,6 +45,9 @@ PLATEAU_DECAY_FACTOR = 0.1
 ANNEALED_FRACTION = 0.3
 # Slow convergence: one half-decade step up; re-check, then go further if it stays stable.
 SLOW_FACTOR = 3.0
+# A loss that never measurably moved sits at a rate orders of magnitude too small (on the quality
+# runs, 1000-3000x below the best): x3 would take many runs to get anywhere, so go a decade up.
+NO_PROGRESS_SLOW_FACTOR = 10.0
 # "At the very start": within this fraction of the run's steps.
 EARLY_FRACTION = 0.1
 # Fewer points than this before / after an event and we do not compare levels.
@@ -358,14 +361,18 @@ def _for_slow(ctx: _Context, f: Finding) -> Recommendation:
     peak = ctx.schedule.peak_lr
     base = peak if (peak is not None and ctx.schedule.kind not in ("missing",)) else lr
     which = "peak LR" if ctx.schedule.kind not in ("constant", "missing") else "LR"
+    factor = NO_PROGRESS_SLOW_FACTOR if f.evidence.get("no_progress") else SLOW_FACTOR
+    what = (
+        "did not measurably improve" if f.evidence.get("no_progress") else "is still falling slowly"
+    )
     return Recommendation(
         action="increase_lr",
-        suggested_lr=_scaled(base, SLOW_FACTOR),
-        factor=SLOW_FACTOR,
+        suggested_lr=_scaled(base, factor),
+        factor=factor,
         message=(
-            f"The loss is still falling slowly from step {f.start_step} to {f.end_step} at "
+            f"The loss {what} from step {f.start_step} to {f.end_step} at "
             f"{which} {fmt(base)}: the steps are too small to use the budget. Raise it to "
-            f"{_lr_phrase(base, SLOW_FACTOR)}; if that trains stably, try another 3x "
+            f"{_lr_phrase(base, factor)}; if that trains stably, try another 3x "
             "(an LR range test finds the edge in one short run)."
         ),
         evidence={"lr_in_force": lr, "base_lr": base},

@@ -76,6 +76,16 @@ def test_healthy_real_runs_do_not_diverge(detectors_train):
         assert "divergence" not in kinds(prepare(detectors_train(task=task, lr=lr)))
 
 
+def test_a_noisy_climb_that_ends_above_the_start_is_divergence():
+    # Bouncing upwards (heavy-ball momentum climbing): the per-step noise is large, but the
+    # loss gave back everything it learned and more.
+    t = np.arange(1000)
+    rng = np.random.default_rng(9)
+    level = np.where(t < 200, 2.0 - 0.5 * t / 200, 1.5 + 1.5 * (t - 200) / 800)
+    loss = level * np.exp(0.25 * rng.standard_normal(t.size))
+    assert "divergence" in kinds(prepare_arrays(t, loss))
+
+
 def test_a_nan_in_a_short_run_is_still_reported():
     loss = np.array([1.0, 3.0, 50.0, 4e4, np.inf, np.nan])
     (finding,) = run_detectors(prepare_arrays(np.arange(6), loss))

@@ -20,6 +20,22 @@ def test_heavy_ball_momentum_on_the_quadratic_oscillates(detectors_train):
     assert prepared.steps[0] <= finding.start_step <= finding.end_step <= prepared.steps[-1]
 
 
+def test_heavy_ball_oscillation_is_found_when_only_every_third_step_is_logged(detectors_train):
+    run = detectors_train(task="quadratic", lr=0.01, momentum=0.99, log_every=3)
+    assert "oscillation" in kinds(prepare(run))
+
+
+def test_a_wave_riding_a_loss_that_falls_by_decades_is_found():
+    # Heavy-ball swings scale with the loss itself: on a linear scale the late swings vanish
+    # next to the early ones; the detector judges a positive loss on its log scale.
+    rng = np.random.default_rng(8)
+    t = np.arange(1500)
+    swing = 1.0 + 0.5 * np.cos(2 * np.pi * t / 20)
+    loss = 10.0 * np.exp(-t / 200) * swing * np.exp(0.1 * rng.standard_normal(t.size))
+    (finding,) = detect_oscillation(prepare_arrays(t, loss))
+    assert finding.evidence["period_steps"] == pytest.approx(20.0, rel=0.2)
+
+
 @pytest.mark.parametrize(
     ("task", "lr", "momentum"),
     [("mlp_regression", 0.03, 0.0), ("mlp_classification", 0.3, 0.0), ("quadratic", 0.03, 0.9)],

@@ -65,6 +65,57 @@ def test_a_rate_far_below_the_best_is_slow_convergence(detectors_train, task, lr
     assert "slow_convergence" in kinds(prepare(detectors_train(task=task, lr=lr)), "warning")
 
 
+def white_noise_around(level, n=1500, *, seed=4):
+    return level + 0.05 * np.random.default_rng(seed).standard_normal(n)
+
+
+def test_a_loss_that_never_moves_at_a_constant_rate_is_slow_convergence():
+    loss = white_noise_around(2.0)
+    t = np.arange(loss.size)
+    (finding,) = detect_slow_convergence(prepare_arrays(t, loss, t, np.full(t.size, 1e-5)))
+    assert finding.severity == "warning"
+    assert finding.evidence["no_progress"] is True
+    assert (finding.start_step, finding.end_step) == (0, t.size - 1)
+
+
+def test_a_level_that_wanders_is_not_read_as_no_progress():
+    # A floor held up by a rate far too high bounces the same way around where it started, but
+    # its level wanders with the parameters (correlated losses): not "the rate is too small".
+    rng = np.random.default_rng(5)
+    wander = np.zeros(1500)
+    for i in range(1, wander.size):
+        wander[i] = 0.9 * wander[i - 1] + 0.05 * rng.standard_normal()
+    t = np.arange(wander.size)
+    prepared = prepare_arrays(t, 2.0 + wander, t, np.full(t.size, 1.0))
+    assert detect_slow_convergence(prepared) == []
+
+
+def test_no_progress_is_not_judged_while_the_rate_still_changes():
+    # During a warmup the loss often waits for the rate to grow.
+    loss = white_noise_around(2.0)
+    t = np.arange(loss.size)
+    warmup = np.minimum(1.0, (t + 1) / 2000) * 0.1
+    assert detect_slow_convergence(prepare_arrays(t, loss, t, warmup)) == []
+
+
+@pytest.mark.parametrize(("task", "lr"), [("autoencoder", 3e-4), ("quadratic", 1e-4)])
+def test_a_rate_so_small_the_loss_never_moves_is_slow_convergence(detectors_train, task, lr):
+    # 333x and 3000x below these tasks' best rates: the loss stays within its noise.
+    findings = run_detectors(prepare(detectors_train(task=task, lr=lr)))
+    slow = [f for f in findings if f.kind == "slow_convergence"]
+    assert [f.severity for f in slow] == ["warning"]
+
+
+def test_a_plateau_after_a_climb_is_a_note_beside_the_divergence():
+    t = np.arange(2000)
+    rng = np.random.default_rng(6)
+    level = np.where(t < 500, 3.0 - 2.0 * t / 500, np.minimum(1.0 + (t - 500) / 100, 4.0))
+    prepared = prepare_arrays(t, level + 0.05 * rng.standard_normal(t.size), t, np.full(2000, 0.1))
+    severities = {f.kind: f.severity for f in run_detectors(prepared)}
+    assert severities["divergence"] in ("warning", "critical")
+    assert severities.get("plateau", "info") == "info"
+
+
 @pytest.mark.parametrize(
     ("task", "lr", "schedule"),
     [

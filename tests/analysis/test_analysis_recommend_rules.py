@@ -150,6 +150,15 @@ def test_slow_convergence_raises_the_lr():
     assert rec.suggested_lr == pytest.approx(0.003)
 
 
+def test_a_loss_that_never_moved_raises_the_lr_a_decade():
+    flat = 2.0 + 0.01 * np.random.default_rng(3).standard_normal(N)
+    no_progress = Finding("slow_convergence", 0, N - 1, "warning", "seen", {"no_progress": True})
+    rec = advise(flat, np.full(N, 1e-4), [no_progress])
+    assert rec.action == "increase_lr"
+    assert rec.suggested_lr == pytest.approx(1e-3)
+    assert "did not measurably improve" in rec.message
+
+
 def test_precedence_critical_first_then_earliest():
     plateau = finding("plateau", 10, 100, "warning")
     late = finding("divergence", 300, 320, "critical")

@@ -14,7 +14,7 @@ import numpy as np
 
 from lrwatch.analysis.detectors.divergence import detect_divergence
 from lrwatch.analysis.detectors.oscillation import detect_oscillation
-from lrwatch.analysis.detectors.plateau import detect_plateau
+from lrwatch.analysis.detectors.plateau import WANDER_WARNING, detect_plateau
 from lrwatch.analysis.detectors.slow_convergence import detect_slow_convergence
 from lrwatch.analysis.findings import Finding
 from lrwatch.analysis.prepare import PreparedRun
@@ -62,8 +62,20 @@ def run_detectors(prepared: PreparedRun) -> list[Finding]:
         # A loss that bounces and still falls is slowed by the bouncing; reading it as "rate
         # too small" would advise the opposite of the fix.
         findings = [f for f in findings if f.kind != "slow_convergence"]
-        # A wave makes consecutive losses correlated, which the plateau detector would read as
-        # a level held up by the rate; the oscillation finding already names the cause (and
-        # its fix, a lower rate or momentum), so the plateau stays a note.
-        findings = [replace(f, severity="info") if f.kind == "plateau" else f for f in findings]
+    if kinds & {"oscillation", "divergence"}:
+        findings = [_plateau_beside(kinds, f) if f.kind == "plateau" else f for f in findings]
     return sorted(findings, key=lambda f: (f.start_step, f.kind))
+
+
+def _plateau_beside(kinds: set[str], plateau: Finding) -> Finding:
+    """A plateau beside a divergence or an oscillation, which already name the cause and fix.
+
+    A loss that climbed and stayed up is flat at its new level: a note. A wave makes
+    consecutive losses correlated, which the plateau detector reads as a level held up by the
+    rate (persistence), so beside an oscillation the plateau stays a warning only when its
+    block medians wander far beyond the noise - a level held up by the rate in its own right.
+    """
+    wanders = plateau.evidence.get("wander", 0.0) >= WANDER_WARNING
+    if "divergence" in kinds or not wanders:
+        return replace(plateau, severity="info")
+    return plateau

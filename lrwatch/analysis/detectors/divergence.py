@@ -22,6 +22,12 @@ from lrwatch.analysis.prepare import (
 # The finite case judges the last 10% of the run: long enough that a recovered spike has no
 # weight in its median, short enough that a late blow-up is not averaged away.
 TAIL_FRACTION = 0.10
+# A second, weaker test for a loss that gave back LOST_ALL_SHARE of its progress: 2 noise units
+# (not 4). On the tuning runs such climbs (momentum runs bouncing upwards) rose 2.7-3.3 noise
+# units; runs that never climbed, including ones that never learned anything, gave back at most
+# 1.23 of their (tiny) progress.
+LOST_ALL_SHARE = 1.5
+LOST_ALL_RISE_NOISE = 2.0
 # Blocks for the climb's onset: 200 resolve an onset to 0.5% of the run.
 ONSET_BLOCKS = 200
 
@@ -122,7 +128,11 @@ def _finite_climb(
     rise = end_level - best_level
     noise = prepared.noise
     progress = max(start_level - best_level, 0.0)
-    if not (rise > rise_noise * noise and rise > giveback_fraction * progress and rise > 0):
+    gave_back_half = rise > rise_noise * noise and rise > giveback_fraction * progress
+    # Ended far above where it started: everything learned is lost and then some, which needs
+    # less evidence against the noise (a bouncing climb, e.g. heavy-ball momentum, is noisy).
+    gave_back_all = rise > LOST_ALL_RISE_NOISE * noise and rise >= LOST_ALL_SHARE * progress
+    if not ((gave_back_half or gave_back_all) and rise > 0):
         return []
     onset = _onset_index(prepared, n)
     start = int(prepared.steps[onset])

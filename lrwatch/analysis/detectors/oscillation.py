@@ -61,7 +61,7 @@ def detect_oscillation(
     peak_share = require_in_range("peak_share", peak_share, 0.0, 1.0)
     min_windows = int(require_in_range("min_windows", min_windows, 1, 1e9))
     min_window_fraction = require_in_range("min_window_fraction", min_window_fraction, 0.0, 1.0)
-    y = prepared.finite_loss
+    y = _on_log_scale(prepared.finite_loss)
     if y.size < WINDOW + STRIDE * (max(min_windows, 2) - 1):
         return []
     starts = _window_starts(y.size)
@@ -93,6 +93,17 @@ def detect_oscillation(
         "window_points": WINDOW,
     }
     return [Finding("oscillation", start, end, "warning", message, evidence)]
+
+
+def _on_log_scale(y: np.ndarray) -> np.ndarray:
+    """``log(y)`` for a positive loss, else ``y`` unchanged.
+
+    A bounce's size scales with the loss itself (heavy-ball momentum in a valley swings around
+    the minimum by a share of the remaining distance), so a wave keeps its shape on a log scale
+    while the loss falls by decades; on a linear scale the late, small swings vanish next to
+    the early, large ones. Scaling the loss only shifts its log, which the detrend removes.
+    """
+    return np.log(y) if y.size and float(y.min()) > 0 else y
 
 
 def _window_starts(n: int) -> np.ndarray:

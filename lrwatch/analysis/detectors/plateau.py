@@ -24,6 +24,9 @@ from lrwatch.analysis.prepare import PreparedRun, robust_median
 START_GRID = 20
 # Blocks inside a stretch for the wander measure: 16 medians give a stable spread.
 WANDER_BLOCKS = 16
+# Default warning thresholds (their reasons: see detect_plateau's Args).
+WANDER_WARNING = 1.6
+PERSISTENCE_WARNING = 0.18
 # The persistence measure reads at most this many consecutive points at the end of the stretch:
 # its standard error is then ~1/sqrt(20,000) < 0.01, and a 1M-step run stays fast.
 MAX_PERSISTENCE_POINTS = 20_000
@@ -34,8 +37,8 @@ def detect_plateau(
     *,
     min_fraction: float = 0.2,
     flat_tolerance: float = 0.5,
-    wander_warning: float = 1.6,
-    persistence_warning: float = 0.18,
+    wander_warning: float = WANDER_WARNING,
+    persistence_warning: float = PERSISTENCE_WARNING,
     persistence_min_fraction: float = 0.5,
     persistence_strong: float = 0.5,
 ) -> list[Finding]:
@@ -111,6 +114,16 @@ def detect_plateau(
         "lr": None if prepared.lr is None else float(prepared.lr[begin]),
     }
     return [Finding("plateau", start, end, severity, message, evidence)]
+
+
+def wanders(values: np.ndarray, noise: float) -> bool:
+    """True when a stretch's level wanders like a floor held up by a too-high rate.
+
+    Its block medians spread beyond what per-step noise explains, or consecutive losses stay
+    correlated (the plateau warning's tests at their defaults). A loss whose parameters barely
+    move shows neither: consecutive minibatch losses are then independent draws.
+    """
+    return _wander(values, noise) >= WANDER_WARNING or _persistence(values) >= PERSISTENCE_WARNING
 
 
 def _improvement(stretch: np.ndarray) -> float:

@@ -4,6 +4,10 @@ A run at a good rate makes most of its progress early and then flattens; a run w
 small descends almost linearly and is still descending at the end. The detector compares the
 progress of the last third of the run with the progress of the whole run, and asks that the last
 third's progress be real (many noise units) and steady (block medians fall monotonically).
+
+The extreme case is a rate so small that the loss never measurably moves: its end sits where it
+started, within the noise. That is reported too (the run learned nothing, which a rate 1000x too
+small - or a model that is not training at all - looks like), rather than read as convergence.
 """
 
 from __future__ import annotations
@@ -11,11 +15,18 @@ from __future__ import annotations
 import numpy as np
 
 from lrwatch.analysis.detectors._common import block_median_noise, fmt, require_in_range
+from lrwatch.analysis.detectors.plateau import wanders
 from lrwatch.analysis.findings import Finding
 from lrwatch.analysis.prepare import PreparedRun, robust_median
 
 # Blocks used for the steadiness check: 12 medians show a trend's shape without tracing noise.
 STEADINESS_BLOCKS = 12
+# "Never measurably moved": the start level (median of the first 2%) and the end level (median
+# of the last third) differ by less than this many standard errors of their difference, and so
+# do the middle and last thirds. Healthy
+# runs on the tuning sets dropped by at least 8.9 of them, runs at a rate 1000-3000x too small
+# by -1.3 to 3; a drop above 3 is a trend, and the steady-progress tests judge it.
+NO_PROGRESS_STANDARD_ERRORS = 3.0
 
 
 def detect_slow_convergence(
@@ -79,6 +90,18 @@ def detect_slow_convergence(
     total = start_level - end
     late = middle - end
     se = block_median_noise(prepared.noise, third)
+    se_total = float(np.hypot(block_median_noise(prepared.noise, head), se))
+    # A rate far too *high* can also leave the loss where it started: it drops to a high floor
+    # within the first few steps (hidden in the first 2%) and bounces there. Its level wanders
+    # with the parameters; a rate too small to move them leaves independent minibatch draws.
+    # Only at a constant rate: during a warmup the loss often waits for the rate to grow (and a
+    # live run judged early would be told it learned nothing).
+    no_progress = (
+        abs(total) < NO_PROGRESS_STANDARD_ERRORS * se_total
+        and abs(late) < NO_PROGRESS_STANDARD_ERRORS * np.sqrt(2.0) * se  # nor within the run
+    )
+    if no_progress and prepared.lr_is_constant and not wanders(y, prepared.noise):
+        return [_no_progress_finding(prepared, start_level, end, total / se_total)]
     if total <= 0 or late < late_share * total or late <= steady_late_drop_noise * se:
         return []
     steadiness = _steadiness(y)
@@ -101,6 +124,22 @@ def detect_slow_convergence(
         "steadiness": steadiness,
     }
     return [Finding("slow_convergence", first, last, "warning", message, evidence)]
+
+
+def _no_progress_finding(prepared: PreparedRun, start: float, end: float, z: float) -> Finding:
+    first, last = int(prepared.steps[0]), int(prepared.steps[-1])
+    message = (
+        f"The loss did not measurably improve between steps {first} and {last} ({fmt(start)} -> "
+        f"{fmt(end)}, within the noise): the learning rate looks far too small to move it - or "
+        f"the model is not training (frozen parameters, a loss detached from them)."
+    )
+    evidence = {
+        "start_level": start,
+        "end_level": end,
+        "drop_in_standard_errors": float(z),
+        "no_progress": True,
+    }
+    return Finding("slow_convergence", first, last, "warning", message, evidence)
 
 
 def _steadiness(y: np.ndarray) -> float:

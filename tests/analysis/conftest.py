@@ -1,7 +1,7 @@
 """Fixtures shared by the analysis tests (detectors and analyze()).
 
-Detector fixtures are prefixed ``detectors_``. Real runs use seeds 7-9, which the held-out
-quality set (seeds 100-102) never uses.
+Detector fixtures are prefixed ``detectors_``. Real runs use seeds 7-9, which no quality set
+(``benchmarks/labelled_runs.py``: tuning pool or final held-out) uses.
 """
 
 from __future__ import annotations

@@ -91,15 +91,15 @@ def detect_slow_convergence(
     late = middle - end
     se = block_median_noise(prepared.noise, third)
     se_total = float(np.hypot(block_median_noise(prepared.noise, head), se))
-    # A rate far too *high* can also leave the loss where it started: it drops to a high floor
-    # within the first few steps (hidden in the first 2%) and bounces there. Its level wanders
-    # with the parameters; a rate too small to move them leaves independent minibatch draws.
-    # Only at a constant rate: during a warmup the loss often waits for the rate to grow (and a
-    # live run judged early would be told it learned nothing).
     no_progress = (
         abs(total) < NO_PROGRESS_STANDARD_ERRORS * se_total
         and abs(late) < NO_PROGRESS_STANDARD_ERRORS * np.sqrt(2.0) * se  # nor within the run
     )
+    # Only at a constant rate: during a warmup the loss often waits for the rate to grow (and a
+    # live run judged early would be told it learned nothing). And not when the level wanders:
+    # a rate far too *high* can also leave the loss where it started - it drops to a high floor
+    # within the first few steps (hidden in the first 2%) and bounces there, its level moving
+    # with the parameters; a rate too small to move them leaves independent minibatch draws.
     if no_progress and prepared.lr_is_constant and not wanders(y, prepared.noise):
         return [_no_progress_finding(prepared, start_level, end, total / se_total)]
     if total <= 0 or late < late_share * total or late <= steady_late_drop_noise * se:

@@ -228,9 +228,11 @@ def figure_sensitivity(
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def _line(points: Downsampled, name, colour, *, width, group=None, showlegend=True) -> go.Scattergl:
-    # WebGL keeps panning smooth; every trace stays under ~2,000 points anyway.
-    return go.Scattergl(
+def _line(points: Downsampled, name, colour, *, width, group=None, showlegend=True) -> go.Scatter:
+    # SVG, not WebGL: every line stays under ~2,000 points (zooming re-samples), where SVG pans
+    # smoothly too, and a WebGL chart's first draw took 0.4 s longer in headless Chromium without
+    # a GPU (0.56 s against 0.14 s for the 1M-step run: a GL context and shaders come first).
+    return go.Scatter(
         x=points.steps, y=points.values, mode="lines", name=name, legendgroup=group,
         showlegend=showlegend, line={"color": colour, "width": width},
     )  # fmt: skip

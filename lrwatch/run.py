@@ -44,8 +44,8 @@ class Series:
     def cleaned(self) -> Series:
         """Sorted by step, one value per step (the last logged), SQL-store infinities restored."""
         values = restore_infinities(self.values)
-        if self.steps.size == 0:
-            return Series(self.steps, values)
+        if self.steps.size < 2 or np.all(self.steps[1:] > self.steps[:-1]):
+            return Series(self.steps, values)  # already sorted and unique: the common case
         # Stable sort keeps logging order among equal steps, so "last logged" is well defined.
         order = np.argsort(self.steps, kind="stable")
         steps, values = self.steps[order], values[order]

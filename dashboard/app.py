@@ -61,11 +61,16 @@ def dashboard_url(host: str, port: int) -> str:
 
 
 def _warm_up() -> None:
-    """Import MLflow, the analysis, plotly's figure machinery, scipy and tsdownsample now.
+    """Start the read helper; import MLflow, the analysis, plotly's figure machinery, scipy and
+    tsdownsample now.
 
     The first request of a fresh process would otherwise pay 3-5 s of imports; paying them at
-    start-up keeps the time to first chart at what the data needs.
+    start-up keeps the time to first chart at what the data needs. The helper process (see
+    :mod:`dashboard.data.read_helper`) imports its own share meanwhile.
     """
+    from dashboard.data.read_helper import shared_helper
+
+    shared_helper().start()
     import mlflow  # noqa: F401
     import numpy as np
 

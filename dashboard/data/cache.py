@@ -26,9 +26,9 @@ CacheKey = tuple[str, str, str]
 
 
 def _default_reader(tracking_uri: str, run_id: str, keys, *, after_step=None):
-    from lrwatch.sources.mlflow_store import read_histories
+    from dashboard.data.read_helper import shared_helper
 
-    return read_histories(tracking_uri, run_id, keys, after_step=after_step)
+    return shared_helper().read(tracking_uri, run_id, keys, after_step=after_step)
 
 
 class SeriesCache:
@@ -37,7 +37,8 @@ class SeriesCache:
     Args:
         max_points: evict least recently used series beyond this many points in total.
         reader: ``reader(uri, run_id, keys, *, after_step=None) -> {key: Series}``; the default
-            is :func:`lrwatch.sources.mlflow_store.read_histories`.
+            is :func:`lrwatch.sources.mlflow_store.read_histories`, shared with the helper process
+            of :mod:`dashboard.data.read_helper` once the app has started it.
         disk: an on-disk copy of long series (see :mod:`dashboard.data.disk_cache`), or None.
     """
 

@@ -170,7 +170,9 @@ def _read_csv_slow(path: Path, header: list[str], body: str, delimiter: str) -> 
     columns = {}
     for name, cells in zip(header, cells_by_column):
         column = _parse_cells(cells)
-        if name and column is not None:
+        # A column blank in every row is no column, as for pyarrow (its type is null): with a
+        # header that repeats a name, both readers then keep the same one.
+        if name and column is not None and column[1].any():
             columns[name] = column
     return columns
 

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from lrwatch.errors import InputError
@@ -165,6 +165,7 @@ _CELLS = st.one_of(
     ),
     rows=st.lists(st.lists(_CELLS, min_size=0, max_size=6), max_size=30),
 )
+@example(header=["step", "step", "step", "loss"], rows=[["0.0", "0.0", "", "0.0"]])
 def test_any_csv_loads_or_is_an_input_error(tmp_path_factory, header, rows):
     path = tmp_path_factory.mktemp("prop") / "run.csv"
     path.write_text("\n".join([",".join(header), *(",".join(r) for r in rows)]) + "\n")

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from lrwatch import keys
+from lrwatch.analysis.detectors._common import MIN_LEVEL_POINTS, recovered_after
 from lrwatch.analysis.findings import KINDS, Finding, Recommendation, Schedule, severity_rank
 from lrwatch.analysis.prepare import PreparedRun, robust_diff_noise
 
@@ -50,11 +51,6 @@ SLOW_FACTOR = 3.0
 NO_PROGRESS_SLOW_FACTOR = 10.0
 # "At the very start": within this fraction of the run's steps.
 EARLY_FRACTION = 0.1
-# Fewer points than this before / after an event and we do not compare levels.
-_MIN_LEVEL_POINTS = 5
-_LEVEL_WINDOW = 50
-# More non-finite losses than this in one event is not an isolated spike.
-_MAX_ISOLATED_NONFINITE = 3
 
 _ADAPTIVE = ("adam", "adamw", "rmsprop", "adagrad", "adadelta", "nadam", "radam", "lamb")
 
@@ -432,28 +428,9 @@ def _clip(ctx: _Context, f: Finding) -> Recommendation:
 
 
 def _recovered(ctx: _Context, f: Finding) -> bool:
-    """True when the loss after the event is back within its band from before it.
-
-    For a finding with non-finite losses the event ends at its last non-finite point (the
-    detector's span runs to the end of the run); a few such points, then finite losses back at
-    the old level, is a bad batch (or a mixed-precision step the scaler skipped).
-    """
-    p = ctx.p
+    """True when the loss after the finding's event is back at its level from before it."""
     lo, hi = ctx.index_range(f)
-    bad = np.flatnonzero(~np.isfinite(p.loss[lo:hi]))
-    if bad.size:
-        if bad.size > _MAX_ISOLATED_NONFINITE:
-            return False
-        hi = lo + int(bad[-1]) + 1
-    before = p.loss[max(0, lo - _LEVEL_WINDOW) : lo]
-    before = before[np.isfinite(before)]
-    after = p.loss[hi:]
-    if before.size < _MIN_LEVEL_POINTS or after.size < _MIN_LEVEL_POINTS:
-        return False
-    if not np.all(np.isfinite(after)):
-        return False
-    band = np.percentile(before, 90) + 3 * robust_diff_noise(before)
-    return bool(np.median(after[:_LEVEL_WINDOW]) <= band)
+    return recovered_after(ctx.p.loss, lo, hi)
 
 
 def _progressed_before(ctx: _Context, f: Finding) -> bool:
@@ -462,7 +439,7 @@ def _progressed_before(ctx: _Context, f: Finding) -> bool:
     lo, _ = ctx.index_range(f)
     head = p.loss[: max(lo, 1)]
     head = head[np.isfinite(head)]
-    if head.size < _MIN_LEVEL_POINTS:
+    if head.size < MIN_LEVEL_POINTS:
         return False
     k = max(1, min(5, head.size // 10))
     noise = max(robust_diff_noise(head), 1e-12 * abs(head[0]))

@@ -86,6 +86,18 @@ def test_a_noisy_climb_that_ends_above_the_start_is_divergence():
     assert "divergence" in kinds(prepare_arrays(t, loss))
 
 
+def test_an_isolated_nan_the_loss_recovers_from_is_a_warning_not_critical():
+    t = np.arange(1000)
+    loss = 1.0 + 2.0 * np.exp(-t / 100) + 0.05 * np.random.default_rng(10).standard_normal(t.size)
+    loss[600] = np.nan
+    (finding,) = [f for f in run_detectors(prepare_arrays(t, loss)) if f.kind == "divergence"]
+    assert (finding.start_step, finding.severity) == (600, "warning")
+    assert finding.evidence["recovered"] is True
+    loss[600:] = np.nan  # the same NaN, and the loss never comes back
+    (finding,) = [f for f in run_detectors(prepare_arrays(t, loss)) if f.kind == "divergence"]
+    assert (finding.start_step, finding.severity) == (600, "critical")
+
+
 def test_a_nan_in_a_short_run_is_still_reported():
     loss = np.array([1.0, 3.0, 50.0, 4e4, np.inf, np.nan])
     (finding,) = run_detectors(prepare_arrays(np.arange(6), loss))

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from lrwatch.analysis.detectors._common import block_median_noise, fmt, require_in_range
+from lrwatch.analysis.detectors._common import (
+    block_median_noise,
+    fmt,
+    recovered_after,
+    require_in_range,
+)
 from lrwatch.analysis.findings import Finding
 from lrwatch.analysis.prepare import (
     PreparedRun,
@@ -98,18 +103,29 @@ def _nonfinite_finding(prepared: PreparedRun) -> Finding:
     bad_step = int(prepared.steps[first])
     start = int(prepared.steps[onset])
     value = prepared.loss[first]
+    # A few NaN/inf losses after which the loss is back at its old level: a bad batch (or a
+    # skipped mixed-precision step). Still reported at the first NaN, but not as critical: the
+    # run went on training, and the fix is clipping, not a lower rate.
+    recovered = recovered_after(prepared.loss, onset, prepared.n)
     where = f"from step {start}" if start < bad_step else f"at step {start}"
     message = f"The loss diverged {where}: it became {value} at step {bad_step}" + (
         " after climbing away from its best." if climbed else "."
     )
+    if recovered:
+        message = (
+            f"The loss became {value} at step {bad_step} and then came back to its earlier "
+            f"level: an isolated bad step, not a run that diverged for good."
+        )
     evidence = {
         "first_nonfinite_step": bad_step,
         "first_nonfinite_value": float(value),
         "climbed_first": climbed,
+        "recovered": recovered,
         "best_loss": float(np.min(finite)) if finite.size else float("nan"),
         "last_finite_loss": float(finite[-1]) if finite.size else float("nan"),
     }
-    return Finding("divergence", start, int(prepared.steps[-1]), "critical", message, evidence)
+    severity = "warning" if recovered else "critical"
+    return Finding("divergence", start, int(prepared.steps[-1]), severity, message, evidence)
 
 
 def _finite_climb(

@@ -91,7 +91,7 @@ def test_an_isolated_nan_the_loss_recovers_from_is_a_warning_not_critical():
     loss = 1.0 + 2.0 * np.exp(-t / 100) + 0.05 * np.random.default_rng(10).standard_normal(t.size)
     loss[600] = np.nan
     (finding,) = [f for f in run_detectors(prepare_arrays(t, loss)) if f.kind == "divergence"]
-    assert (finding.start_step, finding.severity) == (600, "warning")
+    assert (finding.start_step, finding.end_step, finding.severity) == (600, 600, "warning")
     assert finding.evidence["recovered"] is True
     loss[600:] = np.nan  # the same NaN, and the loss never comes back
     (finding,) = [f for f in run_detectors(prepare_arrays(t, loss)) if f.kind == "divergence"]

@@ -124,8 +124,12 @@ def _nonfinite_finding(prepared: PreparedRun) -> Finding:
         "best_loss": float(np.min(finite)) if finite.size else float("nan"),
         "last_finite_loss": float(finite[-1]) if finite.size else float("nan"),
     }
-    severity = "warning" if recovered else "critical"
-    return Finding("divergence", start, int(prepared.steps[-1]), severity, message, evidence)
+    if recovered:  # the event is the bad steps themselves, not the rest of the run
+        bad = np.flatnonzero(~np.isfinite(prepared.loss))
+        return Finding(
+            "divergence", bad_step, int(prepared.steps[bad[-1]]), "warning", message, evidence
+        )
+    return Finding("divergence", start, int(prepared.steps[-1]), "critical", message, evidence)
 
 
 def _finite_climb(

@@ -108,13 +108,14 @@ def _nonfinite_finding(prepared: PreparedRun) -> Finding:
     # run went on training, and the fix is clipping, not a lower rate.
     recovered = recovered_after(prepared.loss, onset, prepared.n)
     where = f"from step {start}" if start < bad_step else f"at step {start}"
-    message = f"The loss diverged {where}: it became {value} at step {bad_step}" + (
-        " after climbing away from its best." if climbed else "."
-    )
     if recovered:
         message = (
             f"The loss became {value} at step {bad_step} and then came back to its earlier "
             f"level: an isolated bad step, not a run that diverged for good."
+        )
+    else:
+        message = f"The loss diverged {where}: it became {value} at step {bad_step}" + (
+            " after climbing away from its best." if climbed else "."
         )
     evidence = {
         "first_nonfinite_step": bad_step,

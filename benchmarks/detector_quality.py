@@ -2,8 +2,9 @@
 
 Usage::
 
-    python benchmarks/detector_quality.py            # final held-out set (the README figures)
+    python benchmarks/detector_quality.py            # both final held-out sets (README figures)
     python benchmarks/detector_quality.py --set tuning_wide   # a set of the tuning pool
+    python benchmarks/detector_quality.py --set final final2  # ... one table each, then pooled
     python benchmarks/detector_quality.py --rebuild  # retrain the runs (a few minutes)
 
 A kind counts as *reported* for a run when the run has a finding of that kind at ``warning`` or
@@ -75,19 +76,9 @@ def evaluate(runs, *, verbose: bool = False, strict: bool = False) -> dict:
     return table
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", default="final", choices=tuple(SETS))
-    parser.add_argument("--rebuild", action="store_true")
-    parser.add_argument("-v", "--verbose", action="store_true", help="list misclassified runs")
-    args = parser.parse_args()
-    t0 = time.perf_counter()
-    runs = load(args.set, rebuild=args.rebuild)
-    print(
-        f"{args.set}: {len(runs)} runs ({dict(Counter(r.label for r in runs))}) in "
-        f"{time.perf_counter() - t0:.1f} s"
-    )
-    lenient = evaluate(runs, verbose=args.verbose)
+def print_table(runs, *, verbose: bool = False) -> None:
+    """One Markdown table: per-kind precision/recall (and strict precision), false alarms."""
+    lenient = evaluate(runs, verbose=verbose)
     strict = evaluate(runs, strict=True)
     print(
         "| kind | labelled runs | precision | recall | precision (strict) |\n|---|---|---|---|---|"
@@ -103,6 +94,44 @@ def main() -> int:
         f"| healthy: share with a warning-level finding | {h['runs']} | "
         f"{h['false_alarm_rate']:.1%} | | |"
     )
+    print(f"recall by logging stride: {recall_by_stride(runs)}")
+
+
+def recall_by_stride(runs) -> str:
+    """Found/labelled per kind and logging stride, e.g. ``oscillation 1:12/12 2:6/12``."""
+    found, labelled = Counter(), Counter()
+    for run in runs:
+        stride = int(run.steps[1] - run.steps[0]) if len(run.steps) > 1 else 1
+        kinds = reported_kinds(run)
+        for kind in run.labels - {"healthy"}:
+            labelled[kind, stride] += 1
+            found[kind, stride] += kind in kinds
+    return "; ".join(
+        f"{kind} "
+        + " ".join(f"{s}:{found[k, s]}/{labelled[k, s]}" for k, s in sorted(labelled) if k == kind)
+        for kind in KINDS
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", nargs="+", default=["final", "final2"], choices=tuple(SETS))
+    parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="list misclassified runs")
+    args = parser.parse_args()
+    pooled = []
+    for name in args.set:
+        t0 = time.perf_counter()
+        runs = load(name, rebuild=args.rebuild)
+        print(
+            f"{name}: {len(runs)} runs ({dict(Counter(r.label for r in runs))}) in "
+            f"{time.perf_counter() - t0:.1f} s"
+        )
+        print_table(runs, verbose=args.verbose)
+        pooled.extend(runs)
+    if len(args.set) > 1:
+        print(f"pooled ({' + '.join(args.set)}): {len(pooled)} runs")
+        print_table(pooled)
     return 0
 
 

@@ -1,0 +1,62 @@
+"""The detector-quality protocol's sets stay disjoint (``benchmarks/labelled_runs.py``).
+
+A held-out figure means something only if its runs share no seed and no problem instance with the
+runs the thresholds were set on, nor with the unit-test fixtures (seeds 7-9).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import sys
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+
+PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "labelled_runs.py"
+FIXTURE_SEEDS = {7, 8, 9}
+
+
+@functools.cache
+def _labelled_runs():
+    spec = importlib.util.spec_from_file_location("labelled_runs", PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up while being defined
+    spec.loader.exec_module(module)
+    return module
+
+
+def _seeds(spec: dict) -> tuple[set[int], set[int]]:
+    return set(spec["seeds"]), set(spec.get("task_seeds", spec["seeds"]))
+
+
+def test_no_two_quality_sets_share_a_seed_or_a_problem_instance():
+    sets = _labelled_runs().SETS
+    for (name_a, a), (name_b, b) in combinations(sets.items(), 2):
+        (seeds_a, tasks_a), (seeds_b, tasks_b) = _seeds(a), _seeds(b)
+        assert not seeds_a & seeds_b, (name_a, name_b)
+        assert not tasks_a & tasks_b, (name_a, name_b)
+
+
+def test_unit_test_fixtures_use_no_quality_set_seed():
+    for name, spec in _labelled_runs().SETS.items():
+        seeds, tasks = _seeds(spec)
+        assert not (seeds | tasks) & FIXTURE_SEEDS, name
+
+
+def test_the_last_held_out_set_uses_batch_sizes_no_other_set_uses():
+    sets = _labelled_runs().SETS
+    others = {b for name, spec in sets.items() if name != "final2" for b in spec["batch_sizes"]}
+    assert not set(sets["final2"]["batch_sizes"]) & others
+
+
+def test_climbed_away_is_the_issues_divergence():
+    lr = _labelled_runs()
+    falling = np.linspace(10.0, 1.0, 1000)
+    assert not lr.climbed_away(falling)
+    climbed = np.concatenate([np.linspace(10.0, 1.0, 500), np.linspace(1.0, 8.0, 500)])
+    assert lr.climbed_away(climbed)
+    assert lr.climbed_away(np.append(falling, np.nan))
+    # A high noisy floor that never came back up is not divergence.
+    assert not lr.climbed_away(np.concatenate([np.linspace(10.0, 6.0, 100), np.full(900, 6.0)]))

@@ -20,6 +20,11 @@ def register(subparsers) -> None:
         default=None,
         help="store to upload to (default: the one recorded in the spool, then MLFLOW_TRACKING_URI)",
     )
+    parser.add_argument(
+        "--experiment",
+        default=None,
+        help="experiment for a run that was never created (default: the one recorded in the spool)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -28,7 +33,7 @@ def run(args) -> int:
     from lrwatch.tracking.replay import import_spool
 
     for path in args.spool:
-        result = import_spool(path, tracking_uri=args.tracking_uri)
+        result = import_spool(path, tracking_uri=args.tracking_uri, experiment=args.experiment)
         print(describe_store(result.tracking_uri), file=sys.stderr)
         created = " (new run)" if result.created_run else ""
         print(

@@ -12,7 +12,7 @@ from lrwatch.store import resolve_tracking_uri
 from lrwatch.tracking import distributed, lifecycle
 from lrwatch.tracking.live import LiveDiagnosis
 from lrwatch.tracking.params import optimizer_params
-from lrwatch.tracking.sink import MlflowSink
+from lrwatch.tracking.sink import MlflowSink, is_permanent
 from lrwatch.tracking.spool import SpoolWriter
 from lrwatch.tracking.watcher import Watcher, as_list
 from lrwatch.tracking.writer import Writer
@@ -92,11 +92,17 @@ def watch(
     def create_run() -> str:
         return sink.create_run(experiment, run_name, tags)
 
+    refused = None
     if run_id is None:
         try:
             run_id = create_run()
         except Exception as exc:  # noqa: BLE001 - a down server costs buffering, not the run
-            log.warning("lrwatch: cannot reach %s (%s); logging to the spool meanwhile", uri, exc)
+            if is_permanent(exc):
+                refused = exc  # the writer says so, naming the spool that keeps every step
+            else:
+                log.warning(
+                    "lrwatch: cannot reach %s (%s); logging to the spool meanwhile", uri, exc
+                )
     header = {
         "tracking_uri": uri,
         "run_id": run_id,
@@ -111,6 +117,8 @@ def watch(
         deque(), sink, spool, run_id=run_id, create_run=create_run,
         flush_interval=flush_interval, live=live,
     )  # fmt: skip
+    if refused is not None:
+        writer.refuse(refused)
     all_params = optimizer_params(optimizers, scheduler)
     all_params.update({str(k): str(v) for k, v in (params or {}).items()})
     writer.add("params", all_params)

@@ -29,8 +29,13 @@ class ImportResult:
     created_run: bool
 
 
-def import_spool(path: str | Path, tracking_uri: str | None = None) -> ImportResult:
+def import_spool(
+    path: str | Path, tracking_uri: str | None = None, experiment: str | None = None
+) -> ImportResult:
     """Send what ``path`` holds that the store lacks; create the run if it never was.
+
+    ``experiment`` replaces the experiment recorded in the spool when the run must be created
+    (e.g. the store refused the recorded name); a run that exists already stays where it is.
 
     Raises:
         InputError: the file is missing or is not an lrwatch spool.
@@ -48,6 +53,8 @@ def import_spool(path: str | Path, tracking_uri: str | None = None) -> ImportRes
 
     uri = resolve_tracking_uri(uri)
     sink = MlflowSink(uri)
+    if experiment is not None:
+        header = {**header, "experiment": experiment}
     run_id, created = _find_or_create_run(sink, summary.run_id, header)
     if created:
         # Recorded in the spool, so importing the same file again finds this run.

@@ -175,7 +175,7 @@ class Watcher:
             owned_status = status if self._writer_owns_run else None
             delivered = self._writer.close(status=owned_status, timeout_s=timeout_s)
             self._writer.spool.close(delete=delivered)
-            if not delivered:
+            if not delivered and not self._writer.refused:  # the writer has said why
                 log.warning(
                     "lrwatch: not everything reached the tracking store; upload the rest later "
                     "with: lrwatch import %s",

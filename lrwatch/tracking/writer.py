@@ -80,6 +80,9 @@ class Writer:
         self._retry_at = 0.0
         self._backoff = BACKOFF_START_S
         self._failures = 0  # failed attempts in a row
+        # The store refused to create the run for good (a name it rejects, no permission):
+        # nothing is sent any more, every step stays in the spool for `lrwatch import`.
+        self._refused: BaseException | None = None
         self.error: BaseException | None = None  # first unexpected error (raised under strict)
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -93,7 +96,25 @@ class Writer:
     def add(self, kind: str, payload) -> None:
         """Spool and queue params or tags."""
         self.spool.append([{"type": kind, kind: payload}])
-        self.outbox.append((kind, payload))
+        if self._refused is None:
+            self.outbox.append((kind, payload))
+
+    def refuse(self, exc: BaseException) -> None:
+        """Stop sending: the store refused to create the run, and retrying would not change that.
+
+        Without this the writer would retry for the whole run and ``close()`` would spend its
+        timeout. The spool keeps everything; the warning names the command that uploads it once
+        the cause is fixed (``--experiment`` for a name the store rejects).
+        """
+        self._refused = exc
+        self.outbox.clear()
+        self._outbox_rows = 0
+        self._replay_spool = False
+        log.warning("lrwatch: the tracking store refused to create the run (%s); every step stays "
+                    "in %s - fix the cause, then upload it with: lrwatch import %s",
+                    _short(exc), self.spool.path, self.spool.path)  # fmt: skip
+        if self.error is None:
+            self.error = exc
 
     def close(self, *, status: str | None, timeout_s: float) -> bool:
         """Flush everything, try to deliver for up to ``timeout_s``; True when all landed."""
@@ -111,14 +132,22 @@ class Writer:
                 time.sleep(min(self._backoff, max(deadline - time.monotonic(), 0)))
                 self._retry_at = 0.0
                 self._send(deadline)
-            delivered = not self.pending()
+            delivered = self._refused is None and not self.pending()
             if status is not None:
                 self.spool.append([{"type": "end", "status": status}])
                 if delivered:
                     delivered = self._guard(lambda: self.sink.end_run(self.run_id, status))
         return delivered
 
+    @property
+    def refused(self) -> bool:
+        """The store refused to create the run; see :meth:`refuse`."""
+        return self._refused is not None
+
     def pending(self) -> bool:
+        """Something is still to be sent (never, once the store refused the run)."""
+        if self._refused is not None:
+            return False
         return bool(self.outbox) or self._replay_spool or self.run_id is None
 
     # -- the loop ----------------------------------------------------------------------------
@@ -156,8 +185,8 @@ class Writer:
             self._unexpected(exc)
 
     def _enqueue_rows(self, rows: list[tuple]) -> None:
-        if self._replay_spool:
-            return  # already on disk; the replay will send it
+        if self._replay_spool or self._refused is not None:
+            return  # already on disk; the replay (or `lrwatch import`) will send it
         # One outbox item per request, so sending can stop at the cycle's deadline between them.
         for chunk in split(rows, MAX_METRICS_PER_REQUEST):
             self.outbox.append(("metrics", chunk))
@@ -170,11 +199,17 @@ class Writer:
 
     # -- sending -----------------------------------------------------------------------------
     def _send(self, deadline: float) -> None:
-        if time.monotonic() < self._retry_at:
+        if self._refused is not None or time.monotonic() < self._retry_at:
             return
         try:
             if self.run_id is None:
-                self.run_id = self._create_run()
+                try:
+                    self.run_id = self._create_run()
+                except Exception as exc:
+                    if not is_permanent(exc):
+                        raise
+                    self.refuse(exc)
+                    return
                 self.spool.append([{"type": "run", "run_id": self.run_id}])
             landed = None
             if self._uncertain:

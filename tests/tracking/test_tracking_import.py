@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import mlflow
 import torch
 
@@ -10,6 +12,7 @@ from lrwatch import keys
 from lrwatch.cli import main
 from lrwatch.tasks import TrainConfig, train
 from tests.tracking.conftest import free_port, history
+from tests.tracking.tracking_loops import train_watched
 
 
 def test_unreachable_server_keeps_the_spool_and_import_uploads_it_once(tracking_uri, capsys):
@@ -96,3 +99,28 @@ def test_import_leaves_a_run_the_user_started_open(tracking_uri, capsys):
     assert main(["import", str(w.spool_path), "--tracking-uri", tracking_uri]) == 0
     assert [s for s, _ in history(tracking_uri, users_run, keys.LOSS)] == list(range(30))
     assert client.get_run(users_run).info.status == "RUNNING"  # still the user's to end
+
+
+def test_a_run_the_store_refuses_is_kept_whole_and_imported_under_another_name(
+    tracking_uri, caplog, monkeypatch
+):
+    """A name the store rejects for good: no retrying for the whole run, nothing lost."""
+    monkeypatch.setenv("LRWATCH_STRICT", "0")  # strict mode raises the refusal at close()
+    rejected = "x" * 600  # MLflow refuses experiment names over 500 characters
+    with caplog.at_level(logging.DEBUG, logger="lrwatch"):
+        w, losses, _ = train_watched(
+            TrainConfig(task="quadratic", lr=0.05, steps=60),
+            {"experiment": rejected, "tracking_uri": tracking_uri, "flush_interval": 0.02},
+        )
+    assert w.run_id is None and w.spool_path.exists()
+    refusals = [r for r in caplog.records if "refused to create the run" in r.getMessage()]
+    assert len(refusals) == 1 and str(w.spool_path) in refusals[0].getMessage()
+    assert not [r for r in caplog.records if "retrying" in r.getMessage()]
+    assert not [r for r in caplog.records if "not everything reached" in r.getMessage()]
+
+    assert main(["import", str(w.spool_path), "--experiment", "renamed"]) == 0
+    client = mlflow.MlflowClient(tracking_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("renamed").experiment_id])
+    points = history(tracking_uri, run.info.run_id, keys.LOSS)
+    assert [s for s, _ in points] == list(range(60))
+    assert [v for _, v in points] == [float(torch.tensor(v)) for v in losses]

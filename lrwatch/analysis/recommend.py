@@ -24,17 +24,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from lrwatch import keys
-from lrwatch.analysis.detectors._common import MIN_LEVEL_POINTS, recovered_after
 from lrwatch.analysis.findings import KINDS, Finding, Recommendation, Schedule, severity_rank
-from lrwatch.analysis.prepare import PreparedRun, robust_diff_noise
+from lrwatch.analysis.prepare import PreparedRun
+from lrwatch.analysis.recommend_context import RunContext, fmt, lr_phrase, scaled
+from lrwatch.analysis.recommend_divergence import for_divergence, recovered_spike
 
-# A run that trained for a while and then diverged sits just above its stable edge: one
-# half-decade sweep step down (x0.3) leaves a margin for noise and sharpening.
-DIVERGENCE_FACTOR = 0.3
-# A loss that climbed from the first steps never trained: the LR is far too high, so go a full
-# decade down.
-NO_PROGRESS_DIVERGENCE_FACTOR = 0.1
 # Bouncing without settling: in a quadratic valley GD oscillates for LR between 1/L and 2/L,
 # so halving the LR brings it below 1/L where steps no longer overshoot.
 OSCILLATION_FACTOR = 0.5
@@ -49,10 +43,6 @@ SLOW_FACTOR = 3.0
 # A loss that never measurably moved sits at a rate orders of magnitude too small (on the quality
 # runs, 1000-3000x below the best): x3 would take many runs to get anywhere, so go a decade up.
 NO_PROGRESS_SLOW_FACTOR = 10.0
-# "At the very start": within this fraction of the run's steps.
-EARLY_FRACTION = 0.1
-
-_ADAPTIVE = ("adam", "adamw", "rmsprop", "adagrad", "adadelta", "nadam", "radam", "lamb")
 
 
 def primary_finding(findings: Sequence[Finding]) -> Finding | None:
@@ -92,7 +82,7 @@ def recommend(
 
         recommend(prepare(run), run_detectors(prepare(run)), schedule).action  # 'decrease_lr'
     """
-    ctx = _Context(prepared, schedule, dict(params or {}))
+    ctx = RunContext(prepared, schedule, dict(params or {}))
     # A short run is judged only when a detector could judge it anyway (a loss that blew up).
     if prepared.n < min_points and not findings:
         return Recommendation(
@@ -105,9 +95,9 @@ def recommend(
         )
     finding = primary_finding(findings)
     if finding is None:
-        return _spike_or_keep(ctx)
+        return recovered_spike(ctx) or _keep(ctx)
     handler = {
-        "divergence": _for_divergence,
+        "divergence": for_divergence,
         "oscillation": _for_oscillation,
         "plateau": _for_plateau,
         "slow_convergence": _for_slow,
@@ -115,176 +105,7 @@ def recommend(
     return handler(ctx, finding)
 
 
-class _Context:
-    """The run facts the rules read: LR in force at a step, base LR, momentum, levels."""
-
-    def __init__(self, prepared: PreparedRun, schedule: Schedule, params: dict[str, str]):
-        self.p = prepared
-        self.schedule = schedule
-        self.params = params
-        self.param_lr = base_lr_from_params(params)
-
-    def lr_before(self, step: int) -> float | None:
-        """The LR in force just before ``step`` (at it, for the first point)."""
-        if self.p.lr is None or self.p.n == 0:
-            return self.param_lr
-        index = int(np.searchsorted(self.p.steps, step, side="left"))
-        return float(self.p.lr[min(max(index - 1, 0), self.p.n - 1)])
-
-    def lr_during(self, finding: Finding) -> float | None:
-        if self.p.lr is None:
-            return self.param_lr
-        lo, hi = self.index_range(finding)
-        return float(np.median(self.p.lr[lo:hi]))
-
-    def index_range(self, finding: Finding) -> tuple[int, int]:
-        lo = int(np.searchsorted(self.p.steps, finding.start_step, side="left"))
-        hi = int(np.searchsorted(self.p.steps, finding.end_step, side="right"))
-        lo = min(lo, self.p.n - 1)
-        return lo, max(hi, lo + 1)
-
-    def momentum(self) -> float | None:
-        optimizer = self.params.get(keys.PARAM_OPTIMIZER, "").lower()
-        if optimizer in _ADAPTIVE and optimizer != "rmsprop":
-            return None  # Adam's beta1 is not heavy-ball momentum on the raw step
-        for key in (keys.PARAM_PREFIX_OPTIMIZER + "momentum", "momentum"):
-            value = _as_float(self.params.get(key))
-            if value is not None and 0 <= value < 1:
-                return value
-        return None
-
-    @property
-    def span(self) -> int:
-        return max(int(self.p.steps[-1] - self.p.steps[0]), 1) if self.p.n else 1
-
-
-def base_lr_from_params(params: Mapping[str, str]) -> float | None:
-    """The base LR recorded in params (``base_lr``, ``lr`` or ``learning_rate``), if any."""
-    for key in (keys.PARAM_BASE_LR, "lr", "learning_rate"):
-        value = _as_float(params.get(key))
-        if value is not None and value > 0:
-            return value
-    return None
-
-
-def _as_float(text) -> float | None:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return None
-    return value if np.isfinite(value) else None
-
-
-def fmt(value: float | None) -> str:
-    return "?" if value is None else f"{value:.3g}"
-
-
-def _scaled(lr: float | None, factor: float) -> float | None:
-    return None if lr is None else float(lr * factor)
-
-
-def _lr_phrase(lr: float | None, factor: float) -> str:
-    """'0.01 (0.1 x 0.1)' or, without any known LR, '0.1x your LR (no LR was logged)'."""
-    if lr is None:
-        return f"{factor:g}x your learning rate (the run logged no LR and no base LR param)"
-    return f"{fmt(lr * factor)} ({factor:g} x {fmt(lr)})"
-
-
-def _warmup_end(schedule: Schedule, first_step: int) -> int | None:
-    if schedule.warmup_steps:
-        return first_step + schedule.warmup_steps - 1
-    if schedule.kind in ("one_cycle", "warmup_only") and schedule.details.get("rise_steps"):
-        return first_step + int(schedule.details["rise_steps"]) - 1
-    return None
-
-
-def _for_divergence(ctx: _Context, f: Finding) -> Recommendation:
-    if _recovered(ctx, f):
-        return _clip(ctx, f)
-    lr = ctx.lr_before(f.start_step)
-    first = int(ctx.p.lr_steps[0]) if ctx.p.lr_steps is not None else int(ctx.p.steps[0])
-    warmup_end = _warmup_end(ctx.schedule, first)
-    evidence = {"finding_start_step": f.start_step, "lr_in_force": lr}
-    if warmup_end is not None:
-        peak = ctx.schedule.peak_lr
-        warmup = warmup_end - first + 1
-        after_peak = (
-            warmup_end < f.start_step <= warmup_end + max(warmup, EARLY_FRACTION * ctx.span)
-        )
-        if f.start_step <= warmup_end:
-            # Still rising: the LR at the onset is already too high, so a longer warmup would
-            # only reach the same LR later. Cap the peak below it.
-            base = min(lr, peak) if (lr is not None and peak is not None) else (lr or peak)
-            evidence.update(peak_lr=peak, warmup_steps=warmup)
-            message = (
-                f"The loss began to diverge at step {f.start_step}, during the warmup, when "
-                f"the rising LR had reached {fmt(lr)} (highest logged: {fmt(peak)}). This "
-                f"model does not tolerate that LR here: set the peak LR to "
-                f"{_lr_phrase(base, DIVERGENCE_FACTOR)}."
-            )
-        elif after_peak:
-            base = peak
-            evidence.update(peak_lr=peak, warmup_steps=warmup, suggested_warmup_steps=2 * warmup)
-            message = (
-                f"The loss began to diverge at step {f.start_step}, right after the warmup "
-                f"({warmup} steps to a peak LR of {fmt(peak)}). Lower the peak LR to "
-                f"{_lr_phrase(base, DIVERGENCE_FACTOR)}, or lengthen the warmup to about "
-                f"{2 * warmup} steps so the model reaches the peak in a flatter region."
-            )
-        if f.start_step <= warmup_end or after_peak:
-            return Recommendation(
-                action="lower_peak_lr",
-                suggested_lr=_scaled(base, DIVERGENCE_FACTOR),
-                factor=DIVERGENCE_FACTOR,
-                message=message,
-                evidence=evidence,
-            )
-    early = f.start_step - int(ctx.p.steps[0]) <= EARLY_FRACTION * ctx.span
-    progressed = _progressed_before(ctx, f)
-    evidence.update(early=early, improved_before=progressed)
-    if early and not progressed:
-        return Recommendation(
-            action="decrease_lr",
-            suggested_lr=_scaled(lr, NO_PROGRESS_DIVERGENCE_FACTOR),
-            factor=NO_PROGRESS_DIVERGENCE_FACTOR,
-            message=(
-                f"The loss climbed from the start (divergence from step {f.start_step}) at LR "
-                f"{fmt(lr)} and never improved: the LR is far too high. Use "
-                f"{_lr_phrase(lr, NO_PROGRESS_DIVERGENCE_FACTOR)}; a warmup would only "
-                "delay the blow-up. An LR range test finds the edge in one short run."
-            ),
-            evidence=evidence,
-        )
-    if early:
-        warmup = max(int(2 * (f.start_step - int(ctx.p.steps[0]))), int(0.05 * ctx.span), 10)
-        evidence["suggested_warmup_steps"] = warmup
-        return Recommendation(
-            action="add_warmup",
-            suggested_lr=_scaled(lr, DIVERGENCE_FACTOR),
-            factor=DIVERGENCE_FACTOR,
-            message=(
-                f"The loss improved at first, then diverged early, from step {f.start_step} at "
-                f"LR {fmt(lr)}, with no warmup: the first steps are the fragile part. Add a "
-                f"linear warmup of about {warmup} steps; if it still diverges, use "
-                f"{_lr_phrase(lr, DIVERGENCE_FACTOR)} (the safe choice without a warmup)."
-            ),
-            evidence=evidence,
-        )
-    return Recommendation(
-        action="decrease_lr",
-        suggested_lr=_scaled(lr, DIVERGENCE_FACTOR),
-        factor=DIVERGENCE_FACTOR,
-        message=(
-            f"The loss trained until step {f.start_step}, then diverged at LR {fmt(lr)}: the "
-            f"LR is just above the stable edge. Use {_lr_phrase(lr, DIVERGENCE_FACTOR)} "
-            "(one half-decade step down leaves a margin), or clip gradients if the blow-up "
-            "started with a single bad batch."
-        ),
-        evidence=evidence,
-    )
-
-
-def _for_oscillation(ctx: _Context, f: Finding) -> Recommendation:
+def _for_oscillation(ctx: RunContext, f: Finding) -> Recommendation:
     lr = ctx.lr_during(f)
     momentum = ctx.momentum()
     where = f"from step {f.start_step} to {f.end_step}"
@@ -299,28 +120,28 @@ def _for_oscillation(ctx: _Context, f: Finding) -> Recommendation:
                 f"The loss bounces without settling {where} at LR {fmt(lr)} with momentum "
                 f"{momentum:g}, which multiplies the step by {1 / (1 - momentum):.0f}x. Reduce "
                 f"momentum to {suggested_m:g} (halves the effective step), or keep the momentum "
-                f"and use LR {_lr_phrase(lr, OSCILLATION_FACTOR)}."
+                f"and use LR {lr_phrase(lr, OSCILLATION_FACTOR)}."
             ),
             evidence={
                 "momentum": momentum,
                 "suggested_momentum": suggested_m,
-                "alternative_lr": _scaled(lr, OSCILLATION_FACTOR),
+                "alternative_lr": scaled(lr, OSCILLATION_FACTOR),
             },
         )
     return Recommendation(
         action="decrease_lr",
-        suggested_lr=_scaled(lr, OSCILLATION_FACTOR),
+        suggested_lr=scaled(lr, OSCILLATION_FACTOR),
         factor=OSCILLATION_FACTOR,
         message=(
             f"The loss bounces without settling {where} at LR {fmt(lr)}: each step overshoots "
-            f"the valley. Use {_lr_phrase(lr, OSCILLATION_FACTOR)}; halving the LR is "
+            f"the valley. Use {lr_phrase(lr, OSCILLATION_FACTOR)}; halving the LR is "
             "enough when the bounce comes from overshooting."
         ),
         evidence={"lr_in_force": lr},
     )
 
 
-def _for_plateau(ctx: _Context, f: Finding) -> Recommendation:
+def _for_plateau(ctx: RunContext, f: Finding) -> Recommendation:
     lr = ctx.lr_during(f)
     peak = ctx.schedule.peak_lr or lr
     annealed = lr is not None and peak is not None and lr < ANNEALED_FRACTION * peak
@@ -340,19 +161,19 @@ def _for_plateau(ctx: _Context, f: Finding) -> Recommendation:
         )
     return Recommendation(
         action="decay_lr",
-        suggested_lr=_scaled(lr, PLATEAU_DECAY_FACTOR),
+        suggested_lr=scaled(lr, PLATEAU_DECAY_FACTOR),
         factor=PLATEAU_DECAY_FACTOR,
         message=(
             f"The loss is flat {where} at LR {fmt(lr)}: at this LR the minibatch noise "
             f"sets the floor. Decay the LR around step {f.start_step} to "
-            f"{_lr_phrase(lr, PLATEAU_DECAY_FACTOR)} (a step decay), or use a cosine "
+            f"{lr_phrase(lr, PLATEAU_DECAY_FACTOR)} (a step decay), or use a cosine "
             "schedule that anneals to it."
         ),
         evidence={"lr_in_force": lr, "decay_at_step": f.start_step},
     )
 
 
-def _for_slow(ctx: _Context, f: Finding) -> Recommendation:
+def _for_slow(ctx: RunContext, f: Finding) -> Recommendation:
     lr = ctx.lr_during(f)
     peak = ctx.schedule.peak_lr
     base = peak if (peak is not None and ctx.schedule.kind not in ("missing",)) else lr
@@ -363,31 +184,20 @@ def _for_slow(ctx: _Context, f: Finding) -> Recommendation:
     )
     return Recommendation(
         action="increase_lr",
-        suggested_lr=_scaled(base, factor),
+        suggested_lr=scaled(base, factor),
         factor=factor,
         message=(
             f"The loss {what} from step {f.start_step} to {f.end_step} at "
             f"{which} {fmt(base)}: the steps are too small to use the budget. Raise it to "
-            f"{_lr_phrase(base, factor)}; if that trains stably, try another 3x "
+            f"{lr_phrase(base, factor)}; if that trains stably, try another 3x "
             "(an LR range test finds the edge in one short run)."
         ),
         evidence={"lr_in_force": lr, "base_lr": base},
     )
 
 
-def _spike_or_keep(ctx: _Context) -> Recommendation:
+def _keep(ctx: RunContext) -> Recommendation:
     p = ctx.p
-    if p.first_nonfinite is not None:
-        bad = np.flatnonzero(~np.isfinite(p.loss))
-        spike = Finding(
-            kind="divergence",
-            start_step=int(p.steps[bad[0]]),
-            end_step=int(p.steps[bad[-1]]),
-            severity="warning",
-            message="",
-        )
-        if _recovered(ctx, spike):
-            return _clip(ctx, spike)
     lr = ctx.schedule.peak_lr if ctx.schedule.peak_lr is not None else ctx.param_lr
     finite = p.loss[np.isfinite(p.loss)]
     k = max(1, finite.size // 20)
@@ -402,45 +212,3 @@ def _spike_or_keep(ctx: _Context) -> Recommendation:
         ),
         evidence={"initial_loss": start, "final_loss": end},
     )
-
-
-def _clip(ctx: _Context, f: Finding) -> Recommendation:
-    lr = ctx.lr_before(f.start_step)
-    lo, hi = ctx.index_range(f)
-    bad_steps = ctx.p.steps[lo:hi][~np.isfinite(ctx.p.loss[lo:hi])]
-    if bad_steps.size:  # the spike is its non-finite points, not the detector's whole span
-        start, end = int(bad_steps[0]), int(bad_steps[-1])
-        what = f"{bad_steps.size} non-finite loss value{'s' if bad_steps.size > 1 else ''}"
-    else:
-        start, end, what = f.start_step, f.end_step, "a loss far above the trend"
-    where = f"at step {start}" if start == end else f"from step {start} to {end}"
-    return Recommendation(
-        action="clip_gradients",
-        suggested_lr=lr,
-        factor=None,
-        message=(
-            f"An isolated loss spike {where} ({what}), after which the loss came back to its "
-            f"earlier level at LR {fmt(lr)}: a bad batch, not a wrong LR. Clip gradients "
-            "(e.g. max norm 1.0) and keep the LR; lower it only if the spikes recur."
-        ),
-        evidence={"spike_start_step": start, "spike_end_step": end},
-    )
-
-
-def _recovered(ctx: _Context, f: Finding) -> bool:
-    """True when the loss after the finding's event is back at its level from before it."""
-    lo, hi = ctx.index_range(f)
-    return recovered_after(ctx.p.loss, lo, hi)
-
-
-def _progressed_before(ctx: _Context, f: Finding) -> bool:
-    """Did the loss improve (beyond noise) before the divergence began?"""
-    p = ctx.p
-    lo, _ = ctx.index_range(f)
-    head = p.loss[: max(lo, 1)]
-    head = head[np.isfinite(head)]
-    if head.size < MIN_LEVEL_POINTS:
-        return False
-    k = max(1, min(5, head.size // 10))
-    noise = max(robust_diff_noise(head), 1e-12 * abs(head[0]))
-    return bool(np.min(head) < np.median(head[:k]) - 3 * noise)

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from lrwatch.analysis.findings import Recommendation
-from lrwatch.analysis.recommend import base_lr_from_params, fmt
+from lrwatch.analysis.recommend_context import base_lr_from_params, fmt
 from lrwatch.run import Run
 
 # The final loss is the robust mean of this trailing fraction of the finite loss ...

@@ -12,16 +12,11 @@ import urllib.request
 import pytest
 
 from tests.conftest import stop_process
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.net import free_port
 
 
 def test_dashboard_command_serves_the_store_it_names(tracking_uri, tmp_path):
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, LRWATCH_CACHE_DIR=str(tmp_path / "cache"))
     command = [sys.executable, "-m", "lrwatch.cli", "dashboard", "--tracking-uri", tracking_uri,
                "--port", str(port), "--no-browser"]  # fmt: skip

@@ -19,6 +19,7 @@ from lrwatch import keys
 from lrwatch.samples import EXPERIMENT, import_samples, load_manifest, sync_samples
 from lrwatch.sources.mlflow_store import read_run
 from tests.conftest import stop_process
+from tests.net import free_port
 
 ENTRIES = load_manifest()["runs"]
 
@@ -84,7 +85,7 @@ def test_demo_load_only_loads_once(tracking_uri):
 
 
 def test_demo_unreachable_server_is_one_line_exit_2(tracking_uri):
-    port = _free_port()
+    port = free_port()
     result = _lrwatch("demo", "--no-browser", "--tracking-uri", f"http://127.0.0.1:{port}")
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if "error" in line]
@@ -133,7 +134,7 @@ def test_installed_without_a_checkout_says_so_in_one_line(tmp_path, tracking_uri
 
 @pytest.mark.slow
 def test_demo_serves_the_dashboard(tracking_uri):
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "lrwatch.cli", "demo", "--no-browser", "--port", str(port)],
         stdout=subprocess.PIPE,
@@ -160,12 +161,6 @@ def _wait_for_http(url: str, process, timeout_s: float) -> int:
         except OSError:
             time.sleep(0.5)
     pytest.fail(f"nothing answered at {url} within {timeout_s} s")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_an_unusable_store_is_an_input_error():

@@ -11,6 +11,7 @@ import pytest
 
 from lrwatch.cli import main
 from lrwatch.sources.files import save_run_csv
+from tests.net import free_port
 from tests.sources.conftest import log_run_to_mlflow
 
 CONTRACT_FINDING_KEYS = {"kind", "start_step", "end_step", "severity", "message", "evidence"}
@@ -169,12 +170,7 @@ def test_unknown_run_and_experiment_exit_2(tracking_uri, capsys):
 
 
 def test_unreachable_tracking_server_is_one_line(tmp_path):
-    import socket
-
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    uri = f"http://127.0.0.1:{port}"
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     result = _cli("0123456789abcdef0123456789abcdef", "--tracking-uri", uri, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (

@@ -15,7 +15,8 @@ import torch.multiprocessing as mp
 
 import lrwatch
 from lrwatch import keys
-from tests.tracking.conftest import free_port, history
+from tests.net import free_port
+from tests.tracking.conftest import history
 
 STEPS = 40
 

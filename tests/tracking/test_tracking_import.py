@@ -11,7 +11,8 @@ import lrwatch
 from lrwatch import keys
 from lrwatch.cli import main
 from lrwatch.tasks import TrainConfig, train
-from tests.tracking.conftest import free_port, history
+from tests.net import free_port
+from tests.tracking.conftest import history
 from tests.tracking.tracking_loops import train_watched
 
 

@@ -17,7 +17,8 @@ import torch
 import lrwatch
 from lrwatch import keys
 from lrwatch.tasks import TrainConfig, make_optimizer, make_task
-from tests.tracking.conftest import free_port, steps_of
+from tests.net import free_port
+from tests.tracking.conftest import steps_of
 
 ROOT = Path(__file__).resolve().parents[2]
 

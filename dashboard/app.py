@@ -19,7 +19,13 @@ from dashboard.data import DashboardData
 from dashboard.data.tracking import configure_client_timeouts
 
 
-def create_app(tracking_uri: str, *, data: DashboardData | None = None) -> dash.Dash:
+class LrwatchDash(dash.Dash):
+    """The Dash app, holding its data layer for tests and benchmarks."""
+
+    lrwatch_data: DashboardData
+
+
+def create_app(tracking_uri: str, *, data: DashboardData | None = None) -> LrwatchDash:
     """A Dash app showing the runs of ``tracking_uri`` (any MLflow tracking URI).
 
     Args:
@@ -28,15 +34,16 @@ def create_app(tracking_uri: str, *, data: DashboardData | None = None) -> dash.
     """
     configure_client_timeouts()
     data = data or DashboardData(tracking_uri)
-    app = dash.Dash(
+    app = LrwatchDash(
         __name__,
         title="lrwatch",
         suppress_callback_exceptions=True,  # pages are built by the router callback
-        update_title=None,
+        # dash annotates this as str, but documents None as "leave the tab title alone".
+        update_title=None,  # type: ignore[arg-type]
     )
     app.layout = layout.app_layout()
     callbacks.register(app, data)
-    app.lrwatch_data = data  # for tests and benchmarks
+    app.lrwatch_data = data
     _warm_up()
     return app
 

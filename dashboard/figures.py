@@ -12,6 +12,7 @@ import html
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -72,7 +73,8 @@ def figure_run(
     if loss is None or not len(loss):
         return figure_message(f"run {plain(run.display_name())} has no loss metric to draw")
     extras = [k for k in extra_keys if k in run.metrics and k != run.lr_key]
-    has_lr = run.lr is not None and len(run.lr) > 0
+    lr_series = run.lr if run.lr is not None and len(run.lr) > 0 else None
+    has_lr = lr_series is not None
     panels = ["loss"] + (["lr"] if has_lr else []) + extras
     heights = [0.55] + [0.45 / (len(panels) - 1)] * (len(panels) - 1) if len(panels) > 1 else [1]
     titles = [run.loss_key or "loss"] + ([run.lr_key or "lr"] if has_lr else []) + extras
@@ -92,8 +94,8 @@ def figure_run(
             _line(smooth, f"loss (EMA {smoothing:g})", SMOOTH_COLOUR, width=2), row=1, col=1
         )
     _add_nonfinite_markers(fig, raw, row=1)
-    if has_lr:
-        lr = downsample(run.lr, max_points=max_points, x_range=x_range)
+    if lr_series is not None:
+        lr = downsample(lr_series, max_points=max_points, x_range=x_range)
         fig.add_trace(_line(lr, run.lr_key or "lr", LR_COLOUR, width=1.5), row=2, col=1)
         fig.update_yaxes(type="log", row=2, col=1)
     for row, key in enumerate(extras, start=len(panels) - len(extras) + 1):
@@ -169,7 +171,9 @@ def figure_compare(
     drawn = []
     for i, run in enumerate(drawable):
         colour = _palette(i)
-        line = downsample(run.loss, max_points=max_points, values=ema(run.loss.values, smoothing))
+        loss = run.loss
+        assert loss is not None  # drawable holds only runs with a loss
+        line = downsample(loss, max_points=max_points, values=ema(loss.values, smoothing))
         drawn.append(line.values)
         fig.add_trace(
             _line(line, plain(run.display_name()), colour, width=1.5, group=run.id), row=1, col=1
@@ -187,8 +191,8 @@ def figure_compare(
 
 
 def figure_sensitivity(
-    lrs: Sequence[float],
-    losses: Sequence[float],
+    lrs: npt.ArrayLike,
+    losses: npt.ArrayLike,
     *,
     names: Sequence[str] | None = None,
     suggested_lr: float | None = None,
@@ -199,23 +203,24 @@ def figure_sensitivity(
     Diverged runs (non-finite loss) are drawn as red crosses along the top; the recommended LR
     is a dashed line.
     """
-    lrs, losses = np.asarray(lrs, float), np.asarray(losses, float)
-    if lrs.size == 0:
+    lr_values, loss_values = np.asarray(lrs, float), np.asarray(losses, float)
+    if lr_values.size == 0:
         return figure_message("no runs with a learning rate and a loss to compare")
-    order = np.argsort(lrs)
-    lrs, losses = lrs[order], losses[order]
+    order = np.argsort(lr_values)
+    lr_values, loss_values = lr_values[order], loss_values[order]
     text = [plain(names[i]) for i in order] if names is not None else None
-    finite = np.isfinite(losses)
+    finite = np.isfinite(loss_values)
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=lrs[finite], y=losses[finite], mode="lines+markers",
+    fig.add_trace(go.Scatter(x=lr_values[finite], y=loss_values[finite], mode="lines+markers",
                              name=loss_label, text=None if text is None else
                              [t for t, f in zip(text, finite) if f],
                              marker={"size": 9, "color": SMOOTH_COLOUR}))  # fmt: skip
     if (~finite).any():
-        top = float(losses[finite].max()) if finite.any() else 1.0
-        fig.add_trace(go.Scatter(x=lrs[~finite], y=[top] * int((~finite).sum()), mode="markers",
-                                 name="diverged (NaN/inf)", marker={"symbol": "x", "size": 12,
-                                 "color": NONFINITE_COLOUR}))  # fmt: skip
+        top = float(loss_values[finite].max()) if finite.any() else 1.0
+        fig.add_trace(go.Scatter(x=lr_values[~finite], y=[top] * int((~finite).sum()),
+                                 mode="markers", name="diverged (NaN/inf)",
+                                 marker={"symbol": "x", "size": 12,
+                                         "color": NONFINITE_COLOUR}))  # fmt: skip
     if suggested_lr is not None and np.isfinite(suggested_lr) and suggested_lr > 0:
         fig.add_vline(x=suggested_lr, line_dash="dash", line_color=SEVERITY_COLOURS["critical"],
                       annotation_text=f"recommended LR {suggested_lr:.3g}")  # fmt: skip

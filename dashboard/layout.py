@@ -67,7 +67,8 @@ def runs_page(experiments: Sequence[tuple[str, str]], selected: str | None) -> h
                 id=ids.EXPERIMENT, options=options, value=selected, clearable=False,
                 style={"width": "420px", "display": "inline-block", "verticalAlign": "middle"})]),
             html.Div(id=ids.RUNS_MESSAGE),
-            dash_table.DataTable(
+            # dash_table/__init__.py is marked "# type: ignore", so mypy misses its DataTable.
+            dash_table.DataTable(  # type: ignore[attr-defined]
                 id=ids.RUNS_TABLE, columns=RUN_COLUMNS, data=[], row_selectable="multi",
                 selected_row_ids=[], sort_action="native", filter_action="native",
                 page_action="native", page_size=TABLE_PAGE_SIZE, markdown_options={"html": False},

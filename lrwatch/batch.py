@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from lrwatch.analysis.findings import Report
 from lrwatch.errors import InputError
-from lrwatch.run import Run
+from lrwatch.run import Run, Series
 from lrwatch.sources import RunRef, SkippedRun, expand, load_ref
 
 # Below this many file runs a process pool costs more to start (~0.1-0.3 s) than it saves.
@@ -147,11 +147,11 @@ def _analyze_one(ref: RunRef, options: tuple) -> RunResult:
 
 def _metadata_only(run: Run) -> Run:
     """The run with only the first and last loss points, so step ranges still show."""
-    loss = run.loss
-    metrics = {}
-    if loss is not None and not loss.is_empty:
+    loss, loss_key = run.loss, run.loss_key  # run.loss is None unless loss_key is set
+    metrics: dict[str, Series] = {}
+    if loss is not None and loss_key is not None and not loss.is_empty:
         ends = [0, len(loss) - 1] if len(loss) > 1 else [0]
-        metrics[run.loss_key] = type(loss)(loss.steps[ends], loss.values[ends])
+        metrics[loss_key] = type(loss)(loss.steps[ends], loss.values[ends])
     return run.with_metrics(metrics)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from lrwatch.analysis.findings import Recommendation, Report, severity_rank
 from lrwatch.run import Run
@@ -27,15 +27,17 @@ _INDENT = "  "
 def run_extras(run: Run, notes: Sequence[str] = ()) -> dict[str, Any]:
     """Identity and key choices of ``run`` for the JSON entry (extras beside the contract)."""
     loss = run.loss
-    has_points = loss is not None and not loss.is_empty
+    first_step = last_step = None
+    if loss is not None and not loss.is_empty:
+        first_step, last_step = int(loss.steps[0]), int(loss.steps[-1])
     return {
         "name": run.display_name(),
         "source": run.source,
         "status": run.status,
         "loss_key": run.loss_key,
         "lr_key": run.lr_key,
-        "first_step": int(loss.steps[0]) if has_points else None,
-        "last_step": int(loss.steps[-1]) if has_points else None,
+        "first_step": first_step,
+        "last_step": last_step,
         "notes": list(notes),
     }
 
@@ -184,7 +186,7 @@ def format_summary_text(entries: Sequence[dict[str, Any]], errors: int, skipped:
     return "Summary: " + ", ".join(parts)
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,8 +26,12 @@ from lrwatch import keys
 from lrwatch.errors import require
 from lrwatch.run import Run, Series
 
-torch = require("torch", "torch")
-nn = torch.nn
+if TYPE_CHECKING:  # mypy reads torch's own types; at runtime a missing torch names its install
+    import torch
+    from torch import nn
+else:
+    torch = require("torch", "torch")
+    nn = torch.nn
 
 TASKS = ("mlp_regression", "mlp_classification", "quadratic", "autoencoder")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")

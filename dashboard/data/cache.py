@@ -76,7 +76,7 @@ class SeriesCache:
     def _get(self, tracking_uri: str, run_id: str, keys: list[str]) -> dict[str, Series]:
         found, missing = self._lookup(tracking_uri, run_id, keys)
         if missing and self.disk is not None:
-            return self._from_disk(tracking_uri, run_id, keys, found, missing)
+            return self._from_disk(self.disk, tracking_uri, run_id, keys, missing)
         if missing:
             fetched = self._reader(tracking_uri, run_id, missing)
             for key in missing:
@@ -110,10 +110,12 @@ class SeriesCache:
         self.disk.save(*cache_key, series)
         self._saved_points[cache_key] = len(series)
 
-    def _from_disk(self, tracking_uri, run_id, keys, found, missing) -> dict[str, Series]:
+    def _from_disk(
+        self, disk: DiskCache, tracking_uri: str, run_id: str, keys: list[str], missing: list[str]
+    ) -> dict[str, Series]:
         """Load what the disk copy has into memory, then refresh: only new points are read."""
         for key in missing:
-            saved = self.disk.load(tracking_uri, run_id, key)
+            saved = disk.load(tracking_uri, run_id, key)
             if saved is not None:
                 self._store((tracking_uri, run_id, key), saved, fetched=0)
                 self._saved_points[(tracking_uri, run_id, key)] = len(saved)

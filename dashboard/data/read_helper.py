@@ -23,6 +23,7 @@ import sys
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import IO
 
 from lrwatch.run import Series
 from lrwatch.sources.mlflow_store import is_sql_store, read_histories
@@ -38,7 +39,7 @@ class ReadHelper:
     """
 
     def __init__(self) -> None:
-        self._process: subprocess.Popen | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._ready = threading.Event()
         self._lock = threading.Lock()  # one request at a time: answers come back in order
         self.handed_over = 0  # keys read by the helper so far (tests and benchmarks)
@@ -69,14 +70,15 @@ class ReadHelper:
             self._ready.clear()
         if process is None:
             return
+        stdin, stdout = _pipes(process)
         with contextlib.suppress(OSError):  # a helper that died leaves a broken pipe
-            process.stdin.close()
+            stdin.close()
         try:
             process.wait(timeout=10)  # it finishes the read at hand first
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        process.stdout.close()
+        stdout.close()
 
     def wait_until_ready(self, timeout_s: float) -> bool:
         """True once the helper takes requests (started and its imports done)."""
@@ -112,32 +114,45 @@ class ReadHelper:
             answer = read_histories(tracking_uri, run_id, keys[1:])
         return {**found, **answer}
 
-    def _await_ready(self, process: subprocess.Popen) -> None:
+    def _await_ready(self, process: subprocess.Popen[bytes]) -> None:
         try:
-            ready = process.stdout.readline() == _READY
+            ready = _pipes(process)[1].readline() == _READY
         except (OSError, ValueError):
             ready = False
         if ready and process is self._process:
             self._ready.set()
 
     def _ask(self, tracking_uri: str, run_id: str, keys: list[str]) -> bool:
+        process = self._process
+        if process is None:  # stop() ran between read()'s readiness check and its taking the lock
+            self._ready.clear()
+            return False
         try:
-            pickle.dump((tracking_uri, run_id, keys), self._process.stdin)
-            self._process.stdin.flush()
+            stdin = _pipes(process)[0]
+            pickle.dump((tracking_uri, run_id, keys), stdin)
+            stdin.flush()
             return True
         except (OSError, ValueError, AttributeError):
             self._ready.clear()  # broken: read here from now on
             return False
 
     def _answer(self) -> dict[str, Series] | None:
+        process = self._process
+        assert process is not None  # _ask() succeeded under the lock stop() needs
         try:
-            answer = pickle.load(self._process.stdout)
+            answer = pickle.load(_pipes(process)[1])
         except (OSError, ValueError, EOFError, pickle.UnpicklingError, AttributeError):
             self._ready.clear()
             return None
         if answer is None:  # the helper's read failed: this process reads and reports why
             return None
         return {key: Series(steps, values) for key, (steps, values) in answer.items()}
+
+
+def _pipes(process: subprocess.Popen[bytes]) -> tuple[IO[bytes], IO[bytes]]:
+    """The helper's stdin and stdout (it is started with both piped, so neither is None)."""
+    assert process.stdin is not None and process.stdout is not None
+    return process.stdin, process.stdout
 
 
 _SHARED = ReadHelper()

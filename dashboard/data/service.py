@@ -120,12 +120,13 @@ class DashboardData:
         Raises :class:`DataError` for an unknown run or an unreadable store.
         """
         summary = tracking.get_summary(self.tracking_uri, run_id)
-        wanted = [summary.loss_key, keys.find_lr_key(summary.metric_keys), *extra_keys]
-        wanted = [k for k in wanted if k and k in summary.metric_keys]
+        candidates = [summary.loss_key, keys.find_lr_key(summary.metric_keys), *extra_keys]
+        wanted = [k for k in candidates if k and k in summary.metric_keys]
         read = self.cache.refresh if refresh else self.cache.get
         with tracking.mlflow_errors(self.tracking_uri, f"metrics of run {run_id}"):
             series = read(self.tracking_uri, run_id, wanted)
-            if not refresh and _behind(series.get(summary.loss_key), summary.last_step):
+            cached_loss = series.get(summary.loss_key) if summary.loss_key else None
+            if not refresh and _behind(cached_loss, summary.last_step):
                 # Cached before the run logged more (e.g. it finished while nobody watched it):
                 # fetch the points after the cached ones.
                 series = self.cache.refresh(self.tracking_uri, run_id, wanted)

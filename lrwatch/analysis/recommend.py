@@ -144,9 +144,9 @@ def _for_oscillation(ctx: RunContext, f: Finding) -> Recommendation:
 def _for_plateau(ctx: RunContext, f: Finding) -> Recommendation:
     lr = ctx.lr_during(f)
     peak = ctx.schedule.peak_lr or lr
-    annealed = lr is not None and peak is not None and lr < ANNEALED_FRACTION * peak
     where = f"from step {f.start_step} to {f.end_step}"
-    if annealed:
+    # The schedule annealed the LR: levelling off there is convergence.
+    if lr is not None and peak is not None and lr < ANNEALED_FRACTION * peak:
         return Recommendation(
             action="keep",
             suggested_lr=peak,

@@ -17,6 +17,8 @@ Example::
 
 from __future__ import annotations
 
+from typing import Any, TypedDict
+
 import numpy as np
 
 from lrwatch.analysis.findings import Schedule
@@ -62,6 +64,14 @@ KINDS = (
 )
 
 
+class _LrLevels(TypedDict):
+    """The LR levels every recognised schedule carries (passed on as ``**base``)."""
+
+    initial_lr: float
+    peak_lr: float
+    final_lr: float
+
+
 def recognize_schedule(lr_steps: np.ndarray | None, lr_values: np.ndarray | None) -> Schedule:
     """Name the schedule of an LR series (cleaned: sorted unique steps, finite values).
 
@@ -85,7 +95,7 @@ def recognize_schedule(lr_steps: np.ndarray | None, lr_values: np.ndarray | None
         return Schedule(kind="missing")
     high, low = float(values.max()), float(values.min())
     peak = max(abs(high), abs(low))
-    base = dict(initial_lr=float(values[0]), peak_lr=high, final_lr=float(values[-1]))
+    base = _LrLevels(initial_lr=float(values[0]), peak_lr=high, final_lr=float(values[-1]))
     if peak == 0 or high - low <= 1e-3 * peak:
         return Schedule(kind="constant", **base)
     segments = _segments(values, peak)
@@ -167,7 +177,7 @@ def _decay(steps, values, base, *, start: int, warmup_steps: int | None) -> Sche
     if _is_stepwise(v, changes):
         return _stepwise(s, v, changes, base, warmup_steps)
     kind, errors = _best_smooth_fit(s, v)
-    details = {"fit_error": {k: round(e, 4) for k, e in errors.items()}}
+    details: dict[str, Any] = {"fit_error": {k: round(e, 4) for k, e in errors.items()}}
     if kind == "exponential":
         gamma = float(np.exp(np.polyfit(s - s[0], np.log(np.maximum(v, 1e-300)), 1)[0]))
         details["gamma_per_step"] = gamma
@@ -264,5 +274,5 @@ def _best_smooth_fit(steps: np.ndarray, values: np.ndarray) -> tuple[str, dict[s
     errors["cosine"] = min(
         _rms_linear_fit(t, y, np.cos(np.pi * t / period)) for period in (1.0, 1.1, 1.25, 1.5, 2.0)
     )
-    kind = min(errors, key=errors.get)
+    kind = min(errors, key=errors.__getitem__)
     return (kind if errors[kind] <= _FIT_TOL else "unknown"), errors

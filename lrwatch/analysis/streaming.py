@@ -147,12 +147,12 @@ class OnlineAnalyzer:
         parts = [self._blocks]
         if whole:
             parts.append(
-                _aggregate(*(a[:whole] for a in (self._steps, self._loss, self._lr)), size)
+                _aggregate(self._steps[:whole], self._loss[:whole], self._lr[:whole], size)
             )
         if whole < self._steps.size:
             rest = self._steps.size - whole
             parts.append(
-                _aggregate(*(a[whole:] for a in (self._steps, self._loss, self._lr)), rest)
+                _aggregate(self._steps[whole:], self._loss[whole:], self._lr[whole:], rest)
             )
         merged = {name: np.concatenate([p[name] for p in parts]) for name in _BLOCK_FIELDS}
         return _block_points(merged)
@@ -174,7 +174,11 @@ class OnlineAnalyzer:
         new = _aggregate(
             self._steps[:count], self._loss[:count], self._lr[:count], self.block_points
         )
-        self._steps, self._loss, self._lr = (a[count:] for a in (self._steps, self._loss, self._lr))
+        self._steps, self._loss, self._lr = (
+            self._steps[count:],
+            self._loss[count:],
+            self._lr[count:],
+        )
         for name in _BLOCK_FIELDS:
             self._blocks[name] = np.concatenate((self._blocks[name], new[name]))
         while self._blocks["count"].size > self.max_blocks:

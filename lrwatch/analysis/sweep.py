@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -141,7 +142,7 @@ def analyze_sweep(runs: Sequence[Run]) -> Recommendation | None:
         return None
     lrs = np.array([p.lr for p in curve])
     finals = np.array([p.final_loss for p in curve])
-    evidence = {"curve": [p.to_dict() for p in curve]}
+    evidence: dict[str, Any] = {"curve": [p.to_dict() for p in curve]}
     ok = np.isfinite(finals)
     ratio = float(np.exp(np.median(np.diff(np.log(lrs)))))  # the grid's typical step
     if not ok.any():

@@ -111,9 +111,12 @@ def load_ref(
         run = load_file(ref.target, loss_key=loss_key, lr_key=lr_key, csv_engine=csv_engine)
     else:
         from lrwatch.sources.mlflow_store import read_run
+        from lrwatch.store import resolve_tracking_uri
 
-        with mlflow_errors(ref.tracking_uri):
-            run = read_run(ref.tracking_uri, ref.target, loss_key=loss_key, lr_key=lr_key)
+        # expand() always sets the URI; a RunRef built by hand may leave it to the default store.
+        uri = resolve_tracking_uri(ref.tracking_uri)
+        with mlflow_errors(uri):
+            run = read_run(uri, ref.target, loss_key=loss_key, lr_key=lr_key)
         if lr_key and lr_key not in run.metrics:
             found = ", ".join(run.metrics) or "none"
             raise InputError(f"{ref.label}: no metric {lr_key!r} (--lr-key); metrics: {found}")
@@ -135,5 +138,5 @@ def require_loss(run: Run, *, label: str | None = None, where: str = "columns") 
         if where != "columns":
             wanted = wanted.replace("column", "metric")
         raise InputError(f"{label}: {wanted} among {where} ({found}); name it with --loss-key")
-    if run.loss.is_empty:
+    if run.metrics[run.loss_key].is_empty:
         raise InputError(f"{label}: the loss {run.loss_key!r} has no numeric rows")

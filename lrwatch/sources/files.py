@@ -122,7 +122,7 @@ def save_run_csv(run: Run, path: str | Path) -> Path:
     The inverse of :func:`load_file`, used to hand runs to other tools and in tests.
     """
     path = Path(path)
-    all_steps = np.unique(np.concatenate([s.steps for s in run.metrics.values()] or [[]]))
+    all_steps = np.unique(np.concatenate([s.steps for s in run.metrics.values()] or [np.empty(0)]))
     names = list(run.metrics)
     index = {
         name: dict(zip(s.steps.tolist(), s.values.tolist())) for name, s in run.metrics.items()

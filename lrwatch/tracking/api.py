@@ -39,7 +39,7 @@ def watch(
     reduce_loss: str | None = None,
     spool_dir: str | None = None,
     analyze: bool = True,
-) -> Watcher:
+) -> Watcher | distributed.RankWatcher:
     """Log the loss and every param group's LR of a PyTorch training loop into MLflow.
 
     Args:
@@ -64,7 +64,8 @@ def watch(
         analyze: run the live diagnosis (findings as tags and warnings).
 
     Returns:
-        a :class:`Watcher`; call ``w.step(loss)`` after each optimizer (and scheduler) step.
+        a :class:`Watcher` (on torch.distributed ranks other than 0, a ``RankWatcher`` that
+        records nothing); call ``w.step(loss)`` after each optimizer (and scheduler) step.
 
     Example::
 

@@ -10,9 +10,17 @@ creates a run. Only global rank 0 writes.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from lrwatch.errors import require
 
-pl = require("lightning.pytorch", "lightning", package="lightning")
+if TYPE_CHECKING:  # mypy reads Lightning's own types; at runtime a missing one names its install
+    import lightning.pytorch as pl
+
+    from lrwatch.tracking.distributed import RankWatcher
+    from lrwatch.tracking.watcher import Watcher
+else:
+    pl = require("lightning.pytorch", "lightning", package="lightning")
 
 
 class LrwatchCallback(pl.Callback):
@@ -21,7 +29,7 @@ class LrwatchCallback(pl.Callback):
     def __init__(self, **watch_kwargs) -> None:
         super().__init__()
         self.watch_kwargs = watch_kwargs
-        self.watcher = None
+        self.watcher: Watcher | RankWatcher | None = None
         self._last_global_step = 0
 
     def on_train_start(self, trainer, pl_module) -> None:

@@ -27,11 +27,8 @@ def drain(queue: deque) -> list[tuple]:
 
 def to_floats(values: list) -> list[float]:
     """Floats for a list of floats / numbers / scalar tensors, with one device->host copy."""
-    out = [v if type(v) is float else None for v in values]
-    pending = [i for i, v in enumerate(out) if v is None]
-    if not pending:
-        return out
-    tensors = [(i, values[i]) for i in pending if hasattr(values[i], "detach")]
+    out: list[float | None] = [v if type(v) is float else None for v in values]
+    tensors = [(i, v) for i, v in enumerate(values) if out[i] is None and hasattr(v, "detach")]
     if tensors:
         try:
             import torch
@@ -42,10 +39,7 @@ def to_floats(values: list) -> list[float]:
                 out[i] = value
         except (RuntimeError, TypeError, ValueError):
             pass  # mixed devices / dtypes / shapes: fall back to one conversion each below
-    for i in pending:
-        if out[i] is None:
-            out[i] = scalar(values[i])
-    return out
+    return [scalar(values[i]) if v is None else v for i, v in enumerate(out)]
 
 
 def scalar(value) -> float:

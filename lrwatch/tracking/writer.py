@@ -25,6 +25,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Literal
 
 from lrwatch.tracking.records import RowBuilder, drain
 from lrwatch.tracking.sink import MAX_METRICS_PER_REQUEST, MlflowSink, is_permanent, split
@@ -38,6 +39,11 @@ MAX_OUTBOX_ROWS = 200_000
 # Retry delays after a failed request: start small (a restart takes seconds), cap at 30 s so a
 # server back after a long outage is noticed within half a minute.
 BACKOFF_START_S, BACKOFF_MAX_S = 0.5, 30.0
+
+# One request to send: ("metrics", a chunk of rows), or ("params" | "tags", a string map).
+OutboxItem = (
+    tuple[Literal["metrics"], list[tuple]] | tuple[Literal["params", "tags"], dict[str, str]]
+)
 
 
 def strict() -> bool:
@@ -61,7 +67,7 @@ class Writer:
         spool: SpoolWriter,
         *,
         run_id: str | None,
-        create_run: Callable[[], str] | None,
+        create_run: Callable[[], str],
         flush_interval: float,
         live=None,
     ) -> None:
@@ -73,7 +79,7 @@ class Writer:
         self.flush_interval = flush_interval
         self.live = live
         self.rows = RowBuilder()
-        self.outbox: deque[tuple[str, object]] = deque()  # ("metrics"|"params"|"tags", payload)
+        self.outbox: deque[OutboxItem] = deque()
         self._outbox_rows = 0
         self._replay_spool = False  # rows were dropped from memory: resend from the spool file
         self._uncertain = False  # a request failed: it may have landed, check before resending
@@ -93,7 +99,7 @@ class Writer:
     def start(self) -> None:
         self._thread.start()
 
-    def add(self, kind: str, payload) -> None:
+    def add(self, kind: Literal["params", "tags"], payload: dict[str, str]) -> None:
         """Spool and queue params or tags."""
         self.spool.append([{"type": kind, kind: payload}])
         if self._refused is None:
@@ -136,7 +142,9 @@ class Writer:
             if status is not None:
                 self.spool.append([{"type": "end", "status": status}])
                 if delivered:
-                    delivered = self._guard(lambda: self.sink.end_run(self.run_id, status))
+                    run_id = self.run_id
+                    assert run_id is not None  # not pending, so the run exists
+                    delivered = self._guard(lambda: self.sink.end_run(run_id, status))
         return delivered
 
     @property
@@ -211,14 +219,17 @@ class Writer:
                     self.refuse(exc)
                     return
                 self.spool.append([{"type": "run", "run_id": self.run_id}])
+            run_id = self.run_id
             landed = None
             if self._uncertain:
-                landed = self.sink.latest_landed(self.run_id)
+                landed = self.sink.latest_landed(run_id)
                 self._uncertain = False
             if self._replay_spool:
-                self._replay(landed if landed is not None else self.sink.latest_landed(self.run_id))
+                self._replay(
+                    run_id, landed if landed is not None else self.sink.latest_landed(run_id)
+                )
             while self.outbox and time.monotonic() < deadline:
-                self._send_one(landed)
+                self._send_one(run_id, landed)
             if self._failures:
                 log.warning("lrwatch: tracking store reachable again; sending the backlog")
             self._failures = 0
@@ -233,29 +244,29 @@ class Writer:
             self._failures += 1
             self._backoff = min(self._backoff * 2, BACKOFF_MAX_S)
 
-    def _send_one(self, landed) -> None:
-        kind, payload = self.outbox[0]
+    def _send_one(self, run_id: str, landed: dict[str, tuple[int, int]] | None) -> None:
+        item = self.outbox[0]  # tested by item[0] (not unpacked): mypy then knows item[1]'s type
         try:
-            if kind == "metrics":
-                rows = filter_landed(payload, landed) if landed else payload
-                self.sink.log_metrics(self.run_id, rows)
-                self._outbox_rows -= len(payload)
-            elif kind == "params":
-                self.sink.log_params(self.run_id, payload)
+            if item[0] == "metrics":
+                rows = filter_landed(item[1], landed) if landed else item[1]
+                self.sink.log_metrics(run_id, rows)
+                self._outbox_rows -= len(item[1])
+            elif item[0] == "params":
+                self.sink.log_params(run_id, item[1])
             else:
-                self.sink.set_tags(self.run_id, payload)
+                self.sink.set_tags(run_id, item[1])
         except Exception as exc:
             if not is_permanent(exc):
                 raise
-            self._unexpected(exc, f"the tracking store refused {kind}; dropped")
+            self._unexpected(exc, f"the tracking store refused {item[0]}; dropped")
         self.outbox.popleft()
 
-    def _replay(self, landed: dict[str, tuple[int, int]]) -> None:
+    def _replay(self, run_id: str, landed: dict[str, tuple[int, int]]) -> None:
         """Resend every spooled row the store lacks (after the in-memory outbox overflowed)."""
         for chunk in iter_metric_chunks(self.spool.path, chunk=10_000):
             rows = filter_landed(chunk, landed)
             if rows:
-                self.sink.log_metrics(self.run_id, rows)
+                self.sink.log_metrics(run_id, rows)
         self._replay_spool = False
 
     # -- errors ------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 
 from lrwatch.errors import InputError
 from lrwatch.run import Run, Series
-from lrwatch.sources import load_run, load_runs
+from lrwatch.sources import RunRef, load_ref, load_run, load_runs
 from lrwatch.sources import mlflow_store as store
 from tests.sources.conftest import log_run_to_mlflow
 
@@ -78,6 +78,13 @@ def test_load_run_by_id_runs_uri_and_experiment(tracking_uri, healthy_run, diver
     runs = load_runs(["experiment:sweep"])
     assert [r.id for r in runs] == [first, second]
     assert [r.id for r in load_runs(["sweep"])] == [first, second]  # a bare name is an experiment
+
+
+def test_load_ref_without_a_tracking_uri_reads_the_default_store(tracking_uri, healthy_run):
+    # RunRef's tracking_uri defaults to None; this crashed in is_sql_store(None) before.
+    run_id = log_run_to_mlflow(tracking_uri, healthy_run)
+    run = load_ref(RunRef("mlflow", run_id, run_id))
+    assert (run.id, run.num_steps) == (run_id, healthy_run.num_steps)
 
 
 def test_plain_log_metric_and_lightning_names_are_found(tracking_uri, healthy_run):

@@ -65,7 +65,7 @@ def detect_divergence(
     if prepared.n == 0:
         return []
     if prepared.first_nonfinite is not None:
-        return [_nonfinite_finding(prepared)]
+        return [_nonfinite_finding(prepared, prepared.first_nonfinite)]
     return _finite_climb(prepared, rise_noise, giveback_fraction, tail_fraction)
 
 
@@ -93,8 +93,8 @@ def _onset_index(prepared: PreparedRun, end: int) -> int:
     return int(np.searchsorted(prepared.steps, blocks.start[onset_block]))
 
 
-def _nonfinite_finding(prepared: PreparedRun) -> Finding:
-    first = int(prepared.first_nonfinite)
+def _nonfinite_finding(prepared: PreparedRun, first: int) -> Finding:
+    """The finding for a loss that became NaN/inf at index ``first``."""
     onset = _onset_index(prepared, first) if first > 0 else 0
     finite = prepared.loss[:first]
     climbed = bool(finite.size >= 2 and finite[-1] > np.min(finite) + 3 * prepared.noise)

@@ -12,7 +12,7 @@ divergence          LR in force before it began x 0.3 (x 0.1 if the loss never i
                     an isolated spike the loss recovers from: clip gradients
 oscillation         heavy-ball momentum >= 0.9: reduce momentum; otherwise LR x 0.5
 plateau             under a constant (or still high) LR: decay the LR x 0.1; late in an
-                    annealing schedule: keep (that is convergence)
+                    annealing schedule, or converged (an ``info`` plateau): keep
 slow_convergence    LR (the peak, for a schedule) x 3
 none                keep
 ==================  =========================================================================
@@ -158,6 +158,23 @@ def _for_plateau(ctx: RunContext, f: Finding) -> Recommendation:
                 "data if the level is too high."
             ),
             evidence={"lr_in_force": lr, "peak_lr": peak},
+        )
+    if f.severity == "info":
+        # The plateau detector's "converged": the level neither wanders nor stays correlated, as
+        # a floor held up by a too-high LR would. Advising a decay for every constant-LR run that
+        # levelled off would say nothing; the decay stays in the message as the optional step.
+        return Recommendation(
+            action="keep",
+            suggested_lr=lr,
+            factor=1.0,
+            message=(
+                f"The loss levelled off {where} at LR {fmt(lr)} and looks converged: its level "
+                "does not wander the way a floor held up by a too-high LR does. Keep the LR; "
+                f"stopping near step {f.start_step} would save the rest of the compute. If the "
+                f"level matters, a decay to {lr_phrase(lr, PLATEAU_DECAY_FACTOR)} there may "
+                "still take a little off."
+            ),
+            evidence={"lr_in_force": lr, "optional_decay_lr": scaled(lr, PLATEAU_DECAY_FACTOR)},
         )
     return Recommendation(
         action="decay_lr",

@@ -136,6 +136,15 @@ def test_plateau_under_a_constant_lr_decays_it():
     assert "250" in rec.message
 
 
+def test_a_converged_plateau_under_a_constant_lr_keeps_it():
+    """An ``info`` plateau is the detector's "converged": keep, with the decay as an option."""
+    rec = advise(decaying_loss(), np.full(N, 0.1), [finding("plateau", 250, 399, "info")])
+    assert rec.action == "keep"
+    assert rec.suggested_lr == pytest.approx(0.1)
+    assert rec.evidence["optional_decay_lr"] == pytest.approx(0.01)
+    assert "250" in rec.message
+
+
 def test_plateau_at_the_end_of_annealing_is_convergence():
     lr = scheduled_lr(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, N))
     rec = advise(decaying_loss(), lr, [finding("plateau", 330, 399, "info")])

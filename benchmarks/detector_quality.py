@@ -37,9 +37,20 @@ WARNING = severity_rank("warning")
 
 
 def reported_kinds(run) -> set[str]:
+    """Kinds found at warning severity or above (cached per run: every table reads them)."""
+    key = id(run)
+    if key not in _REPORTED:
+        _REPORTED[key] = _detect(run)
+    return set(_REPORTED[key])
+
+
+_REPORTED: dict[int, frozenset[str]] = {}  # the runs stay loaded for the whole process
+
+
+def _detect(run) -> frozenset[str]:
     prepared = prepare_arrays(run.steps, run.loss, run.steps, run.lr, run_id=run.name)
     findings = run_detectors(prepared)
-    return {f.kind for f in findings if severity_rank(f.severity) >= WARNING}
+    return frozenset(f.kind for f in findings if severity_rank(f.severity) >= WARNING)
 
 
 def evaluate(runs, *, verbose: bool = False, strict: bool = False) -> dict:

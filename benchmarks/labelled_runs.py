@@ -30,8 +30,9 @@ task_seeds 40-45, six batch sizes, logged every 1st/2nd/3rd step) are the tuning
 were set on them (``heldout`` and ``fresh`` were held-out sets of earlier detector versions, each
 evaluated once as such before joining the pool). ``final`` (seeds 300-305, task_seeds 800-805,
 batch sizes of which only 40 is in another set, logged every 1st/2nd/3rd step) was evaluated once, after the last
-detector change; ``final2`` (seeds 400-405, task_seeds 900-905, new batch sizes again) was built
-after that and evaluated once with the same code. Unit-test fixtures use seeds 7-9 and are in none
+detector change; ``final2`` (seeds 400-405, task_seeds 900-905, new batch sizes again) and
+``final3`` (seeds 600-605, task_seeds 1000-1005, new batch sizes again) were each built after
+that and evaluated once with the same code. Unit-test fixtures use seeds 7-9 and are in none
 of them.
 
 Runs are cached as ``artifacts/quality/<set>.pkl`` (gitignored) so the benchmark re-runs fast.
@@ -120,6 +121,14 @@ SETS = {
         "task_seeds": (900, 901, 902, 903, 904, 905),
         "batch_sizes": (36, 52, 80, 44, 68, 30),
         "log_every": (3, 2, 1, 2, 3, 1),
+    },
+    # A third final held-out set, for the detector changes made after ``final2`` was seen (which
+    # then joined the tuning pool, with ``final``): new seeds, problem instances and batch sizes.
+    "final3": {
+        "seeds": (600, 601, 602, 603, 604, 605),
+        "task_seeds": (1000, 1001, 1002, 1003, 1004, 1005),
+        "batch_sizes": (60, 26, 84, 42, 100, 76),
+        "log_every": (1, 3, 2, 1, 2, 3),
     },
 }
 STEPS = 1000

@@ -1,12 +1,14 @@
-"""Reading one metric's history from an MLflow SQLite store: direct SQL vs MlflowClient.
+"""Reading one metric's history from an MLflow SQL store: direct SQL vs MlflowClient.
 
 Logs a run with N points of ``train/loss`` (REAL values: a seeded ``lrwatch.tasks`` training
-run, tiled to N points) through ``MlflowClient.log_batch`` into a fresh SQLite store, then times
+run, tiled to N points) through ``MlflowClient.log_batch`` into a fresh SQLite store (or the
+store ``--tracking-uri`` names, e.g. an empty PostgreSQL database), then times
 ``lrwatch.sources.mlflow_store.read_history`` (read-only SELECT into numpy) against
 ``MlflowClient.get_metric_history`` and checks both return the same points. Median of 3 reads.
 
     python benchmarks/mlflow_read.py                    # 10k, 100k and 1M points; a few minutes
     python benchmarks/mlflow_read.py --points 10000 100000
+    python benchmarks/mlflow_read.py --tracking-uri postgresql://user@host/empty_db
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def median_time(fn, repeats: int = 3):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--tracking-uri", help="a SQL store to use (default: a fresh SQLite one)")
     args = parser.parse_args()
     from mlflow import MlflowClient
 
@@ -56,9 +59,9 @@ def main() -> None:
 
     real = train(TrainConfig(task="mlp_regression", lr=0.05, steps=2_000, seed=0)).loss.values
     with tempfile.TemporaryDirectory() as tmp:
-        uri = f"sqlite:///{tmp}/mlflow.db"
+        uri = args.tracking_uri or f"sqlite:///{tmp}/mlflow.db"
         client = MlflowClient(uri)
-        experiment_id = client.create_experiment("read-benchmark")
+        experiment_id = client.create_experiment(f"read-benchmark-{time.time_ns()}")
         print(f"{'points':>10} {'direct SQL':>12} {'MlflowClient':>14} {'speed-up':>9}")
         for n in args.points:
             run_id = log_points(client, experiment_id, np.resize(real, n))

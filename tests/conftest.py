@@ -1,4 +1,5 @@
-"""Fixtures every test area shares: a real, per-test MLflow SQLite store and quiet settings.
+"""Fixtures every test area shares: a real, per-test MLflow SQLite store, a real PostgreSQL
+server for the shared-store tests (a fresh database per test), and quiet settings.
 
 Area-specific fixtures live in ``tests/<area>/conftest.py``.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 
 import pytest
 
@@ -76,3 +78,20 @@ def tracking_uri(tmp_path, monkeypatch, _migrated_mlflow_db):
     while mlflow.active_run() is not None:
         mlflow.end_run()
     mlflow.set_tracking_uri(previous)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """One real PostgreSQL server for the session (``tests/postgres.py``)."""
+    from tests.postgres import PostgresCluster
+
+    cluster = PostgresCluster()
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def postgres_uri(postgres_cluster) -> str:
+    """A fresh, empty PostgreSQL database for this test, as a tracking URI."""
+    return postgres_cluster.create_database(f"mlflow_{uuid.uuid4().hex[:12]}")

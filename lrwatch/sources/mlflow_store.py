@@ -194,6 +194,9 @@ _HISTORY_SQL = (
     " FROM {q}metrics{q} WHERE {q}run_uuid{q} = ? AND {q}key{q} = ?"
 )
 _AFTER_STEP_SQL = " AND {q}step{q} > ?"
+# How a DB-API driver marks a positional parameter, by its ``paramstyle`` (psycopg2 and PyMySQL:
+# "pyformat", pyodbc and pysqlite: "qmark"); other drivers are called through SQLAlchemy.
+_DRIVER_PARAMETER_MARKERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 _KEYS_SQL = "SELECT DISTINCT {q}key{q} FROM {q}latest_metrics{q} WHERE {q}run_uuid{q} = ?"
 
 
@@ -266,9 +269,20 @@ def _sql_rows(tracking_uri: str, sql: str, params: list) -> list[tuple]:
     quote = engine.dialect.identifier_preparer.initial_quote
     if engine.dialect.name == "mssql":  # a BIT column is not a condition there
         sql = sql.replace("{q}is_nan{q} THEN", "{q}is_nan{q} = 1 THEN")
-    pieces = sql.format(q=quote).split("?")
-    named = "".join(f"{piece}:p{i}" for i, piece in enumerate(pieces[:-1])) + pieces[-1]
+    sql = sql.format(q=quote)
+    marker = _DRIVER_PARAMETER_MARKERS.get(engine.dialect.paramstyle)
     with engine.connect() as conn:
+        if marker is not None:
+            # The driver's own cursor: wrapping each row in SQLAlchemy's Row object cost ~0.9 s
+            # of the 1.9 s a 1M-point read took on PostgreSQL.
+            cursor = conn.connection.cursor()
+            try:
+                cursor.execute(sql.replace("?", marker), params)
+                return cursor.fetchall()
+            finally:
+                cursor.close()
+        pieces = sql.split("?")
+        named = "".join(f"{piece}:p{i}" for i, piece in enumerate(pieces[:-1])) + pieces[-1]
         result = conn.execute(text(named), {f"p{i}": v for i, v in enumerate(params)})
         return [tuple(row) for row in result]
 

@@ -7,6 +7,7 @@ injection attempt. They are logged with ``MlflowClient.log_batch`` as the logger
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
 from dataclasses import dataclass, field
@@ -106,21 +107,30 @@ def dashboard_store(tmp_path_factory, _migrated_mlflow_db) -> Store:
     return populate(f"sqlite:///{db}")
 
 
-@pytest.fixture(scope="module")
-def served(dashboard_store):
-    """The dashboard for ``dashboard_store``, served on 127.0.0.1 at a free port."""
+@contextlib.contextmanager
+def serve(tracking_uri: str):
+    """The dashboard for ``tracking_uri`` on 127.0.0.1 at a free port: (its URL, the Dash app)."""
     from werkzeug.serving import make_server
 
     from dashboard.app import create_app
 
-    app = create_app(dashboard_store.uri)
+    app = create_app(tracking_uri)
     server = make_server("127.0.0.1", 0, app.server, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", app
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", app
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def served(dashboard_store):
+    """The dashboard for ``dashboard_store``, served on 127.0.0.1 at a free port."""
+    with serve(dashboard_store.uri) as url_and_app:
+        yield url_and_app
 
 
 @pytest.fixture(scope="module")

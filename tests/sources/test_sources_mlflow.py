@@ -114,8 +114,12 @@ def test_unknown_run_and_experiment_are_input_errors(tracking_uri):
         load_runs(["nope"])
 
 
-def test_sqlalchemy_path_equals_the_sqlite_path(tracking_uri):
-    """The path PostgreSQL/MySQL stores take (SQLAlchemy), driven here through pysqlite."""
+@pytest.mark.parametrize("driver_cursor", [True, False], ids=["driver-cursor", "sqlalchemy-rows"])
+def test_sqlalchemy_path_equals_the_sqlite_path(tracking_uri, monkeypatch, driver_cursor):
+    """The path PostgreSQL/MySQL stores take (SQLAlchemy), driven here through pysqlite: with the
+    driver's own cursor, and as drivers with another parameter style are read."""
+    if not driver_cursor:
+        monkeypatch.setattr(store, "_DRIVER_PARAMETER_MARKERS", {})
     run_id = log_run_to_mlflow(tracking_uri, _odd_run(), timestamps_ms=ODD_TIMES)
     through_sqlalchemy = tracking_uri.replace("sqlite:", "sqlite+pysqlite:", 1)
     assert store.is_sql_store(through_sqlalchemy)

@@ -16,10 +16,10 @@ from tests.net import free_port
 
 
 class MlflowServer:
-    """`mlflow server` on 127.0.0.1 with a SQLite store; can be killed and restarted."""
+    """`mlflow server` on 127.0.0.1 over ``backend_store_uri``; can be killed and restarted."""
 
-    def __init__(self, db: Path, port: int, workdir: Path) -> None:
-        self.db, self.port, self.workdir = db, port, workdir
+    def __init__(self, backend_store_uri: str, port: int, workdir: Path) -> None:
+        self.backend_store_uri, self.port, self.workdir = backend_store_uri, port, workdir
         self.uri = f"http://127.0.0.1:{port}"
         self.process: subprocess.Popen | None = None
 
@@ -33,7 +33,7 @@ class MlflowServer:
         command = [
             sys.executable, "-m", "mlflow", "server",
             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{self.db}",
+            "--backend-store-uri", self.backend_store_uri,
             "--default-artifact-root", str(self.workdir / "artifacts"),
         ]  # fmt: skip
         self.process = subprocess.Popen(
@@ -70,7 +70,7 @@ def mlflow_server(tmp_path, _migrated_mlflow_db):
 
     db = tmp_path / "server.db"
     shutil.copy(_migrated_mlflow_db, db)
-    server = MlflowServer(db, free_port(), tmp_path)
+    server = MlflowServer(f"sqlite:///{db}", free_port(), tmp_path)
     server.start()
     yield server
     server.stop()

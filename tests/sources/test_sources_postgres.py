@@ -1,0 +1,91 @@
+"""A PostgreSQL-backed MLflow store, for real: the store a team shares (README, shared server).
+
+lrwatch reads such a database directly (SQLAlchemy, read-only ``SELECT``) instead of through
+``MlflowClient.get_metric_history``; these tests check the two agree on a real PostgreSQL server,
+and that a run logged by the logger through an ``mlflow server`` on that database analyses the
+same whether ``lrwatch analyze`` asks the server or the database.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from lrwatch.sources import load_run
+from lrwatch.sources import mlflow_store as store
+from lrwatch.tasks import TrainConfig
+from tests.net import free_port
+from tests.sources.conftest import log_run_to_mlflow
+from tests.sources.test_cli_analyze import _cli
+from tests.sources.test_sources_mlflow import ODD_TIMES, _odd_run
+from tests.tracking.conftest import MlflowServer
+from tests.tracking.tracking_loops import train_watched
+
+pytestmark = [pytest.mark.postgres]
+
+
+def test_a_select_only_login_is_enough_to_analyse_a_postgres_store(
+    postgres_cluster, postgres_uri, healthy_run
+):
+    run_id = log_run_to_mlflow(postgres_uri, healthy_run)
+    reader_uri = postgres_cluster.reader_uri(postgres_uri)
+    done = _cli(run_id, "--tracking-uri", reader_uri, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    (report,) = json.loads(done.stdout)["runs"]
+    assert report["run"] == run_id
+    assert not any(f["severity"] != "info" for f in report["findings"])
+    run = load_run(run_id, tracking_uri=reader_uri)
+    np.testing.assert_array_equal(run.loss.values, healthy_run.loss.values)
+
+
+def test_direct_reads_of_a_postgres_store_equal_mlflows_own(postgres_uri):
+    assert store.is_sql_store(postgres_uri)
+    run_id = log_run_to_mlflow(postgres_uri, _odd_run(), timestamps_ms=ODD_TIMES)
+    loss = store.read_history(postgres_uri, run_id, "train/loss")
+    assert loss.steps.tolist() == [0, 1, 2, 3, 4, 5]
+    # NaN kept, -inf restored from the store's stand-in, step 2's later value wins.
+    np.testing.assert_array_equal(loss.values, [1.0, math.nan, 0.25, 0.3, -math.inf, -0.5])
+    direct = store.read_histories(postgres_uri, run_id)
+    via_client = store._client_histories(postgres_uri, run_id, None, None)
+    assert direct.keys() == via_client.keys() == {"train/loss", "lr"}
+    for key, series in via_client.items():
+        np.testing.assert_array_equal(direct[key].steps, series.cleaned().steps)
+        np.testing.assert_array_equal(direct[key].values, series.cleaned().values)
+    assert store.list_metric_keys(postgres_uri, run_id) == ["lr", "train/loss"]
+    newer = store.read_history(postgres_uri, run_id, "train/loss", after_step=3)
+    assert newer.steps.tolist() == [4, 5]
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_a_run_logged_through_a_postgres_backed_server_analyses_the_same_both_ways(
+    postgres_uri, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("LRWATCH_SPOOL_DIR", str(tmp_path / "spool"))
+    server = MlflowServer(postgres_uri, free_port(), tmp_path)
+    server.start()
+    try:
+        # A real diverging run (4x the regression MLP's best rate: it climbs, then turns NaN).
+        config = TrainConfig(task="mlp_regression", lr=0.2, steps=400, seed=0)
+        watcher, losses, _ = train_watched(
+            config, {"experiment": "team", "run_name": "too-fast", "tracking_uri": server.uri}
+        )
+        from_database = load_run(watcher.run_id, tracking_uri=postgres_uri)
+        np.testing.assert_allclose(from_database.loss.values, losses, rtol=1e-6)
+        assert from_database.name == "too-fast"
+        reports = {}
+        for uri in (server.uri, postgres_uri):
+            done = _cli(watcher.run_id, "--tracking-uri", uri, "--format", "json")
+            assert done.returncode == 0, done.stderr
+            (reports[uri],) = json.loads(done.stdout)["runs"]
+    finally:
+        server.stop()
+    over_http, direct = reports[server.uri], reports[postgres_uri]
+    assert over_http["findings"] == direct["findings"]
+    assert over_http["recommendation"] == direct["recommendation"]
+    kinds = {finding["kind"] for finding in direct["findings"]}
+    assert "divergence" in kinds
+    assert direct["recommendation"]["action"] == "decrease_lr"

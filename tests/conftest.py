@@ -86,9 +86,11 @@ def postgres_cluster():
     from tests.postgres import PostgresCluster
 
     cluster = PostgresCluster()
-    cluster.start()
-    yield cluster
-    cluster.stop()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()  # also removes the folder of a cluster that failed to start
 
 
 @pytest.fixture

@@ -67,10 +67,10 @@ class PostgresCluster:
 
     def create_database(self, name: str) -> str:
         """A new, empty database; its SQLAlchemy URI (MLflow creates its tables on first use)."""
-        import psycopg2
+        import psycopg
 
-        connection = psycopg2.connect(f"{self.base_uri}/postgres")
-        connection.autocommit = True  # CREATE DATABASE cannot run inside a transaction
+        # autocommit: CREATE DATABASE cannot run inside a transaction.
+        connection = psycopg.connect(f"{self.base_uri}/postgres", autocommit=True)
         try:
             with connection.cursor() as cursor:
                 cursor.execute(f'CREATE DATABASE "{name}"')
@@ -80,12 +80,11 @@ class PostgresCluster:
 
     def reader_uri(self, database_uri: str) -> str:
         """The URI of a login that may only ``SELECT`` from the database's tables (as they are)."""
-        import psycopg2
+        import psycopg
 
         name = database_uri.rsplit("/", 1)[1]
         reader = f"reader_{name}"[:60]
-        connection = psycopg2.connect(database_uri)
-        connection.autocommit = True
+        connection = psycopg.connect(database_uri, autocommit=True)
         try:
             with connection.cursor() as cursor:
                 cursor.execute(f'CREATE ROLE "{reader}" LOGIN')

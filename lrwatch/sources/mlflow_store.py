@@ -194,8 +194,8 @@ _HISTORY_SQL = (
     " FROM {q}metrics{q} WHERE {q}run_uuid{q} = ? AND {q}key{q} = ?"
 )
 _AFTER_STEP_SQL = " AND {q}step{q} > ?"
-# How a DB-API driver marks a positional parameter, by its ``paramstyle`` (psycopg2 and PyMySQL:
-# "pyformat", pyodbc and pysqlite: "qmark"); other drivers are called through SQLAlchemy.
+# How a DB-API driver marks a positional parameter, by its ``paramstyle`` (psycopg, psycopg2 and
+# PyMySQL: "pyformat"; pyodbc and pysqlite: "qmark"); other drivers are called through SQLAlchemy.
 _DRIVER_PARAMETER_MARKERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 _KEYS_SQL = "SELECT DISTINCT {q}key{q} FROM {q}latest_metrics{q} WHERE {q}run_uuid{q} = ?"
 

@@ -26,6 +26,7 @@ from typing import Any
 from lrwatch import keys
 from lrwatch.errors import InputError
 from lrwatch.run import Run
+from lrwatch.tracking.sink import MAX_METRICS_PER_REQUEST, MAX_PARAMS_PER_REQUEST
 
 ENV_SAMPLE_RUNS = "LRWATCH_SAMPLE_RUNS"
 EXPERIMENT = "lrwatch-samples"
@@ -33,9 +34,6 @@ EXPERIMENT = "lrwatch-samples"
 TAG_SWEEP = "lrwatch.sample_sweep"
 # MLflow shows this tag as the run's description.
 _TAG_DESCRIPTION = "mlflow.note.content"
-# MLflow refuses more than 1000 metrics (and 100 params) in one log_batch request.
-_MAX_METRICS_PER_BATCH = 1000
-_MAX_PARAMS_PER_BATCH = 100
 
 
 def samples_dir() -> Path:
@@ -228,15 +226,15 @@ def _create_run(client, experiment_id: str, run: Run, start_ms: int) -> str:
     )
     run_id = created.info.run_id
     params = [Param(k, v) for k, v in run.params.items()]
-    for first in range(0, len(params), _MAX_PARAMS_PER_BATCH):
-        client.log_batch(run_id, params=params[first : first + _MAX_PARAMS_PER_BATCH])
+    for first in range(0, len(params), MAX_PARAMS_PER_REQUEST):
+        client.log_batch(run_id, params=params[first : first + MAX_PARAMS_PER_REQUEST])
     metrics = [
         Metric(key, float(value), start_ms, int(step))
         for key, series in run.metrics.items()
         for step, value in zip(series.steps.tolist(), series.values.tolist())
     ]
-    for first in range(0, len(metrics), _MAX_METRICS_PER_BATCH):
-        chunk = metrics[first : first + _MAX_METRICS_PER_BATCH]
+    for first in range(0, len(metrics), MAX_METRICS_PER_REQUEST):
+        chunk = metrics[first : first + MAX_METRICS_PER_REQUEST]
         client.log_batch(run_id, metrics=chunk, synchronous=True)
     # FINISHED last: a run without it is a half-written import, replaced on the next call.
     client.set_terminated(run_id, status="FINISHED", end_time=start_ms)

@@ -17,6 +17,7 @@ from dash import dcc, html
 from dashboard import components, figures, ids, layout
 from dashboard.data import DashboardData, DataError
 from dashboard.data.curves import range_test_curve, sensitivity_curve
+from lrwatch.store import display_uri
 
 log = logging.getLogger("lrwatch.dashboard")
 _RANGE_KEY = re.compile(r"^xaxis\d*\.range\[([01])\]$")
@@ -46,7 +47,7 @@ def page_for(data: DashboardData, pathname: str | None, search: str | None):
         except Exception as exc:  # noqa: BLE001
             return layout.message(_problem(exc), kind="error")
         if not experiments:
-            return layout.message(f"no experiments in {data.tracking_uri} yet")
+            return layout.message(f"no experiments in {display_uri(data.tracking_uri)} yet")
         return layout.runs_page(experiments, _default_experiment(data, experiments))
     return layout.not_found_page(path)
 

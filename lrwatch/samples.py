@@ -26,6 +26,7 @@ from typing import Any
 from lrwatch import keys
 from lrwatch.errors import InputError
 from lrwatch.run import Run
+from lrwatch.store import display_uri
 from lrwatch.tracking.sink import MAX_METRICS_PER_REQUEST, MAX_PARAMS_PER_REQUEST
 
 ENV_SAMPLE_RUNS = "LRWATCH_SAMPLE_RUNS"
@@ -173,14 +174,16 @@ def sync_samples(tracking_uri: str | None = None, *, experiment: str = EXPERIMEN
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - MLflow raises many types; the CLI wants one line
-        raise InputError(f"cannot load the sample runs into {uri}: {_one_line(exc)}") from None
+        raise InputError(
+            f"cannot load the sample runs into {display_uri(uri)}: {_one_line(exc)}"
+        ) from None
     return SampleImport(run_ids=run_ids, created=created, experiment=experiment)
 
 
 def _client(uri: str):
-    import mlflow
+    from lrwatch.sources.mlflow_store import mlflow_client
 
-    return mlflow.MlflowClient(tracking_uri=uri)
+    return mlflow_client(uri)
 
 
 def _experiment_id(client, name: str) -> str:

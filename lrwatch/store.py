@@ -24,4 +24,21 @@ def describe_store(uri: str) -> str:
     if uri == DEFAULT_TRACKING_URI:
         where = os.path.join(os.getcwd(), "mlflow.db")
         return f"lrwatch: tracking store {uri} ({where}; set MLFLOW_TRACKING_URI or --tracking-uri to change)"
-    return f"lrwatch: tracking store {uri}"
+    return f"lrwatch: tracking store {display_uri(uri)}"
+
+
+def display_uri(uri: str) -> str:
+    """``uri`` with its password, if any, replaced by ``***``: for every message and page.
+
+    A shared store's URI often carries one (``postgresql://mlflow:PASSWORD@db-host/mlflow``,
+    ``https://user:token@mlflow-host``); stderr, CI logs and a dashboard page must not show it.
+    The user part ends at the *last* ``@`` of the host part, so an unescaped ``@`` in a password
+    is hidden too.
+    """
+    scheme, sep, rest = uri.partition("://")
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, host = netloc.rpartition("@")
+    if not (sep and at and ":" in userinfo):
+        return uri
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}{slash}{path}"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from lrwatch import keys
 from lrwatch.analysis.findings import Finding
 from lrwatch.errors import InputError
+from lrwatch.store import display_uri
 
 # A table of this many runs still renders quickly in the browser (paged, 25 a page); an
 # experiment with more shows its newest runs and says so.
@@ -70,8 +71,9 @@ def mlflow_errors(tracking_uri: str, what: str) -> Iterator[None]:
     except Exception as exc:  # noqa: BLE001 - MLflow, requests, SQL errors: the page says why
         text = " ".join(str(exc).split())[:300] or type(exc).__name__
         if "RESOURCE_DOES_NOT_EXIST" in text or "not found" in text.lower():
-            raise DataError(f"{what}: not found in {tracking_uri}") from None
-        raise DataError(f"{what}: cannot read tracking store {tracking_uri} ({text})") from None
+            raise DataError(f"{what}: not found in {display_uri(tracking_uri)}") from None
+        shown = display_uri(tracking_uri)
+        raise DataError(f"{what}: cannot read tracking store {shown} ({text})") from None
 
 
 def client(tracking_uri: str):

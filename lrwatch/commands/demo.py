@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 
 from lrwatch.errors import InputError
+from lrwatch.store import display_uri
 
 # Seconds to wait for an http(s) tracking server to answer before calling it unreachable
 # (MLflow's own client would retry for minutes first).
@@ -107,7 +108,9 @@ def check_reachable(uri: str) -> None:
         return  # something answered; MLflow itself will say if it is not a tracking server
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise InputError(f"cannot reach the tracking server at {uri} ({reason})") from None
+        raise InputError(
+            f"cannot reach the tracking server at {display_uri(uri)} ({reason})"
+        ) from None
 
 
 def _open_browser(url: str) -> None:

@@ -28,6 +28,7 @@ import numpy as np
 
 from lrwatch.errors import InputError
 from lrwatch.run import Run, Series
+from lrwatch.store import display_uri
 
 # URI schemes whose store is a SQL database holding MLflow's ``metrics`` table.
 _SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
@@ -147,10 +148,33 @@ def _one_per_uri(build):
 
 @_one_per_uri
 def mlflow_client(tracking_uri: str):
-    """One shared ``MlflowClient`` per tracking URI (building one costs ~0.1 s)."""
+    """One shared ``MlflowClient`` per tracking URI (building one costs ~0.1 s).
+
+    A database store other than SQLite is connected to once first: MLflow's own store retries
+    an unreachable database 10 times with doubling waits (~100 s, a multi-line warning each
+    time) before it gives up; this fails at once, in one :class:`InputError` line.
+    """
     from mlflow import MlflowClient
 
+    if is_sql_store(tracking_uri) and not tracking_uri.lower().startswith("sqlite:"):
+        _check_database_reachable(tracking_uri)
     return MlflowClient(tracking_uri=tracking_uri)
+
+
+def _check_database_reachable(tracking_uri: str) -> None:
+    from lrwatch.sources.specs import describe_mlflow_failure
+
+    try:
+        with _engine(tracking_uri).connect():
+            pass
+    except ImportError as exc:  # the database's driver is not installed
+        postgres = tracking_uri.lower().startswith("postgresql")
+        hint = 'pip install "lrwatch[postgres]"' if postgres else "install its database driver"
+        raise InputError(
+            f"cannot open tracking store {display_uri(tracking_uri)}: {exc} ({hint})"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy and driver errors alike
+        raise InputError(describe_mlflow_failure(tracking_uri, exc)) from None
 
 
 def _get_run(tracking_uri: str, run_id: str):
@@ -160,7 +184,9 @@ def _get_run(tracking_uri: str, run_id: str):
         run = mlflow_client(tracking_uri).get_run(run_id)
     except MlflowException as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(exc).lower():
-            raise InputError(f"no run {run_id!r} in tracking store {tracking_uri}") from None
+            raise InputError(
+                f"no run {run_id!r} in tracking store {display_uri(tracking_uri)}"
+            ) from None
         raise  # unreachable server, bad URI...: lrwatch.sources.specs.mlflow_errors words it
     return run.info, run.data
 
@@ -316,8 +342,18 @@ def sqlite_path(tracking_uri: str) -> str:
     return rest[3:].split("?", 1)[0]
 
 
+# Seconds a connection attempt to a database store may take (a host that drops packets would
+# otherwise hang for the operating system's TCP timeout, minutes).
+_CONNECT_TIMEOUT_S = 10
+
+
 @_one_per_uri
 def _engine(tracking_uri: str):
     import sqlalchemy
 
-    return sqlalchemy.create_engine(tracking_uri, pool_pre_ping=True)
+    scheme = tracking_uri.split(":", 1)[0].split("+", 1)[0].lower()
+    # PostgreSQL's and MySQL's drivers take connect_timeout; others keep their defaults.
+    connect_args = (
+        {"connect_timeout": _CONNECT_TIMEOUT_S} if scheme in ("postgresql", "mysql") else {}
+    )
+    return sqlalchemy.create_engine(tracking_uri, pool_pre_ping=True, connect_args=connect_args)

@@ -24,6 +24,7 @@ from pathlib import Path
 from lrwatch.errors import InputError
 from lrwatch.sources.files import folder_files
 from lrwatch.sources.tables import TABLE_SUFFIXES
+from lrwatch.store import display_uri
 
 RUN_PREFIX = "runs:/"
 EXPERIMENT_PREFIX = "experiment:"
@@ -106,7 +107,7 @@ def _require_existing_sqlite_store(uri: str, spec: str, kind: str) -> None:
     what = {"run": "no run", "experiment": "no experiment"}[kind]
     if kind == "experiment" and not spec.startswith(EXPERIMENT_PREFIX):
         what = "no such file, run id or experiment"
-    raise InputError(f"{spec!r}: {what} (tracking store {uri} does not exist)")
+    raise InputError(f"{spec!r}: {what} (tracking store {display_uri(uri)} does not exist)")
 
 
 def experiment_runs(name_or_id: str, tracking_uri: str, *, spec: str | None = None) -> list[RunRef]:
@@ -119,14 +120,16 @@ def experiment_runs(name_or_id: str, tracking_uri: str, *, spec: str | None = No
             experiment = _experiment_by_id(client, name_or_id)
         if experiment is None:
             if spec.startswith(EXPERIMENT_PREFIX):
-                raise InputError(f"no experiment {name_or_id!r} in tracking store {tracking_uri}")
+                raise InputError(
+                    f"no experiment {name_or_id!r} in tracking store {display_uri(tracking_uri)}"
+                )
             raise InputError(
-                f"{spec!r}: no such file, run id or experiment (tracking store {tracking_uri})"
+                f"{spec!r}: no such file, run id or experiment (tracking store {display_uri(tracking_uri)})"
             )
         run_ids = _search_run_ids(client, experiment.experiment_id)
     if not run_ids:
         raise InputError(
-            f"experiment {experiment.name!r} has no runs (tracking store {tracking_uri})"
+            f"experiment {experiment.name!r} has no runs (tracking store {display_uri(tracking_uri)})"
         )
     return [RunRef("mlflow", rid, spec, tracking_uri, optional=True) for rid in run_ids]
 
@@ -180,15 +183,15 @@ def describe_mlflow_failure(tracking_uri: str, exc: BaseException) -> str:
     lowered = text.lower()
     if "MLFLOW_ALLOW_FILE_STORE" in text:
         return (
-            f"{tracking_uri} is a file store, which MLflow 3 refuses by default: set "
+            f"{display_uri(tracking_uri)} is a file store, which MLflow 3 refuses by default: set "
             "MLFLOW_ALLOW_FILE_STORE=true to read it, or migrate it with `mlflow migrate-filestore`"
         )
     for clue, reason in _NETWORK_CLUES:
         if clue in lowered:
-            return f"cannot reach tracking server {tracking_uri} ({reason})"
+            return f"cannot reach tracking server {display_uri(tracking_uri)} ({reason})"
     if len(text) > _MAX_ERROR_CHARS:
         text = text[: _MAX_ERROR_CHARS - 3] + "..."
-    return f"cannot read tracking store {tracking_uri}: {text}"
+    return f"cannot read tracking store {display_uri(tracking_uri)}: {text}"
 
 
 # Substrings of requests/urllib3 errors (wrapped in MlflowException text) -> a short reason.

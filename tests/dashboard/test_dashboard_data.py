@@ -16,6 +16,7 @@ from lrwatch import keys
 from lrwatch.analysis.findings import Finding
 from lrwatch.sources.mlflow_store import read_history
 from tests.dashboard.conftest import log_points, train_sweep_one
+from tests.net import free_port
 
 
 @pytest.fixture
@@ -94,6 +95,13 @@ def test_unreachable_tracking_server_is_a_message_not_a_traceback(monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     page = views.page_for(DashboardData("http://127.0.0.1:9"), "/", "")
     assert "cannot read tracking store http://127.0.0.1:9" in str(page)
+
+
+def test_an_unreachable_database_is_a_message_without_its_password():
+    uri = f"postgresql://team:s3cret@127.0.0.1:{free_port()}/mlflow"  # nothing listens there
+    page = str(views.page_for(DashboardData(uri), "/", ""))
+    assert "cannot reach tracking server postgresql://team:***@127.0.0.1" in page
+    assert "s3cret" not in page
 
 
 def test_runs_table_rows_carry_status_length_lr_and_a_badge(tracking_uri, live_run):

@@ -11,6 +11,7 @@ import pytest
 
 from lrwatch.cli import main
 from lrwatch.sources.files import save_run_csv
+from lrwatch.store import display_uri
 from tests.net import free_port
 from tests.sources.conftest import log_run_to_mlflow
 
@@ -176,6 +177,34 @@ def test_unreachable_tracking_server_is_one_line(tmp_path):
     assert result.stderr.strip().splitlines()[-1] == (
         f"lrwatch: error: cannot reach tracking server {uri} (connection refused)"
     )
+
+
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        ("postgresql://mlflow:PASSWORD@db-host/mlflow", "postgresql://mlflow:***@db-host/mlflow"),
+        ("https://user:to@ken@mlflow-host:5000", "https://user:***@mlflow-host:5000"),
+        ("postgresql+psycopg://reader@db-host:5432/mlflow", None),  # no password: unchanged
+        ("sqlite:///mlflow.db", None),
+        ("http://127.0.0.1:5000", None),
+    ],
+)
+def test_display_uri_hides_a_password_and_nothing_else(uri, shown):
+    assert display_uri(uri) == (shown or uri)
+
+
+@pytest.mark.parametrize("scheme", ["http", "postgresql"])
+def test_a_password_in_the_tracking_uri_is_never_printed(tmp_path, scheme):
+    # Nothing listens on the port. MLflow's own PostgreSQL store would retry it for ~100 s with
+    # a multi-line warning each time; lrwatch connects once and says so in one line.
+    uri = f"{scheme}://team:s3cret@127.0.0.1:{free_port()}/mlflow"
+    shown = uri.replace(":s3cret@", ":***@")
+    result = _cli("0123456789abcdef0123456789abcdef", "--tracking-uri", uri, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"lrwatch: tracking store {shown}",
+        f"lrwatch: error: cannot reach tracking server {shown} (connection refused)",
+    ]
 
 
 def test_odd_but_valid_real_run_is_analysed(tmp_path, capsys, healthy_run):

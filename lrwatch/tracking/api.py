@@ -8,7 +8,8 @@ from collections import deque
 from collections.abc import Callable, Mapping
 
 from lrwatch import __version__, keys
-from lrwatch.store import resolve_tracking_uri
+from lrwatch.errors import InputError
+from lrwatch.store import display_uri, resolve_tracking_uri
 from lrwatch.tracking import distributed, lifecycle
 from lrwatch.tracking.live import LiveDiagnosis
 from lrwatch.tracking.params import optimizer_params
@@ -101,9 +102,13 @@ def watch(
             if is_permanent(exc):
                 refused = exc  # the writer says so, naming the spool that keeps every step
             else:
-                log.warning(
-                    "lrwatch: cannot reach %s (%s); logging to the spool meanwhile", uri, exc
+                # An InputError already names the store (password hidden); others do not.
+                why = (
+                    exc
+                    if isinstance(exc, InputError)
+                    else f"cannot reach {display_uri(uri)} ({exc})"
                 )
+                log.warning("lrwatch: %s; logging to the spool meanwhile", why)
     header = {
         "tracking_uri": uri,
         "run_id": run_id,

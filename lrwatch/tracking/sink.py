@@ -50,12 +50,24 @@ class MlflowSink:
     """Creates or joins a run and writes metrics, params and tags to it."""
 
     def __init__(self, tracking_uri: str, *, http_timeout_s: int = DEFAULT_HTTP_TIMEOUT_S) -> None:
-        import mlflow
-
         self.tracking_uri = tracking_uri
-        self.client = mlflow.MlflowClient(tracking_uri=tracking_uri)
         self.http_timeout_s = http_timeout_s
         self._rest = tracking_uri.startswith(("http://", "https://"))
+        self._client = None
+
+    @property
+    def client(self):
+        """The ``MlflowClient``, built on first use, not when the watcher starts.
+
+        For a database store MLflow connects while building it and retries an unreachable
+        database for ~100 s before raising; :func:`~lrwatch.sources.mlflow_store.mlflow_client`
+        connects once first, so an outage is one quick failure the writer retries like any other.
+        """
+        if self._client is None:
+            from lrwatch.sources.mlflow_store import mlflow_client
+
+            self._client = mlflow_client(self.tracking_uri)
+        return self._client
 
     # -- REST with explicit limits ---------------------------------------------------------
     def _call(self, endpoint: str, method: str, body: dict) -> dict:

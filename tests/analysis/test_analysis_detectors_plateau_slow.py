@@ -160,6 +160,38 @@ def test_a_too_high_constant_rate_real_run_gets_a_plateau_warning(detectors_trai
     assert "plateau" in kinds(prepared, "warning")
 
 
+def test_a_loss_converged_to_float_rounding_is_a_note_and_keeps_its_rate():
+    # Real training that can reach zero loss: SGD fitting noiseless linear targets. The loss
+    # falls from ~6 to ~1e-14, where float32 rounding makes its last digits wander; decaying
+    # the rate cannot help a loss that is already at its minimum.
+    import torch
+
+    from lrwatch.analysis import analyze
+    from lrwatch.run import Run, Series
+
+    torch.manual_seed(7)
+    x = torch.randn(256, 4)
+    y = x @ torch.randn(4, 1)
+    model = torch.nn.Linear(4, 1, bias=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    batches = torch.Generator().manual_seed(7)
+    losses = []
+    for _ in range(1000):
+        pick = torch.randint(0, 256, (32,), generator=batches)
+        loss = torch.nn.functional.mse_loss(model(x[pick]), y[pick])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.median(losses[-100:]) < 1e-10 < losses[0]
+    steps = np.arange(len(losses))
+    run = Run("zero", "zero", metrics={"train/loss": Series(steps, np.array(losses)),
+                                       "lr": Series(steps, np.full(steps.size, 0.1))})  # fmt: skip
+    report = analyze(run)
+    assert {f.kind: f.severity for f in report.findings} == {"plateau": "info"}
+    assert report.recommendation.action == "keep"
+
+
 def test_a_plateau_on_an_oscillating_loss_stays_a_note():
     t = np.arange(3000)
     rng = np.random.default_rng(5)

@@ -27,6 +27,10 @@ WANDER_BLOCKS = 16
 # Default warning thresholds (their reasons: see detect_plateau's Args).
 WANDER_WARNING = 1.6
 PERSISTENCE_WARNING = 0.18
+# A positive loss that fell below this share of its starting level sits at its minimum: its
+# floor is float rounding (float32 resolves ~7 digits), not a rate holding it up, so the plateau
+# is convergence (``info``) however its last digits wander.
+CONVERGED_TO_ZERO_SHARE = 1e-6
 # The persistence measure reads at most this many consecutive points at the end of the stretch:
 # its standard error is then ~1/sqrt(20,000) < 0.01, and a 1M-step run stays fast.
 MAX_PERSISTENCE_POINTS = 20_000
@@ -91,14 +95,14 @@ def detect_plateau(
     wander = _wander(stretch, noise)
     persistence = _persistence(stretch)
     fraction = (n - begin) / n
-    held_up = (
+    level = robust_median(stretch)
+    held_up = not _at_zero(y, level) and (
         wander >= wander_warning
         or persistence >= persistence_strong
         or (persistence >= persistence_warning and fraction >= persistence_min_fraction)
     )
     severity = "warning" if held_up else "info"
     start, end = int(prepared.steps[begin]), int(prepared.steps[-1])
-    level = robust_median(stretch)
     what = "a floor the learning rate holds it at" if severity == "warning" else "convergence"
     message = (
         f"The loss stopped improving at step {start} and stayed near {fmt(level)} until step "
@@ -124,6 +128,12 @@ def wanders(values: np.ndarray, noise: float) -> bool:
     move shows neither: consecutive minibatch losses are then independent draws.
     """
     return _wander(values, noise) >= WANDER_WARNING or _persistence(values) >= PERSISTENCE_WARNING
+
+
+def _at_zero(y: np.ndarray, level: float) -> bool:
+    """A positive loss whose plateau is under CONVERGED_TO_ZERO_SHARE of its starting level."""
+    start = robust_median(y[: max(3, y.size // 50)])
+    return bool(y.min() > 0) and level < CONVERGED_TO_ZERO_SHARE * start
 
 
 def _improvement(stretch: np.ndarray) -> float:

@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from lrwatch.analysis.detectors._common import fmt
 from lrwatch.analysis.detectors.divergence import detect_divergence
 from lrwatch.analysis.detectors.oscillation import detect_oscillation
 from lrwatch.analysis.detectors.plateau import WANDER_WARNING, detect_plateau
@@ -76,6 +77,18 @@ def _plateau_beside(kinds: set[str], plateau: Finding) -> Finding:
     block medians wander far beyond the noise - a level held up by the rate in its own right.
     """
     wanders = plateau.evidence.get("wander", 0.0) >= WANDER_WARNING
-    if "divergence" in kinds or not wanders:
-        return replace(plateau, severity="info")
-    return plateau
+    if "divergence" not in kinds and wanders:
+        return plateau
+    # The plateau's own wording ("looks like convergence" / "a floor the rate holds it at")
+    # would contradict the finding beside it.
+    beside = "divergence" if "divergence" in kinds else "oscillation"
+    why = {
+        "divergence": "the level it climbed to, not convergence",
+        "oscillation": "level on average while it oscillates",
+    }[beside]
+    message = (
+        f"The loss stayed near {fmt(plateau.evidence['plateau_level'])} from step "
+        f"{plateau.start_step} to {plateau.end_step} at a constant learning rate: {why} (the "
+        f"{beside} finding names the fix)."
+    )
+    return replace(plateau, severity="info", message=message)

@@ -1,4 +1,5 @@
-"""Reading saved-run tables (CSV, Parquet, JSON Lines) into columns of float64.
+"""Reading saved-run tables (CSV, Parquet, JSON Lines, Hugging Face ``trainer_state.json``)
+into columns of float64.
 
 A table is one row per logged step: a step column plus one column per metric. Each column comes
 back as ``(values, present)``: ``present`` is False where the row logged nothing for that metric
@@ -198,16 +199,9 @@ def _parse_cells(cells: list) -> Column | None:
 
 
 def _read_json_rows(path: Path, text: str) -> dict[str, Column]:
-    """JSON Lines (one object per line), or one JSON array of objects."""
-    try:
-        if text.startswith("["):
-            records = json.loads(text)
-            if not isinstance(records, list):
-                raise _not_a_table(path)
-        else:
-            records = [json.loads(line) for line in text.splitlines() if line.strip()]
-    except (json.JSONDecodeError, RecursionError):
-        raise _not_a_table(path) from None
+    """JSON Lines (one object per line), one JSON array of objects, or a Hugging Face Trainer
+    state (``trainer_state.json``: its ``log_history``, one object per logging event)."""
+    records = _json_records(path, text)
     if not records or not all(isinstance(r, dict) for r in records):
         raise _not_a_table(path)
     names: dict[str, None] = {}
@@ -219,6 +213,26 @@ def _read_json_rows(path: Path, text: str) -> dict[str, Column]:
         if column is not None:
             columns[str(name)] = column
     return columns
+
+
+def _json_records(path: Path, text: str) -> list:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        document = None  # more than one document: JSON Lines
+    except RecursionError:
+        raise _not_a_table(path) from None
+    if isinstance(document, list):
+        return document
+    if isinstance(document, dict):
+        history = document.get("log_history")  # Hugging Face Trainer's saved state
+        return history if isinstance(history, list) else [document]
+    if document is not None:  # a bare number or string
+        raise _not_a_table(path)
+    try:
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    except (json.JSONDecodeError, RecursionError):
+        raise _not_a_table(path) from None
 
 
 def _json_cell(value):

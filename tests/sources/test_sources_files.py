@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from lrwatch.analysis import analyze
 from lrwatch.errors import InputError
 from lrwatch.sources import load_run, load_runs, require_loss
 from lrwatch.sources.files import TAG_STEPS_FROM, load_file, save_run_csv, steps_note
@@ -184,3 +186,21 @@ def test_any_csv_loads_or_is_an_input_error(tmp_path_factory, header, rows):
         np.testing.assert_equal(outcomes[0], outcomes[1])
     else:
         assert outcomes[0] == outcomes[1]
+
+
+def test_a_hugging_face_trainer_state_is_a_run():
+    # A REAL Trainer run (data/make_hf_trainer_state.py): SGD at a peak rate of 4 (the task's
+    # best is ~0.03) after 100 warmup steps, logged every 5 steps, with the Trainer's eval-free
+    # summary row ("train_loss") at the end of log_history.
+    path = Path(__file__).parent / "data" / "hf_trainer_state.json"
+    run = load_file(path)
+    assert (run.loss_key, run.lr_key) == ("loss", "learning_rate")
+    assert run.loss.steps.tolist() == list(range(5, 401, 5))
+    history = json.loads(path.read_text())["log_history"]
+    logged = [entry["loss"] for entry in history if "loss" in entry]
+    np.testing.assert_array_equal(run.loss.values, logged)
+    report = analyze(run)
+    assert report.schedule.warmup_steps == pytest.approx(100, abs=10)
+    assert [f.kind for f in report.findings if f.severity == "critical"] == ["divergence"]
+    assert report.recommendation.action == "lower_peak_lr"
+    assert report.recommendation.suggested_lr < 1.0  # below where the loss began to climb

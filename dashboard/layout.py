@@ -12,6 +12,7 @@ from dash import dash_table, dcc, html
 
 from dashboard import ids
 from dashboard.components import CARD
+from lrwatch.store import hide_passwords
 
 # Live runs: redraw every 2 s (only new points are fetched); the runs table every 5 s while runs
 # are running or badges are still being analysed.
@@ -52,9 +53,9 @@ def app_layout() -> html.Div:
 
 
 def message(text: str, *, kind: str = "info") -> html.Div:
-    """A visible message box (text only, never HTML)."""
+    """A visible message box (text only, never HTML; any password in a URI shown as ***)."""
     colour = {"info": "#eef4fb", "error": "#fdecea", "warning": "#fff4e5"}[kind]
-    return html.Div(text, className=f"lrwatch-message {kind}",
+    return html.Div(hide_passwords(text), className=f"lrwatch-message {kind}",
                     style={**CARD, "background": colour})  # fmt: skip
 
 

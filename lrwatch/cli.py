@@ -50,8 +50,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def one_line(exc: BaseException) -> str:
     from lrwatch.errors import LrwatchError
+    from lrwatch.store import hide_passwords
 
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = hide_passwords(" ".join(str(exc).split())) or type(exc).__name__
     return text if isinstance(exc, LrwatchError) else f"{type(exc).__name__}: {text}"
 
 

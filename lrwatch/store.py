@@ -8,6 +8,7 @@ uses, so ``lrwatch``, ``mlflow ui`` and other tools see the same runs.
 from __future__ import annotations
 
 import os
+import re
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
@@ -42,3 +43,16 @@ def display_uri(uri: str) -> str:
         return uri
     user = userinfo.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}{slash}{path}"
+
+
+_URI_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
+
+
+def hide_passwords(text: str) -> str:
+    """``text`` with every URI in it passed through :func:`display_uri`.
+
+    lrwatch words its own messages with :func:`display_uri`; this is the net at the places text
+    leaves the program (an error line, a dashboard message, a logger warning), for messages
+    that quote a URI from elsewhere (MLflow's, SQLAlchemy's).
+    """
+    return _URI_IN_TEXT.sub(lambda match: display_uri(match.group(0)), text)

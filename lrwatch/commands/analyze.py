@@ -11,6 +11,7 @@ import os
 import sys
 
 from lrwatch.cli import EXIT_BAD_INPUT, EXIT_FAIL_ON, EXIT_OK
+from lrwatch.store import hide_passwords
 
 # MLflow retries an unreachable server 7 times with backoff (minutes). A report command should
 # answer in seconds: 1 retry and a 10 s timeout, unless the user set these variables.
@@ -204,4 +205,4 @@ def _print(entries, sweep, errors, skipped, output_format: str) -> None:
         if blocks:
             print("\n\n".join(blocks))
     for _spec, message in errors:
-        print(f"lrwatch: error: {' '.join(str(message).split())}", file=sys.stderr)
+        print(f"lrwatch: error: {hide_passwords(' '.join(str(message).split()))}", file=sys.stderr)

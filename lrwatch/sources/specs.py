@@ -113,6 +113,7 @@ def _require_existing_sqlite_store(uri: str, spec: str, kind: str) -> None:
 def experiment_runs(name_or_id: str, tracking_uri: str, *, spec: str | None = None) -> list[RunRef]:
     """Every active run of an MLflow experiment (by name, else by id), oldest first."""
     spec = spec or f"{EXPERIMENT_PREFIX}{name_or_id}"
+    store = display_uri(tracking_uri)
     with mlflow_errors(tracking_uri):
         client = _client(tracking_uri)
         experiment = client.get_experiment_by_name(name_or_id)
@@ -120,17 +121,13 @@ def experiment_runs(name_or_id: str, tracking_uri: str, *, spec: str | None = No
             experiment = _experiment_by_id(client, name_or_id)
         if experiment is None:
             if spec.startswith(EXPERIMENT_PREFIX):
-                raise InputError(
-                    f"no experiment {name_or_id!r} in tracking store {display_uri(tracking_uri)}"
-                )
+                raise InputError(f"no experiment {name_or_id!r} in tracking store {store}")
             raise InputError(
-                f"{spec!r}: no such file, run id or experiment (tracking store {display_uri(tracking_uri)})"
+                f"{spec!r}: no such file, run id or experiment (tracking store {store})"
             )
         run_ids = _search_run_ids(client, experiment.experiment_id)
     if not run_ids:
-        raise InputError(
-            f"experiment {experiment.name!r} has no runs (tracking store {display_uri(tracking_uri)})"
-        )
+        raise InputError(f"experiment {experiment.name!r} has no runs (tracking store {store})")
     return [RunRef("mlflow", rid, spec, tracking_uri, optional=True) for rid in run_ids]
 
 

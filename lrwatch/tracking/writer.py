@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Literal
 
+from lrwatch.store import hide_passwords
 from lrwatch.tracking.records import RowBuilder, drain
 from lrwatch.tracking.sink import MAX_METRICS_PER_REQUEST, MlflowSink, is_permanent, split
 from lrwatch.tracking.spool import SpoolWriter, iter_metric_chunks
@@ -285,5 +286,5 @@ class Writer:
 
 
 def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = hide_passwords(" ".join(str(exc).split())) or type(exc).__name__
     return text if len(text) < 300 else text[:297] + "..."

@@ -11,7 +11,7 @@ import pytest
 
 from lrwatch.cli import main
 from lrwatch.sources.files import save_run_csv
-from lrwatch.store import display_uri
+from lrwatch.store import display_uri, hide_passwords
 from tests.net import free_port
 from tests.sources.conftest import log_run_to_mlflow
 
@@ -191,6 +191,13 @@ def test_unreachable_tracking_server_is_one_line(tmp_path):
 )
 def test_display_uri_hides_a_password_and_nothing_else(uri, shown):
     assert display_uri(uri) == (shown or uri)
+
+
+def test_hide_passwords_reaches_uris_quoted_in_other_programs_messages():
+    text = "got unsupported URI 'foo://u:pw@host/x' for storage; see https://a:b@c.org/d, done"
+    assert hide_passwords(text) == (
+        "got unsupported URI 'foo://u:***@host/x' for storage; see https://a:***@c.org/d, done"
+    )
 
 
 @pytest.mark.parametrize("scheme", ["http", "postgresql"])

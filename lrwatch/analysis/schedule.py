@@ -84,6 +84,14 @@ def recognize_schedule(lr_steps: np.ndarray | None, lr_values: np.ndarray | None
         warmup precedes the schedule, ``details`` carries the numbers that decided it (decay
         factor and drop steps, cycle period, fit error, ...).
     """
+    # LRs near the float limits (1e-308, 1e308) overflow in ratios and differences; every
+    # recogniser reads an inf/NaN result as "no match", so numpy's warnings would only be noise
+    # on the user's terminal.
+    with np.errstate(all="ignore"):
+        return _recognize_schedule(lr_steps, lr_values)
+
+
+def _recognize_schedule(lr_steps: np.ndarray | None, lr_values: np.ndarray | None) -> Schedule:
     if lr_steps is None or lr_values is None or len(lr_values) == 0:
         return Schedule(kind="missing")
     steps = np.asarray(lr_steps, dtype=np.int64)

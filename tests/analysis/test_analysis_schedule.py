@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from functools import cache
 
 import numpy as np
@@ -152,3 +153,14 @@ def test_kinds_are_declared():
 def test_recognition_never_crashes_and_names_a_known_kind(values):
     schedule = recognize_schedule(np.arange(len(values)), np.array(values, np.float64))
     assert schedule.kind in KINDS
+
+
+def test_lrs_at_the_float_limits_raise_no_numpy_warnings():
+    # Found by the Hypothesis test of analyze(): a decay this steep underflows in the fits
+    # (log of 0). The answer is simply "no clean schedule", and nothing may be printed on the
+    # user's terminal.
+    values = np.array([1e308, 1.0, 6.68797027e-171])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        schedule = recognize_schedule(np.arange(values.size), values)
+    assert schedule.kind == "unknown"

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/detector_quality.py            # the three final held-out sets (README figures)
+    python benchmarks/detector_quality.py            # the four final held-out sets (README figures)
     python benchmarks/detector_quality.py --set tuning_wide   # a set of the tuning pool
     python benchmarks/detector_quality.py --set final final2  # ... one table each, then pooled
     python benchmarks/detector_quality.py --rebuild  # retrain the runs (a few minutes)
@@ -127,7 +127,7 @@ def recall_by_stride(runs) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--set", nargs="+", default=["final", "final2", "final3"], choices=tuple(SETS)
+        "--set", nargs="+", default=["final", "final2", "final3", "final4"], choices=tuple(SETS)
     )
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument("-v", "--verbose", action="store_true", help="list misclassified runs")

@@ -30,9 +30,11 @@ task_seeds 40-45, six batch sizes, logged every 1st/2nd/3rd step) are the tuning
 were set on them (``heldout`` and ``fresh`` were held-out sets of earlier detector versions, each
 evaluated once as such before joining the pool). ``final`` (seeds 300-305, task_seeds 800-805,
 batch sizes of which only 40 is in another set, logged every 1st/2nd/3rd step) was evaluated once, after the last
-detector change; ``final2`` (seeds 400-405, task_seeds 900-905, new batch sizes again) and
-``final3`` (seeds 600-605, task_seeds 1000-1005, new batch sizes again) were each built after
-that and evaluated once with the same code. Unit-test fixtures use seeds 7-9 and are in none
+detector change; ``final2`` (seeds 400-405, task_seeds 900-905, new batch sizes again),
+``final3`` (seeds 600-605, task_seeds 1000-1005) and ``final4`` (seeds 700-705, task_seeds
+1100-1105), each with new batch sizes, were each built after that and evaluated once with the
+same detectors (``final4`` also with a plateau change that made no difference there, and was
+dropped). Unit-test fixtures use seeds 7-9 and are in none
 of them.
 
 Runs are cached as ``artifacts/quality/<set>.pkl`` (gitignored) so the benchmark re-runs fast.
@@ -129,6 +131,14 @@ SETS = {
         "task_seeds": (1000, 1001, 1002, 1003, 1004, 1005),
         "batch_sizes": (60, 26, 84, 42, 100, 76),
         "log_every": (1, 3, 2, 1, 2, 3),
+    },
+    # A fourth, for detector changes made after ``final3`` was seen: new seeds, problem instances
+    # and batch sizes again.
+    "final4": {
+        "seeds": (700, 701, 702, 703, 704, 705),
+        "task_seeds": (1100, 1101, 1102, 1103, 1104, 1105),
+        "batch_sizes": (34, 50, 66, 90, 22, 58),
+        "log_every": (3, 1, 2, 2, 3, 1),
     },
 }
 STEPS = 1000

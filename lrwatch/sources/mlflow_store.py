@@ -41,8 +41,12 @@ _SQLITE_BUSY_TIMEOUT_S = 10.0
 
 def is_sql_store(tracking_uri: str) -> bool:
     """True when ``tracking_uri`` names a database MLflow's SQL store uses (read directly)."""
-    scheme = tracking_uri.split(":", 1)[0].split("+", 1)[0].lower()
-    return scheme in _SQL_SCHEMES
+    return _scheme(tracking_uri) in _SQL_SCHEMES
+
+
+def _scheme(tracking_uri: str) -> str:
+    """The database or protocol of a URI, without its driver: ``postgresql+psycopg:`` -> postgresql."""
+    return tracking_uri.split(":", 1)[0].split("+", 1)[0].lower()
 
 
 def read_history(
@@ -156,7 +160,7 @@ def mlflow_client(tracking_uri: str):
     """
     from mlflow import MlflowClient
 
-    if is_sql_store(tracking_uri) and not tracking_uri.lower().startswith("sqlite:"):
+    if is_sql_store(tracking_uri) and _scheme(tracking_uri) != "sqlite":
         _check_database_reachable(tracking_uri)
     return MlflowClient(tracking_uri=tracking_uri)
 
@@ -168,7 +172,7 @@ def _check_database_reachable(tracking_uri: str) -> None:
         with _engine(tracking_uri).connect():
             pass
     except ImportError as exc:  # the database's driver is not installed
-        postgres = tracking_uri.lower().startswith("postgresql")
+        postgres = _scheme(tracking_uri) == "postgresql"
         hint = 'pip install "lrwatch[postgres]"' if postgres else "install its database driver"
         raise InputError(
             f"cannot open tracking store {display_uri(tracking_uri)}: {exc} ({hint})"
@@ -351,9 +355,7 @@ _CONNECT_TIMEOUT_S = 10
 def _engine(tracking_uri: str):
     import sqlalchemy
 
-    scheme = tracking_uri.split(":", 1)[0].split("+", 1)[0].lower()
     # PostgreSQL's and MySQL's drivers take connect_timeout; others keep their defaults.
-    connect_args = (
-        {"connect_timeout": _CONNECT_TIMEOUT_S} if scheme in ("postgresql", "mysql") else {}
-    )
+    timed = _scheme(tracking_uri) in ("postgresql", "mysql")
+    connect_args = {"connect_timeout": _CONNECT_TIMEOUT_S} if timed else {}
     return sqlalchemy.create_engine(tracking_uri, pool_pre_ping=True, connect_args=connect_args)

@@ -6,13 +6,13 @@ import time
 
 import mlflow
 import pytest
-import torch
 
 import lrwatch
 from lrwatch import keys
-from lrwatch.tasks import TrainConfig, make_optimizer, make_task
+from lrwatch.tasks import TrainConfig
 from tests.postgres import PostgresCluster
 from tests.tracking.conftest import steps_of
+from tests.tracking.tracking_loops import ManualLoop
 
 
 @pytest.mark.postgres
@@ -23,22 +23,12 @@ def test_a_postgres_store_down_at_start_costs_buffering_not_the_run(spool_dir, c
     cluster = PostgresCluster()  # its port is chosen; nothing listens there yet
     uri = f"postgresql://lrwatch:s3cret@127.0.0.1:{cluster.port}/mlflow"  # trust: any password
     config = TrainConfig(task="mlp_regression", lr=0.05, steps=300)
-    torch.manual_seed(0)
-    task = make_task(config.task)
-    model = task.make_model()
-    optimizer = make_optimizer(model.parameters(), config)
-    batches = task.batches(torch.Generator().manual_seed(0))
+    loop = ManualLoop(config)
     try:
         started = time.monotonic()
-        w = lrwatch.watch(optimizer, tracking_uri=uri, experiment="team", flush_interval=0.1)
+        w = lrwatch.watch(loop.optimizer, tracking_uri=uri, experiment="team", flush_interval=0.1)
         assert time.monotonic() - started < 5  # one refused connection, no retry loop
-        for step in range(config.steps):
-            inputs, targets = next(batches)
-            optimizer.zero_grad()
-            loss = task.loss_fn(model(inputs), targets)
-            loss.backward()
-            optimizer.step()
-            w.step(loss)
+        for step in loop.steps(w):
             if step == 100:  # the database comes up while training goes on
                 cluster.start()
                 cluster.create_database("mlflow")

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import mlflow
 import pytest
-import torch
 
 import lrwatch
 from lrwatch import keys
-from lrwatch.tasks import TrainConfig, make_optimizer, make_task
+from lrwatch.tasks import TrainConfig
 from tests.net import free_port
 from tests.tracking.conftest import steps_of
+from tests.tracking.tracking_loops import ManualLoop
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,22 +31,12 @@ def test_server_killed_and_restarted_mid_run_loses_and_duplicates_nothing(
     # from the spool file (the path a long outage takes).
     monkeypatch.setattr("lrwatch.tracking.writer.MAX_OUTBOX_ROWS", 200)
     config = TrainConfig(task="mlp_classification", optimizer="adam", lr=1e-3, steps=500)
-    torch.manual_seed(0)
-    task = make_task(config.task)
-    model = task.make_model()
-    optimizer = make_optimizer(model.parameters(), config)
-    batches = task.batches(torch.Generator().manual_seed(0))
+    loop = ManualLoop(config)
     restarter = threading.Thread(target=mlflow_server.start)
     w = lrwatch.watch(
-        optimizer, tracking_uri=mlflow_server.uri, experiment="outage", flush_interval=0.1
+        loop.optimizer, tracking_uri=mlflow_server.uri, experiment="outage", flush_interval=0.1
     )
-    for step in range(config.steps):
-        inputs, targets = next(batches)
-        optimizer.zero_grad()
-        loss = task.loss_fn(model(inputs), targets)
-        loss.backward()
-        optimizer.step()
-        w.step(loss)
+    for step in loop.steps(w):
         if step == 100:
             mlflow_server.stop()  # SIGKILL, possibly in the middle of a log_batch request
         if step == 250:

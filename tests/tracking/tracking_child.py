@@ -8,30 +8,20 @@ from __future__ import annotations
 import sys
 import time
 
-import torch
-
 import lrwatch
-from lrwatch.tasks import TrainConfig, make_optimizer, make_task
+from lrwatch.tasks import TrainConfig
+from tests.tracking.tracking_loops import ManualLoop
 
 
 def main() -> None:
     uri, flush_interval, steps = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
     sleep_s = float(sys.argv[4]) if len(sys.argv) > 4 else 0.004
-    config = TrainConfig(task="mlp_regression", lr=0.01, steps=steps)
-    torch.manual_seed(0)
-    task = make_task(config.task)
-    model = task.make_model()
-    optimizer = make_optimizer(model.parameters(), config)
-    batches = task.batches(torch.Generator().manual_seed(0))
-    w = lrwatch.watch(optimizer, tracking_uri=uri, experiment="kill", flush_interval=flush_interval)
+    loop = ManualLoop(TrainConfig(task="mlp_regression", lr=0.01, steps=steps))
+    w = lrwatch.watch(
+        loop.optimizer, tracking_uri=uri, experiment="kill", flush_interval=flush_interval
+    )
     print(f"spool {w.spool_path}", flush=True)
-    for step in range(steps):
-        inputs, targets = next(batches)
-        optimizer.zero_grad()
-        loss = task.loss_fn(model(inputs), targets)
-        loss.backward()
-        optimizer.step()
-        w.step(loss)
+    for step in loop.steps(w):
         print(f"step {step} {time.time()}", flush=True)
         time.sleep(sleep_s)  # a slower "model", so a flush interval spans many steps
     w.close()

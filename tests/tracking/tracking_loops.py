@@ -42,3 +42,29 @@ def train_watched(config: TrainConfig, watch_kwargs: dict, *, accumulate: int = 
             if not math.isfinite(total):
                 break
     return w, losses, lrs
+
+
+class ManualLoop:
+    """A plain, seeded training loop on ``config``, for tests that act between steps.
+
+    Build the watcher on ``loop.optimizer``, then ``for step in loop.steps(w): ...``: each
+    iteration runs one optimizer step, hands its loss to ``w.step`` and yields the step index.
+    """
+
+    def __init__(self, config: TrainConfig) -> None:
+        torch.manual_seed(config.seed)
+        self.steps_total = config.steps
+        self.task = make_task(config.task)
+        self.model = self.task.make_model()
+        self.optimizer = make_optimizer(self.model.parameters(), config)
+        self._batches = self.task.batches(torch.Generator().manual_seed(config.seed))
+
+    def steps(self, watcher):
+        for step in range(self.steps_total):
+            inputs, targets = next(self._batches)
+            self.optimizer.zero_grad()
+            loss = self.task.loss_fn(self.model(inputs), targets)
+            loss.backward()
+            self.optimizer.step()
+            watcher.step(loss)
+            yield step

@@ -77,7 +77,9 @@ class LiveDiagnosis:
         tags: dict[str, str] = {}
         for finding in new:
             self.findings.append(finding)
-            log.warning("lrwatch: %s: %s", finding.kind, finding.message)
+            # An info finding (a plateau that looks like convergence) is a note, not a warning.
+            level = logging.INFO if finding.severity == "info" else logging.WARNING
+            log.log(level, "lrwatch: %s: %s", finding.kind, finding.message)
             if finding.kind == "divergence":
                 self._act(finding)
         if new:

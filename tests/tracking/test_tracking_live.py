@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 
@@ -87,3 +88,15 @@ def test_the_findings_tag_fits_mlflows_limit_keeping_the_most_severe():
     kept = json.loads(text)
     assert len(text) <= MAX_TAG_VALUE and 0 < len(kept) < len(many)
     assert kept[0]["kind"] == "divergence" and kept[0]["evidence"]["peak"] == "inf"
+
+
+def test_an_info_finding_is_logged_as_info_not_as_a_warning(tracking_uri, caplog):
+    # A healthy run that converges gets an info plateau ("looks like convergence"): a note. Logged
+    # as a WARNING it would read as an alarm in the training script's output.
+    with caplog.at_level(logging.INFO, logger="lrwatch"):
+        w = _watched_train(TrainConfig(task="quadratic", lr=0.3, steps=600), flush_interval=0.05)
+    assert "info" in {f.severity for f in w.findings}
+    for finding in w.findings:
+        level = logging.INFO if finding.severity == "info" else logging.WARNING
+        text = f"lrwatch: {finding.kind}: {finding.message}"
+        assert [r.levelno for r in caplog.records if r.getMessage() == text] == [level]

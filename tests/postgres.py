@@ -56,6 +56,14 @@ class PostgresCluster:
         if self.prefix:
             shutil.chown(self.folder, user="postgres")
         self._run("initdb", "-D", str(self.data), "-U", "lrwatch", "--auth=trust", "-E", "UTF8")
+        self.resume()
+
+    def pause(self) -> None:
+        """Shut the server down at once (open connections break); the data stays for :meth:`resume`."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start the server on the cluster's data (after :meth:`start` made it, or a :meth:`pause`)."""
         options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
         log = str(self.folder / "server.log")
         self._run("pg_ctl", "-D", str(self.data), "-l", log, "-o", options, "-w", "start")

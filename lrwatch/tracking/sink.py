@@ -11,9 +11,13 @@ so the writer passes its limits per request instead.
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from lrwatch.tracking.spool import MetricRow
 
@@ -37,6 +41,42 @@ _PERMANENT_ERRORS = {
 }
 
 
+# MLflow's SQL store logs every failed query as an ERROR with its traceback (about 40 lines) and
+# then raises it. For the sink's calls the writer catches that exception and reports the outage
+# itself, in one line, once; MLflow's copy would repeat at every retry into the training
+# script's output. Records are dropped only while a sink call runs in that thread: the user's
+# own MLflow calls keep their logs.
+_STORE_LOGGER = "mlflow.store.db.utils"
+_in_sink_call = threading.local()
+_Call = TypeVar("_Call", bound=Callable)
+
+
+class _DropDuringSinkCalls(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR or not getattr(_in_sink_call, "active", False)
+
+
+def _quiet_store_errors(method: _Call) -> _Call:
+    """Run ``method`` with MLflow's SQL-store error logging muted in this thread (see above)."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        outer = getattr(_in_sink_call, "active", False)
+        _in_sink_call.active = True
+        try:
+            return method(*args, **kwargs)
+        finally:
+            _in_sink_call.active = outer
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _install_store_log_filter() -> None:
+    store_logger = logging.getLogger(_STORE_LOGGER)
+    if not any(isinstance(f, _DropDuringSinkCalls) for f in store_logger.filters):
+        store_logger.addFilter(_DropDuringSinkCalls())
+
+
 def is_permanent(exc: BaseException) -> bool:
     """True when the store rejected the request itself (retrying would fail the same way)."""
     return getattr(exc, "error_code", None) in _PERMANENT_ERRORS
@@ -54,6 +94,8 @@ class MlflowSink:
         self.http_timeout_s = http_timeout_s
         self._rest = tracking_uri.startswith(("http://", "https://"))
         self._client = None
+        if not self._rest:
+            _install_store_log_filter()
 
     @property
     def client(self):
@@ -88,6 +130,7 @@ class MlflowSink:
         return json.loads(response.text or "{}")
 
     # -- runs ------------------------------------------------------------------------------
+    @_quiet_store_errors
     def experiment_id(self, name: str | None) -> str:
         """The id of experiment ``name`` (created if missing); the default experiment for None."""
         if not name:
@@ -113,6 +156,7 @@ class MlflowSink:
             self.client.restore_experiment(experiment.experiment_id)
         return experiment.experiment_id
 
+    @_quiet_store_errors
     def create_run(self, experiment: str | None, run_name: str | None, tags: dict) -> str:
         from mlflow.tracking.context.registry import resolve_tags
 
@@ -132,6 +176,7 @@ class MlflowSink:
             body["run_name"] = run_name
         return self._call("runs/create", "POST", body)["run"]["info"]["run_id"]
 
+    @_quiet_store_errors
     def end_run(self, run_id: str, status: str) -> None:
         if not self._rest:
             self.client.set_terminated(run_id, status=status)
@@ -139,6 +184,7 @@ class MlflowSink:
         body = {"run_id": run_id, "status": status, "end_time": int(time.time() * 1000)}
         self._call("runs/update", "POST", body)
 
+    @_quiet_store_errors
     def latest_landed(self, run_id: str) -> dict[str, tuple[int, int]]:
         """Per metric key, the ``(step, timestamp)`` of the latest value the store holds."""
         if not self._rest:
@@ -151,6 +197,7 @@ class MlflowSink:
         }
 
     # -- writes ----------------------------------------------------------------------------
+    @_quiet_store_errors
     def log_metrics(self, run_id: str, rows: Sequence[MetricRow]) -> None:
         """Send rows in requests of at most 1000 metrics, in order."""
         from mlflow.entities import Metric
@@ -159,6 +206,7 @@ class MlflowSink:
             metrics = [Metric(k, float(v), int(ts), int(s)) for k, v, ts, s in chunk]
             self._log_batch(run_id, metrics=metrics)
 
+    @_quiet_store_errors
     def log_params(self, run_id: str, params: dict[str, str]) -> None:
         from mlflow.entities import Param
 
@@ -166,6 +214,7 @@ class MlflowSink:
         for chunk in split(items, MAX_PARAMS_PER_REQUEST):
             self._log_batch(run_id, params=chunk)
 
+    @_quiet_store_errors
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections import deque
@@ -285,6 +286,11 @@ class Writer:
             self.error = exc
 
 
+# SQLAlchemy ends its errors with a link to its error-code page: not news in a one-line warning.
+_SQLALCHEMY_BACKGROUND = re.compile(r"\s*\(Background on this error at: [^)]*\)")
+
+
 def _short(exc: BaseException) -> str:
-    text = hide_passwords(" ".join(str(exc).split())) or type(exc).__name__
+    text = _SQLALCHEMY_BACKGROUND.sub("", " ".join(str(exc).split()))
+    text = hide_passwords(text) or type(exc).__name__
     return text if len(text) < 300 else text[:297] + "..."

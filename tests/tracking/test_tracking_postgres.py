@@ -1,7 +1,9 @@
-"""The logger straight into a PostgreSQL store that is down when training starts."""
+"""The logger straight into a PostgreSQL store that is down when training starts, or goes down
+while it runs."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import mlflow
@@ -40,3 +42,40 @@ def test_a_postgres_store_down_at_start_costs_buffering_not_the_run(spool_dir, c
     finally:
         cluster.stop()
     assert "postgresql://lrwatch:***@" in caplog.text and "s3cret" not in caplog.text
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_postgres_store_down_mid_run_loses_nothing_and_prints_one_line(spool_dir, caplog, capfd):
+    # MLflow's SQL store logs each failed query as an ERROR with a ~40-line traceback before it
+    # raises; the writer retries with backoff, so the training script's output used to fill
+    # with one such traceback per retry for as long as the database was down.
+    cluster = PostgresCluster()  # its own: this test stops it, the session's cluster stays up
+    config = TrainConfig(task="mlp_regression", lr=0.05, steps=300)
+    loop = ManualLoop(config)
+    try:
+        cluster.start()
+        uri = cluster.create_database("mlflow")
+        with caplog.at_level(logging.INFO):
+            w = lrwatch.watch(
+                loop.optimizer, tracking_uri=uri, experiment="team", flush_interval=0.05
+            )
+            for step in loop.steps(w):
+                if step == 100:
+                    cluster.pause()  # open connections break, new ones are refused
+                if step == 200:
+                    cluster.resume()
+                time.sleep(0.01)  # a slower "model": the writer tries during the outage
+            assert w.close(timeout_s=60)
+        for key in (keys.LOSS, keys.LR):
+            assert steps_of(uri, w.run_id, key) == list(range(config.steps))
+    finally:
+        cluster.stop()
+    assert not list(spool_dir.iterdir())
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("tracking store unavailable" in m for m in messages) == 1
+    assert sum("reachable again" in m for m in messages) == 1
+    # MLflow's loggers print through their own handler (they do not reach caplog).
+    printed = capfd.readouterr().err
+    assert "SQLAlchemy database error" not in printed and "Traceback" not in printed
+    assert "sqlalche.me" not in caplog.text  # SQLAlchemy's link is cut from the one line

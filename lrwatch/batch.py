@@ -127,7 +127,7 @@ def available_cores() -> int:
 
 def _analyze_one(ref: RunRef, options: tuple) -> RunResult:
     from lrwatch.analysis import analyze
-    from lrwatch.sources.files import steps_note
+    from lrwatch.sources.files import read_notes
 
     loss_key, lr_key, keep_series, csv_engine = options
     try:
@@ -140,9 +140,8 @@ def _analyze_one(ref: RunRef, options: tuple) -> RunResult:
         report = analyze(run)
     except InputError as exc:
         return RunResult(ref, run=run, error=f"{ref.label}: {exc}")
-    note = steps_note(run)
     kept = run if keep_series else _metadata_only(run)
-    return RunResult(ref, run=kept, report=report, notes=[note] if note else [])
+    return RunResult(ref, run=kept, report=report, notes=read_notes(run))
 
 
 def _metadata_only(run: Run) -> Run:

@@ -13,18 +13,16 @@ import numpy as np
 
 from lrwatch.errors import InputError
 from lrwatch.run import Run, Series
-from lrwatch.sources.tables import TABLE_SUFFIXES, read_table
+from lrwatch.sources.tables import TABLE_SUFFIXES, is_table_file, read_table, table_stem
 
 # Step column names, in order of preference (ours, Lightning's CSVLogger, W&B, common others).
 STEP_COLUMNS = ("step", "Step", "global_step", "trainer/global_step", "_step", "iteration", "iter")
 # Tag recording where steps came from when a file had no step column.
 TAG_STEPS_FROM = "lrwatch.steps_from"
 STEPS_FROM_ROW_INDEX = "row index"
+# Tag holding what reading the file left out (a line cut off by a crashed writer), one per line.
+TAG_READ_NOTES = "lrwatch.read_notes"
 _MAX_STEP = 2.0**62
-
-
-def is_table_file(path: Path) -> bool:
-    return path.suffix.lower() in TABLE_SUFFIXES
 
 
 def load_file(
@@ -37,7 +35,8 @@ def load_file(
     """One saved run from a table file.
 
     Args:
-        path: a CSV, Parquet or JSON Lines file (one row per logged step).
+        path: a CSV, Parquet or JSON Lines file (one row per logged step), CSV and JSON Lines
+            also gzip-compressed.
         loss_key / lr_key: column names to use as loss and LR (found among common names if None).
         csv_engine: ``"numpy"`` or ``"arrow"`` (see :func:`lrwatch.sources.tables.read_table`).
 
@@ -54,9 +53,10 @@ def load_file(
         run = load_file("runs/lr0.1.csv", loss_key="val_loss")
     """
     path = Path(path)
-    columns = read_table(path, csv_engine=csv_engine)
+    table = read_table(path, csv_engine=csv_engine)
+    columns = table.columns
     step_name = next((name for name in STEP_COLUMNS if name in columns), None)
-    tags = {}
+    tags = {TAG_READ_NOTES: "\n".join(table.notes)} if table.notes else {}
     if step_name is None:
         n_rows = len(next(iter(columns.values()))[0])
         steps = np.arange(n_rows, dtype=np.int64)
@@ -78,7 +78,7 @@ def load_file(
     _check_named_keys(path, metrics, loss_key, lr_key)
     return Run(
         id=str(path),
-        name=path.stem,
+        name=table_stem(path),
         source=str(path),
         tags=tags,
         metrics=metrics,
@@ -105,15 +105,18 @@ def folder_files(folder: str | Path) -> list[Path]:
     files = sorted(p for p in folder.iterdir() if p.is_file() and is_table_file(p))
     if not files:
         suffixes = ", ".join(TABLE_SUFFIXES)
-        raise InputError(f"{folder}: no run files in this folder (looked for {suffixes})")
+        raise InputError(
+            f"{folder}: no run files in this folder (looked for {suffixes}, also gzipped)"
+        )
     return files
 
 
-def steps_note(run: Run) -> str | None:
-    """A sentence for the report when steps were not logged but numbered by row."""
+def read_notes(run: Run) -> list[str]:
+    """Sentences for the report: what reading the file left out, and steps numbered by row."""
+    notes = [n for n in run.tags.get(TAG_READ_NOTES, "").split("\n") if n]
     if run.tags.get(TAG_STEPS_FROM) == STEPS_FROM_ROW_INDEX:
-        return "no step column: steps are row numbers (0, 1, 2, ...)"
-    return None
+        notes.append("no step column: steps are row numbers (0, 1, 2, ...)")
+    return notes
 
 
 def save_run_csv(run: Run, path: str | Path) -> Path:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from lrwatch.errors import InputError
 from lrwatch.sources.files import folder_files
-from lrwatch.sources.tables import TABLE_SUFFIXES
+from lrwatch.sources.tables import is_table_file
 from lrwatch.store import display_uri
 
 RUN_PREFIX = "runs:/"
@@ -66,7 +66,7 @@ def classify(spec: str) -> tuple[str, str]:
         return "file", spec
     if _RUN_ID.match(spec):
         return "run", spec
-    if path.suffix.lower() in TABLE_SUFFIXES or "/" in spec or "\\" in spec:
+    if is_table_file(path) or "/" in spec or "\\" in spec:
         return "file", spec
     return "experiment", spec
 

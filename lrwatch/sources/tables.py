@@ -1,11 +1,14 @@
 """Reading saved-run tables (CSV, Parquet, JSON Lines, Hugging Face ``trainer_state.json``)
-into columns of float64.
+into columns of float64, also gzip-compressed (``run.csv.gz``).
 
 A table is one row per logged step: a step column plus one column per metric. Each column comes
 back as ``(values, present)``: ``present`` is False where the row logged nothing for that metric
 (an empty CSV cell, a Parquet null, a key missing from a JSON line) - sparse logging - while a
 logged ``nan``/``inf`` is present and kept as evidence. Columns that are not numbers (a run
 name, a timestamp string) are left out.
+
+A writer that crashed mid-line leaves a JSON Lines file (or a gzip stream) cut off at its end:
+the lines before the cut are read and a note says what was left out (:class:`Table`).
 
 Only numpy and the standard library are imported here (pyarrow for Parquet only), so
 ``lrwatch analyze run.csv`` starts fast.
@@ -16,6 +19,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +32,38 @@ Column = tuple[np.ndarray, np.ndarray]  # (float64 values, bool present)
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+GZIP_SUFFIX = ".gz"  # any text table may be gzip-compressed: run.csv.gz, run.jsonl.gz
 TABLE_SUFFIXES = CSV_SUFFIXES + PARQUET_SUFFIXES + JSONL_SUFFIXES
 _PARQUET_MAGIC = b"PAR1"
+_GZIP_MAGIC = b"\x1f\x8b"
 # How much of a file is sniffed to tell the formats apart.
 _SNIFF_BYTES = 4096
 
 
-def read_table(path: Path, *, csv_engine: str = "numpy") -> dict[str, Column]:
+@dataclass
+class Table:
+    """Numeric columns in file order, and notes on what reading had to leave out."""
+
+    columns: dict[str, Column]
+    notes: list[str] = field(default_factory=list)
+
+
+def table_suffix(path: Path) -> str:
+    """The table format's suffix, looking through ``.gz`` (``run.csv.gz`` -> ``.csv``)."""
+    suffix = path.suffix.lower()
+    return Path(path.stem).suffix.lower() if suffix == GZIP_SUFFIX else suffix
+
+
+def table_stem(path: Path) -> str:
+    """The file name without its table suffixes (``lr0.1.csv.gz`` -> ``lr0.1``)."""
+    return Path(path.stem).stem if path.suffix.lower() == GZIP_SUFFIX else path.stem
+
+
+def is_table_file(path: Path) -> bool:
+    return table_suffix(path) in TABLE_SUFFIXES
+
+
+def read_table(path: Path, *, csv_engine: str = "numpy") -> Table:
     """Numeric columns of the table at ``path``, in file order.
 
     ``csv_engine``: ``"numpy"`` (no import beyond numpy: fastest start for one file) or
@@ -43,13 +73,15 @@ def read_table(path: Path, *, csv_engine: str = "numpy") -> dict[str, Column]:
         InputError: missing, empty, unreadable, not a table, or without numeric columns/rows.
     """
     head = _read_head(path)
-    if head.startswith(_PARQUET_MAGIC) or path.suffix.lower() in PARQUET_SUFFIXES:
+    suffix = table_suffix(path)
+    notes: list[str] = []
+    if head.startswith(_PARQUET_MAGIC) or suffix in PARQUET_SUFFIXES:
         columns = _read_parquet(path)
     else:
-        data, text = _decode(path)
+        data, text = _decode(path, notes)
         stripped = text.lstrip()
-        if path.suffix.lower() in JSONL_SUFFIXES or stripped[:1] in ("{", "["):
-            columns = _read_json_rows(path, stripped)
+        if suffix in JSONL_SUFFIXES or stripped[:1] in ("{", "["):
+            columns = _read_json_rows(path, stripped, notes)
         elif csv_engine == "arrow":
             columns = _read_csv_arrow(data, text) or _read_csv(path, text)
         else:
@@ -58,7 +90,7 @@ def read_table(path: Path, *, csv_engine: str = "numpy") -> dict[str, Column]:
         raise InputError(f"{path}: no numeric columns (is it a table of logged steps?)")
     if not any(present.any() for _, present in columns.values()):
         raise InputError(f"{path}: no numeric rows (columns: {', '.join(columns)})")
-    return columns
+    return Table(columns, notes)
 
 
 def _read_head(path: Path) -> bytes:
@@ -80,14 +112,34 @@ def _not_a_table(path: Path) -> InputError:
     return InputError(f"{path}: not a table (expected CSV, Parquet or JSON Lines)")
 
 
-def _decode(path: Path) -> tuple[bytes, str]:
+def _decode(path: Path, notes: list[str]) -> tuple[bytes, str]:
     data = path.read_bytes()
+    if data.startswith(_GZIP_MAGIC):
+        data = _gunzip(path, data, notes)
     if b"\x00" in data:
         raise _not_a_table(path)
     try:
         return data, data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise _not_a_table(path) from None
+
+
+def _gunzip(path: Path, data: bytes, notes: list[str]) -> bytes:
+    """The decompressed bytes; of a stream cut off at its end, its complete lines (with a note)."""
+    parts = []
+    while data:  # one gzip file may hold several members, one after another
+        member = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            parts.append(member.decompress(data))
+        except zlib.error:
+            raise InputError(f"{path}: a damaged gzip file ({GZIP_SUFFIX})") from None
+        if not member.eof:
+            # Whatever follows the last newline of a cut stream is a partial line: left out.
+            parts[-1] = parts[-1][: parts[-1].rfind(b"\n") + 1]
+            notes.append("the gzip file is cut off at its end: read the complete lines before it")
+            break
+        data = member.unused_data
+    return b"".join(parts)
 
 
 # --- CSV ------------------------------------------------------------------------------------
@@ -198,10 +250,10 @@ def _parse_cells(cells: list) -> Column | None:
 # --- JSON Lines -------------------------------------------------------------------------------
 
 
-def _read_json_rows(path: Path, text: str) -> dict[str, Column]:
+def _read_json_rows(path: Path, text: str, notes: list[str]) -> dict[str, Column]:
     """JSON Lines (one object per line), one JSON array of objects, or a Hugging Face Trainer
     state (``trainer_state.json``: its ``log_history``, one object per logging event)."""
-    records = _json_records(path, text)
+    records = _json_records(path, text, notes)
     if not records or not all(isinstance(r, dict) for r in records):
         raise _not_a_table(path)
     names: dict[str, None] = {}
@@ -215,7 +267,7 @@ def _read_json_rows(path: Path, text: str) -> dict[str, Column]:
     return columns
 
 
-def _json_records(path: Path, text: str) -> list:
+def _json_records(path: Path, text: str, notes: list[str]) -> list:
     try:
         document = json.loads(text)
     except json.JSONDecodeError:
@@ -229,10 +281,28 @@ def _json_records(path: Path, text: str) -> list:
         return history if isinstance(history, list) else [document]
     if document is not None:  # a bare number or string
         raise _not_a_table(path)
-    try:
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    except (json.JSONDecodeError, RecursionError):
-        raise _not_a_table(path) from None
+    return _json_lines(path, text, notes)
+
+
+def _json_lines(path: Path, text: str, notes: list[str]) -> list:
+    """One record per non-blank line. A last line that does not parse and does not end the text
+    with a newline was cut off by a writer that stopped mid-line (a crash, a full disk): it is
+    left out with a note. Any other line that does not parse is an error naming it."""
+    lines = text.splitlines()
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except (json.JSONDecodeError, RecursionError):
+            if number == len(lines) and not text.endswith("\n") and records:
+                notes.append(f"line {number} is cut off (the writer stopped mid-line): left out")
+                break
+            if not records:
+                raise _not_a_table(path) from None
+            raise InputError(f"{path}: line {number} is not valid JSON") from None
+    return records
 
 
 def _json_cell(value):

@@ -126,6 +126,23 @@ def test_text_report_names_the_run_and_what_to_do(capsys, healthy_csv):
     assert "300 steps (0..299)" in out and "Recommendation:" in out and "schedule:" in out
 
 
+def test_a_crashed_writers_cut_off_json_lines_is_analysed_with_a_note(tmp_path, diverging_run):
+    # The real diverging run as JSON Lines whose writer died mid-line: the run is still judged
+    # (its divergence is in the lines before the cut) and the report says what was left out.
+    rows = zip(diverging_run.loss.steps.tolist(), diverging_run.loss.values.tolist())
+    text = "".join(json.dumps({"step": step, "loss": loss}) + "\n" for step, loss in rows)
+    path = tmp_path / "crashed.jsonl"
+    path.write_text(text[: text.rindex("\n", 0, -1) + 12])
+    done = _cli(str(path))
+    assert done.returncode == 0 and done.stderr == ""
+    line = len(diverging_run.loss)
+    assert f"note: line {line} is cut off (the writer stopped mid-line): left out" in done.stdout
+    assert "divergence" in done.stdout
+    entry = _strict_json(_cli(str(path), "--format", "json").stdout)["runs"][0]
+    assert entry["notes"] == [f"line {line} is cut off (the writer stopped mid-line): left out"]
+    assert entry["last_step"] == int(diverging_run.loss.steps[-2])
+
+
 def test_one_bad_input_among_good_ones(tmp_path, capsys, healthy_csv):
     missing = str(tmp_path / "missing.csv")
     assert main(["analyze", healthy_csv, missing, "--format", "json"]) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 from pathlib import Path
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from lrwatch.analysis import analyze
 from lrwatch.errors import InputError
 from lrwatch.sources import load_run, load_runs, require_loss
-from lrwatch.sources.files import TAG_STEPS_FROM, load_file, save_run_csv, steps_note
+from lrwatch.sources.files import TAG_STEPS_FROM, load_file, read_notes, save_run_csv
 
 
 def _write(path, text: str):
@@ -65,6 +66,65 @@ def test_a_folder_is_one_run_per_table_file(tmp_path, healthy_run, diverging_run
     assert not np.isfinite(runs[1].loss.values[-1])  # divergence evidence survives the trip
 
 
+def _json_lines(run) -> str:
+    rows = zip(run.loss.steps.tolist(), run.loss.values.tolist(), run.lr.values.tolist())
+    return "".join(json.dumps({"step": s, "loss": v, "lr": lr}) + "\n" for s, v, lr in rows)
+
+
+def test_gzipped_csv_and_json_lines_read_like_the_plain_files(tmp_path, healthy_run):
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    plain = save_run_csv(healthy_run, tmp_path / "lr0.1.csv").read_bytes()
+    (folder / "lr0.1.csv.gz").write_bytes(gzip.compress(plain))
+    (folder / "lr0.3.jsonl.gz").write_bytes(gzip.compress(_json_lines(healthy_run).encode()))
+    # Two gzip members one after the other (``cat a.gz b.gz``) are one file to gunzip.
+    half = plain.index(b"\n", len(plain) // 2) + 1
+    (folder / "lr1.csv.gz").write_bytes(gzip.compress(plain[:half]) + gzip.compress(plain[half:]))
+    runs = load_runs([str(folder)])
+    assert [r.name for r in runs] == ["lr0.1", "lr0.3", "lr1"]
+    for run in runs:
+        np.testing.assert_array_equal(run.loss.steps, healthy_run.loss.steps)
+        np.testing.assert_array_equal(run.loss.values, healthy_run.loss.values)
+        assert read_notes(run) == []
+
+
+def test_a_json_lines_file_cut_off_mid_line_keeps_every_line_before_the_cut(tmp_path, healthy_run):
+    # A writer that crashed mid-line: the last line is half a record, with no newline after it.
+    text = _json_lines(healthy_run)
+    cut = text[: text.rindex("\n", 0, -1) + 20]
+    run = load_run(_write(tmp_path / "crashed.jsonl", cut))
+    n = len(healthy_run.loss)
+    np.testing.assert_array_equal(run.loss.values, healthy_run.loss.values[: n - 1])
+    assert read_notes(run) == [f"line {n} is cut off (the writer stopped mid-line): left out"]
+
+
+def test_a_broken_line_inside_json_lines_is_an_error_naming_it(tmp_path):
+    text = '{"step": 0, "loss": 1.0}\n{"step": 1, "lo\n{"step": 2, "loss": 0.5}\n'
+    with pytest.raises(InputError, match="broken.jsonl: line 2 is not valid JSON"):
+        load_run(_write(tmp_path / "broken.jsonl", text))
+    # ... also as the last line when a newline follows it: that line was written whole.
+    with pytest.raises(InputError, match="line 2 is not valid JSON"):
+        load_run(_write(tmp_path / "broken_end.jsonl", '{"step": 0, "loss": 1.0}\n{"st\n'))
+
+
+def test_a_gzip_file_cut_off_reads_its_complete_lines(tmp_path, healthy_run):
+    plain = save_run_csv(healthy_run, tmp_path / "run.csv").read_bytes()
+    packed = gzip.compress(plain)
+    path = tmp_path / "cut.csv.gz"
+    path.write_bytes(packed[: len(packed) // 2])
+    run = load_run(str(path))
+    n = len(run.loss)
+    assert 0 < n < len(healthy_run.loss)
+    np.testing.assert_array_equal(run.loss.values, healthy_run.loss.values[:n])  # no half row
+    assert read_notes(run) == [
+        "the gzip file is cut off at its end: read the complete lines before it"
+    ]
+    damaged = tmp_path / "damaged.csv.gz"
+    damaged.write_bytes(packed[:20] + bytes(64) + packed[84:])
+    with pytest.raises(InputError, match="damaged.csv.gz: a damaged gzip file"):
+        load_run(str(damaged))
+
+
 @pytest.mark.parametrize("engine", ["numpy", "arrow"])
 def test_odd_but_valid_csv_is_cleaned(tmp_path, engine):
     text = (
@@ -96,7 +156,7 @@ def test_windows_line_endings_byte_order_mark_and_semicolons(tmp_path, engine):
 def test_other_step_column_names(tmp_path, step_column):
     run = load_run(_write(tmp_path / "r.csv", f"{step_column},loss\n10,1.0\n20,0.5\n"))
     assert run.loss.steps.tolist() == [10, 20]
-    assert steps_note(run) is None
+    assert read_notes(run) == []
 
 
 def test_no_step_column_uses_the_row_index_and_says_so(tmp_path):
@@ -105,7 +165,7 @@ def test_no_step_column_uses_the_row_index_and_says_so(tmp_path):
     )
     assert run.loss.steps.tolist() == [0, 1]
     assert run.tags[TAG_STEPS_FROM] == "row index"
-    assert "row numbers" in steps_note(run)
+    assert "row numbers" in read_notes(run)[0]
 
 
 def test_explicit_keys_override_the_guess(tmp_path):

@@ -48,6 +48,8 @@ class Watcher:
         self._norm = None
         self._closed = False
         self._stop_raised = False
+        self._failures: dict[str, int] = {}  # each distinct logger error -> times it happened
+        self._warned_unreduced = False
         self._hooks = [self._install_hook(i, opt) for i, opt in enumerate(self._optimizers)]
         import torch
 
@@ -65,6 +67,10 @@ class Watcher:
         if live is not None and live.stop_requested is not None and not self._stop_raised:
             self._stop_raised = True
             raise DivergenceError(live.stop_requested)
+        # The step counts optimizer steps even when this one's loss cannot be recorded, so the
+        # steps after it keep their true numbers.
+        step = self._step
+        self._step = step + 1
         try:
             if self._reduce is not None:
                 loss = self._reduce(loss)
@@ -84,17 +90,35 @@ class Watcher:
             if type(loss) is not float:
                 loss = self._loss_value(loss)
             norm, self._norm = self._norm, None
-            self._queue.append((self._step, time.time(), loss, lrs, norm))
-            self._step += 1
+            self._queue.append((step, time.time(), loss, lrs, norm))
         except Exception as exc:  # noqa: BLE001 - the promise: never break training
             self._fail(exc)
 
     def _loss_value(self, loss):
         if isinstance(loss, self._tensor):
+            if loss.numel() != 1:
+                loss = self._mean_of_unreduced(loss)
             if not loss.is_cpu:
                 return loss.detach()  # stays on the device; copied in batches off the hot path
             return loss.item() if not loss.requires_grad else loss.data.item()
         return float(loss)
+
+    def _mean_of_unreduced(self, loss):
+        """The mean of a per-sample loss (``reduction="none"``), the reduction losses default to.
+
+        Warned once: the first element (what a scalar read would give on a GPU) or an error at
+        every step would both be worse. An empty tensor has no loss to log.
+        """
+        if loss.numel() == 0:
+            raise ValueError("w.step got an empty loss tensor")
+        if not self._warned_unreduced:
+            self._warned_unreduced = True
+            log.warning(
+                "lrwatch: w.step got a loss tensor of shape %s, not one number; logging its mean "
+                "(pass the scalar loss you call backward() on to silence this)",
+                tuple(loss.shape),
+            )
+        return loss.detach().float().mean()
 
     def log(self, **metrics) -> None:
         """Log other metrics at the current step, e.g. ``w.log(val_loss=0.3, accuracy=0.9)``.
@@ -169,6 +193,7 @@ class Watcher:
         from lrwatch.tracking import lifecycle
 
         lifecycle.forget(self)
+        self._report_repeated_failures()
         if self._writer is None:
             return True
         try:
@@ -191,9 +216,20 @@ class Watcher:
     _writer_owns_run = True
 
     def _fail(self, exc: BaseException) -> None:
+        """Warn about a logger error once per distinct error: a bad value passed at every step
+        would otherwise print a line per step. :meth:`close` says how often each repeated."""
         if strict():
             raise exc
-        log.warning("lrwatch: logger error (training continues): %r", exc)
+        what = repr(exc)
+        seen = self._failures.get(what, 0)
+        self._failures[what] = seen + 1
+        if not seen:
+            log.warning("lrwatch: logger error (training continues; not repeated): %s", what)
+
+    def _report_repeated_failures(self) -> None:
+        for what, times in self._failures.items():
+            if times > 1:
+                log.warning("lrwatch: the logger error %s happened at %d steps", what, times)
 
     def __enter__(self) -> Watcher:
         return self

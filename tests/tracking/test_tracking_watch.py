@@ -150,13 +150,40 @@ def test_a_logger_error_never_reaches_the_loop_outside_strict_mode(
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     monkeypatch.setenv("LRWATCH_STRICT", "0")
     with caplog.at_level(logging.WARNING, logger="lrwatch"), lrwatch.watch(optimizer) as w:
-        w.step(torch.ones(3))  # not a scalar: a bug in the caller, but training goes on
+        w.step(0.9)
+        for _ in range(5):
+            w.step("not a loss")  # a bug in the caller, at every step: training goes on
         w.step(0.5)
-    assert "logger error" in caplog.text
-    assert steps_of(tracking_uri, w.run_id, keys.LOSS) == [0]
+    # One warning when it first happens and one count at close, not a line per step.
+    warned = [r.getMessage() for r in caplog.records if "logger error" in r.getMessage()]
+    assert len(warned) == 2 and "happened at 5 steps" in warned[1]
+    # The steps it could not record are missing; the one after keeps its true number.
+    assert steps_of(tracking_uri, w.run_id, keys.LOSS) == [0, 6]
     monkeypatch.setenv("LRWATCH_STRICT", "1")
-    with pytest.raises(RuntimeError), lrwatch.watch(optimizer) as w2:
-        w2.step(torch.ones(3))
+    with pytest.raises(ValueError), lrwatch.watch(optimizer) as w2:
+        w2.step("not a loss")
+
+
+def test_a_per_sample_loss_is_logged_as_its_mean_with_one_warning(tracking_uri, caplog):
+    # reduction="none" handed to w.step by mistake: before, every step was a logger error (on a
+    # GPU, the first sample's loss would have been logged).
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, y = torch.randn(64, 4), torch.randn(64, 1)
+    means = []
+    with caplog.at_level(logging.WARNING, logger="lrwatch"), lrwatch.watch(optimizer) as w:
+        for _ in range(30):
+            optimizer.zero_grad()
+            per_sample = torch.nn.functional.mse_loss(model(x), y, reduction="none")
+            per_sample.mean().backward()
+            optimizer.step()
+            w.step(per_sample)
+            means.append(float(per_sample.mean()))
+    points = history(tracking_uri, w.run_id, keys.LOSS)
+    assert [s for s, _ in points] == list(range(30))
+    np.testing.assert_allclose([v for _, v in points], means, rtol=1e-6)
+    assert sum("shape (64, 1)" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_bad_arguments_fail_before_training_starts(tracking_uri):

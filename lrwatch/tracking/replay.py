@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lrwatch.errors import InputError
+from lrwatch.store import display_uri
 from lrwatch.tracking.sink import MlflowSink
 from lrwatch.tracking.spool import iter_metric_chunks, read_summary
 from lrwatch.tracking.writer import filter_landed
@@ -82,11 +83,17 @@ def import_spool(
 def _find_or_create_run(sink: MlflowSink, run_id: str | None, header: dict) -> tuple[str, bool]:
     if run_id is not None:
         try:
-            sink.client.get_run(run_id)
-            return run_id, False
+            active = sink.run_is_active(run_id)
         except Exception as exc:  # noqa: BLE001 - only "no such run" means create one
             if getattr(exc, "error_code", None) != "RESOURCE_DOES_NOT_EXIST":
                 raise
+        else:
+            if not active:
+                raise InputError(
+                    f"run {run_id} was deleted in {display_uri(sink.tracking_uri)}: restore it "
+                    f"(mlflow runs restore --run-id {run_id}), then import again"
+                )
+            return run_id, False
     from lrwatch import __version__, keys
 
     tags = {keys.TAG_VERSION: __version__}

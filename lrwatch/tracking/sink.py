@@ -11,15 +11,13 @@ so the writer passes its limits per request instead.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
 
 from lrwatch.tracking.spool import MetricRow
+from lrwatch.tracking.store_logs import install_store_log_filter, quiet_store_errors
 
 # The store refuses more than 1000 metrics (or 100 params / 1000 tags) in one log_batch request.
 MAX_METRICS_PER_REQUEST = 1000
@@ -41,40 +39,14 @@ _PERMANENT_ERRORS = {
 }
 
 
-# MLflow's SQL store logs every failed query as an ERROR with its traceback (about 40 lines) and
-# then raises it. For the sink's calls the writer catches that exception and reports the outage
-# itself, in one line, once; MLflow's copy would repeat at every retry into the training
-# script's output. Records are dropped only while a sink call runs in that thread: the user's
-# own MLflow calls keep their logs.
-_STORE_LOGGER = "mlflow.store.db.utils"
-_in_sink_call = threading.local()
-_Call = TypeVar("_Call", bound=Callable)
+class RunNotActive(Exception):
+    """The run was deleted: the store refuses every write to it (MLflow's SQL stores call that an
+    invalid parameter, the same code as a bad metric name, so it is told apart here)."""
 
+    error_code = "INVALID_STATE"
 
-class _DropDuringSinkCalls(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno < logging.ERROR or not getattr(_in_sink_call, "active", False)
-
-
-def _quiet_store_errors(method: _Call) -> _Call:
-    """Run ``method`` with MLflow's SQL-store error logging muted in this thread (see above)."""
-
-    @functools.wraps(method)
-    def wrapper(*args, **kwargs):
-        outer = getattr(_in_sink_call, "active", False)
-        _in_sink_call.active = True
-        try:
-            return method(*args, **kwargs)
-        finally:
-            _in_sink_call.active = outer
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _install_store_log_filter() -> None:
-    store_logger = logging.getLogger(_STORE_LOGGER)
-    if not any(isinstance(f, _DropDuringSinkCalls) for f in store_logger.filters):
-        store_logger.addFilter(_DropDuringSinkCalls())
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id} was deleted")
 
 
 def is_permanent(exc: BaseException) -> bool:
@@ -94,8 +66,11 @@ class MlflowSink:
         self.http_timeout_s = http_timeout_s
         self._rest = tracking_uri.startswith(("http://", "https://"))
         self._client = None
+        # Metric names the store refused (e.g. "val acc%": MLflow allows only some characters),
+        # with its reason: their rows are no longer sent, so they cannot sink the other rows.
+        self.refused_keys: dict[str, str] = {}
         if not self._rest:
-            _install_store_log_filter()
+            install_store_log_filter()
 
     @property
     def client(self):
@@ -130,7 +105,7 @@ class MlflowSink:
         return json.loads(response.text or "{}")
 
     # -- runs ------------------------------------------------------------------------------
-    @_quiet_store_errors
+    @quiet_store_errors
     def experiment_id(self, name: str | None) -> str:
         """The id of experiment ``name`` (created if missing); the default experiment for None."""
         if not name:
@@ -156,7 +131,7 @@ class MlflowSink:
             self.client.restore_experiment(experiment.experiment_id)
         return experiment.experiment_id
 
-    @_quiet_store_errors
+    @quiet_store_errors
     def create_run(self, experiment: str | None, run_name: str | None, tags: dict) -> str:
         from mlflow.tracking.context.registry import resolve_tags
 
@@ -176,7 +151,7 @@ class MlflowSink:
             body["run_name"] = run_name
         return self._call("runs/create", "POST", body)["run"]["info"]["run_id"]
 
-    @_quiet_store_errors
+    @quiet_store_errors
     def end_run(self, run_id: str, status: str) -> None:
         if not self._rest:
             self.client.set_terminated(run_id, status=status)
@@ -184,7 +159,7 @@ class MlflowSink:
         body = {"run_id": run_id, "status": status, "end_time": int(time.time() * 1000)}
         self._call("runs/update", "POST", body)
 
-    @_quiet_store_errors
+    @quiet_store_errors
     def latest_landed(self, run_id: str) -> dict[str, tuple[int, int]]:
         """Per metric key, the ``(step, timestamp)`` of the latest value the store holds."""
         if not self._rest:
@@ -197,16 +172,55 @@ class MlflowSink:
         }
 
     # -- writes ----------------------------------------------------------------------------
-    @_quiet_store_errors
+    @quiet_store_errors
     def log_metrics(self, run_id: str, rows: Sequence[MetricRow]) -> None:
-        """Send rows in requests of at most 1000 metrics, in order."""
-        from mlflow.entities import Metric
+        """Send rows in requests of at most 1000 metrics, in order.
 
+        A request the store refuses as invalid is sent again one metric name at a time: one
+        name the store does not accept (logged with ``w.log``) must not take the loss and LR
+        rows of the same request with it. A refused name is warned about once, recorded in
+        :attr:`refused_keys` and left out from then on.
+        """
+        if self.refused_keys:
+            rows = [row for row in rows if row[0] not in self.refused_keys]
         for chunk in split(rows, MAX_METRICS_PER_REQUEST):
-            metrics = [Metric(k, float(v), int(ts), int(s)) for k, v, ts, s in chunk]
-            self._log_batch(run_id, metrics=metrics)
+            try:
+                self._log_batch(run_id, metrics=_metrics(chunk))
+            except Exception as exc:
+                if getattr(exc, "error_code", None) != "INVALID_PARAMETER_VALUE":
+                    raise
+                if not self.run_is_active(run_id):
+                    raise RunNotActive(run_id) from exc
+                self._log_key_by_key(run_id, chunk)
 
-    @_quiet_store_errors
+    @quiet_store_errors
+    def run_is_active(self, run_id: str) -> bool:
+        """False once the run was deleted (its lifecycle stage is no longer "active")."""
+        if self._rest:
+            info = self._call("runs/get", "GET", {"run_id": run_id})["run"]["info"]
+            return info.get("lifecycle_stage", "active") == "active"
+        return self.client.get_run(run_id).info.lifecycle_stage == "active"
+
+    def _log_key_by_key(self, run_id: str, rows: Sequence[MetricRow]) -> None:
+        by_key: dict[str, list[MetricRow]] = {}
+        for row in rows:
+            by_key.setdefault(row[0], []).append(row)
+        for key, key_rows in by_key.items():
+            try:
+                self._log_batch(run_id, metrics=_metrics(key_rows))
+            except Exception as exc:
+                if getattr(exc, "error_code", None) != "INVALID_PARAMETER_VALUE":
+                    raise
+                self.refused_keys[key] = str(getattr(exc, "message", exc))
+                shown = key if len(key) <= 80 else key[:77] + "..."
+                logging.getLogger("lrwatch").warning(
+                    "lrwatch: the tracking store refused the metric name %r (%s); its values "
+                    "are not sent, the other metrics are",
+                    shown,
+                    self.refused_keys[key],
+                )
+
+    @quiet_store_errors
     def log_params(self, run_id: str, params: dict[str, str]) -> None:
         from mlflow.entities import Param
 
@@ -214,7 +228,7 @@ class MlflowSink:
         for chunk in split(items, MAX_PARAMS_PER_REQUEST):
             self._log_batch(run_id, params=chunk)
 
-    @_quiet_store_errors
+    @quiet_store_errors
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
 
@@ -237,6 +251,12 @@ class MlflowSink:
             tags=[t.to_proto() for t in tags],
         )
         self._call("runs/log-batch", "POST", json.loads(message_to_json(request)))
+
+
+def _metrics(rows: Sequence[MetricRow]) -> list:
+    from mlflow.entities import Metric
+
+    return [Metric(k, float(v), int(ts), int(s)) for k, v, ts, s in rows]
 
 
 def _warn_restored(name: str) -> None:

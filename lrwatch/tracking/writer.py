@@ -114,13 +114,16 @@ class Writer:
         timeout. The spool keeps everything; the warning names the command that uploads it once
         the cause is fixed (``--experiment`` for a name the store rejects).
         """
+        self._stop_sending(exc, "refused to create the run", "fix the cause")
+
+    def _stop_sending(self, exc: BaseException, what: str, fix: str) -> None:
         self._refused = exc
         self.outbox.clear()
         self._outbox_rows = 0
         self._replay_spool = False
-        log.warning("lrwatch: the tracking store refused to create the run (%s); every step stays "
-                    "in %s - fix the cause, then upload it with: lrwatch import %s",
-                    _short(exc), self.spool.path, self.spool.path)  # fmt: skip
+        log.warning("lrwatch: the tracking store %s (%s); every step stays in %s - %s, then "
+                    "upload it with: lrwatch import %s",
+                    what, _short(exc), self.spool.path, fix, self.spool.path)  # fmt: skip
         if self.error is None:
             self.error = exc
 
@@ -151,7 +154,7 @@ class Writer:
 
     @property
     def refused(self) -> bool:
-        """The store refused to create the run; see :meth:`refuse`."""
+        """The store refused the run (to create it, or it was deleted); see :meth:`refuse`."""
         return self._refused is not None
 
     def pending(self) -> bool:
@@ -260,6 +263,12 @@ class Writer:
         except Exception as exc:
             if not is_permanent(exc):
                 raise
+            if getattr(exc, "error_code", None) == "INVALID_STATE":
+                # The run is no longer active (deleted while training ran): every later request
+                # would be refused the same way, one warning per flush.
+                fix = f"restore the run (mlflow runs restore --run-id {run_id})"
+                self._stop_sending(exc, "no longer takes data for this run", fix)
+                return
             self._unexpected(exc, f"the tracking store refused {item[0]}; dropped")
         self.outbox.popleft()
 

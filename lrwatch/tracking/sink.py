@@ -189,8 +189,6 @@ class MlflowSink:
             except Exception as exc:
                 if getattr(exc, "error_code", None) != "INVALID_PARAMETER_VALUE":
                     raise
-                if not self.run_is_active(run_id):
-                    raise RunNotActive(run_id) from exc
                 self._log_key_by_key(run_id, chunk)
 
     @quiet_store_errors
@@ -234,7 +232,16 @@ class MlflowSink:
 
         self._log_batch(run_id, tags=[RunTag(k, str(v)[:MAX_TAG_VALUE]) for k, v in tags.items()])
 
-    def _log_batch(self, run_id: str, *, metrics=(), params=(), tags=()) -> None:
+    def _log_batch(self, run_id: str, **items) -> None:
+        try:
+            self._send_batch(run_id, **items)
+        except Exception as exc:
+            if getattr(exc, "error_code", None) == "INVALID_PARAMETER_VALUE":
+                if not self.run_is_active(run_id):
+                    raise RunNotActive(run_id) from exc
+            raise
+
+    def _send_batch(self, run_id: str, *, metrics=(), params=(), tags=()) -> None:
         if not self._rest:
             self.client.log_batch(
                 run_id, metrics=metrics, params=params, tags=tags, synchronous=True

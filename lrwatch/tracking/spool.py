@@ -15,12 +15,20 @@ Lines (one JSON object each; Python's json keeps NaN/Infinity, which are evidenc
     {"type": "end", "status": "FINISHED"}             # the run ended (status to set on import)
 
 A torn last line (the process died mid-write) is ignored on reading.
+
+The spool must never cost the run: a spool folder that cannot be created (a read-only home)
+falls back to the system's temporary folder, and when no folder or no write works (a full
+disk), logging goes on from memory alone (:attr:`SpoolWriter.complete` turns False) with one
+warning.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,6 +38,7 @@ from pathlib import Path
 SPOOL_VERSION = 1
 ENV_SPOOL_DIR = "LRWATCH_SPOOL_DIR"
 MetricRow = tuple  # (key, value, timestamp_ms, step)
+log = logging.getLogger("lrwatch")
 
 
 def default_spool_dir() -> Path:
@@ -42,29 +51,71 @@ def default_spool_dir() -> Path:
 
 
 class SpoolWriter:
-    """Appends records to one spool file; each :meth:`append` ends with an fsync."""
+    """Appends records to one spool file; each :meth:`append` ends with an fsync.
+
+    Attributes:
+        path: the spool file (None when no folder could hold one).
+        complete: True while every record appended is in the file; False once the spool could
+            not be opened or a write failed - the file (if any) then lacks what came after.
+    """
 
     def __init__(self, directory: str | os.PathLike | None, header: dict) -> None:
-        directory = Path(directory) if directory else default_spool_dir()
-        directory.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.path = directory / f"lrwatch-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - lives with the run
+        wanted = Path(directory) if directory else default_spool_dir()
+        name = f"lrwatch-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.path: Path | None = None
+        self._file = None
+        self.complete = True
+        problems = []
+        for folder in (wanted, Path(tempfile.gettempdir()) / "lrwatch-spool"):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                path = folder / f"{name}.jsonl"
+                self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives with the run
+            except OSError as exc:
+                problems.append(f"{folder}: {exc.strerror or exc}")
+                continue
+            self.path = path
+            break
+        if self.path is None:
+            self.complete = False
+            log.warning("lrwatch: no folder can hold the spool (%s); logging from memory only - "
+                        "steps not yet sent are lost if the process dies", "; ".join(problems))  # fmt: skip
+        elif problems:
+            log.warning("lrwatch: cannot use the spool folder (%s); spooling to %s instead (set "
+                        "%s to choose)", problems[0], self.path.parent, ENV_SPOOL_DIR)  # fmt: skip
         self.append([{"type": "header", "version": SPOOL_VERSION, **header}])
 
+    @property
+    def where(self) -> str:
+        """Where unsent steps are kept, for messages."""
+        return str(self.path) if self.complete else "memory (the spool file could not be written)"
+
     def append(self, records: list[dict]) -> None:
-        if not records:
+        if not records or self._file is None:
             return
         text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
-        self._file.write(text)
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            self._file.write(text)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:
+            # A full disk or a file-size limit. Later writes would interleave with a torn line,
+            # so the spool stops here; the writer keeps every unsent row in memory instead.
+            self.complete = False
+            self._close_file()
+            log.warning("lrwatch: cannot write the spool %s (%s); logging goes on from memory "
+                        "only", self.path, exc.strerror or exc)  # fmt: skip
 
     def close(self, *, delete: bool) -> None:
-        if not self._file.closed:
-            self._file.close()
-        if delete:
+        self._close_file()
+        if delete and self.path is not None:
             self.path.unlink(missing_ok=True)
+
+    def _close_file(self) -> None:
+        handle, self._file = self._file, None
+        if handle is not None:
+            with contextlib.suppress(OSError):  # its buffer cannot be flushed: the same full disk
+                handle.close()
 
 
 @dataclass

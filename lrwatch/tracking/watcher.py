@@ -199,13 +199,15 @@ class Watcher:
         try:
             owned_status = status if self._writer_owns_run else None
             delivered = self._writer.close(status=owned_status, timeout_s=timeout_s)
-            self._writer.spool.close(delete=delivered)
+            spool = self._writer.spool
+            spool.close(delete=delivered)
             if not delivered and not self._writer.refused:  # the writer has said why
-                log.warning(
-                    "lrwatch: not everything reached the tracking store; upload the rest later "
-                    "with: lrwatch import %s",
-                    self._writer.spool.path,
-                )
+                if spool.complete:
+                    log.warning("lrwatch: not everything reached the tracking store; upload the "
+                                "rest later with: lrwatch import %s", spool.path)  # fmt: skip
+                else:
+                    log.warning("lrwatch: not everything reached the tracking store, and the "
+                                "spool file could not be written: the unsent steps are lost")  # fmt: skip
         except Exception as exc:  # noqa: BLE001
             self._fail(exc)
             return False

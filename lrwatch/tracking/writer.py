@@ -121,9 +121,13 @@ class Writer:
         self.outbox.clear()
         self._outbox_rows = 0
         self._replay_spool = False
-        log.warning("lrwatch: the tracking store %s (%s); every step stays in %s - %s, then "
-                    "upload it with: lrwatch import %s",
-                    what, _short(exc), self.spool.path, fix, self.spool.path)  # fmt: skip
+        if self.spool.complete:
+            log.warning("lrwatch: the tracking store %s (%s); every step stays in %s - %s, then "
+                        "upload it with: lrwatch import %s",
+                        what, _short(exc), self.spool.path, fix, self.spool.path)  # fmt: skip
+        else:
+            log.warning("lrwatch: the tracking store %s (%s), and the spool file could not be "
+                        "written: the steps it does not hold are lost", what, _short(exc))  # fmt: skip
         if self.error is None:
             self.error = exc
 
@@ -198,13 +202,14 @@ class Writer:
             self._unexpected(exc)
 
     def _enqueue_rows(self, rows: list[tuple]) -> None:
-        if self._replay_spool or self._refused is not None:
+        if self._refused is not None or (self._replay_spool and self.spool.complete):
             return  # already on disk; the replay (or `lrwatch import`) will send it
         # One outbox item per request, so sending can stop at the cycle's deadline between them.
         for chunk in split(rows, MAX_METRICS_PER_REQUEST):
             self.outbox.append(("metrics", chunk))
         self._outbox_rows += len(rows)
-        if self._outbox_rows > MAX_OUTBOX_ROWS:
+        # Without a complete spool file the rows have no other home: memory grows instead.
+        if self._outbox_rows > MAX_OUTBOX_ROWS and self.spool.complete:
             log.warning("lrwatch: tracking store unreachable for long; unsent steps stay on disk")
             self.outbox = deque(item for item in self.outbox if item[0] != "metrics")
             self._outbox_rows = 0
@@ -245,7 +250,7 @@ class Writer:
             # One warning per outage; the retries after it only at debug level.
             level = logging.WARNING if self._failures == 0 else logging.DEBUG
             log.log(level, "lrwatch: tracking store unavailable (%s); buffering to %s and "
-                    "retrying", _short(exc), self.spool.path)  # fmt: skip
+                    "retrying", _short(exc), self.spool.where)  # fmt: skip
             self._failures += 1
             self._backoff = min(self._backoff * 2, BACKOFF_MAX_S)
 
@@ -274,6 +279,7 @@ class Writer:
 
     def _replay(self, run_id: str, landed: dict[str, tuple[int, int]]) -> None:
         """Resend every spooled row the store lacks (after the in-memory outbox overflowed)."""
+        assert self.spool.path is not None  # the outbox only overflows into an open spool file
         for chunk in iter_metric_chunks(self.spool.path, chunk=10_000):
             rows = filter_landed(chunk, landed)
             if rows:

@@ -1,15 +1,18 @@
-"""What the store refuses mid-run: one metric name, or the whole run (deleted while training).
+"""What the store or the disk refuses mid-run: one metric name, the whole run (deleted while
+training), the spool file (a full disk, a read-only home).
 
-Both used to print a warning at every flush; the first also dropped the loss and LR rows sent in
-the same request as the refused name.
+Each used to print a warning at every flush, or stop the script; the name and the spool write
+also lost the loss and LR rows that went with them.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -21,6 +24,7 @@ from tests.tracking.conftest import steps_of
 from tests.tracking.tracking_loops import ManualLoop
 
 CONFIG = TrainConfig(task="mlp_regression", lr=0.05, steps=200)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("server", marks=pytest.mark.server)])
@@ -60,7 +64,10 @@ def test_a_run_deleted_mid_run_keeps_every_step_for_import_after_restore(
     loop = ManualLoop(CONFIG)
     client = mlflow.MlflowClient(store_uri)
     with caplog.at_level(logging.WARNING, logger="lrwatch"):
-        w = lrwatch.watch(loop.optimizer, tracking_uri=store_uri, flush_interval=0.05)
+        # analyze=False: live findings are logged as warnings too, and would be counted below.
+        w = lrwatch.watch(
+            loop.optimizer, tracking_uri=store_uri, flush_interval=0.05, analyze=False
+        )
         for step in loop.steps(w):
             if step == 50:
                 client.delete_run(w.run_id)  # a teammate cleaning up the experiment
@@ -90,3 +97,56 @@ def test_a_run_deleted_mid_run_keeps_every_step_for_import_after_restore(
     assert lrwatch_import().returncode == 0
     for key in (keys.LOSS, keys.LR):
         assert steps_of(store_uri, w.run_id, key) == list(range(CONFIG.steps))
+
+
+@pytest.mark.server
+def test_a_spool_write_failing_mid_run_costs_no_step_while_the_server_is_up(
+    mlflow_server, spool_dir
+):
+    # Before, the rows of the flush whose spool write failed were lost, and so were those of every
+    # flush after it, with a warning each time.
+    command = [sys.executable, "-m", "tests.tracking.full_disk_child", mlflow_server.uri]
+    done = subprocess.run(
+        [*command, str(CONFIG.steps), "6000"],  # the spool grows to ~16 kB
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT), LRWATCH_STRICT="0"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "closed True"
+    warned = [line for line in done.stderr.splitlines() if line.startswith("lrwatch:")]
+    assert len(warned) == 1 and "cannot write the spool" in warned[0], warned
+    assert "File too large" in warned[0]  # the limit was reached: the test tested something
+    client = mlflow.MlflowClient(mlflow_server.uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("full").experiment_id])
+    for key in (keys.LOSS, keys.LR):
+        assert steps_of(mlflow_server.uri, run.info.run_id, key) == list(range(CONFIG.steps))
+
+
+def test_an_unwritable_spool_folder_falls_back_then_to_memory(
+    tracking_uri, tmp_path, monkeypatch, caplog
+):
+    import tempfile
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("LRWATCH_SPOOL_DIR", str(blocker / "spool"))  # cannot be created
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    for fallback_works in (True, False):
+        if not fallback_works:
+            monkeypatch.setattr(tempfile, "tempdir", str(blocker / "tmp"))
+        caplog.clear()
+        loop = ManualLoop(CONFIG)
+        with caplog.at_level(logging.WARNING, logger="lrwatch"):
+            w = lrwatch.watch(loop.optimizer, tracking_uri=tracking_uri, flush_interval=0.05)
+            for _ in loop.steps(w):
+                pass
+            assert w.close(timeout_s=30)
+        assert steps_of(tracking_uri, w.run_id, keys.LOSS) == list(range(CONFIG.steps))
+        (warned,) = _messages(caplog)
+        if fallback_works:
+            assert f"spooling to {tmp_path / 'tmp' / 'lrwatch-spool'} instead" in warned
+        else:
+            assert w.spool_path is None and "logging from memory only" in warned

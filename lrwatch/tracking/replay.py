@@ -66,18 +66,17 @@ def import_spool(
     if summary.tags:
         sink.set_tags(run_id, summary.tags)
     landed = sink.latest_landed(run_id)
-    sent = total = 0
+    sent = already_there = 0
     for chunk in iter_metric_chunks(path, CHUNK_ROWS):
         rows = filter_landed(chunk, landed)
-        total += len(chunk)
-        if rows:
-            sink.log_metrics(run_id, rows)
-            sent += len(rows)
+        already_there += len(chunk) - len(rows)
+        if rows:  # the store may refuse a metric name: it says so, and those are not "sent"
+            sent += sink.log_metrics(run_id, rows)
     # A run lrwatch joined (mlflow.start_run() or run_id=) is the user's to end; spools written
     # before the header said so (no "owns_run") were always lrwatch's own runs or unknown: end.
     if header.get("owns_run", True):
         _end_if_running(sink, run_id, summary.end_status or "KILLED")
-    return ImportResult(run_id, uri, sent, total - sent, created)
+    return ImportResult(run_id, uri, sent, already_there, created)
 
 
 def _find_or_create_run(sink: MlflowSink, run_id: str | None, header: dict) -> tuple[str, bool]:

@@ -173,8 +173,8 @@ class MlflowSink:
 
     # -- writes ----------------------------------------------------------------------------
     @quiet_store_errors
-    def log_metrics(self, run_id: str, rows: Sequence[MetricRow]) -> None:
-        """Send rows in requests of at most 1000 metrics, in order.
+    def log_metrics(self, run_id: str, rows: Sequence[MetricRow]) -> int:
+        """Send rows in requests of at most 1000 metrics, in order; return how many were sent.
 
         A request the store refuses as invalid is sent again one metric name at a time: one
         name the store does not accept (logged with ``w.log``) must not take the loss and LR
@@ -183,13 +183,16 @@ class MlflowSink:
         """
         if self.refused_keys:
             rows = [row for row in rows if row[0] not in self.refused_keys]
+        sent = 0
         for chunk in split(rows, MAX_METRICS_PER_REQUEST):
             try:
                 self._log_batch(run_id, metrics=_metrics(chunk))
+                sent += len(chunk)
             except Exception as exc:
                 if getattr(exc, "error_code", None) != "INVALID_PARAMETER_VALUE":
                     raise
-                self._log_key_by_key(run_id, chunk)
+                sent += self._log_key_by_key(run_id, chunk)
+        return sent
 
     @quiet_store_errors
     def run_is_active(self, run_id: str) -> bool:
@@ -199,13 +202,15 @@ class MlflowSink:
             return info.get("lifecycle_stage", "active") == "active"
         return self.client.get_run(run_id).info.lifecycle_stage == "active"
 
-    def _log_key_by_key(self, run_id: str, rows: Sequence[MetricRow]) -> None:
+    def _log_key_by_key(self, run_id: str, rows: Sequence[MetricRow]) -> int:
         by_key: dict[str, list[MetricRow]] = {}
         for row in rows:
             by_key.setdefault(row[0], []).append(row)
+        sent = 0
         for key, key_rows in by_key.items():
             try:
                 self._log_batch(run_id, metrics=_metrics(key_rows))
+                sent += len(key_rows)
             except Exception as exc:
                 if getattr(exc, "error_code", None) != "INVALID_PARAMETER_VALUE":
                     raise
@@ -217,6 +222,7 @@ class MlflowSink:
                     shown,
                     self.refused_keys[key],
                 )
+        return sent
 
     @quiet_store_errors
     def log_params(self, run_id: str, params: dict[str, str]) -> None:
@@ -236,9 +242,9 @@ class MlflowSink:
         try:
             self._send_batch(run_id, **items)
         except Exception as exc:
-            if getattr(exc, "error_code", None) == "INVALID_PARAMETER_VALUE":
-                if not self.run_is_active(run_id):
-                    raise RunNotActive(run_id) from exc
+            invalid = getattr(exc, "error_code", None) == "INVALID_PARAMETER_VALUE"
+            if invalid and not self.run_is_active(run_id):
+                raise RunNotActive(run_id) from exc
             raise
 
     def _send_batch(self, run_id: str, *, metrics=(), params=(), tags=()) -> None:

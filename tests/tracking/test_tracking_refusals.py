@@ -150,3 +150,24 @@ def test_an_unwritable_spool_folder_falls_back_then_to_memory(
             assert f"spooling to {tmp_path / 'tmp' / 'lrwatch-spool'} instead" in warned
         else:
             assert w.spool_path is None and "logging from memory only" in warned
+
+
+def test_import_counts_as_sent_only_what_landed_when_a_name_is_refused(
+    tracking_uri, spool_dir, capsys, caplog
+):
+    from lrwatch.cli import main
+    from tests.net import free_port
+
+    loop = ManualLoop(CONFIG)
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens: every step stays in the spool
+    w = lrwatch.watch(loop.optimizer, tracking_uri=dead, flush_interval=0.05, analyze=False)
+    for step in loop.steps(w):
+        if step % 10 == 0:
+            w.log(**{"val acc%": 0.5})
+    assert not w.close(timeout_s=0.5)
+    (spool,) = spool_dir.iterdir()
+    capsys.readouterr()
+    caplog.clear()
+    assert main(["import", str(spool), "--tracking-uri", tracking_uri]) == 0
+    assert f"{2 * CONFIG.steps} values sent, 0 already in the store" in capsys.readouterr().out
+    assert sum("refused the metric name 'val acc%'" in m for m in _messages(caplog)) == 1

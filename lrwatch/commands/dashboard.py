@@ -28,11 +28,11 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from lrwatch.errors import InputError, require
+    from lrwatch.commands.serve_checks import check_port_free
+    from lrwatch.errors import require
     from lrwatch.store import describe_store, resolve_tracking_uri
 
-    if not 0 < args.port < 65536:
-        raise InputError(f"--port must be between 1 and 65535, not {args.port}")
+    check_port_free(args.host, args.port)
     require("dash", "dashboard", "dash")
     from dashboard.app import dashboard_url, serve
 

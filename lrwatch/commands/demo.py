@@ -8,12 +8,12 @@ again reuses them. Then the dashboard starts and its address is printed.
 from __future__ import annotations
 
 import contextlib
-import socket
 import sys
 import threading
 import urllib.error
 import urllib.request
 
+from lrwatch.commands.serve_checks import check_port_free
 from lrwatch.errors import InputError
 from lrwatch.store import display_uri
 
@@ -75,27 +75,6 @@ def run(args) -> int:
         threading.Timer(_BROWSER_DELAY_S, _open_browser, args=(url,)).start()
     serve(uri, host=args.host, port=args.port, open_browser=False)
     return 0
-
-
-def check_port_free(host: str, port: int) -> None:
-    """Raise :class:`InputError` when ``host:port`` cannot be bound (in use, or a bad address)."""
-    if not 0 < port < 65536:
-        raise InputError(f"--port {port}: not a port number (1-65535)")
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise InputError(f"--host {host}: cannot resolve it ({exc.strerror})") from None
-    family, _, _, _, address = infos[0]
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        # The server (werkzeug) sets SO_REUSEADDR too, so a port in TIME_WAIT is not "in use".
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(address)
-        except OSError as exc:
-            raise InputError(
-                f"cannot serve on {host}:{port} ({exc.strerror or exc}); "
-                "is another dashboard running? pass --port to pick another"
-            ) from None
 
 
 def check_reachable(uri: str) -> None:

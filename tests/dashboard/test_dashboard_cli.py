@@ -39,6 +39,21 @@ def test_bad_port_is_one_line_and_exit_2():
     assert result.stderr.strip() == "lrwatch: error: --port must be between 1 and 65535, not 70000"
 
 
+def test_a_port_in_use_is_one_line_and_exit_2():
+    # Before, the web server printed its own two lines after start-up and the command exited 1.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "lrwatch.cli", "dashboard", "--port", str(port)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"lrwatch: error: cannot serve on 127.0.0.1:{port} (Address already in use); "
+        "is another dashboard running? pass --port to pick another"
+    )
+
+
 def _get_when_up(url: str, *, timeout_s: float) -> str:
     deadline = time.monotonic() + timeout_s
     while True:

@@ -13,6 +13,7 @@ the last ``w.step`` (e.g. a skipped AMP step), the current LRs are read at ``w.s
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -48,6 +49,10 @@ class Watcher:
         self._norm = None
         self._closed = False
         self._stop_raised = False
+        # A forked child (a helper process, a DataLoader worker) inherits this object, and at
+        # its exit the atexit hook or a `with` block would close it: end the parent's run while
+        # it trains and delete its spool file. Only the process that made the watcher closes it.
+        self._owner_pid = os.getpid()
         self._failures: dict[str, int] = {}  # each distinct logger error -> times it happened
         self._warned_unreduced = False
         self._hooks = [self._install_hook(i, opt) for i, opt in enumerate(self._optimizers)]
@@ -182,9 +187,10 @@ class Watcher:
     def close(self, status: str = "FINISHED", *, timeout_s: float = 10.0) -> bool:
         """Flush, deliver what is pending (up to ``timeout_s``), end the run if lrwatch started
         it. Returns True when everything reached the store; otherwise the spool file is kept and
-        a warning names the ``lrwatch import`` command that finishes the upload."""
-        if self._closed:
-            return True
+        a warning names the ``lrwatch import`` command that finishes the upload. In a forked
+        child process it does nothing (the parent's run and spool are the parent's)."""
+        if self._closed or os.getpid() != self._owner_pid:
+            return True  # already closed, or a forked child's copy: nothing of its own to send
         self._closed = True
         self._queue = deque(maxlen=0)  # steps after close are dropped, not piled up in memory
         for hook in self._hooks:

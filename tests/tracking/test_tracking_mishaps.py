@@ -1,8 +1,9 @@
-"""What the store or the disk refuses mid-run: one metric name, the whole run (deleted while
-training), the spool file (a full disk, a read-only home).
+"""What can go wrong beside the training loop: the store refuses one metric name or the whole
+run (deleted while training), the disk refuses the spool (full, or a read-only home), a forked
+child process exits.
 
-Each used to print a warning at every flush, or stop the script; the name and the spool write
-also lost the loss and LR rows that went with them.
+Each used to print a warning at every flush, stop the script, or end the run early; the name
+and the spool write also lost the loss and LR rows that went with them.
 """
 
 from __future__ import annotations
@@ -171,3 +172,24 @@ def test_import_counts_as_sent_only_what_landed_when_a_name_is_refused(
     assert main(["import", str(spool), "--tracking-uri", tracking_uri]) == 0
     assert f"{2 * CONFIG.steps} values sent, 0 already in the store" in capsys.readouterr().out
     assert sum("refused the metric name 'val acc%'" in m for m in _messages(caplog)) == 1
+
+
+def test_a_forked_child_that_exits_leaves_the_parents_run_and_spool_alone(tracking_uri):
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.tracking.forking_script", tracking_uri],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [
+        "child-exited",
+        "RUNNING",
+        "True",
+    ]  # was FAILED False (the `with` block)
+    client = mlflow.MlflowClient(tracking_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("fork").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert steps_of(tracking_uri, run.info.run_id, keys.LOSS) == list(range(200))

@@ -79,9 +79,8 @@ def read_table(path: Path, *, csv_engine: str = "numpy") -> Table:
         columns = _read_parquet(path)
     else:
         data, text = _decode(path, notes)
-        stripped = text.lstrip()
-        if suffix in JSONL_SUFFIXES or stripped[:1] in ("{", "["):
-            columns = _read_json_rows(path, stripped, notes)
+        if suffix in JSONL_SUFFIXES or text.lstrip()[:1] in ("{", "["):
+            columns = _read_json_rows(path, text, notes)  # line numbers as in the file
         elif csv_engine == "arrow":
             columns = _read_csv_arrow(data, text) or _read_csv(path, text)
         else:

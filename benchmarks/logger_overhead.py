@@ -11,7 +11,7 @@ time) / steps. Per-step ``mlflow.log_metric`` runs fewer steps (it costs millise
 lrwatch's ``close()`` (final flush at the end of training) is reported separately.
 
     python benchmarks/logger_overhead.py            # CPU table
-    python benchmarks/logger_overhead.py --cuda     # CUDA loop: lrwatch vs none vs per-step .item()
+    python benchmarks/logger_overhead.py --cuda     # CUDA loops: lrwatch vs none vs per-step .item()
 """
 
 from __future__ import annotations
@@ -33,9 +33,14 @@ import lrwatch  # noqa: E402
 from lrwatch import keys  # noqa: E402
 from lrwatch.tasks import TrainConfig, make_optimizer, make_task  # noqa: E402
 
+# The "wide" CUDA loop: a 3-layer MLP of width 2048 on batches of 4096 (~100 GFLOP a step, about
+# a millisecond of an H100), so the GPU's share of a step is of the order of the CPU's share of
+# launching it - where a per-step host-device sync costs most (the CPU can no longer run ahead).
+WIDE_WIDTH, WIDE_BATCH = 2048, 4096
+
 
 class Loop:
-    """A loop body producing (loss, optimizer) per step: bare or real training."""
+    """A loop body producing (loss, optimizer) per step: bare, real training, or wide (CUDA)."""
 
     def __init__(self, kind: str, device: str = "cpu") -> None:
         torch.manual_seed(0)
@@ -43,10 +48,24 @@ class Loop:
         task = make_task("mlp_regression")
         self.task = task
         self.model = task.make_model().to(device)
+        if kind == "wide":
+            inputs = task.batches(torch.Generator().manual_seed(0)).__next__()[0].shape[1]
+            layers = [torch.nn.Linear(inputs, WIDE_WIDTH), torch.nn.ReLU()]
+            layers += [torch.nn.Linear(WIDE_WIDTH, WIDE_WIDTH), torch.nn.ReLU()]
+            self.model = torch.nn.Sequential(*layers, torch.nn.Linear(WIDE_WIDTH, 1)).to(device)
         self.optimizer = make_optimizer(self.model.parameters(), TrainConfig(lr=0.01, momentum=0.9))
         self.batches = task.batches(torch.Generator().manual_seed(0))
         self.fixed = [next(self.batches) for _ in range(64)]
         self.fixed = [(x.to(device), y.to(device)) for x, y in self.fixed]
+        if kind == "wide":
+            width = self.fixed[0][0].shape[1]
+            self.fixed = [
+                (
+                    torch.randn(WIDE_BATCH, width, device=device),
+                    torch.randn(WIDE_BATCH, 1, device=device),
+                )
+                for _ in range(8)
+            ]
         self.bare_loss = torch.tensor(0.5, device=device)
 
     def step(self, i: int):
@@ -82,6 +101,14 @@ def run_none(loop, steps, store, device="cpu"):
 
 def run_lrwatch(loop, steps, store, device="cpu"):
     w = lrwatch.watch(loop.optimizer, tracking_uri=store, experiment="bench", analyze=True)
+    wall, cpu = time_loop(loop, steps, lambda i, loss: w.step(loss), device)
+    start = time.perf_counter()
+    assert w.close(timeout_s=300)
+    return wall, cpu, time.perf_counter() - start
+
+
+def run_lrwatch_no_live(loop, steps, store, device="cpu"):
+    w = lrwatch.watch(loop.optimizer, tracking_uri=store, experiment="bench", analyze=False)
     wall, cpu = time_loop(loop, steps, lambda i, loss: w.step(loss), device)
     start = time.perf_counter()
     assert w.close(timeout_s=300)
@@ -180,18 +207,25 @@ def cuda_table(args) -> None:
         print("--cuda: no CUDA device here; run this on a machine with a GPU")
         return
     store = f"sqlite:///{tempfile.mkdtemp(prefix='lrwatch-bench-')}/mlflow.db"
+    import mlflow
+
+    mlflow.MlflowClient(store).search_experiments()  # migrate the store before timing anything
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, store {store}")
-    print(f"{'logger':26} {'steps':>7} {'us/step':>10} {'vs none':>9}")
-    runners = [
-        ("none", run_none, args.train_steps),
-        ("lrwatch", run_lrwatch, args.train_steps),
-        ("naive per-step .item()", run_item, args.train_steps),
-    ]
-    results = measure("train", runners, args.repeats, store, "cuda")
-    for name, _, _ in runners:
-        per_step = results[name][0]
-        print(f"{name:26} {args.train_steps:7d} {per_step * 1e6:10.2f} "
-              f"{(per_step / results['none'][0] - 1) * 100:8.2f}%")  # fmt: skip
+    print("us/step: wall and training-thread CPU, medians; a host-device sync shows as wall time")
+    print(f"{'loop':6} {'logger':24} {'steps':>7} {'wall':>9} {'vs none':>9} {'cpu':>9}")
+    for kind in ("bare", "train", "wide"):
+        steps = args.steps if kind == "bare" else args.train_steps
+        runners = [
+            ("none", run_none, steps),
+            ("lrwatch", run_lrwatch, steps),
+            ("lrwatch, analyze=False", run_lrwatch_no_live, steps),
+            ("naive per-step .item()", run_item, steps),
+        ]
+        results = measure(kind, runners, args.repeats, store, "cuda")
+        for name, _, _ in runners:
+            wall, cpu, _ = results[name]
+            print(f"{kind:6} {name:24} {steps:7d} {wall * 1e6:9.2f} "
+                  f"{(wall / results['none'][0] - 1) * 100:8.1f}% {cpu * 1e6:9.2f}")  # fmt: skip
 
 
 def main() -> None:

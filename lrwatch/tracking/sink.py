@@ -1,6 +1,8 @@
 """The MLflow side of the logger: one client, batched writes, fast failure, no hidden retries.
 
-Local stores (``sqlite:///...``, any SQL URI) go through one :class:`mlflow.MlflowClient`. For an
+Local stores (``sqlite:///...``, any SQL URI) go through one :class:`mlflow.MlflowClient`, except
+the metric rows of a SQLite or PostgreSQL store, once MLflow has accepted their names: those go
+in with plain SQL (:mod:`lrwatch.tracking.sql_metrics`, ~7x less Python time). For an
 ``http(s)://`` tracking server the few calls the writer makes are sent with MLflow's own
 ``http_request`` helper but with ``max_retries=0`` and a short timeout: MLflow's default (7 urllib3
 retries with backoff 2, up to 244 s of blocking per call against a dead server) would stall the
@@ -189,6 +191,9 @@ class MlflowSink:
     @quiet_store_errors
     def log_metrics(self, run_id: str, rows: Sequence[MetricRow]) -> int:
         """Send rows in requests of at most 1000 metrics, in order; return how many were sent.
+
+        A request whose names MLflow's ``log_batch`` has all accepted before goes in with plain
+        SQL where the store allows it (:meth:`_write_direct`).
 
         A request the store refuses as invalid is sent again one metric name at a time: one
         name the store does not accept (logged with ``w.log``) must not take the loss and LR

@@ -17,6 +17,7 @@ lrwatch's ``close()`` (final flush at the end of training) is reported separatel
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -99,16 +100,8 @@ def run_none(loop, steps, store, device="cpu"):
     return *time_loop(loop, steps, lambda i, loss: None, device), 0.0
 
 
-def run_lrwatch(loop, steps, store, device="cpu"):
-    w = lrwatch.watch(loop.optimizer, tracking_uri=store, experiment="bench", analyze=True)
-    wall, cpu = time_loop(loop, steps, lambda i, loss: w.step(loss), device)
-    start = time.perf_counter()
-    assert w.close(timeout_s=300)
-    return wall, cpu, time.perf_counter() - start
-
-
-def run_lrwatch_no_live(loop, steps, store, device="cpu"):
-    w = lrwatch.watch(loop.optimizer, tracking_uri=store, experiment="bench", analyze=False)
+def run_lrwatch(loop, steps, store, device="cpu", analyze=True):
+    w = lrwatch.watch(loop.optimizer, tracking_uri=store, experiment="bench", analyze=analyze)
     wall, cpu = time_loop(loop, steps, lambda i, loss: w.step(loss), device)
     start = time.perf_counter()
     assert w.close(timeout_s=300)
@@ -218,7 +211,7 @@ def cuda_table(args) -> None:
         runners = [
             ("none", run_none, steps),
             ("lrwatch", run_lrwatch, steps),
-            ("lrwatch, analyze=False", run_lrwatch_no_live, steps),
+            ("lrwatch, analyze=False", functools.partial(run_lrwatch, analyze=False), steps),
             ("naive per-step .item()", run_item, steps),
         ]
         results = measure(kind, runners, args.repeats, store, "cuda")

@@ -26,7 +26,7 @@ import numpy as np
 
 from lrwatch.analysis.findings import KINDS, Finding, Recommendation, Schedule, severity_rank
 from lrwatch.analysis.prepare import PreparedRun
-from lrwatch.analysis.recommend_context import RunContext, fmt, lr_phrase, scaled
+from lrwatch.analysis.recommend_context import RunContext, at_lr, fmt, lr_phrase, scaled
 from lrwatch.analysis.recommend_divergence import for_divergence, recovered_spike
 
 # Bouncing without settling: in a quadratic valley GD oscillates for LR between 1/L and 2/L,
@@ -117,10 +117,10 @@ def _for_oscillation(ctx: RunContext, f: Finding) -> Recommendation:
             suggested_lr=lr,
             factor=None,
             message=(
-                f"The loss bounces without settling {where} at LR {fmt(lr)} with momentum "
+                f"The loss bounces without settling {where} {at_lr(lr)} with momentum "
                 f"{momentum:g}, which multiplies the step by {1 / (1 - momentum):.0f}x. Reduce "
                 f"momentum to {suggested_m:g} (halves the effective step), or keep the momentum "
-                f"and use LR {lr_phrase(lr, OSCILLATION_FACTOR)}."
+                f"and set the LR to {lr_phrase(lr, OSCILLATION_FACTOR)}."
             ),
             evidence={
                 "momentum": momentum,
@@ -133,7 +133,7 @@ def _for_oscillation(ctx: RunContext, f: Finding) -> Recommendation:
         suggested_lr=scaled(lr, OSCILLATION_FACTOR),
         factor=OSCILLATION_FACTOR,
         message=(
-            f"The loss bounces without settling {where} at LR {fmt(lr)}: each step overshoots "
+            f"The loss bounces without settling {where} {at_lr(lr)}: each step overshoots "
             f"the valley. Use {lr_phrase(lr, OSCILLATION_FACTOR)}; halving the LR is "
             "enough when the bounce comes from overshooting."
         ),
@@ -168,7 +168,7 @@ def _for_plateau(ctx: RunContext, f: Finding) -> Recommendation:
             suggested_lr=lr,
             factor=1.0,
             message=(
-                f"The loss levelled off {where} at LR {fmt(lr)} and looks converged: its level "
+                f"The loss levelled off {where} {at_lr(lr)} and looks converged: its level "
                 "does not wander the way a floor held up by a too-high LR does. Keep the LR; "
                 f"stopping near step {f.start_step} would save the rest of the compute. If the "
                 f"level matters, a decay to {lr_phrase(lr, PLATEAU_DECAY_FACTOR)} there may "
@@ -181,7 +181,7 @@ def _for_plateau(ctx: RunContext, f: Finding) -> Recommendation:
         suggested_lr=scaled(lr, PLATEAU_DECAY_FACTOR),
         factor=PLATEAU_DECAY_FACTOR,
         message=(
-            f"The loss is flat {where} at LR {fmt(lr)}: at this LR the minibatch noise "
+            f"The loss is flat {where} {at_lr(lr)}: at this LR the minibatch noise "
             f"sets the floor. Decay the LR around step {f.start_step} to "
             f"{lr_phrase(lr, PLATEAU_DECAY_FACTOR)} (a step decay), or use a cosine "
             "schedule that anneals to it."
@@ -204,8 +204,8 @@ def _for_slow(ctx: RunContext, f: Finding) -> Recommendation:
         suggested_lr=scaled(base, factor),
         factor=factor,
         message=(
-            f"The loss {what} from step {f.start_step} to {f.end_step} at "
-            f"{which} {fmt(base)}: the steps are too small to use the budget. Raise it to "
+            f"The loss {what} from step {f.start_step} to {f.end_step} "
+            f"{at_lr(base, which)}: the steps are too small to use the budget. Raise it to "
             f"{lr_phrase(base, factor)}; if that trains stably, try another 3x "
             "(an LR range test finds the edge in one short run)."
         ),
@@ -219,13 +219,17 @@ def _keep(ctx: RunContext) -> Recommendation:
     finite = p.loss[np.isfinite(p.loss)]
     k = max(1, finite.size // 20)
     start, end = (float(np.median(finite[:k])), float(np.median(finite[-k:]))) if k else (0, 0)
+    if ctx.schedule.kind == "missing":
+        under = "with no LR logged" + ("" if lr is None else f" (base LR {fmt(lr)})")
+    else:
+        under = f"under a {ctx.schedule.describe()} schedule (LR {fmt(lr)})"
     return Recommendation(
         action="keep",
         suggested_lr=lr,
         factor=1.0,
         message=(
             f"No problem found in {p.n} logged steps: the loss went from {start:.4g} to "
-            f"{end:.4g} under a {ctx.schedule.describe()} schedule (LR {fmt(lr)}). Keep it."
+            f"{end:.4g} {under}. Keep it."
         ),
         evidence={"initial_loss": start, "final_loss": end},
     )

@@ -79,13 +79,19 @@ def fmt(value: float | None) -> str:
     return "?" if value is None else f"{value:.3g}"
 
 
+def at_lr(lr: float | None, which: str = "LR") -> str:
+    """'at LR 0.01', or 'at an unlogged LR' when neither the run nor its params give it."""
+    return f"at {which} {fmt(lr)}" if lr is not None else f"at an unlogged {which}"
+
+
 def scaled(lr: float | None, factor: float) -> float | None:
     """``lr * factor``, None when the LR is unknown."""
     return None if lr is None else float(lr * factor)
 
 
 def lr_phrase(lr: float | None, factor: float) -> str:
-    """'0.01 (0.1 x 0.1)' or, without any known LR, '0.1x your LR (no LR was logged)'."""
+    """'0.01 (0.1 x 0.1)' or, when neither the run nor its params give the LR, '0.1x the LR
+    you used' (the message says the LR was not logged where it names the LR in force)."""
     if lr is None:
-        return f"{factor:g}x your learning rate (the run logged no LR and no base LR param)"
+        return f"{factor:g}x the LR you used"
     return f"{fmt(lr * factor)} ({factor:g} x {fmt(lr)})"

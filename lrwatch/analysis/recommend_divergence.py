@@ -12,7 +12,7 @@ import numpy as np
 from lrwatch.analysis.detectors._common import MIN_LEVEL_POINTS, recovered_after
 from lrwatch.analysis.findings import Finding, Recommendation, Schedule
 from lrwatch.analysis.prepare import robust_diff_noise
-from lrwatch.analysis.recommend_context import RunContext, fmt, lr_phrase, scaled
+from lrwatch.analysis.recommend_context import RunContext, at_lr, fmt, lr_phrase, scaled
 
 # A run that trained for a while and then diverged sits just above its stable edge: one
 # half-decade sweep step down (x0.3) leaves a margin for noise and sharpening.
@@ -100,8 +100,8 @@ def for_divergence(ctx: RunContext, f: Finding) -> Recommendation:
             suggested_lr=scaled(lr, NO_PROGRESS_DIVERGENCE_FACTOR),
             factor=NO_PROGRESS_DIVERGENCE_FACTOR,
             message=(
-                f"The loss climbed from the start (divergence from step {f.start_step}) at LR "
-                f"{fmt(lr)} and never improved: the LR is far too high. Use "
+                f"The loss climbed from the start (divergence from step {f.start_step}) "
+                f"{at_lr(lr)} and never improved: the LR is far too high. Use "
                 f"{lr_phrase(lr, NO_PROGRESS_DIVERGENCE_FACTOR)}; a warmup would only "
                 "delay the blow-up. An LR range test finds the edge in one short run."
             ),
@@ -115,8 +115,8 @@ def for_divergence(ctx: RunContext, f: Finding) -> Recommendation:
             suggested_lr=scaled(lr, DIVERGENCE_FACTOR),
             factor=DIVERGENCE_FACTOR,
             message=(
-                f"The loss improved at first, then diverged early, from step {f.start_step} at "
-                f"LR {fmt(lr)}, with no warmup: the first steps are the fragile part. Add a "
+                f"The loss improved at first, then diverged early, from step {f.start_step} "
+                f"{at_lr(lr)}, with no warmup: the first steps are the fragile part. Add a "
                 f"linear warmup of about {warmup} steps; if it still diverges, use "
                 f"{lr_phrase(lr, DIVERGENCE_FACTOR)} (the safe choice without a warmup)."
             ),
@@ -127,7 +127,7 @@ def for_divergence(ctx: RunContext, f: Finding) -> Recommendation:
         suggested_lr=scaled(lr, DIVERGENCE_FACTOR),
         factor=DIVERGENCE_FACTOR,
         message=(
-            f"The loss trained until step {f.start_step}, then diverged at LR {fmt(lr)}: the "
+            f"The loss trained until step {f.start_step}, then diverged {at_lr(lr)}: the "
             f"LR is just above the stable edge. Use {lr_phrase(lr, DIVERGENCE_FACTOR)} "
             "(one half-decade step down leaves a margin), or clip gradients if the blow-up "
             "started with a single bad batch."
@@ -152,7 +152,7 @@ def _clip(ctx: RunContext, f: Finding) -> Recommendation:
         factor=None,
         message=(
             f"An isolated loss spike {where} ({what}), after which the loss came back to its "
-            f"earlier level at LR {fmt(lr)}: a bad batch, not a wrong LR. Clip gradients "
+            f"earlier level {at_lr(lr)}: a bad batch, not a wrong LR. Clip gradients "
             "(e.g. max norm 1.0) and keep the LR; lower it only if the spikes recur."
         ),
         evidence={"spike_start_step": start, "spike_end_step": end},

@@ -11,9 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
+from lrwatch import keys
 from lrwatch.errors import InputError
 from lrwatch.run import Run, Series
-from lrwatch.sources.tables import TABLE_SUFFIXES, is_table_file, read_table, table_stem
+from lrwatch.sources.tables import (
+    TABLE_SUFFIXES,
+    Table,
+    is_table_file,
+    read_table,
+    table_stem,
+)
 
 # Step column names, in order of preference (ours, Lightning's CSVLogger, W&B, common others).
 STEP_COLUMNS = ("step", "Step", "global_step", "trainer/global_step", "_step", "iteration", "iter")
@@ -73,9 +80,13 @@ def load_file(
         keep = present & row_ok
         if keep.any():
             metrics[name] = Series(steps[keep], values[keep]).cleaned()
+    _check_not_text(path, table, metrics, loss_key, lr_key)
     if not metrics:
         raise InputError(f"{path}: no numeric rows besides the step column {step_name!r}")
     _check_named_keys(path, metrics, loss_key, lr_key)
+    lr_as_text = _lr_left_out_as_text(table, metrics, lr_key)
+    if lr_as_text:
+        tags[TAG_READ_NOTES] = "\n".join([*table.notes, lr_as_text])
     return Run(
         id=str(path),
         name=table_stem(path),
@@ -87,12 +98,33 @@ def load_file(
     )
 
 
+def _check_not_text(path, table: Table, metrics, loss_key, lr_key) -> None:
+    """The loss and LR columns named, or else the loss found, are not text: a loss written as
+    a tensor's repr (``f"{loss}"``) is an error that says so, not "no loss column"."""
+    for option, key in (("--loss-key", loss_key), ("--lr-key", lr_key)):
+        if key in table.text_columns:
+            raise InputError(f"{path}: {table.describe_text(key)} ({option})")
+    if loss_key is None and keys.find_loss_key(metrics) is None:
+        loss_as_text = keys.find_loss_key(table.text_columns)
+        if loss_as_text is not None:
+            hint = "; log loss.item()" if "tensor(" in table.text_columns[loss_as_text] else ""
+            raise InputError(f"{path}: the loss {table.describe_text(loss_as_text)}{hint}")
+
+
 def _check_named_keys(path, metrics, loss_key, lr_key) -> None:
     for option, key in (("--loss-key", loss_key), ("--lr-key", lr_key)):
         if key is not None and key not in metrics:
             raise InputError(
                 f"{path}: no column {key!r} ({option}); numeric columns: {', '.join(metrics)}"
             )
+
+
+def _lr_left_out_as_text(table: Table, metrics, lr_key) -> str | None:
+    """A note when the only LR column holds text: the run is analysed without its LR."""
+    if lr_key is not None or keys.find_lr_key(metrics) is not None:
+        return None
+    lr_as_text = keys.find_lr_key(table.text_columns)
+    return None if lr_as_text is None else f"the LR {table.describe_text(lr_as_text)}: left out"
 
 
 def folder_files(folder: str | Path) -> list[Path]:

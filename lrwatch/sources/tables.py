@@ -5,7 +5,9 @@ A table is one row per logged step: a step column plus one column per metric. Ea
 back as ``(values, present)``: ``present`` is False where the row logged nothing for that metric
 (an empty CSV cell, a Parquet null, a key missing from a JSON line) - sparse logging - while a
 logged ``nan``/``inf`` is present and kept as evidence. Columns that are not numbers (a run
-name, a timestamp string) are left out.
+name, a timestamp string) are left out, each remembered with one of its cells so that an error
+about a loss written as text (``"tensor(0.51, grad_fn=...)"``) can say so. A semicolon-separated
+CSV (a European spreadsheet's export) may use a decimal comma (``0,51``).
 
 A writer that crashed mid-line leaves a JSON Lines file (or a gzip stream) cut off at its end:
 the lines before the cut are read and a note says what was left out (:class:`Table`).
@@ -19,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +41,11 @@ _PARQUET_MAGIC = b"PAR1"
 _GZIP_MAGIC = b"\x1f\x8b"
 # How much of a file is sniffed to tell the formats apart.
 _SNIFF_BYTES = 4096
+# A number written with a decimal comma, as spreadsheets in many locales export it; read only
+# from semicolon-separated files, where the comma cannot be the field separator.
+_DECIMAL_COMMA = re.compile(r"([+-]?\d*),(\d+(?:[eE][+-]?\d+)?)")
+# How much of a text cell an error message quotes.
+_QUOTE_CHARS = 48
 
 
 @dataclass
@@ -46,6 +54,12 @@ class Table:
 
     columns: dict[str, Column]
     notes: list[str] = field(default_factory=list)
+    # Columns left out for holding something other than numbers: name -> one such cell.
+    text_columns: dict[str, str] = field(default_factory=dict)
+
+    def describe_text(self, name: str) -> str:
+        """``column 'loss' holds text, not numbers ('tensor(0.5, grad_fn=...)')``."""
+        return f"column {name!r} holds text, not numbers ({self.text_columns[name]!r})"
 
 
 def table_suffix(path: Path) -> str:
@@ -74,22 +88,30 @@ def read_table(path: Path, *, csv_engine: str = "numpy") -> Table:
     """
     head = _read_head(path)
     suffix = table_suffix(path)
-    notes: list[str] = []
+    table = Table({})
     if head.startswith(_PARQUET_MAGIC) or suffix in PARQUET_SUFFIXES:
-        columns = _read_parquet(path)
+        table.columns = _read_parquet(path, table.text_columns)
     else:
-        data, text = _decode(path, notes)
+        data, text = _decode(path, table.notes)
         if suffix in JSONL_SUFFIXES or text.lstrip()[:1] in ("{", "["):
-            columns = _read_json_rows(path, text, notes)  # line numbers as in the file
+            # line numbers as in the file
+            table.columns = _read_json_rows(path, text, table.notes, table.text_columns)
         elif csv_engine == "arrow":
-            columns = _read_csv_arrow(data, text) or _read_csv(path, text)
+            table.columns = _read_csv_arrow(data, text, table.text_columns) or _read_csv(
+                path, text, table.text_columns
+            )
         else:
-            columns = _read_csv(path, text)
-    if not columns:
-        raise InputError(f"{path}: no numeric columns (is it a table of logged steps?)")
-    if not any(present.any() for _, present in columns.values()):
-        raise InputError(f"{path}: no numeric rows (columns: {', '.join(columns)})")
-    return Table(columns, notes)
+            table.columns = _read_csv(path, text, table.text_columns)
+    if not table.columns:
+        text_columns = "; ".join(table.describe_text(name) for name in table.text_columns)
+        raise InputError(
+            f"{path}: no numeric columns ({text_columns})"
+            if text_columns
+            else f"{path}: no numeric columns (is it a table of logged steps?)"
+        )
+    if not any(present.any() for _, present in table.columns.values()):
+        raise InputError(f"{path}: no numeric rows (columns: {', '.join(table.columns)})")
+    return table
 
 
 def _read_head(path: Path) -> bytes:
@@ -144,7 +166,7 @@ def _gunzip(path: Path, data: bytes, notes: list[str]) -> bytes:
 # --- CSV ------------------------------------------------------------------------------------
 
 
-def _read_csv(path: Path, text: str) -> dict[str, Column]:
+def _read_csv(path: Path, text: str, text_columns: dict[str, str]) -> dict[str, Column]:
     first_line = text.split("\n", 1)[0]
     delimiter = _delimiter(first_line)
     header = [name.strip() for name in next(csv.reader([first_line], delimiter=delimiter))]
@@ -159,14 +181,16 @@ def _read_csv(path: Path, text: str) -> dict[str, Column]:
             io.StringIO(body), delimiter=delimiter, ndmin=2, comments=None, quotechar='"'
         )
     except ValueError:
-        return _read_csv_slow(path, header, body, delimiter)
+        return _read_csv_slow(path, header, body, delimiter, text_columns)
     if table.shape[1] != len(header):
-        return _read_csv_slow(path, header, body, delimiter)
+        return _read_csv_slow(path, header, body, delimiter, text_columns)
     present = np.ones(table.shape[0], dtype=bool)
     return {name: (table[:, i].copy(), present) for i, name in enumerate(header) if name}
 
 
-def _read_csv_arrow(data: bytes, text: str) -> dict[str, Column] | None:
+def _read_csv_arrow(
+    data: bytes, text: str, text_columns: dict[str, str]
+) -> dict[str, Column] | None:
     """pyarrow's CSV reader; None when it refuses the file (the numpy/row paths then decide)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -185,17 +209,27 @@ def _read_csv_arrow(data: bytes, text: str) -> dict[str, Column] | None:
         return None
     if table.num_rows == 0:
         return None
-    return _arrow_columns(table)
+    found_text: dict[str, str] = {}
+    columns = _arrow_columns(table, found_text)
+    if delimiter == ";" and found_text:
+        return None  # perhaps decimal commas, which only the row reader takes
+    text_columns.update(found_text)
+    return columns
 
 
-def _arrow_columns(table) -> dict[str, Column]:
+def _arrow_columns(table, text_columns: dict[str, str]) -> dict[str, Column]:
     import pyarrow as pa
 
     columns = {}
     for index, name in enumerate(table.column_names):
         chunked = table.column(index)  # by position: a header may repeat a name
         kind = chunked.type
-        if not name.strip() or not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+        if not name.strip():
+            continue
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+            cells = chunked.drop_null()
+            if len(cells):  # a column blank in every row (type null) is no column at all
+                text_columns.setdefault(name.strip(), _quote(cells[0].as_py()))
             continue
         present = ~np.asarray(chunked.is_null(), dtype=bool)
         values = np.asarray(chunked.cast(pa.float64()).fill_null(np.nan), dtype=np.float64)
@@ -209,8 +243,10 @@ def _delimiter(first_line: str) -> str:
     return best if counts[best] else ","
 
 
-def _read_csv_slow(path: Path, header: list[str], body: str, delimiter: str) -> dict[str, Column]:
-    """Row by row: blank cells (sparse logging), ragged rows and text columns."""
+def _read_csv_slow(
+    path: Path, header: list[str], body: str, delimiter: str, text_columns: dict[str, str]
+) -> dict[str, Column]:
+    """Row by row: blank cells (sparse logging), ragged rows, text columns, decimal commas."""
     rows = [row for row in csv.reader(io.StringIO(body), delimiter=delimiter) if row]
     width = len(header)
     cells_by_column: list[list[str]] = [[] for _ in range(width)]
@@ -222,34 +258,52 @@ def _read_csv_slow(path: Path, header: list[str], body: str, delimiter: str) -> 
     columns = {}
     for name, cells in zip(header, cells_by_column):
         column = _parse_cells(cells)
+        if isinstance(column, str) and delimiter == ";":
+            column = _parse_cells([_decimal_point(cell) for cell in cells])
+        if isinstance(column, str):
+            if name:
+                text_columns.setdefault(name, column)
+            continue
         # A column blank in every row is no column, as for pyarrow (its type is null): with a
         # header that repeats a name, both readers then keep the same one.
-        if name and column is not None and column[1].any():
+        if name and column[1].any():
             columns[name] = column
     return columns
 
 
-def _parse_cells(cells: list) -> Column | None:
-    """Floats from text/number cells; None if any non-blank cell is not a number."""
+def _parse_cells(cells: list) -> Column | str:
+    """Floats from text/number cells; if any non-blank cell is not a number, that cell, quoted."""
     values = np.full(len(cells), np.nan)
     present = np.zeros(len(cells), dtype=bool)
     for i, cell in enumerate(cells):
         if cell is None or cell == "":
             continue
         if isinstance(cell, bool):
-            return None
+            return _quote(cell)
         try:
             values[i] = float(cell)
         except (TypeError, ValueError):
-            return None
+            return _quote(cell)
         present[i] = True
     return values, present
+
+
+def _decimal_point(cell: str) -> str:
+    """``"0,51"`` -> ``"0.51"``; any other cell as it is."""
+    return cell.replace(",", ".") if _DECIMAL_COMMA.fullmatch(cell) else cell
+
+
+def _quote(cell) -> str:
+    text = str(cell)
+    return text if len(text) <= _QUOTE_CHARS else text[: _QUOTE_CHARS - 3] + "..."
 
 
 # --- JSON Lines -------------------------------------------------------------------------------
 
 
-def _read_json_rows(path: Path, text: str, notes: list[str]) -> dict[str, Column]:
+def _read_json_rows(
+    path: Path, text: str, notes: list[str], text_columns: dict[str, str]
+) -> dict[str, Column]:
     """JSON Lines (one object per line), one JSON array of objects, or a Hugging Face Trainer
     state (``trainer_state.json``: its ``log_history``, one object per logging event)."""
     records = _json_records(path, text, notes)
@@ -260,8 +314,11 @@ def _read_json_rows(path: Path, text: str, notes: list[str]) -> dict[str, Column
         names.update(dict.fromkeys(record))
     columns = {}
     for name in names:
-        column = _parse_cells([_json_cell(r.get(name)) for r in records])
-        if column is not None:
+        # Nested objects and lists are not numbers: float() refuses them like any text.
+        column = _parse_cells([r.get(name) for r in records])
+        if isinstance(column, str):
+            text_columns.setdefault(str(name), column)
+        else:
             columns[str(name)] = column
     return columns
 
@@ -304,15 +361,10 @@ def _json_lines(path: Path, text: str, notes: list[str]) -> list:
     return records
 
 
-def _json_cell(value):
-    # Nested objects and lists are not metric values: make the column non-numeric.
-    return "not a number" if isinstance(value, (dict, list)) else value
-
-
 # --- Parquet ------------------------------------------------------------------------------------
 
 
-def _read_parquet(path: Path) -> dict[str, Column]:
+def _read_parquet(path: Path, text_columns: dict[str, str]) -> dict[str, Column]:
     from lrwatch.errors import require
 
     pq = require("pyarrow.parquet", "parquet", package="pyarrow")
@@ -322,4 +374,4 @@ def _read_parquet(path: Path) -> dict[str, Column]:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError):
         raise _not_a_table(path) from None
-    return _arrow_columns(table)
+    return _arrow_columns(table, text_columns)

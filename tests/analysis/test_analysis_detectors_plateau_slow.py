@@ -33,6 +33,21 @@ def test_flat_loss_at_a_constant_rate_is_a_plateau_starting_near_where_it_flatte
     assert finding.end_step == 1999
 
 
+def test_a_plateau_in_a_run_without_an_lr_says_the_rate_was_not_logged():
+    # No LR series: the flat stretch is read as one at a constant rate, and the message says
+    # so instead of claiming the rate was constant - also beside an oscillation.
+    with_lr = decay_then_flat()
+    (logged,) = detect_plateau(with_lr)
+    assert "at a constant learning rate" in logged.message
+    (unlogged,) = detect_plateau(prepare_arrays(with_lr.steps, with_lr.loss))
+    assert "with no LR logged" in unlogged.message and "constant learning" not in unlogged.message
+    t = np.arange(3000)
+    rng = np.random.default_rng(5)
+    wave = 1.0 + 0.3 * np.sin(2 * np.pi * t / 16) + 0.2 * rng.standard_normal(t.size)
+    (beside,) = [f for f in run_detectors(prepare_arrays(t, wave)) if f.kind == "plateau"]
+    assert "with no LR logged" in beside.message and "oscillation finding" in beside.message
+
+
 def test_no_plateau_when_the_rate_changes_during_the_flat_stretch():
     lr = np.where(np.arange(2000) < 1200, 0.1, 0.01)
     assert detect_plateau(decay_then_flat(lr_values=lr)) == []

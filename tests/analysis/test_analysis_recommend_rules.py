@@ -185,7 +185,8 @@ def test_without_an_lr_series_no_lr_is_invented_but_params_are_used():
     findings = [finding("oscillation", 100, 300)]
     rec = advise(decaying_loss(), None, findings)
     assert rec.action == "decrease_lr" and rec.suggested_lr is None
-    assert "logged no LR" in rec.message and rec.factor == pytest.approx(0.5)
+    assert "at an unlogged LR" in rec.message and rec.factor == pytest.approx(0.5)
+    assert "0.5x the LR you used" in rec.message
     for key in (keys.PARAM_BASE_LR, "lr", "learning_rate"):
         rec = advise(decaying_loss(), None, findings, {key: "0.2"})
         assert rec.suggested_lr == pytest.approx(0.1)
@@ -199,3 +200,23 @@ def test_healthy_run_keeps_and_short_run_is_not_judged():
     prepared = prepare_arrays(steps, short, steps, np.full(12, 0.1))
     rec = recommend(prepared, [], recognize_schedule(steps, np.full(12, 0.1)), min_points=30)
     assert rec.action == "none" and "too short to judge" in rec.message.lower()
+
+
+@pytest.mark.parametrize(
+    "findings",
+    [
+        [],
+        [finding("divergence", 300)],
+        [finding("divergence", 5)],
+        [finding("oscillation", 100, 300, "warning")],
+        [finding("plateau", 100, 399, "warning")],
+        [finding("plateau", 100, 399, "info")],
+        [finding("slow_convergence", 0, 399, "warning")],
+    ],
+    ids=lambda fs: fs[0].kind + fs[0].severity if fs else "none",
+)
+def test_a_run_without_any_lr_is_told_so_in_words_never_as_a_question_mark(findings):
+    rec = advise(decaying_loss(), None, findings)
+    assert rec.suggested_lr is None
+    assert "?" not in rec.message and "missing" not in rec.message, rec.message
+    assert ("unlogged LR" if findings else "with no LR logged") in rec.message, rec.message

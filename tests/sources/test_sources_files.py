@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +151,74 @@ def test_windows_line_endings_byte_order_mark_and_semicolons(tmp_path, engine):
     assert (run.loss_key, run.lr_key) == ("loss", "lr")
     assert run.loss.steps.tolist() == [10, 30] and math.isnan(run.loss.values[1])
     assert run.lr.steps.tolist() == [10, 20, 30]
+
+
+@pytest.mark.parametrize("engine", ["numpy", "arrow"])
+def test_a_semicolon_csv_with_decimal_commas_reads_its_numbers(tmp_path, engine):
+    # A spreadsheet exported in a comma-decimal locale: "0,5" is 0.5 where ";" separates fields.
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"step;loss;lr;note\r\n0;2,5;0,1;a,b\r\n1;1,25e-1;0,1;x\r\n2;nan;0,05;\r\n")
+    run = load_file(path, csv_engine=engine)
+    np.testing.assert_array_equal(run.loss.values, [2.5, 0.125, math.nan])
+    assert run.lr.values.tolist() == [0.1, 0.1, 0.05]
+    assert "note" not in run.metrics
+    # A comma-separated file never reads "2,5" as one number: the comma splits the fields.
+    plain = _write(tmp_path / "plain.csv", "step,loss\n0,2,5\n")
+    with pytest.raises(InputError, match="3 fields"):
+        load_file(plain, csv_engine=engine)
+
+
+_TENSOR_REPR = "tensor(0.6931, grad_fn=<NllLossBackward0>)"
+
+
+@pytest.mark.parametrize("engine", ["numpy", "arrow"])
+def test_a_loss_written_as_a_tensor_repr_is_named_as_text_not_as_missing(tmp_path, engine):
+    # f"{loss}" or csv.writer on a tensor writes its repr: the column is there but holds text.
+    lines = [f'{i},"{_TENSOR_REPR}",0.1' for i in range(5)]
+    path = _write(tmp_path / "run.csv", "\n".join(["step,loss,lr", *lines]) + "\n")
+    message = f"the loss column 'loss' holds text, not numbers ('{_TENSOR_REPR}'); log loss.item()"
+    with pytest.raises(InputError, match=re.escape(message)):
+        load_file(path, csv_engine=engine)
+    with pytest.raises(InputError, match=re.escape("column 'loss' holds text, not numbers")):
+        load_file(path, csv_engine=engine, loss_key="loss")
+    # The same in JSON Lines, and with nothing numeric besides the step.
+    jsonl = tmp_path / "run.jsonl"
+    jsonl.write_text(
+        "".join(json.dumps({"step": i, "loss": _TENSOR_REPR}) + "\n" for i in range(3))
+    )
+    with pytest.raises(InputError, match=re.escape(message)):
+        load_file(jsonl)
+    only_text = _write(tmp_path / "words.csv", "loss,lr\nhigh,fast\n")
+    with pytest.raises(InputError, match="no numeric columns \\(column 'loss' holds text"):
+        load_file(only_text, csv_engine=engine)
+
+
+def test_a_text_loss_column_in_parquet_and_a_long_cell_is_shortened(tmp_path):
+    import pandas as pd
+    long_cell = "x" * 500
+    path = tmp_path / "run.parquet"
+    pd.DataFrame({"step": [0, 1], "loss": [long_cell, "y"], "lr": [0.1, 0.1]}).to_parquet(path)
+    with pytest.raises(InputError, match="holds text") as caught:
+        load_file(path)
+    assert len(str(caught.value)) < 200 and "xxx..." in str(caught.value)
+
+
+@pytest.mark.parametrize("engine", ["numpy", "arrow"])
+def test_an_lr_column_holding_text_is_left_out_with_a_note(tmp_path, engine):
+    lines = [f"{i},{1 / (i + 1)},[0.1]" for i in range(40)]
+    path = _write(tmp_path / "run.csv", "\n".join(["step,loss,lr", *lines]) + "\n")
+    run = load_file(path, csv_engine=engine)
+    assert run.lr is None and run.loss.values.size == 40
+    assert read_notes(run) == ["the LR column 'lr' holds text, not numbers ('[0.1]'): left out"]
+    with pytest.raises(
+        InputError, match=re.escape("column 'lr' holds text, not numbers ('[0.1]') (--lr-key)")
+    ):
+        load_file(path, csv_engine=engine, lr_key="lr")
+    # A numeric LR under another common name is used, and nothing is noted.
+    lines = [f"{i},{1 / (i + 1)},[0.1],0.1" for i in range(40)]
+    both = _write(tmp_path / "both.csv", "\n".join(["step,loss,lr,learning_rate", *lines]) + "\n")
+    run = load_file(both, csv_engine=engine)
+    assert run.lr_key == "learning_rate" and read_notes(run) == []
 
 
 @pytest.mark.parametrize("step_column", ["Step", "global_step", "iteration"])

@@ -15,7 +15,7 @@ import numpy as np
 from lrwatch.analysis.detectors._common import fmt
 from lrwatch.analysis.detectors.divergence import detect_divergence
 from lrwatch.analysis.detectors.oscillation import detect_oscillation
-from lrwatch.analysis.detectors.plateau import WANDER_WARNING, detect_plateau
+from lrwatch.analysis.detectors.plateau import WANDER_WARNING, constant_lr, detect_plateau
 from lrwatch.analysis.detectors.slow_convergence import detect_slow_convergence
 from lrwatch.analysis.findings import Finding
 from lrwatch.analysis.prepare import PreparedRun
@@ -64,11 +64,13 @@ def run_detectors(prepared: PreparedRun) -> list[Finding]:
         # too small" would advise the opposite of the fix.
         findings = [f for f in findings if f.kind != "slow_convergence"]
     if kinds & {"oscillation", "divergence"}:
-        findings = [_plateau_beside(kinds, f) if f.kind == "plateau" else f for f in findings]
+        findings = [
+            _plateau_beside(prepared, kinds, f) if f.kind == "plateau" else f for f in findings
+        ]
     return sorted(findings, key=lambda f: (f.start_step, f.kind))
 
 
-def _plateau_beside(kinds: set[str], plateau: Finding) -> Finding:
+def _plateau_beside(prepared: PreparedRun, kinds: set[str], plateau: Finding) -> Finding:
     """A plateau beside a divergence or an oscillation, which already name the cause and fix.
 
     A loss that climbed and stayed up is flat at its new level: a note. A wave makes
@@ -88,7 +90,7 @@ def _plateau_beside(kinds: set[str], plateau: Finding) -> Finding:
     }[beside]
     message = (
         f"The loss stayed near {fmt(plateau.evidence['plateau_level'])} from step "
-        f"{plateau.start_step} to {plateau.end_step} at a constant learning rate: {why} (the "
+        f"{plateau.start_step} to {plateau.end_step} {constant_lr(prepared)}: {why} (the "
         f"{beside} finding names the fix)."
     )
     return replace(plateau, severity="info", message=message)

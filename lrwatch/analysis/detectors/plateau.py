@@ -106,7 +106,7 @@ def detect_plateau(
     what = "a floor the learning rate holds it at" if severity == "warning" else "convergence"
     message = (
         f"The loss stopped improving at step {start} and stayed near {fmt(level)} until step "
-        f"{end} at a constant learning rate ({(n - begin) / n:.0%} of the run; looks like {what})."
+        f"{end} {constant_lr(prepared)} ({(n - begin) / n:.0%} of the run; looks like {what})."
     )
     evidence = {
         "plateau_level": level,
@@ -139,6 +139,14 @@ def _at_zero(y: np.ndarray, level: float) -> bool:
 def _improvement(stretch: np.ndarray) -> float:
     quarter = max(stretch.size // 4, 1)
     return robust_median(stretch[:quarter]) - robust_median(stretch[-quarter:])
+
+
+def constant_lr(prepared: PreparedRun) -> str:
+    """How a message states the plateau's condition: a run that logged no LR is read as one at
+    a constant rate (the common case), and the message says it did not know."""
+    if prepared.lr is None:
+        return "with no LR logged, read as a constant rate"
+    return "at a constant learning rate"
 
 
 def _stretch_start(y, noise, min_fraction, flat_tolerance) -> int | None:

@@ -23,7 +23,7 @@ import copy
 import itertools
 import math
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -312,12 +312,18 @@ def _next_batch(batches: Iterator, step: int):
         batch = next(batches)
     except StopIteration:
         raise InputError("data yielded no batches for the range test") from None
-    try:
-        inputs, targets = batch
-    except (TypeError, ValueError):
+    # A dict (a Hugging Face batch) or a tensor of two rows would unpack into its keys or rows
+    # and fail deep inside the model: name it here instead.
+    pair = isinstance(batch, Sequence) and not isinstance(batch, (str, bytes)) and len(batch) == 2
+    if not pair:
+        what = type(batch).__name__
+        if isinstance(batch, Mapping):
+            what += f" (keys {', '.join(map(repr, list(batch)[:5]))})"
         raise InputError(
-            f"each batch must be an (inputs, targets) pair; batch {step} was {type(batch).__name__}"
-        ) from None
+            f"each batch must be an (inputs, targets) pair; batch {step} was {what} - "
+            "map it, e.g. ((b['input'], b['label']) for b in loader)"
+        )
+    inputs, targets = batch
     return inputs, targets
 
 

@@ -144,6 +144,14 @@ def test_empty_or_malformed_data_is_an_input_error():
         find_lr(model, opt, loss_fn, iter([]), log=False)
     with pytest.raises(InputError, match="pair"):
         find_lr(model, opt, loss_fn, [torch.zeros(4, 16)], log=False)
+    # Two-item batches that are no pair: a dict unpacks into its keys, a tensor into its rows.
+    inputs, targets = torch.zeros(4, 16), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(InputError, match="batch 0 was dict \\(keys 'x', 'y'\\)"):
+        find_lr(model, opt, loss_fn, [{"x": inputs, "y": targets}], log=False)
+    with pytest.raises(InputError, match="batch 0 was Tensor"):
+        find_lr(model, opt, loss_fn, [torch.zeros(2, 16)], log=False)
+    # A list pair, as a DataLoader collates, is fine.
+    find_lr(model, opt, loss_fn, [[inputs, targets]], num_steps=3, log=False)
 
 
 def test_public_api_points_at_the_lr_finder():

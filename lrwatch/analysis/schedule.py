@@ -39,6 +39,9 @@ _MIN_FLAT_RUN = 3
 _FACTOR_LOG_TOL = 0.05
 # Drop intervals within this fraction of their median (or two logging intervals) are regular.
 _INTERVAL_TOL = 0.1
+# Before a single rise, an LR that stayed below this fraction of the peak after it was held low
+# (a warmup); a restart (SGDR) comes back to the rate the run started at, the peak itself.
+_RESTART_LEVEL = 0.9
 # A rise that takes at least this fraction of the schedule is a one-cycle ramp, not a warmup
 # (OneCycleLR's default pct_start is 0.3; warmups are typically <= 10% of a run).
 _ONE_CYCLE_RISE_FRACTION = 0.25
@@ -111,7 +114,10 @@ def _recognize_schedule(lr_steps: np.ndarray | None, lr_values: np.ndarray | Non
     downs = [s for s in segments if s[0] < 0]
     first_is_rise = bool(segments) and segments[0][0] > 0
     late_ups = ups[1:] if first_is_rise else ups
-    if late_ups and len(downs) >= 2:
+    # Two rises (a fall between them), or a restart between two falls: cycles.
+    if late_ups and (len(ups) >= 2 or len(downs) >= 2):
+        if len(ups) == 1 and _is_held_warmup(values, ups[0], high):
+            return _after_held_warmup(steps, values, base)
         return _cyclical(steps, values, base, len(ups))
     if late_ups or not segments:
         return Schedule(kind="unknown", **base, details={"rises": len(ups), "falls": len(downs)})
@@ -173,6 +179,20 @@ def _after_rise(steps, values, base, segments) -> Schedule:
             "rise_shape": "curved" if curved else "linear",
         }
         return Schedule(kind="one_cycle", **base, details=details)
+    return _decay(steps, values, base, start=peak_index, warmup_steps=warmup_steps)
+
+
+def _is_held_warmup(values: np.ndarray, rise: tuple[int, int, int], high: float) -> bool:
+    """One rise to a level the LR never came near before it: a warmup held at a low rate while
+    the main schedule already decays (``ChainedScheduler([ConstantLR(factor=0.1), ExponentialLR])``,
+    torch's own example), not a restart. A warm restart (SGDR) returns to the rate the run
+    started at, which is the peak."""
+    return bool(values[: rise[1] + 1].max() < _RESTART_LEVEL * high)
+
+
+def _after_held_warmup(steps, values, base) -> Schedule:
+    peak_index = int(np.argmax(values >= values.max() * (1 - 1e-6)))
+    warmup_steps = int(steps[peak_index] - steps[0]) + 1
     return _decay(steps, values, base, start=peak_index, warmup_steps=warmup_steps)
 
 

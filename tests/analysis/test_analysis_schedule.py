@@ -89,6 +89,27 @@ def test_warm_restarts_are_cyclical():
     assert schedule.details["period_steps"] == 200
 
 
+def test_a_cyclic_lr_stopped_mid_cycle_is_cyclical():
+    # Up, down, up: one and a half triangles (it was "unknown").
+    s, v = lr_series(lambda opt: sched.CyclicLR(opt, 0.01, 0.1, step_size_up=50), 150)
+    assert recognize_schedule(s, v).kind == "cyclical"
+
+
+@pytest.mark.parametrize(("factor", "held", "gamma"), [(0.1, 2, 0.9), (0.5, 10, 0.99)])
+def test_a_warmup_held_low_by_constant_lr_while_the_decay_runs_is_a_warmup(factor, held, gamma):
+    # torch's own ChainedScheduler example: the LR decays from step 0 but is held at a fraction
+    # of it until total_iters, then jumps up once. One rise to a level never seen before is a
+    # warmup, not a cycle (a warm restart returns to the rate the run started at).
+    def make(opt):
+        constant = sched.ConstantLR(opt, factor=factor, total_iters=held)
+        return sched.ChainedScheduler([constant, sched.ExponentialLR(opt, gamma=gamma)])
+
+    s, v = lr_series(make, 200)
+    schedule = recognize_schedule(s, v)
+    assert (schedule.kind, schedule.warmup_steps) == ("exponential", held + 1), schedule
+    assert schedule.details["gamma_per_step"] == pytest.approx(gamma)
+
+
 def test_linear_warmup_then_step_decay_via_sequential_lr():
     def make(opt):
         warm = sched.LinearLR(opt, start_factor=0.01, total_iters=100)

@@ -195,6 +195,7 @@ def test_a_loss_written_as_a_tensor_repr_is_named_as_text_not_as_missing(tmp_pat
 
 def test_a_text_loss_column_in_parquet_and_a_long_cell_is_shortened(tmp_path):
     import pandas as pd
+
     long_cell = "x" * 500
     path = tmp_path / "run.parquet"
     pd.DataFrame({"step": [0, 1], "loss": [long_cell, "y"], "lr": [0.1, 0.1]}).to_parquet(path)

@@ -125,6 +125,11 @@ def experiment_runs(name_or_id: str, tracking_uri: str, *, spec: str | None = No
             raise InputError(
                 f"{spec!r}: no such file, run id or experiment (tracking store {store})"
             )
+        if experiment.lifecycle_stage == "deleted":
+            raise InputError(
+                f"experiment {experiment.name!r} is deleted (tracking store {store}); restore it "
+                f"with: mlflow experiments restore --experiment-id {experiment.experiment_id}"
+            )
         run_ids = _search_run_ids(client, experiment.experiment_id)
     if not run_ids:
         raise InputError(f"experiment {experiment.name!r} has no runs (tracking store {store})")

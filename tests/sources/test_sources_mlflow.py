@@ -114,6 +114,20 @@ def test_unknown_run_and_experiment_are_input_errors(tracking_uri):
         load_runs(["nope"])
 
 
+def test_a_deleted_experiment_says_so_and_how_to_restore_it(tracking_uri, healthy_run):
+    import mlflow
+
+    run_id = log_run_to_mlflow(tracking_uri, healthy_run, experiment="gone")
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment_id = client.get_run(run_id).info.experiment_id
+    client.delete_experiment(experiment_id)
+    restore = f"mlflow experiments restore --experiment-id {experiment_id}"
+    with pytest.raises(InputError, match=f"experiment 'gone' is deleted .*{restore}"):
+        load_runs(["experiment:gone"])
+    client.restore_experiment(experiment_id)
+    assert [run.id for run in load_runs(["experiment:gone"])] == [run_id]
+
+
 @pytest.mark.parametrize("driver_cursor", [True, False], ids=["driver-cursor", "sqlalchemy-rows"])
 def test_sqlalchemy_path_equals_the_sqlite_path(tracking_uri, monkeypatch, driver_cursor):
     """The path PostgreSQL/MySQL stores take (SQLAlchemy), driven here through pysqlite: with the

@@ -63,7 +63,8 @@ def load_file(
     table = read_table(path, csv_engine=csv_engine)
     columns = table.columns
     step_name = next((name for name in STEP_COLUMNS if name in columns), None)
-    tags = {TAG_READ_NOTES: "\n".join(table.notes)} if table.notes else {}
+    tags: dict[str, str] = {}
+    notes = list(table.notes)
     if step_name is None:
         n_rows = len(next(iter(columns.values()))[0])
         steps = np.arange(n_rows, dtype=np.int64)
@@ -75,6 +76,16 @@ def load_file(
         row_ok = step_present & (np.abs(np.nan_to_num(step_values, nan=np.inf)) < _MAX_STEP)
         steps = np.where(row_ok, step_values, 0).astype(np.int64)
         tags[TAG_STEPS_FROM] = step_name
+        fractional = row_ok & (step_values != np.trunc(step_values))
+        if fractional.any():
+            # Steps like 0.25, 0.5 (fractional epochs) would collapse into one integer step
+            # each: number the distinct values in order instead, so no row is lost.
+            steps[row_ok] = np.unique(step_values[row_ok], return_inverse=True)[1]
+            example = f"{step_values[fractional][0]:g}"
+            notes.append(
+                f"the step column {step_name!r} holds fractions ({example}): steps are "
+                "their order (0, 1, 2, ...)"
+            )
     metrics = {}
     for name, (values, present) in columns.items():
         keep = present & row_ok
@@ -86,7 +97,9 @@ def load_file(
     _check_named_keys(path, metrics, loss_key, lr_key)
     lr_as_text = _lr_left_out_as_text(table, metrics, lr_key)
     if lr_as_text:
-        tags[TAG_READ_NOTES] = "\n".join([*table.notes, lr_as_text])
+        notes.append(lr_as_text)
+    if notes:
+        tags[TAG_READ_NOTES] = "\n".join(notes)
     return Run(
         id=str(path),
         name=table_stem(path),

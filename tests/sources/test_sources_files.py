@@ -229,6 +229,20 @@ def test_other_step_column_names(tmp_path, step_column):
     assert read_notes(run) == []
 
 
+def test_fractional_steps_are_numbered_in_order_and_no_row_is_lost(tmp_path):
+    # Fractional epochs as the step (0.25, 0.5, ...) truncated to integers would merge four
+    # rows into one step; they are numbered by their order instead, with a note.
+    rows = [f"{i * 0.25},{10 - i},0.1" for i in (3, 0, 1, 2, 5, 4, 4)]  # unsorted, one repeat
+    run = load_run(_write(tmp_path / "r.csv", "\n".join(["step,loss,lr", *rows]) + "\n"))
+    assert run.loss.steps.tolist() == [0, 1, 2, 3, 4, 5]
+    assert run.loss.values.tolist() == [10, 9, 8, 7, 6, 5]
+    assert read_notes(run) == [
+        "the step column 'step' holds fractions (0.75): steps are their order (0, 1, 2, ...)"
+    ]
+    whole = load_run(_write(tmp_path / "w.csv", "step,loss\n10.0,1\n20.0,0.5\n"))
+    assert whole.loss.steps.tolist() == [10, 20] and read_notes(whole) == []
+
+
 def test_no_step_column_uses_the_row_index_and_says_so(tmp_path):
     run = load_run(
         _write(tmp_path / "r.tsv", "epoch\tloss\tlearning_rate\n0\t1.0\t0.1\n0\t0.8\t0.1\n")

@@ -16,7 +16,7 @@ from lrwatch.tracking.params import optimizer_params
 from lrwatch.tracking.sink import MlflowSink, is_permanent
 from lrwatch.tracking.spool import SpoolWriter
 from lrwatch.tracking.watcher import Watcher, as_list
-from lrwatch.tracking.writer import Writer
+from lrwatch.tracking.writer import Writer, short_error
 
 log = logging.getLogger("lrwatch")
 
@@ -40,6 +40,7 @@ def watch(
     reduce_loss: str | None = None,
     spool_dir: str | None = None,
     analyze: bool = True,
+    start_step: int | None = None,
 ) -> Watcher | distributed.RankWatcher:
     """Log the loss and every param group's LR of a PyTorch training loop into MLflow.
 
@@ -63,6 +64,11 @@ def watch(
         spool_dir: directory of the local spool (default ``$LRWATCH_SPOOL_DIR`` or
             ``~/.cache/lrwatch/spool``).
         analyze: run the live diagnosis (findings as tags and warnings).
+        start_step: the step number of the first ``w.step``. Default: 0 in a new run; in a run
+            that already holds lrwatch's loss (a resumed job joining it with ``run_id=`` or
+            ``mlflow.start_run(run_id=...)``), the step after its last one. Resuming from a
+            checkpoint, pass the checkpoint's optimizer step: steps the interrupted attempt
+            logged after it are logged again, and the newer values are the ones read.
 
     Returns:
         a :class:`Watcher` (on torch.distributed ranks other than 0, a ``RankWatcher`` that
@@ -80,6 +86,8 @@ def watch(
         raise ValueError("watch() needs at least one optimizer")
     if flush_interval <= 0:
         raise ValueError("flush_interval must be positive (seconds)")
+    if start_step is not None and (not isinstance(start_step, int) or start_step < 0):
+        raise ValueError("start_step must be a non-negative int (an optimizer step number)")
     reduce = distributed.make_reducer(reduce_loss)
     if distributed.rank() != 0:
         return distributed.RankWatcher(reduce)
@@ -134,7 +142,11 @@ def watch(
     if grad_norm:
         source = model.parameters() if model is not None else _optimizer_params(optimizers[0])
         grad_params = list(source)
-    watcher = Watcher(optimizers, writer, grad_params=grad_params, reduce=reduce)
+    if start_step is None:
+        start_step = 0 if owns_run or run_id is None else _step_after_logged(sink, run_id)
+    watcher = Watcher(
+        optimizers, writer, grad_params=grad_params, reduce=reduce, start_step=start_step
+    )
     watcher._writer_owns_run = owns_run
     writer.start()
     lifecycle.register(watcher)
@@ -149,6 +161,26 @@ def _active_run(tracking_uri: str | None) -> tuple[str | None, str, bool]:
     if active is not None and tracking_uri is None:
         return active.info.run_id, mlflow.get_tracking_uri(), False
     return None, resolve_tracking_uri(tracking_uri), True
+
+
+def _step_after_logged(sink: MlflowSink, run_id: str) -> int:
+    """The step after the last loss lrwatch logged into an existing run (0 if none), so a
+    resumed job continues the curve instead of writing over its start."""
+    try:
+        landed = sink.latest_landed(run_id).get(keys.LOSS)
+    except Exception as exc:  # noqa: BLE001 - a down store costs the numbering hint, not the run
+        log.warning(
+            "lrwatch: cannot read the last step of run %s (%s); numbering from 0 - pass "
+            "start_step= when resuming",
+            run_id,
+            short_error(exc),
+        )
+        return 0
+    if landed is None:
+        return 0
+    step = landed[0] + 1
+    log.info("lrwatch: run %s already has steps up to %d; continuing at %d", run_id, step - 1, step)
+    return step
 
 
 def _optimizer_params(optimizer):

@@ -44,6 +44,8 @@ class LrwatchCallback(pl.Callback):
             kwargs.setdefault("tracking_uri", getattr(logger, "_tracking_uri", None))
             kwargs["run_id"] = logger.run_id
         self._last_global_step = trainer.global_step
+        # A fit resumed from a checkpoint starts at its global step, as Lightning's loggers do.
+        kwargs.setdefault("start_step", trainer.global_step)
         self.watcher = watch(list(trainer.optimizers), **kwargs)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

@@ -35,7 +35,13 @@ class Watcher:
     """
 
     def __init__(
-        self, optimizers: Sequence, writer: Writer | None, *, grad_params=None, reduce=None
+        self,
+        optimizers: Sequence,
+        writer: Writer | None,
+        *,
+        grad_params=None,
+        reduce=None,
+        start_step: int = 0,
     ):
         self._optimizers = list(optimizers)
         self._writer = writer
@@ -43,7 +49,7 @@ class Watcher:
         self._live = writer.live if writer is not None else None
         self._reduce = reduce
         self._grad_params = grad_params
-        self._step = 0
+        self._first_step = self._step = start_step
         self._captured: list = [None] * len(self._optimizers)
         self._single = len(self._optimizers) == 1
         self._norm = None
@@ -128,11 +134,11 @@ class Watcher:
     def log(self, **metrics) -> None:
         """Log other metrics at the current step, e.g. ``w.log(val_loss=0.3, accuracy=0.9)``.
 
-        Values may be numbers or scalar tensors. The step is the number of ``w.step`` calls so
-        far minus one (the step just recorded), or 0 before the first.
+        Values may be numbers or scalar tensors. The step is the one ``w.step`` just recorded,
+        or the first step's number before the first ``w.step``.
         """
         try:
-            step = max(self._step - 1, 0)
+            step = max(self._step - 1, self._first_step)
             self._queue.append((step, time.time(), dict(metrics)))
         except Exception as exc:  # noqa: BLE001
             self._fail(exc)
@@ -182,7 +188,8 @@ class Watcher:
 
     @property
     def step_count(self) -> int:
-        return self._step
+        """How many ``w.step`` calls this watcher has had."""
+        return self._step - self._first_step
 
     def close(self, status: str = "FINISHED", *, timeout_s: float = 10.0) -> bool:
         """Flush, deliver what is pending (up to ``timeout_s``), end the run if lrwatch started

@@ -9,9 +9,12 @@ identical to the first. MLflow's SQL stores drop identical ``(key, step, timesta
 (``SqlAlchemyStore._log_metrics`` catches the primary-key clash and skips rows already present;
 checked in MLflow 3.17). Other stores do not, so after any failed request - which may have landed
 before the connection died - the writer first asks the store for the latest ``(step, timestamp)``
-of each key and resends only newer rows. Rows of one key go out in ``(step, timestamp)`` order and
-a ``log_batch`` request lands whole, so what landed is always a prefix. ``lrwatch import`` uses the
-same rule on a leftover spool.
+of each key and resends only rows with a later step *or* a later timestamp. Rows of one key go out
+in step order with non-decreasing timestamps and a ``log_batch`` request lands whole, so what
+landed is a prefix, and a row at or before the latest in both step and time has landed. Either
+alone is not enough: a resumed run logs steps below the last one an earlier attempt logged (later
+in time), and a clock set back logs later steps at earlier times; both are sent. ``lrwatch import``
+uses the same rule on a leftover spool.
 
 Memory stays bounded: unsent rows wait in memory up to ``MAX_OUTBOX_ROWS``; beyond that they are
 dropped from memory and replayed later from the spool file.
@@ -53,10 +56,16 @@ def strict() -> bool:
 
 
 def filter_landed(rows: list[tuple], landed: dict[str, tuple[int, int]]) -> list[tuple]:
-    """Rows newer than what the store already holds for their key (see module docstring)."""
+    """Rows the store may not hold yet: a later step or a later time than the latest row of
+    their key (see module docstring)."""
     if not landed:
         return list(rows)
-    return [r for r in rows if r[0] not in landed or (r[3], r[2]) > landed[r[0]]]
+    newer = []
+    for row in rows:  # (key, value, timestamp, step)
+        step, timestamp = landed.get(row[0], (-1, -1))  # a key the store lacks: every row
+        if row[3] > step or row[2] > timestamp:
+            newer.append(row)
+    return newer
 
 
 class Writer:
@@ -124,10 +133,10 @@ class Writer:
         if self.spool.complete:
             log.warning("lrwatch: the tracking store %s (%s); every step stays in %s - %s, then "
                         "upload it with: lrwatch import %s",
-                        what, _short(exc), self.spool.path, fix, self.spool.path)  # fmt: skip
+                        what, short_error(exc), self.spool.path, fix, self.spool.path)  # fmt: skip
         else:
             log.warning("lrwatch: the tracking store %s (%s), and the spool file could not be "
-                        "written: the steps it does not hold are lost", what, _short(exc))  # fmt: skip
+                        "written: the steps it does not hold are lost", what, short_error(exc))  # fmt: skip
         if self.error is None:
             self.error = exc
 
@@ -250,7 +259,7 @@ class Writer:
             # One warning per outage; the retries after it only at debug level.
             level = logging.WARNING if self._failures == 0 else logging.DEBUG
             log.log(level, "lrwatch: tracking store unavailable (%s); buffering to %s and "
-                    "retrying", _short(exc), self.spool.where)  # fmt: skip
+                    "retrying", short_error(exc), self.spool.where)  # fmt: skip
             self._failures += 1
             self._backoff = min(self._backoff * 2, BACKOFF_MAX_S)
 
@@ -292,11 +301,11 @@ class Writer:
             action()
             return True
         except Exception as exc:  # noqa: BLE001
-            log.warning("lrwatch: %s", _short(exc))
+            log.warning("lrwatch: %s", short_error(exc))
             return False
 
     def _unexpected(self, exc: BaseException, what: str = "logger error") -> None:
-        log.warning("lrwatch: %s: %s", what, _short(exc))
+        log.warning("lrwatch: %s: %s", what, short_error(exc))
         if self.error is None:
             self.error = exc
 
@@ -305,7 +314,7 @@ class Writer:
 _SQLALCHEMY_BACKGROUND = re.compile(r"\s*\(Background on this error at: [^)]*\)")
 
 
-def _short(exc: BaseException) -> str:
+def short_error(exc: BaseException) -> str:
     text = _SQLALCHEMY_BACKGROUND.sub("", " ".join(str(exc).split()))
     text = hide_passwords(text) or type(exc).__name__
     return text if len(text) < 300 else text[:297] + "..."

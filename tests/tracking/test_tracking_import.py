@@ -11,6 +11,7 @@ import lrwatch
 from lrwatch import keys
 from lrwatch.cli import main
 from lrwatch.tasks import TrainConfig, train
+from lrwatch.tracking.writer import filter_landed
 from tests.net import free_port
 from tests.tracking.conftest import history
 from tests.tracking.tracking_loops import train_watched
@@ -50,6 +51,40 @@ def test_unreachable_server_keeps_the_spool_and_import_uploads_it_once(tracking_
     ]
     assert imported[0].info.status == "FINISHED"  # the status the run ended with
     assert imported[0].data.params["optimizer"] == "Adam"
+
+
+def test_a_resumed_attempt_spooled_offline_imports_every_step_it_logged(tracking_uri, capsys):
+    # The first attempt logged steps 0-99, the job restarted from its checkpoint at step 60
+    # while the server was down. Its steps 60-99 lie below the run's last step but are newer:
+    # the import sends all 100 (it used to skip 60-98 as "already in the store").
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with lrwatch.watch(optimizer, tracking_uri=tracking_uri, experiment="resumed") as first:
+        for _ in range(100):
+            first.step(1.0)
+    dead = f"http://127.0.0.1:{free_port()}"
+    with lrwatch.watch(
+        optimizer, tracking_uri=dead, run_id=first.run_id, start_step=60, flush_interval=0.05
+    ) as second:
+        for _ in range(100):
+            second.step(2.0)
+        assert second.close(timeout_s=0.2) is False
+    assert main(["import", str(second.spool_path), "--tracking-uri", tracking_uri]) == 0
+    assert " 200 values sent" in capsys.readouterr().out  # loss and LR of all 100 steps
+    run = lrwatch.load_run(first.run_id, tracking_uri=tracking_uri)
+    assert run.loss.steps.tolist() == list(range(160))
+    assert run.loss.values.tolist() == [1.0] * 60 + [2.0] * 100
+
+
+def test_what_counts_as_landed():
+    # (key, value, timestamp_ms, step); the store's latest loss row is step 101 at t=5.
+    rows = [("loss", 1.0, 5, 100), ("loss", 1.0, 5, 101), ("loss", 1.0, 5, 102)]
+    landed = {"loss": (101, 5)}
+    assert filter_landed(rows, landed) == rows[2:]  # steps in one millisecond: by step
+    resumed = [("loss", 2.0, 9, 60), ("loss", 2.0, 9, 61)]  # below step 101, but later
+    assert filter_landed(resumed, landed) == resumed
+    clock_set_back = [("loss", 2.0, 3, 102)]
+    assert filter_landed(clock_set_back, landed) == clock_set_back
+    assert filter_landed([("lr", 0.1, 1, 0)], landed) == [("lr", 0.1, 1, 0)]  # a new key
 
 
 def test_import_rejects_a_missing_or_foreign_file_in_one_line(tmp_path, capsys):

@@ -9,7 +9,7 @@ import torch
 
 from lrwatch import keys
 from lrwatch.tracking.lightning import LrwatchCallback  # noqa: E402
-from tests.tracking.conftest import history
+from tests.tracking.conftest import history, steps_of
 
 
 class TinyRegression(lightning.LightningModule):
@@ -30,22 +30,29 @@ class TinyRegression(lightning.LightningModule):
         }
 
 
-def test_callback_logs_each_optimizer_step_with_its_lr(tracking_uri):
-    torch.manual_seed(0)
+def _loader():
     x = torch.randn(256, 4)
     data = torch.utils.data.TensorDataset(x, x.sum(1, keepdim=True))
-    loader = torch.utils.data.DataLoader(data, batch_size=8)
-    trainer = lightning.Trainer(
-        max_steps=20,
-        accumulate_grad_batches=2,
-        callbacks=[LrwatchCallback(experiment="pl", flush_interval=0.1)],
+    return torch.utils.data.DataLoader(data, batch_size=8)
+
+
+def _trainer(max_steps: int, experiment: str, **kwargs) -> lightning.Trainer:
+    return lightning.Trainer(
+        max_steps=max_steps,
+        callbacks=[LrwatchCallback(experiment=experiment, flush_interval=0.1)],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         accelerator="cpu",
+        **kwargs,
     )
-    trainer.fit(TinyRegression(), loader)
+
+
+def test_callback_logs_each_optimizer_step_with_its_lr(tracking_uri):
+    torch.manual_seed(0)
+    trainer = _trainer(20, "pl", accumulate_grad_batches=2)
+    trainer.fit(TinyRegression(), _loader())
     client = mlflow.MlflowClient(tracking_uri)
     run = client.search_runs([client.get_experiment_by_name("pl").experiment_id])[0]
     assert run.info.status == "FINISHED"
@@ -56,3 +63,18 @@ def test_callback_logs_each_optimizer_step_with_its_lr(tracking_uri):
     )  # the rate each step used
     assert run.data.params["scheduler"] == "StepLR"
     assert run.data.params["optimizer.momentum"] == "0.5"
+
+
+def test_a_fit_resumed_from_a_checkpoint_numbers_steps_from_it(tracking_uri, tmp_path):
+    torch.manual_seed(0)
+    first = _trainer(12, "pl-resume")
+    first.fit(TinyRegression(), _loader())
+    first.save_checkpoint(tmp_path / "step12.ckpt")
+    _trainer(20, "pl-resume").fit(TinyRegression(), _loader(), ckpt_path=tmp_path / "step12.ckpt")
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment_id = client.get_experiment_by_name("pl-resume").experiment_id
+    runs = client.search_runs([experiment_id], order_by=["attributes.start_time ASC"])
+    assert [steps_of(tracking_uri, r.info.run_id, keys.LOSS) for r in runs] == [
+        list(range(12)),
+        list(range(12, 20)),  # the steps Lightning itself counts, not 0-7 again
+    ]

@@ -194,6 +194,43 @@ def test_bad_arguments_fail_before_training_starts(tracking_uri):
         lrwatch.watch(optimizer, flush_interval=0)
     with pytest.raises(ValueError):
         lrwatch.watch([])
+    for bad in (-1, 2.5, "10"):
+        with pytest.raises(ValueError, match="start_step"):
+            lrwatch.watch(optimizer, start_step=bad)
+
+
+def _log_steps(optimizer, losses, **watch_kwargs):
+    """Log ``losses`` as consecutive steps; the watcher's run id."""
+    with lrwatch.watch(optimizer, flush_interval=0.05, **watch_kwargs) as w:
+        w.log(epoch=1.0)  # before the first step: at the first step's number
+        for loss in losses:
+            optimizer.step()
+            w.step(loss)
+        assert w.step_count == len(losses)
+    return w.run_id
+
+
+def test_a_resumed_run_continues_its_curve_instead_of_writing_over_its_start(tracking_uri, caplog):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    run_id = _log_steps(optimizer, [1.0] * 50, experiment="resume")
+    assert steps_of(tracking_uri, run_id, "epoch") == [0]
+    # Joining the run again (a restarted job) continues after its last step...
+    with caplog.at_level(logging.INFO, logger="lrwatch"):
+        _log_steps(optimizer, [2.0] * 30, run_id=run_id)
+    assert "already has steps up to 49; continuing at 50" in caplog.text
+    assert steps_of(tracking_uri, run_id, keys.LOSS) == list(range(80))
+    # ... so does a second watcher inside one active run (two training phases) ...
+    mlflow.set_experiment("resume")
+    with mlflow.start_run(run_id=run_id):
+        _log_steps(optimizer, [3.0] * 20)
+    assert steps_of(tracking_uri, run_id, keys.LOSS) == list(range(100))
+    # ... and from a checkpoint at step 60, the steps after it are logged again and read back
+    # with their newer values: the interrupted attempt's 60-99 are superseded, nothing is lost.
+    _log_steps(optimizer, [4.0] * 50, run_id=run_id, start_step=60)
+    assert steps_of(tracking_uri, run_id, "epoch") == [0, 50, 60, 80]
+    run = lrwatch.load_run(f"runs:/{run_id}", tracking_uri=tracking_uri)
+    assert run.loss.steps.tolist() == list(range(110))
+    assert run.loss.values.tolist() == [1.0] * 50 + [2.0] * 10 + [4.0] * 50
 
 
 def test_a_deleted_experiment_is_restored_and_the_run_lands(tracking_uri, spool_dir):

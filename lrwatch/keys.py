@@ -35,6 +35,9 @@ TAG_SUGGESTION_METHOD = "lrwatch.suggestion_method"
 TAG_RANGE_TEST_STOPPED_EARLY = "lrwatch.range_test.stopped_early"
 TAG_VERSION = "lrwatch.version"
 TAG_SAMPLE = "lrwatch.sample"  # name of a bundled sample run (idempotent demo loading)
+# Set by the logger each time a job joins a run that already holds its loss (a resume): the
+# step it went on at and when. Readers that cache the run's series read them again.
+TAG_RESUMED = "lrwatch.resumed"
 
 # Params the logger records about the optimizer and scheduler.
 PARAM_OPTIMIZER = "optimizer"

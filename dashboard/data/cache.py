@@ -5,6 +5,13 @@ fetches the whole history (direct SQL on SQL stores, see :mod:`lrwatch.sources.m
 :meth:`SeriesCache.refresh` fetches only the points after the last cached step and appends them,
 which is what keeps a live 1M-step run cheap to redraw. Entries are evicted least recently used
 once the cache holds more than ``max_points`` points.
+
+Appending after the last step misses one thing: a job resumed from a checkpoint logs again the
+steps after it, so values *before* the cached last step change. The logger marks such a resume
+(tag ``lrwatch.resumed``) and callers pass it on: as the run's ``generation`` (series cached
+under another one are dropped, in memory and on disk, and read again whole), and ``reread=True``
+while the resumed job is still logging steps the earlier attempt had logged (each read is then
+a whole read, and nothing goes to disk).
 """
 
 from __future__ import annotations
@@ -52,6 +59,8 @@ class SeriesCache:
         self._reader = reader or _default_reader
         self.disk = disk
         self._saved_points: dict[CacheKey, int] = {}
+        self._generations: dict[tuple[str, str], str] = {}
+        self._rereading: set[tuple[str, str]] = set()  # runs read whole: no disk copy
         self._entries: OrderedDict[CacheKey, Series] = OrderedDict()
         self._lock = threading.Lock()
         # One fetch at a time per run: two callbacks asking for the same cold run (a page load
@@ -59,15 +68,63 @@ class SeriesCache:
         self._run_locks: dict[tuple[str, str], threading.Lock] = {}
         self.points_fetched = 0  # points read from the store so far (tests and benchmarks)
 
-    def get(self, tracking_uri: str, run_id: str, keys: Iterable[str]) -> dict[str, Series]:
-        """The series of ``keys`` (cached, else read whole). Keys with no points are left out."""
+    def get(
+        self,
+        tracking_uri: str,
+        run_id: str,
+        keys: Iterable[str],
+        *,
+        generation: str = "",
+        reread: bool = False,
+    ) -> dict[str, Series]:
+        """The series of ``keys`` (cached, else read whole). Keys with no points are left out.
+        ``generation`` / ``reread``: see the module docstring."""
         with self._run_lock(tracking_uri, run_id):
+            self._enter_generation(tracking_uri, run_id, generation, reread)
             return self._get(tracking_uri, run_id, list(dict.fromkeys(keys)))
 
-    def refresh(self, tracking_uri: str, run_id: str, keys: Iterable[str]) -> dict[str, Series]:
+    def refresh(
+        self,
+        tracking_uri: str,
+        run_id: str,
+        keys: Iterable[str],
+        *,
+        generation: str = "",
+        reread: bool = False,
+    ) -> dict[str, Series]:
         """Fetch only points after each key's last cached step, append, and return all series."""
         with self._run_lock(tracking_uri, run_id):
+            self._enter_generation(tracking_uri, run_id, generation, reread)
             return self._refresh(tracking_uri, run_id, list(dict.fromkeys(keys)))
+
+    def _enter_generation(
+        self, tracking_uri: str, run_id: str, generation: str, reread: bool
+    ) -> None:
+        """Drop the run's series when they must be read whole again (see the module docstring)."""
+        run = (tracking_uri, run_id)
+        with self._lock:
+            known = self._generations.get(run)
+            self._generations[run] = generation
+            # The first read after the rewrite ended is whole too: it may hold steps rewritten
+            # since the last whole read.
+            was_rereading = run in self._rereading
+            if reread:
+                self._rereading.add(run)
+            else:
+                self._rereading.discard(run)
+            if not (reread or was_rereading) and known in (None, generation):
+                return
+            stale = [k for k in self._entries if k[:2] == run]
+            for cache_key in stale:
+                del self._entries[cache_key]
+                self._saved_points.pop(cache_key, None)
+        if self.disk is not None and known not in (None, generation):
+            for cache_key in stale:
+                self.disk.delete(*cache_key, generation=known)
+
+    def _generation(self, tracking_uri: str, run_id: str) -> str:
+        with self._lock:
+            return self._generations.get((tracking_uri, run_id), "")
 
     def _run_lock(self, tracking_uri: str, run_id: str) -> threading.Lock:
         with self._lock:
@@ -75,7 +132,7 @@ class SeriesCache:
 
     def _get(self, tracking_uri: str, run_id: str, keys: list[str]) -> dict[str, Series]:
         found, missing = self._lookup(tracking_uri, run_id, keys)
-        if missing and self.disk is not None:
+        if missing and self.disk is not None and (tracking_uri, run_id) not in self._rereading:
             return self._from_disk(self.disk, tracking_uri, run_id, keys, missing)
         if missing:
             fetched = self._reader(tracking_uri, run_id, missing)
@@ -107,15 +164,18 @@ class SeriesCache:
         # A live run grows every refresh: rewrite its disk copy only after 10% more points.
         if self.disk is None or len(series) < 1.1 * self._saved_points.get(cache_key, 0) + 1:
             return
-        self.disk.save(*cache_key, series)
+        if cache_key[:2] in self._rereading:
+            return  # still being rewritten: a copy would keep values the resumed job replaces
+        self.disk.save(*cache_key, series, generation=self._generation(*cache_key[:2]))
         self._saved_points[cache_key] = len(series)
 
     def _from_disk(
         self, disk: DiskCache, tracking_uri: str, run_id: str, keys: list[str], missing: list[str]
     ) -> dict[str, Series]:
         """Load what the disk copy has into memory, then refresh: only new points are read."""
+        generation = self._generation(tracking_uri, run_id)
         for key in missing:
-            saved = disk.load(tracking_uri, run_id, key)
+            saved = disk.load(tracking_uri, run_id, key, generation=generation)
             if saved is not None:
                 self._store((tracking_uri, run_id, key), saved, fetched=0)
                 self._saved_points[(tracking_uri, run_id, key)] = len(saved)

@@ -8,12 +8,15 @@ loads them from there and fetches only the points logged after their last step. 
 source of truth: a copy is only ever extended with what the store returns, and deleting the
 folder is always safe.
 
-Limitation: a point logged later at a step *before* the copy's last step is not seen until the
-copy is deleted (training loggers only append, so this needs a deliberate back-fill).
+A copy belongs to one *generation* of its run (see :mod:`dashboard.data.cache`): a job resumed
+from a checkpoint rewrites steps before the copy's last one, and the copy of the generation
+before it is neither read nor kept. Other back-fills (a point logged later at an earlier step
+by hand) are not seen until the copy is deleted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -43,22 +46,27 @@ class DiskCache:
         self.root = Path(root)
         self.min_points = min_points
 
-    def path(self, tracking_uri: str, run_id: str, key: str) -> Path:
-        digest = hashlib.sha256(f"{tracking_uri}\n{run_id}\n{key}".encode()).hexdigest()[:32]
+    def path(self, tracking_uri: str, run_id: str, key: str, generation: str = "") -> Path:
+        name = f"{tracking_uri}\n{run_id}\n{key}" + (f"\n{generation}" if generation else "")
+        digest = hashlib.sha256(name.encode()).hexdigest()[:32]
         return self.root / digest[:2] / f"{digest}.npz"
 
-    def load(self, tracking_uri: str, run_id: str, key: str) -> Series | None:
-        path = self.path(tracking_uri, run_id, key)
+    def load(
+        self, tracking_uri: str, run_id: str, key: str, *, generation: str = ""
+    ) -> Series | None:
+        path = self.path(tracking_uri, run_id, key, generation)
         try:
             with np.load(path) as saved:
                 return Series(saved["steps"], saved["values"])
         except (OSError, KeyError, ValueError):
             return None  # missing or damaged: read from the store instead
 
-    def save(self, tracking_uri: str, run_id: str, key: str, series: Series) -> None:
+    def save(
+        self, tracking_uri: str, run_id: str, key: str, series: Series, *, generation: str = ""
+    ) -> None:
         if len(series) < self.min_points:
             return
-        path = self.path(tracking_uri, run_id, key)
+        path = self.path(tracking_uri, run_id, key, generation)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_suffix(f".{os.getpid()}.tmp.npz")
@@ -66,3 +74,8 @@ class DiskCache:
             os.replace(partial, path)  # atomic: a reader never sees half a file
         except OSError:
             pass  # a read-only home or a full disk only costs speed
+
+    def delete(self, tracking_uri: str, run_id: str, key: str, *, generation: str = "") -> None:
+        # One left behind (a read-only folder) is never read again: safe to delete by hand.
+        with contextlib.suppress(OSError):
+            self.path(tracking_uri, run_id, key, generation).unlink(missing_ok=True)

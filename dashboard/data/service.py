@@ -6,6 +6,7 @@ with its report, several runs for comparison) and hand the result to a pure figu
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -123,13 +124,15 @@ class DashboardData:
         candidates = [summary.loss_key, keys.find_lr_key(summary.metric_keys), *extra_keys]
         wanted = [k for k in candidates if k and k in summary.metric_keys]
         read = self.cache.refresh if refresh else self.cache.get
+        # A job resumed from a checkpoint logs again steps the cache may hold (see SeriesCache).
+        resume = _resume(summary)
         with tracking.mlflow_errors(self.tracking_uri, f"metrics of run {run_id}"):
-            series = read(self.tracking_uri, run_id, wanted)
+            series = read(self.tracking_uri, run_id, wanted, **resume)
             cached_loss = series.get(summary.loss_key) if summary.loss_key else None
             if not refresh and _behind(cached_loss, summary.last_step):
                 # Cached before the run logged more (e.g. it finished while nobody watched it):
                 # fetch the points after the cached ones.
-                series = self.cache.refresh(self.tracking_uri, run_id, wanted)
+                series = self.cache.refresh(self.tracking_uri, run_id, wanted, **resume)
         run = _as_run(summary, series)
         report, error = None, None
         if run.loss is not None:
@@ -157,6 +160,21 @@ class DashboardData:
         if len(run_ids) > MAX_COMPARE_RUNS:
             raise DataError(f"compare at most {MAX_COMPARE_RUNS} runs, not {len(run_ids)}")
         return [self.load(run_id) for run_id in dict.fromkeys(run_ids)]
+
+
+def _resume(summary: RunSummary) -> dict:
+    """The cache's ``generation`` and ``reread`` for a run a resumed job is logging again."""
+    marker = summary.tags.get(keys.TAG_RESUMED)
+    if not marker:
+        return {"generation": "", "reread": False}
+    try:
+        earlier_last_step = int(json.loads(marker)["earlier_last_step"])
+    except (ValueError, TypeError, KeyError):
+        return {"generation": marker, "reread": False}  # not ours: only a new generation
+    # Until the resumed job logs past the earlier attempt's last step, steps the cache holds
+    # are still being replaced (the job logs in step order, so beyond it all have been).
+    rewriting = summary.last_step is None or summary.last_step <= earlier_last_step
+    return {"generation": marker, "reread": rewriting}
 
 
 def _behind(cached, last_step: int | None) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import deque
@@ -142,10 +143,10 @@ def watch(
     if grad_norm:
         source = model.parameters() if model is not None else _optimizer_params(optimizers[0])
         grad_params = list(source)
-    if start_step is None:
-        start_step = 0 if owns_run or run_id is None else _step_after_logged(sink, run_id)
+    if not owns_run and run_id is not None:
+        start_step = _join_at(sink, writer, run_id, start_step)
     watcher = Watcher(
-        optimizers, writer, grad_params=grad_params, reduce=reduce, start_step=start_step
+        optimizers, writer, grad_params=grad_params, reduce=reduce, start_step=start_step or 0
     )
     watcher._writer_owns_run = owns_run
     writer.start()
@@ -163,24 +164,38 @@ def _active_run(tracking_uri: str | None) -> tuple[str | None, str, bool]:
     return None, resolve_tracking_uri(tracking_uri), True
 
 
-def _step_after_logged(sink: MlflowSink, run_id: str) -> int:
-    """The step after the last loss lrwatch logged into an existing run (0 if none), so a
-    resumed job continues the curve instead of writing over its start."""
+def _join_at(sink: MlflowSink, writer: Writer, run_id: str, start_step: int | None) -> int:
+    """The first step to log into an existing run: ``start_step``, else the step after the last
+    loss lrwatch logged there (0 if none), so a resumed job continues the curve instead of
+    writing over its start. A resume that logs steps again (from a checkpoint before the last
+    logged step) tags the run, so a dashboard that cached those steps reads them again."""
     try:
         landed = sink.latest_landed(run_id).get(keys.LOSS)
     except Exception as exc:  # noqa: BLE001 - a down store costs the numbering hint, not the run
-        log.warning(
-            "lrwatch: cannot read the last step of run %s (%s); numbering from 0 - pass "
-            "start_step= when resuming",
-            run_id,
-            short_error(exc),
-        )
-        return 0
-    if landed is None:
-        return 0
-    step = landed[0] + 1
-    log.info("lrwatch: run %s already has steps up to %d; continuing at %d", run_id, step - 1, step)
-    return step
+        if start_step is None:
+            log.warning(
+                "lrwatch: cannot read the last step of run %s (%s); numbering from 0 - pass "
+                "start_step= when resuming",
+                run_id,
+                short_error(exc),
+            )
+        return start_step or 0
+    last = None if landed is None else landed[0]
+    if start_step is None:
+        start_step = 0 if last is None else last + 1
+        if last is not None:
+            log.info("lrwatch: run %s already has steps up to %d; continuing at %d",
+                     run_id, last, start_step)  # fmt: skip
+    elif last is not None and start_step <= last:
+        resumed = {
+            "step": start_step,
+            "earlier_last_step": last,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        writer.add("tags", {keys.TAG_RESUMED: json.dumps(resumed)})
+        log.info("lrwatch: logging steps %d-%d of run %s again, from step %d",
+                 start_step, last, run_id, start_step)  # fmt: skip
+    return start_step
 
 
 def _optimizer_params(optimizer):

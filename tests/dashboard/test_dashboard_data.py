@@ -164,3 +164,54 @@ def test_reopening_a_run_that_logged_more_meanwhile_shows_every_point(tracking_u
     reopened = data.load(run_id)
     assert reopened.summary.status == "finished"
     assert len(reopened.run.loss) == len(run.loss) == 120
+
+
+def _watched_steps(tracking_uri: str, watcher, value: float, count: int) -> None:
+    """``count`` steps of a constant loss, then wait until the store holds the last of them
+    (a key's rows land in step order, so then all have)."""
+    import torch
+
+    for _ in range(count):
+        watcher.step(torch.tensor(value))
+    last_step = watcher._first_step + watcher.step_count - 1
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if watcher.run_id is not None:
+            loss = read_history(tracking_uri, watcher.run_id, keys.LOSS)
+            if last_step in loss.steps and loss.values[loss.steps == last_step][0] == value:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"step {last_step} never reached the store")
+
+
+def test_a_run_resumed_from_a_checkpoint_shows_the_resumed_values_live(tracking_uri, tmp_path):
+    """The first attempt logged steps 0-99; the job restarts from its checkpoint at step 60 while
+    the dashboard follows the run. Steps 60-99 it had cached are replaced as the job logs them
+    again, also after a restart from the disk copy."""
+    import torch
+
+    import lrwatch
+    from dashboard.data.disk_cache import DiskCache
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with lrwatch.watch(optimizer, experiment="resume", flush_interval=0.05) as first:
+        _watched_steps(tracking_uri, first, 1.0, 100)
+    run_id = first.run_id
+    disk = DiskCache(tmp_path, min_points=10)
+    data = DashboardData(tracking_uri, cache=SeriesCache(disk=disk))
+    assert data.load(run_id).run.loss.values.tolist() == [1.0] * 100
+
+    with lrwatch.watch(optimizer, run_id=run_id, start_step=60, flush_interval=0.05) as resumed:
+        _watched_steps(tracking_uri, resumed, 2.0, 20)  # steps 60-79: the earlier 80-99 still stand
+        live = data.load(run_id, refresh=True).run.loss
+        assert live.values.tolist() == [1.0] * 60 + [2.0] * 20 + [1.0] * 20
+        _watched_steps(tracking_uri, resumed, 2.0, 60)  # past the earlier attempt's last step
+        live = data.load(run_id, refresh=True).run.loss
+        assert live.steps.tolist() == list(range(140))
+        assert live.values.tolist() == [1.0] * 60 + [2.0] * 80
+    restarted = DashboardData(tracking_uri, cache=SeriesCache(disk=disk))
+    assert restarted.load(run_id).run.loss.values.tolist() == [1.0] * 60 + [2.0] * 80
+    marker = json.loads(
+        mlflow.MlflowClient(tracking_uri).get_run(run_id).data.tags[keys.TAG_RESUMED]
+    )
+    assert (marker["step"], marker["earlier_last_step"]) == (60, 99)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import mlflow
@@ -226,7 +227,11 @@ def test_a_resumed_run_continues_its_curve_instead_of_writing_over_its_start(tra
     assert steps_of(tracking_uri, run_id, keys.LOSS) == list(range(100))
     # ... and from a checkpoint at step 60, the steps after it are logged again and read back
     # with their newer values: the interrupted attempt's 60-99 are superseded, nothing is lost.
+    client = mlflow.MlflowClient(tracking_uri)
+    assert keys.TAG_RESUMED not in client.get_run(run_id).data.tags  # nothing logged again
     _log_steps(optimizer, [4.0] * 50, run_id=run_id, start_step=60)
+    resumed = json.loads(client.get_run(run_id).data.tags[keys.TAG_RESUMED])
+    assert (resumed["step"], resumed["earlier_last_step"]) == (60, 99)  # readers re-read these
     assert steps_of(tracking_uri, run_id, "epoch") == [0, 50, 60, 80]
     run = lrwatch.load_run(f"runs:/{run_id}", tracking_uri=tracking_uri)
     assert run.loss.steps.tolist() == list(range(110))

@@ -83,6 +83,10 @@ class RowBuilder:
         norms = to_floats([it[4] for it in steps if it[4] is not None])
         norm_iter = iter(norms)
         loss_by_id = {id(it): loss for it, loss in zip(steps, losses)}
+        # LRs that are not floats (a tensor LR's per-step copy, perhaps on a device) are
+        # converted together, with one device->host copy, like the losses.
+        other_lrs = [lr for it in steps for lrs in it[3] for lr in lrs if type(lr) is not float]
+        lr_by_id = dict(zip(map(id, other_lrs), to_floats(other_lrs))) if other_lrs else {}
         rows: list[tuple] = []
         points: list[tuple[int, float, float]] = []
         for item in items:
@@ -95,7 +99,7 @@ class RowBuilder:
             first_lr = math.nan
             for o, groups in enumerate(item[3]):
                 for g, lr in enumerate(groups):
-                    value = lr if type(lr) is float else scalar(lr)
+                    value = lr if type(lr) is float else lr_by_id[id(lr)]
                     rows.append((self._lr_key(g, o), value, ms, step))
                     if o == 0 and g == 0:
                         first_lr = value

@@ -145,12 +145,27 @@ class Watcher:
 
     # -- LR capture --------------------------------------------------------------------------
     def _read(self, index: int) -> tuple:
-        return tuple([g["lr"] for g in self._optimizers[index].param_groups])
+        return self._lrs(self._optimizers[index])
+
+    def _lrs(self, optimizer) -> tuple:
+        lrs = tuple([g["lr"] for g in optimizer.param_groups])
+        for lr in lrs:  # the common all-float case costs one loop (~50 ns), no second tuple
+            if type(lr) is not float:
+                return tuple([self._lr_now(lr) for lr in lrs])
+        return lrs
+
+    def _lr_now(self, lr):
+        """The value of a tensor LR (used with torch.compile'd and capturable optimizers) at
+        this step: schedulers update it in place, so the tensor itself would be read later with
+        a later step's value. On a device it is copied there (no host sync)."""
+        if isinstance(lr, self._tensor):
+            return lr.item() if lr.is_cpu else lr.detach().clone()
+        return lr
 
     def _install_hook(self, index: int, optimizer):
         def capture(opt, args, kwargs):
             try:  # runs inside optimizer.step(): the same promise as step() and log()
-                self._captured[index] = tuple([g["lr"] for g in opt.param_groups])
+                self._captured[index] = self._lrs(opt)
                 if index == 0 and self._grad_params is not None:
                     self._norm = self._grad_norm()
             except Exception as exc:  # noqa: BLE001

@@ -187,6 +187,27 @@ def test_a_per_sample_loss_is_logged_as_its_mean_with_one_warning(tracking_uri, 
     assert sum("shape (64, 1)" in r.getMessage() for r in caplog.records) == 1
 
 
+def test_a_tensor_lr_is_logged_with_the_value_each_step_used(tracking_uri):
+    # A tensor LR (torch.compile'd or capturable optimizers) is updated in place by the
+    # scheduler: logging the tensor itself recorded the last step's rate at every step.
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=torch.tensor(0.01))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.9**s)
+    used = []
+    with lrwatch.watch(optimizer, scheduler=scheduler, flush_interval=0.05) as w:
+        for _ in range(20):
+            loss = model(torch.randn(8, 4)).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            used.append(float(optimizer.param_groups[0]["lr"]))
+            optimizer.step()
+            scheduler.step()
+            w.step(loss)
+    logged = [value for _, value in history(tracking_uri, w.run_id, keys.LR)]
+    assert logged == pytest.approx(used) and used[0] != pytest.approx(used[-1])
+
+
 def test_bad_arguments_fail_before_training_starts(tracking_uri):
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     with pytest.raises(ValueError):

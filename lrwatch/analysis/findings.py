@@ -29,6 +29,7 @@ ACTIONS = (
     "reduce_momentum",
     "keep",
     "use_lr",  # range tests: start training at suggested_lr
+    "fix_lr",  # the LR went negative or stayed at zero: a schedule or sign bug, not a tuning
     "none",  # nothing to judge (e.g. a run too short, or no loss)
 )
 

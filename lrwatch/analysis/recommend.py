@@ -16,6 +16,9 @@ plateau             under a constant (or still high) LR: decay the LR x 0.1; lat
 slow_convergence    LR (the peak, for a schedule) x 3
 none                keep
 ==================  =========================================================================
+
+Before any of these: an LR that went negative, or stayed at zero for most of the run, is a bug
+to fix (``fix_lr``), whatever the loss did - scaling it would only scale the bug.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ SLOW_FACTOR = 3.0
 # A loss that never measurably moved sits at a rate orders of magnitude too small (on the quality
 # runs, 1000-3000x below the best): x3 would take many runs to get anywhere, so go a decade up.
 NO_PROGRESS_SLOW_FACTOR = 10.0
+# An LR of exactly 0 at a schedule's first or last steps is normal (a warmup from 0, a decay to
+# 0); at zero for at least this share of the logged points, the optimizer mostly did nothing.
+ZERO_LR_SHARE = 0.5
 
 
 def primary_finding(findings: Sequence[Finding]) -> Finding | None:
@@ -83,6 +89,9 @@ def recommend(
         recommend(prepare(run), run_detectors(prepare(run)), schedule).action  # 'decrease_lr'
     """
     ctx = RunContext(prepared, schedule, dict(params or {}))
+    broken = _non_positive_lr(ctx)
+    if broken is not None:
+        return broken
     # A short run is judged only when a detector could judge it anyway (a loss that blew up).
     if prepared.n < min_points and not findings:
         return Recommendation(
@@ -103,6 +112,52 @@ def recommend(
         "slow_convergence": _for_slow,
     }[finding.kind]
     return handler(ctx, finding)
+
+
+def _non_positive_lr(ctx: RunContext) -> Recommendation | None:
+    """``fix_lr`` for an LR that went negative, or sat at zero for most of the run."""
+    lr = ctx.p.lr_values
+    if lr is None or lr.size == 0:
+        return None
+    steps = ctx.p.lr_steps
+    positive = lr[lr > 0]
+    suggested = float(positive.max()) if positive.size else None
+    if (lr < 0).any():
+        first = int(np.argmax(lr < 0))
+        lowest = float(lr.min())
+        cause = (
+            "A schedule that decays past zero (a linear or polynomial decay run beyond its "
+            "total steps) or a sign error sets it; end the decay at 0 or above."
+            if positive.size
+            else "A sign error sets it: use the rate's absolute value."
+        )
+        return Recommendation(
+            action="fix_lr",
+            suggested_lr=suggested if suggested is not None else -lowest,
+            factor=None,
+            message=(
+                f"The LR went negative at step {int(steps[first])} (down to {fmt(lowest)}): the "
+                f"optimizer then climbs the loss instead of descending it. {cause}"
+            ),
+            evidence={"first_negative_step": int(steps[first]), "lowest_lr": lowest},
+        )
+    zero_share = float(np.mean(lr == 0))
+    if zero_share < ZERO_LR_SHARE:
+        return None
+    fallback = suggested or ctx.param_lr
+    instead = (
+        f"the {fmt(fallback)} it had elsewhere" if fallback else "an LR range test's suggestion"
+    )
+    return Recommendation(
+        action="fix_lr",
+        suggested_lr=fallback,
+        factor=None,
+        message=(
+            f"The LR was 0 at {zero_share:.0%} of the logged steps: the optimizer did not move "
+            f"the weights there. Set a positive LR, e.g. {instead}."
+        ),
+        evidence={"zero_lr_share": zero_share},
+    )
 
 
 def _for_oscillation(ctx: RunContext, f: Finding) -> Recommendation:

@@ -220,3 +220,34 @@ def test_a_run_without_any_lr_is_told_so_in_words_never_as_a_question_mark(findi
     assert rec.suggested_lr is None
     assert "?" not in rec.message and "missing" not in rec.message, rec.message
     assert ("unlogged LR" if findings else "with no LR logged") in rec.message, rec.message
+
+
+def test_a_linear_decay_run_past_its_end_goes_negative_and_is_a_bug_to_fix():
+    # LambdaLR(1 - s/300) trained for 400 steps: the rate crosses zero at step 300 and the
+    # optimizer climbs the loss. Scaling that LR (x0.3 for the divergence) would keep the bug.
+    lr = scheduled_lr(lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / 300))
+    assert lr[301] < 0
+    loss = decaying_loss()
+    loss[300:] += np.linspace(0, 3, N - 300)
+    rec = advise(loss, lr, [finding("divergence", 310)])
+    assert rec.action == "fix_lr" and rec.suggested_lr == pytest.approx(1.0)
+    assert rec.evidence["first_negative_step"] == 301
+    assert "went negative at step 301" in rec.message and "decays past zero" in rec.message
+    # A sign error: negative from the start; the rate meant is its absolute value.
+    rec = advise(decaying_loss(), np.full(N, -0.1), [])
+    assert (rec.action, rec.suggested_lr) == ("fix_lr", pytest.approx(0.1))
+
+
+def test_an_lr_at_zero_for_most_of_the_run_is_a_bug_but_a_schedule_touching_zero_is_not():
+    frozen = advise(decaying_loss(), np.zeros(N), [finding("slow_convergence", 0, 399, "warning")])
+    assert frozen.action == "fix_lr" and frozen.suggested_lr is None
+    assert "LR was 0 at 100%" in frozen.message
+    params = {keys.PARAM_BASE_LR: "0.05"}
+    frozen = advise(decaying_loss(), np.zeros(N), [], params)
+    assert (frozen.action, frozen.suggested_lr) == ("fix_lr", pytest.approx(0.05))
+    # Cosine annealing to 0 at its last step, a warmup starting from 0: ordinary schedules.
+    cosine = scheduled_lr(lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, N - 1))
+    assert cosine[-1] == pytest.approx(0, abs=1e-12)
+    assert advise(decaying_loss(), cosine, []).action == "keep"
+    warmup = np.minimum(np.arange(N) / 40, 1.0)
+    assert warmup[0] == 0 and advise(decaying_loss(), warmup, []).action == "keep"

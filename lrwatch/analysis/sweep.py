@@ -144,7 +144,8 @@ def analyze_sweep(runs: Sequence[Run]) -> Recommendation | None:
     finals = np.array([p.final_loss for p in curve])
     evidence: dict[str, Any] = {"curve": [p.to_dict() for p in curve]}
     ok = np.isfinite(finals)
-    ratio = float(np.exp(np.median(np.diff(np.log(lrs)))))  # the grid's typical step
+    # The grid's typical step, to 4 digits: exp(log) round trips leave 10.000000000000002.
+    ratio = float(f"{np.exp(np.median(np.diff(np.log(lrs)))):.4g}")
     if not ok.any():
         return Recommendation(
             action="decrease_lr",

@@ -80,6 +80,13 @@ def test_best_at_the_bottom_of_the_grid_says_extend_downward():
     assert rec.suggested_lr < 1.0
 
 
+def test_the_next_grid_point_is_a_round_number():
+    # A decade grid extends by exactly 10x: 1.0, not the 1.0000000000000002 of exp(log(10)).
+    runs = [quadratic(lr, steps=200) for lr in (0.001, 0.01, 0.1)]
+    rec = analyze_sweep(runs)
+    assert (rec.action, rec.suggested_lr, rec.factor) == ("increase_lr", 1.0, 10.0)
+
+
 def test_all_diverged_says_go_lower():
     runs = [quadratic(lr, steps=200) for lr in (5.0, 20.0)]
     assert all(p.diverged for p in sensitivity_curve(runs))

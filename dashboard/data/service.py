@@ -95,7 +95,7 @@ class DashboardData:
         logged = tracking.tag_findings(summary.tags)
         report = self.reports.cached(self.tracking_uri, summary.id)
         if report is not None:
-            return merge_findings(report.findings, logged)
+            return _diagnosis(summary, report, logged)
         if self.reports.failed(self.tracking_uri, summary.id) is not None:
             return logged
         if summary.loss_key is None:
@@ -140,8 +140,7 @@ class DashboardData:
                 report = self.reports.report(self.tracking_uri, run)
             except Exception as exc:  # noqa: BLE001 - the charts still help without a diagnosis
                 error = " ".join(str(exc).split())[:200] or type(exc).__name__
-        logged = tracking.tag_findings(summary.tags)
-        findings = merge_findings(report.findings if report else (), logged)
+        findings = _diagnosis(summary, report, tracking.tag_findings(summary.tags))
         return LoadedRun(summary, run, report, tuple(findings), error)
 
     def extra_metric_keys(self, summary: RunSummary) -> list[str]:
@@ -160,6 +159,19 @@ class DashboardData:
         if len(run_ids) > MAX_COMPARE_RUNS:
             raise DataError(f"compare at most {MAX_COMPARE_RUNS} runs, not {len(run_ids)}")
         return [self.load(run_id) for run_id in dict.fromkeys(run_ids)]
+
+
+def _diagnosis(summary: RunSummary, report: Report | None, logged: list[Finding]) -> list[Finding]:
+    """The findings a run is shown with. While it runs: the analysis of what it logged so far
+    plus the logger's live findings (tags), which may have seen what the points read so far do
+    not show yet. Once it has ended, the analysis of the whole run alone, as `lrwatch analyze`
+    gives it: a live alert the whole run does not bear out (slow progress early in a run that
+    then converged) is no longer its diagnosis."""
+    if report is None:
+        return list(logged)
+    if summary.status == "running":
+        return merge_findings(report.findings, logged)
+    return list(report.findings)
 
 
 def _resume(summary: RunSummary) -> dict:

@@ -116,10 +116,9 @@ def recommend(
 
 def _non_positive_lr(ctx: RunContext) -> Recommendation | None:
     """``fix_lr`` for an LR that went negative, or sat at zero for most of the run."""
-    lr = ctx.p.lr_values
-    if lr is None or lr.size == 0:
+    lr, steps = ctx.p.lr_values, ctx.p.lr_steps
+    if lr is None or steps is None or lr.size == 0:
         return None
-    steps = ctx.p.lr_steps
     positive = lr[lr > 0]
     suggested = float(positive.max()) if positive.size else None
     if (lr < 0).any():

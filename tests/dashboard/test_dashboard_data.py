@@ -66,6 +66,23 @@ def test_findings_logged_as_tags_show_beside_offline_ones(tracking_uri, live_run
     assert loaded.is_running and loaded.report is not None
 
 
+def test_a_finished_run_is_shown_with_the_analysis_of_the_whole_run(tracking_uri, live_run):
+    # A live alert the whole run does not bear out (slow progress while it was young) counts
+    # while the run trains; once it has ended, table and run view agree with `lrwatch analyze`.
+    client, run_id, run, experiment_id = live_run
+    early = Finding("slow_convergence", 0, 30, "warning", "still falling slowly", {})
+    client.set_tag(run_id, keys.TAG_FINDINGS, json.dumps([early.to_dict()]))
+    data = DashboardData(tracking_uri)
+    assert early in data.load(run_id).findings
+    log_points(client, run_id, run, start=60, stop=None, timestamp=int(time.time() * 1000))
+    client.set_terminated(run_id)
+    finished = data.load(run_id)
+    assert early not in finished.findings
+    assert list(finished.findings) == list(finished.report.findings)
+    summary = next(s for s in data.runs(experiment_id) if s.id == run_id)
+    assert "slow convergence" not in data.badges([summary])[run_id]
+
+
 def test_unknown_run_and_bad_ids_become_messages(tracking_uri):
     data = DashboardData(tracking_uri)
     with pytest.raises(DataError, match="not found"):

@@ -30,6 +30,8 @@ STEPS_FROM_ROW_INDEX = "row index"
 # Tag holding what reading the file left out (a line cut off by a crashed writer), one per line.
 TAG_READ_NOTES = "lrwatch.read_notes"
 _MAX_STEP = 2.0**62
+# The columns of TensorBoard's CSV download of one scalar, besides its Step.
+_TENSORBOARD_COLUMNS = {"Wall time", "Value"}
 
 
 def load_file(
@@ -91,6 +93,9 @@ def load_file(
         keep = present & row_ok
         if keep.any():
             metrics[name] = Series(steps[keep], values[keep]).cleaned()
+    tensorboard_note = _name_tensorboard_value(path, metrics)
+    if tensorboard_note:
+        notes.append(tensorboard_note)
     _check_not_text(path, table, metrics, loss_key, lr_key)
     if not metrics:
         raise InputError(f"{path}: no numeric rows besides the step column {step_name!r}")
@@ -109,6 +114,19 @@ def load_file(
         loss_key=loss_key,
         lr_key=lr_key,
     )
+
+
+def _name_tensorboard_value(path: Path, metrics: dict[str, Series]) -> str | None:
+    """TensorBoard's "Download CSV" holds one scalar as ``Wall time, Step, Value`` and names it
+    only in the file name (``run-version_0-tag-train_loss.csv``): the Value column takes that
+    name, so a loss or LR export is found like any other. Returns the note saying so."""
+    if set(metrics) != _TENSORBOARD_COLUMNS:
+        return None
+    tag = table_stem(path).rsplit("-tag-", 1)[-1]
+    if tag in metrics or (keys.find_loss_key([tag]) is None and not keys.is_lr_key(tag)):
+        return None
+    metrics[tag] = metrics.pop("Value")
+    return f"a TensorBoard scalar export: its Value column is {tag!r}, named by the file"
 
 
 def _check_not_text(path, table: Table, metrics, loss_key, lr_key) -> None:

@@ -243,6 +243,25 @@ def test_fractional_steps_are_numbered_in_order_and_no_row_is_lost(tmp_path):
     assert whole.loss.steps.tolist() == [10, 20] and read_notes(whole) == []
 
 
+def test_a_tensorboard_csv_download_is_named_by_its_file(tmp_path):
+    # TensorBoard's "Download CSV": Wall time, Step, Value - the scalar's tag is in the name.
+    rows = "".join(f"{1.7e9 + i},{i},{2.0 / (i + 1)}\n" for i in range(40))
+    header = "Wall time,Step,Value\n"
+    run = load_run(_write(tmp_path / "run-version_0-tag-train_loss_step.csv", header + rows))
+    assert run.loss_key == "train_loss_step" and run.loss.values[1] == 1.0
+    assert read_notes(run) == [
+        "a TensorBoard scalar export: its Value column is 'train_loss_step', named by the file"
+    ]
+    lr_only = _write(tmp_path / "run-version_0-tag-lr-SGD.csv", header + rows)
+    with pytest.raises(
+        InputError, match=re.escape("no loss column among columns (Wall time, lr-SGD)")
+    ):
+        load_run(lr_only)
+    other = _write(tmp_path / "run-version_0-tag-accuracy.csv", header + rows)
+    with pytest.raises(InputError, match=re.escape("columns (Wall time, Value)")):
+        load_run(other)
+
+
 def test_no_step_column_uses_the_row_index_and_says_so(tmp_path):
     run = load_run(
         _write(tmp_path / "r.tsv", "epoch\tloss\tlearning_rate\n0\t1.0\t0.1\n0\t0.8\t0.1\n")

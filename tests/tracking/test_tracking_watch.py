@@ -208,6 +208,22 @@ def test_a_tensor_lr_is_logged_with_the_value_each_step_used(tracking_uri):
     assert logged == pytest.approx(used) and used[0] != pytest.approx(used[-1])
 
 
+def test_queued_lr_copies_are_converted_in_one_batch_per_flush():
+    # What the watcher queues for a tensor LR on a device: a copy per step (here on the CPU,
+    # the same code path), read on the writer thread together with the losses.
+    from lrwatch.tracking.records import RowBuilder
+
+    items = [(k, 1000.0 + k, torch.tensor(1.0 / (k + 1)), ((torch.tensor(0.1 * k), 2),), None)
+             for k in range(3)]  # fmt: skip
+    rows, points = RowBuilder().build(items)
+    by_key: dict[str, list[float]] = {}
+    for key, value, _, _ in rows:
+        by_key.setdefault(key, []).append(value)
+    assert by_key[keys.LR] == pytest.approx([0.0, 0.1, 0.2])
+    assert by_key[keys.lr_key(1)] == [2.0, 2.0, 2.0] and type(by_key[keys.lr_key(1)][0]) is float
+    assert [p[2] for p in points] == pytest.approx([0.0, 0.1, 0.2])
+
+
 def test_bad_arguments_fail_before_training_starts(tracking_uri):
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     with pytest.raises(ValueError):

@@ -35,8 +35,8 @@ TAG_SUGGESTION_METHOD = "lrwatch.suggestion_method"
 TAG_RANGE_TEST_STOPPED_EARLY = "lrwatch.range_test.stopped_early"
 TAG_VERSION = "lrwatch.version"
 TAG_SAMPLE = "lrwatch.sample"  # name of a bundled sample run (idempotent demo loading)
-# Set by the logger each time a job joins a run that already holds its loss (a resume): the
-# step it went on at and when. Readers that cache the run's series read them again.
+# Set by the logger when a job resumed from a checkpoint logs again steps the run already holds:
+# JSON {"step", "earlier_last_step", "time"}. Readers that cached those steps read them again.
 TAG_RESUMED = "lrwatch.resumed"
 
 # Params the logger records about the optimizer and scheduler.

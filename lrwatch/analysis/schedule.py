@@ -152,8 +152,7 @@ def _segments(values: np.ndarray, peak: float) -> list[tuple[int, int, int]]:
 
 def _after_rise(steps, values, base, segments) -> Schedule:
     """A schedule that starts with a rise: warmup (+ what follows) or a one-cycle ramp."""
-    peak_index = int(np.argmax(values >= values.max() * (1 - 1e-6)))
-    warmup_steps = int(steps[peak_index] - steps[0]) + 1
+    peak_index, warmup_steps = _peak(steps, values)
     rest = values[peak_index:]
     at_end = peak_index >= values.size - 1
     if len(segments) == 1 and (at_end or np.ptp(rest) <= 1e-3 * values.max()):
@@ -191,9 +190,14 @@ def _is_held_warmup(values: np.ndarray, rise: tuple[int, int, int], high: float)
 
 
 def _after_held_warmup(steps, values, base) -> Schedule:
-    peak_index = int(np.argmax(values >= values.max() * (1 - 1e-6)))
-    warmup_steps = int(steps[peak_index] - steps[0]) + 1
+    peak_index, warmup_steps = _peak(steps, values)
     return _decay(steps, values, base, start=peak_index, warmup_steps=warmup_steps)
+
+
+def _peak(steps, values) -> tuple[int, int]:
+    """The index where the LR first reaches its peak, and the steps up to it (the warmup)."""
+    peak_index = int(np.argmax(values >= values.max() * (1 - 1e-6)))
+    return peak_index, int(steps[peak_index] - steps[0]) + 1
 
 
 def _decay(steps, values, base, *, start: int, warmup_steps: int | None) -> Schedule:

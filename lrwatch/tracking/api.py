@@ -193,8 +193,7 @@ def _join_at(sink: MlflowSink, writer: Writer, run_id: str, start_step: int | No
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         writer.add("tags", {keys.TAG_RESUMED: json.dumps(resumed)})
-        log.info("lrwatch: logging steps %d-%d of run %s again, from step %d",
-                 start_step, last, run_id, start_step)  # fmt: skip
+        log.info("lrwatch: logging steps %d-%d of run %s again", start_step, last, run_id)
     return start_step
 
 

@@ -256,31 +256,52 @@ class MlflowSink:
         by_key: dict[str, list[MetricRow]] = {}
         for row in rows:
             by_key.setdefault(row[0], []).append(row)
-        sent = 0
-        for key, key_rows in by_key.items():
+        batches = {key: {"metrics": _metrics(key_rows)} for key, key_rows in by_key.items()}
+        refused = self._send_each(run_id, batches, "metric name", "its values are")
+        self.refused_keys.update(refused)
+        return sum(len(key_rows) for key, key_rows in by_key.items() if key not in refused)
+
+    def _send_each(
+        self, run_id: str, batches: dict[str, dict], what: str, lost: str
+    ) -> dict[str, str]:
+        """Send each named batch on its own; names the store refuses as invalid are warned about
+        (``what`` and ``lost`` word it: "the metric name 'x' ...; its values are not sent, the
+        other metrics are") and returned with the store's reason."""
+        refused = {}
+        for name, items in batches.items():
             try:
-                self._log_batch(run_id, metrics=_metrics(key_rows))
-                sent += len(key_rows)
+                self._log_batch(run_id, **items)
             except Exception as exc:
                 if getattr(exc, "error_code", None) != "INVALID_PARAMETER_VALUE":
                     raise
-                self.refused_keys[key] = str(getattr(exc, "message", exc))
-                shown = key if len(key) <= 80 else key[:77] + "..."
+                refused[name] = str(getattr(exc, "message", exc))
+                shown = name if len(name) <= 80 else name[:77] + "..."
                 logging.getLogger("lrwatch").warning(
-                    "lrwatch: the tracking store refused the metric name %r (%s); its values "
-                    "are not sent, the other metrics are",
+                    "lrwatch: the tracking store refused the %s %r (%s); %s not sent, the "
+                    "other %ss are",
+                    what,
                     shown,
-                    self.refused_keys[key],
+                    refused[name],
+                    lost,
+                    what.split()[0],
                 )
-        return sent
+        return refused
 
     @quiet_store_errors
     def log_params(self, run_id: str, params: dict[str, str]) -> None:
+        """Params in requests of at most 100; one the store refuses (a name it does not allow,
+        a value that differs from the one a resumed run already holds) costs only itself."""
         from mlflow.entities import Param
 
         items = [Param(k, str(v)[:MAX_PARAM_VALUE]) for k, v in params.items()]
         for chunk in split(items, MAX_PARAMS_PER_REQUEST):
-            self._log_batch(run_id, params=chunk)
+            try:
+                self._log_batch(run_id, params=chunk)
+            except Exception as exc:
+                if getattr(exc, "error_code", None) != "INVALID_PARAMETER_VALUE":
+                    raise
+                batches = {param.key: {"params": [param]} for param in chunk}
+                self._send_each(run_id, batches, "param", "its value is")
 
     @quiet_store_errors
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:

@@ -58,6 +58,32 @@ def test_a_metric_name_the_store_refuses_costs_only_its_own_values(store_uri, sp
     assert not list(spool_dir.iterdir())
 
 
+def test_a_param_the_store_refuses_costs_only_itself(store_uri, spool_dir, caplog):
+    # A name MLflow does not allow, and - on a resumed run - a value other than the one the run
+    # holds: each used to take every param of the request with it (the optimizer's too).
+    loop = ManualLoop(CONFIG)
+    client = mlflow.MlflowClient(store_uri)
+    run_id = client.create_run(client.create_experiment("params")).info.run_id
+    client.log_param(run_id, "batch_size", "32")
+    extra = {"bad name!": 1, "batch_size": 64, "config": "x" * 10_000}
+    with caplog.at_level(logging.WARNING, logger="lrwatch"):
+        w = lrwatch.watch(
+            loop.optimizer, tracking_uri=store_uri, run_id=run_id, params=extra,
+            flush_interval=0.05, analyze=False,
+        )  # fmt: skip
+        for _ in loop.steps(w):
+            pass
+        assert w.close(timeout_s=30)
+    params = client.get_run(run_id).data.params
+    assert params["optimizer"] == "SGD" and params["base_lr"] == str(CONFIG.lr)
+    assert params["batch_size"] == "32" and params["config"].startswith("xxx")
+    assert "bad name!" not in params
+    refused = [m for m in _messages(caplog) if "refused the param" in m]
+    assert len(refused) == 2 and "'bad name!'" in refused[0] + refused[1]
+    assert not [m for m in _messages(caplog) if "dropped" in m]
+    assert steps_of(store_uri, run_id, keys.LOSS) == list(range(CONFIG.steps))
+
+
 def test_a_run_deleted_mid_run_keeps_every_step_for_import_after_restore(
     store_uri, spool_dir, caplog, monkeypatch
 ):

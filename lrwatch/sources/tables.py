@@ -44,6 +44,9 @@ _SNIFF_BYTES = 4096
 # A number written with a decimal comma, as spreadsheets in many locales export it; read only
 # from semicolon-separated files, where the comma cannot be the field separator.
 _DECIMAL_COMMA = re.compile(r"([+-]?\d*),(\d+(?:[eE][+-]?\d+)?)")
+# Cells that mean "not logged here" as a blank does: what pandas, R, spreadsheets and
+# `str(None)` write for a missing value. "nan" is not among them: a NaN loss is evidence.
+MISSING_CELLS = ("", "NA", "N/A", "#N/A", "null", "NULL", "None", "none", "-")
 # How much of a text cell an error message quotes.
 _QUOTE_CHARS = 48
 
@@ -196,8 +199,9 @@ def _read_csv_arrow(
     import pyarrow.csv as pacsv
 
     delimiter = _delimiter(text.split("\n", 1)[0])
-    # Only a blank cell is "not logged": "nan"/"NaN" must stay NaN (evidence), not become null.
-    convert = pacsv.ConvertOptions(null_values=[""], quoted_strings_can_be_null=False)
+    # Only MISSING_CELLS are "not logged" ("nan"/"NaN" stay NaN: evidence), quoted or not, as
+    # the row reader reads them.
+    convert = pacsv.ConvertOptions(null_values=list(MISSING_CELLS), quoted_strings_can_be_null=True)
     try:
         table = pacsv.read_csv(
             io.BytesIO(data),
@@ -276,7 +280,7 @@ def _parse_cells(cells: list) -> Column | str:
     values = np.full(len(cells), np.nan)
     present = np.zeros(len(cells), dtype=bool)
     for i, cell in enumerate(cells):
-        if cell is None or cell == "":
+        if cell is None or cell in MISSING_CELLS:
             continue
         if isinstance(cell, bool):
             return _quote(cell)

@@ -144,6 +144,16 @@ def test_odd_but_valid_csv_is_cleaned(tmp_path, engine):
 
 
 @pytest.mark.parametrize("engine", ["numpy", "arrow"])
+def test_missing_value_markers_are_blank_cells_and_nan_stays_evidence(tmp_path, engine):
+    # pandas/R write NA, spreadsheets #N/A, str(None) None: "not logged here", like a blank -
+    # one such cell made the whole loss column text before.
+    text = 'step,loss,lr\n0,2.0,0.1\n1,NA,0.1\n2,None,N/A\n3,nan,"NA"\n4,#N/A,null\n5,1.0,-\n'
+    run = load_file(_write(tmp_path / "na.csv", text), csv_engine=engine)
+    assert run.loss.steps.tolist() == [0, 3, 5] and math.isnan(run.loss.values[1])
+    assert run.lr.steps.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("engine", ["numpy", "arrow"])
 def test_windows_line_endings_byte_order_mark_and_semicolons(tmp_path, engine):
     path = tmp_path / "excel.csv"
     path.write_bytes("\ufeffstep;loss;lr\r\n10;1.5;0.1\r\n20;;0.1\r\n30;nan;0.1\r\n".encode())
@@ -320,7 +330,9 @@ def test_missing_file_and_missing_named_column(tmp_path):
 _CELLS = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.integers(-(10**6), 10**6).map(str),
-    st.sampled_from(["", "nan", "NaN", "inf", "-Infinity", "x", " 1.5 ", '"2"']),
+    st.sampled_from(
+        ["", "nan", "NaN", "inf", "-Infinity", "x", " 1.5 ", '"2"', "NA", '""', '"NA"']
+    ),
 )
 
 

@@ -24,6 +24,8 @@ from lrwatch.sources.tables import (
 
 # Step column names, in order of preference (ours, Lightning's CSVLogger, W&B, common others).
 STEP_COLUMNS = ("step", "Step", "global_step", "trainer/global_step", "_step", "iteration", "iter")
+# Epoch column names: a step that restarts every epoch is numbered with it.
+EPOCH_COLUMNS = ("epoch", "Epoch", "trainer/epoch")
 # Tag recording where steps came from when a file had no step column.
 TAG_STEPS_FROM = "lrwatch.steps_from"
 STEPS_FROM_ROW_INDEX = "row index"
@@ -65,34 +67,18 @@ def load_file(
     table = read_table(path, csv_engine=csv_engine)
     columns = table.columns
     step_name = next((name for name in STEP_COLUMNS if name in columns), None)
-    tags: dict[str, str] = {}
     notes = list(table.notes)
-    if step_name is None:
-        n_rows = len(next(iter(columns.values()))[0])
-        steps = np.arange(n_rows, dtype=np.int64)
-        tags[TAG_STEPS_FROM] = STEPS_FROM_ROW_INDEX
-        row_ok = np.ones(n_rows, dtype=bool)
-    else:
-        step_values, step_present = columns.pop(step_name)
-        # Rows whose step is blank, non-finite or beyond int64 cannot be placed: left out.
-        row_ok = step_present & (np.abs(np.nan_to_num(step_values, nan=np.inf)) < _MAX_STEP)
-        steps = np.where(row_ok, step_values, 0).astype(np.int64)
-        tags[TAG_STEPS_FROM] = step_name
-        fractional = row_ok & (step_values != np.trunc(step_values))
-        if fractional.any():
-            # Steps like 0.25, 0.5 (fractional epochs) would collapse into one integer step
-            # each: number the distinct values in order instead, so no row is lost.
-            steps[row_ok] = np.unique(step_values[row_ok], return_inverse=True)[1]
-            example = f"{step_values[fractional][0]:g}"
-            notes.append(
-                f"the step column {step_name!r} holds fractions ({example}): steps are "
-                "their order (0, 1, 2, ...)"
-            )
+    steps, row_ok = _steps(columns, step_name, notes)
+    tags = {TAG_STEPS_FROM: step_name or STEPS_FROM_ROW_INDEX}
     metrics = {}
+    repeated: dict[str, int] = {}  # metric -> its rows that repeat an earlier step
     for name, (values, present) in columns.items():
         keep = present & row_ok
         if keep.any():
             metrics[name] = Series(steps[keep], values[keep]).cleaned()
+            repeated[name] = int(keep.sum()) - len(metrics[name])
+    if step_name is not None and any(repeated.values()):
+        notes.append(_repeated_steps_note(step_name, repeated))
     tensorboard_note = _name_tensorboard_value(path, metrics)
     if tensorboard_note:
         notes.append(tensorboard_note)
@@ -114,6 +100,65 @@ def load_file(
         loss_key=loss_key,
         lr_key=lr_key,
     )
+
+
+def _steps(columns: dict, step_name: str | None, notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's integer step, and which rows have one. Pops the step column from ``columns``
+    and adds a note for every way the steps were read other than as they stand."""
+    if step_name is None:
+        n_rows = len(next(iter(columns.values()))[0])
+        return np.arange(n_rows, dtype=np.int64), np.ones(n_rows, dtype=bool)
+    values, present = columns.pop(step_name)
+    # Rows whose step is blank, non-finite or beyond int64 cannot be placed: left out.
+    row_ok = present & (np.abs(np.nan_to_num(values, nan=np.inf)) < _MAX_STEP)
+    steps = np.where(row_ok, values, 0).astype(np.int64)
+    epochs = _epoch_of_each_row(columns, values, row_ok)
+    if epochs is not None:
+        # A step counted within each epoch (it restarts where the epoch goes up): the rows of
+        # later epochs would replace the earlier ones step for step. Number (epoch, step) pairs.
+        pairs = np.column_stack((epochs[row_ok], values[row_ok]))
+        steps[row_ok] = np.unique(pairs, axis=0, return_inverse=True)[1].reshape(-1)
+        notes.append(
+            f"the step column {step_name!r} restarts every epoch: steps are numbered in "
+            "(epoch, step) order"
+        )
+        return steps, row_ok
+    fractional = row_ok & (values != np.trunc(values))
+    if fractional.any():
+        # Steps like 0.25, 0.5 (fractional epochs) would collapse into one integer step each:
+        # number the distinct values in order instead, so no row is lost.
+        steps[row_ok] = np.unique(values[row_ok], return_inverse=True)[1]
+        notes.append(
+            f"the step column {step_name!r} holds fractions ({values[fractional][0]:g}): "
+            "steps are their order (0, 1, 2, ...)"
+        )
+    return steps, row_ok
+
+
+def _repeated_steps_note(step_name: str, repeated: dict[str, int]) -> str:
+    name = max(repeated, key=repeated.__getitem__)
+    rows = "1 row" if repeated[name] == 1 else f"{repeated[name]} rows"
+    return (
+        f"{rows} of {name!r} repeat{'s' if repeated[name] == 1 else ''} an earlier step: the "
+        "later row of each step "
+        "is kept (right for a job resumed from a checkpoint; for a step counted per epoch, add "
+        f"an epoch column or leave out {step_name!r})"
+    )
+
+
+def _epoch_of_each_row(columns: dict, steps: np.ndarray, row_ok: np.ndarray) -> np.ndarray | None:
+    """The epoch column's values when the step goes back exactly where the epoch goes up."""
+    name = next((n for n in EPOCH_COLUMNS if n in columns), None)
+    if name is None:
+        return None
+    epochs, present = columns[name]
+    if not present[row_ok].all():
+        return None
+    s, e = steps[row_ok], epochs[row_ok]
+    back = np.flatnonzero(np.diff(s) < 0) + 1
+    if back.size == 0 or not (e[back] > e[back - 1]).all() or (np.diff(e) < 0).any():
+        return None
+    return epochs
 
 
 def _name_tensorboard_value(path: Path, metrics: dict[str, Series]) -> str | None:

@@ -247,7 +247,10 @@ def test_fractional_steps_are_numbered_in_order_and_no_row_is_lost(tmp_path):
     assert run.loss.steps.tolist() == [0, 1, 2, 3, 4, 5]
     assert run.loss.values.tolist() == [10, 9, 8, 7, 6, 5]
     assert read_notes(run) == [
-        "the step column 'step' holds fractions (0.75): steps are their order (0, 1, 2, ...)"
+        "the step column 'step' holds fractions (0.75): steps are their order (0, 1, 2, ...)",
+        "1 row of 'loss' repeats an earlier step: the later row of each step is kept (right for "
+        "a job resumed from a checkpoint; for a step counted per epoch, add an epoch column or "
+        "leave out 'step')",
     ]
     whole = load_run(_write(tmp_path / "w.csv", "step,loss\n10.0,1\n20.0,0.5\n"))
     assert whole.loss.steps.tolist() == [10, 20] and read_notes(whole) == []
@@ -270,6 +273,27 @@ def test_a_tensorboard_csv_download_is_named_by_its_file(tmp_path):
     other = _write(tmp_path / "run-version_0-tag-accuracy.csv", header + rows)
     with pytest.raises(InputError, match=re.escape("columns (Wall time, Value)")):
         load_run(other)
+
+
+def test_a_step_counted_per_epoch_is_numbered_with_the_epoch(tmp_path):
+    # Five epochs of steps 0-99: read as they stand, each epoch replaced the one before and the
+    # run was analysed as its last 100 rows.
+    rows = [f"{e},{s},{500 - (100 * e + s)}" for e in range(5) for s in range(100)]
+    run = load_run(_write(tmp_path / "r.csv", "\n".join(["epoch,step,loss", *rows]) + "\n"))
+    assert run.loss.steps.tolist() == list(range(500))
+    assert run.loss.values.tolist() == list(range(500, 0, -1))
+    assert read_notes(run) == [
+        "the step column 'step' restarts every epoch: steps are numbered in (epoch, step) order"
+    ]
+    # Without an epoch column the later rows win, and the note says what happened and why.
+    rows = [f"{s},{500 - (100 * e + s)}" for e in range(5) for s in range(100)]
+    run = load_run(_write(tmp_path / "n.csv", "\n".join(["step,loss", *rows]) + "\n"))
+    assert run.loss.steps.tolist() == list(range(100))
+    assert read_notes(run)[0].startswith("400 rows of 'loss' repeat an earlier step")
+    # A global step beside the epoch (Lightning's CSVLogger) is read as it stands.
+    rows = [f"{e},{100 * e + s},{1.0}" for e in range(3) for s in range(100)]
+    run = load_run(_write(tmp_path / "g.csv", "\n".join(["epoch,step,loss", *rows]) + "\n"))
+    assert run.loss.steps.tolist() == list(range(300)) and read_notes(run) == []
 
 
 def test_no_step_column_uses_the_row_index_and_says_so(tmp_path):

@@ -27,7 +27,9 @@ from collections.abc import Iterable
 import numpy as np
 
 from lrwatch.errors import InputError
+from lrwatch.keys import find_loss_key
 from lrwatch.run import Run, Series
+from lrwatch.sources.files import TAG_READ_NOTES
 from lrwatch.store import display_uri
 
 # URI schemes whose store is a SQL database holding MLflow's ``metrics`` table.
@@ -79,10 +81,12 @@ def read_histories(
     keys: Iterable[str] | None = None,
     *,
     after_step: int | None = None,
+    repeats: dict[str, int] | None = None,
 ) -> dict[str, Series]:
     """Cleaned histories of several metrics of one run (all of its metrics when ``keys`` is None).
 
-    Keys with no points (after ``after_step``) are left out of the result.
+    Keys with no points (after ``after_step``) are left out of the result. ``repeats``, when
+    given, receives per key how many points repeated an earlier step (the latest is kept).
     """
     wanted = None if keys is None else list(dict.fromkeys(keys))
     if wanted == []:
@@ -91,7 +95,10 @@ def read_histories(
         raw = _sql_histories(tracking_uri, run_id, wanted, after_step)
     else:
         raw = _client_histories(tracking_uri, run_id, wanted, after_step)
-    return {key: series.cleaned() for key, series in raw.items() if len(series)}
+    cleaned = {key: series.cleaned() for key, series in raw.items() if len(series)}
+    if repeats is not None:
+        repeats.update({key: len(raw[key]) - len(series) for key, series in cleaned.items()})
+    return cleaned
 
 
 def list_metric_keys(tracking_uri: str, run_id: str) -> list[str]:
@@ -110,8 +117,17 @@ def read_run(
         InputError: the run does not exist in this store.
     """
     info, data = _get_run(tracking_uri, run_id)
-    metrics = read_histories(tracking_uri, run_id, sorted(data.metrics) or None)
+    repeats: dict[str, int] = {}
+    metrics = read_histories(tracking_uri, run_id, sorted(data.metrics) or None, repeats=repeats)
     tags = dict(data.tags)
+    loss = loss_key or find_loss_key(metrics)
+    if loss is not None and repeats.get(loss):
+        # Read with the run like a file's notes (lrwatch.sources.files.read_notes); not stored.
+        tags[TAG_READ_NOTES] = (
+            f"{repeats[loss]} points of {loss!r} repeat an earlier step: the latest logged value "
+            "of each step is used (right for a job resumed from a checkpoint; a step counted "
+            "per epoch needs a global step)"
+        )
     return Run(
         id=info.run_id,
         name=info.run_name or tags.get("mlflow.runName", ""),

@@ -105,6 +105,29 @@ def test_plain_log_metric_and_lightning_names_are_found(tracking_uri, healthy_ru
     assert (run.loss_key, run.lr_key) == ("train_loss", "lr-Adam")
 
 
+def test_a_loss_logged_twice_at_a_step_is_noted_with_the_latest_value_used(tracking_uri):
+    import mlflow
+
+    from lrwatch.sources.files import read_notes
+
+    with mlflow.start_run() as active:
+        for epoch in range(3):  # a step counted per epoch: 0-49 three times
+            for step in range(50):
+                mlflow.log_metric("loss", 3 - epoch - step / 50, step=step)
+    run = load_run(active.info.run_id)
+    assert run.loss.steps.tolist() == list(range(50))
+    assert run.loss.values[0] == 1.0  # the last epoch's: the latest logged value
+    assert read_notes(run) == [
+        "100 points of 'loss' repeat an earlier step: the latest logged value of each step is "
+        "used (right for a job resumed from a checkpoint; a step counted per epoch needs a "
+        "global step)"
+    ]
+    with mlflow.start_run() as plain:
+        for step in range(50):
+            mlflow.log_metric("loss", 1.0, step=step)
+    assert read_notes(load_run(plain.info.run_id)) == []
+
+
 def test_unknown_run_and_experiment_are_input_errors(tracking_uri):
     with pytest.raises(InputError, match="no run"):
         load_run("0123456789abcdef0123456789abcdef")

@@ -78,7 +78,8 @@ def load_file(
             metrics[name] = Series(steps[keep], values[keep]).cleaned()
             repeated[name] = int(keep.sum()) - len(metrics[name])
     if step_name is not None and any(repeated.values()):
-        notes.append(_repeated_steps_note(step_name, repeated))
+        most = max(repeated, key=repeated.__getitem__)
+        notes.append(repeated_steps_note(repeated[most], most, "row", in_file=True))
     tensorboard_note = _name_tensorboard_value(path, metrics)
     if tensorboard_note:
         notes.append(tensorboard_note)
@@ -135,14 +136,15 @@ def _steps(columns: dict, step_name: str | None, notes: list[str]) -> tuple[np.n
     return steps, row_ok
 
 
-def _repeated_steps_note(step_name: str, repeated: dict[str, int]) -> str:
-    name = max(repeated, key=repeated.__getitem__)
-    rows = "1 row" if repeated[name] == 1 else f"{repeated[name]} rows"
+def repeated_steps_note(count: int, key: str, unit: str, *, in_file: bool = False) -> str:
+    """The note for ``count`` rows (or points) of metric ``key`` logged at a step already
+    logged: the latest of each step is used. Right after a resume from a checkpoint; for a step
+    counted per epoch it is not, and the note says what would fix it."""
+    counted = f"1 {unit} of {key!r} repeats" if count == 1 else f"{count} {unit}s of {key!r} repeat"
+    fix = "a global step, or an epoch column" if in_file else "a global step"
     return (
-        f"{rows} of {name!r} repeat{'s' if repeated[name] == 1 else ''} an earlier step: the "
-        "later row of each step "
-        "is kept (right for a job resumed from a checkpoint; for a step counted per epoch, add "
-        f"an epoch column or leave out {step_name!r})"
+        f"{counted} an earlier step: the latest of each step is used (right for a job resumed "
+        f"from a checkpoint; a step counted per epoch needs {fix})"
     )
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from lrwatch.errors import InputError
 from lrwatch.keys import find_loss_key
 from lrwatch.run import Run, Series
-from lrwatch.sources.files import TAG_READ_NOTES
+from lrwatch.sources.files import TAG_READ_NOTES, repeated_steps_note
 from lrwatch.store import display_uri
 
 # URI schemes whose store is a SQL database holding MLflow's ``metrics`` table.
@@ -123,11 +123,7 @@ def read_run(
     loss = loss_key or find_loss_key(metrics)
     if loss is not None and repeats.get(loss):
         # Read with the run like a file's notes (lrwatch.sources.files.read_notes); not stored.
-        tags[TAG_READ_NOTES] = (
-            f"{repeats[loss]} points of {loss!r} repeat an earlier step: the latest logged value "
-            "of each step is used (right for a job resumed from a checkpoint; a step counted "
-            "per epoch needs a global step)"
-        )
+        tags[TAG_READ_NOTES] = repeated_steps_note(repeats[loss], loss, "point")
     return Run(
         id=info.run_id,
         name=info.run_name or tags.get("mlflow.runName", ""),

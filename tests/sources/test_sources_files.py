@@ -248,9 +248,9 @@ def test_fractional_steps_are_numbered_in_order_and_no_row_is_lost(tmp_path):
     assert run.loss.values.tolist() == [10, 9, 8, 7, 6, 5]
     assert read_notes(run) == [
         "the step column 'step' holds fractions (0.75): steps are their order (0, 1, 2, ...)",
-        "1 row of 'loss' repeats an earlier step: the later row of each step is kept (right for "
-        "a job resumed from a checkpoint; for a step counted per epoch, add an epoch column or "
-        "leave out 'step')",
+        "1 row of 'loss' repeats an earlier step: the latest of each step is used (right for a "
+        "job resumed from a checkpoint; a step counted per epoch needs a global step, or an "
+        "epoch column)",
     ]
     whole = load_run(_write(tmp_path / "w.csv", "step,loss\n10.0,1\n20.0,0.5\n"))
     assert whole.loss.steps.tolist() == [10, 20] and read_notes(whole) == []

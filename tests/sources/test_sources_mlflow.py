@@ -118,9 +118,8 @@ def test_a_loss_logged_twice_at_a_step_is_noted_with_the_latest_value_used(track
     assert run.loss.steps.tolist() == list(range(50))
     assert run.loss.values[0] == 1.0  # the last epoch's: the latest logged value
     assert read_notes(run) == [
-        "100 points of 'loss' repeat an earlier step: the latest logged value of each step is "
-        "used (right for a job resumed from a checkpoint; a step counted per epoch needs a "
-        "global step)"
+        "100 points of 'loss' repeat an earlier step: the latest of each step is used (right "
+        "for a job resumed from a checkpoint; a step counted per epoch needs a global step)"
     ]
     with mlflow.start_run() as plain:
         for step in range(50):

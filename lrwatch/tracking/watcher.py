@@ -18,6 +18,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
+import numpy as np
+
 from lrwatch.tracking.live import DivergenceError
 from lrwatch.tracking.writer import Writer, strict
 
@@ -112,7 +114,14 @@ class Watcher:
             if not loss.is_cpu:
                 return loss.detach()  # stays on the device; copied in batches off the hot path
             return loss.item() if not loss.requires_grad else loss.data.item()
-        return float(loss)
+        try:
+            return float(loss)
+        except TypeError:  # a numpy array (numpy 2 converts only 0-d ones), a list
+            values = np.asarray(loss, dtype=np.float64)
+            if values.size != 1:
+                self._warn_unreduced(values.shape, values.size, "array")
+                return float(values.mean())
+            return float(values.reshape(-1)[0])
 
     def _mean_of_unreduced(self, loss):
         """The mean of a per-sample loss (``reduction="none"``), the reduction losses default to.
@@ -120,16 +129,20 @@ class Watcher:
         Warned once: the first element (what a scalar read would give on a GPU) or an error at
         every step would both be worse. An empty tensor has no loss to log.
         """
-        if loss.numel() == 0:
-            raise ValueError("w.step got an empty loss tensor")
+        self._warn_unreduced(tuple(loss.shape), loss.numel(), "tensor")
+        return loss.detach().float().mean()
+
+    def _warn_unreduced(self, shape: tuple, size: int, what: str) -> None:
+        if size == 0:
+            raise ValueError(f"w.step got an empty loss {what}")
         if not self._warned_unreduced:
             self._warned_unreduced = True
             log.warning(
-                "lrwatch: w.step got a loss tensor of shape %s, not one number; logging its mean "
+                "lrwatch: w.step got a loss %s of shape %s, not one number; logging its mean "
                 "(pass the scalar loss you call backward() on to silence this)",
-                tuple(loss.shape),
+                what,
+                shape,
             )
-        return loss.detach().float().mean()
 
     def log(self, **metrics) -> None:
         """Log other metrics at the current step, e.g. ``w.log(val_loss=0.3, accuracy=0.9)``.

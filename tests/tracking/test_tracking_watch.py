@@ -187,6 +187,24 @@ def test_a_per_sample_loss_is_logged_as_its_mean_with_one_warning(tracking_uri, 
     assert sum("shape (64, 1)" in r.getMessage() for r in caplog.records) == 1
 
 
+def test_numpy_losses_of_one_element_or_many_are_logged(tracking_uri, caplog):
+    # numpy 2 converts only 0-d arrays with float(): a loss of shape (1,) was a logger error at
+    # every step and never logged; a per-sample array is logged as its mean, like a tensor.
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    losses = [np.array([0.5]), np.float32(0.25), np.array(0.125), [1.0, 3.0], np.full((4, 2), 4.0)]
+    with caplog.at_level(logging.WARNING, logger="lrwatch"), lrwatch.watch(optimizer) as w:
+        for loss in losses:
+            optimizer.step()
+            w.step(loss)
+    points = history(tracking_uri, w.run_id, keys.LOSS)
+    assert points == [(0, 0.5), (1, 0.25), (2, 0.125), (3, 2.0), (4, 4.0)]
+    messages = [r.getMessage() for r in caplog.records if r.name == "lrwatch"]
+    assert messages == [
+        "lrwatch: w.step got a loss array of shape (2,), not one number; logging its mean (pass "
+        "the scalar loss you call backward() on to silence this)"
+    ]
+
+
 def test_a_tensor_lr_is_logged_with_the_value_each_step_used(tracking_uri):
     # A tensor LR (torch.compile'd or capturable optimizers) is updated in place by the
     # scheduler: logging the tensor itself recorded the last step's rate at every step.

@@ -52,6 +52,8 @@ def scalar(value) -> float:
     try:
         if hasattr(value, "detach"):
             value = value.detach().reshape(-1)[0]
+        elif hasattr(value, "__array__") and getattr(value, "size", 0) == 1:
+            value = value.reshape(-1)[0]  # numpy 2's float() takes only 0-d arrays
         return float(value)
     except (TypeError, ValueError, IndexError, RuntimeError):
         return math.nan

@@ -196,8 +196,10 @@ def test_numpy_losses_of_one_element_or_many_are_logged(tracking_uri, caplog):
         for loss in losses:
             optimizer.step()
             w.step(loss)
+            w.log(val_loss=np.array([0.75]))  # the same for w.log: it was logged as NaN
     points = history(tracking_uri, w.run_id, keys.LOSS)
     assert points == [(0, 0.5), (1, 0.25), (2, 0.125), (3, 2.0), (4, 4.0)]
+    assert [v for _, v in history(tracking_uri, w.run_id, "val_loss")] == [0.75] * 5
     messages = [r.getMessage() for r in caplog.records if r.name == "lrwatch"]
     assert messages == [
         "lrwatch: w.step got a loss array of shape (2,), not one number; logging its mean (pass "

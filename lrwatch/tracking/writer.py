@@ -219,7 +219,15 @@ class Writer:
         self._outbox_rows += len(rows)
         # Without a complete spool file the rows have no other home: memory grows instead.
         if self._outbox_rows > MAX_OUTBOX_ROWS and self.spool.complete:
-            log.warning("lrwatch: tracking store unreachable for long; unsent steps stay on disk")
+            # Either the store is down, or it takes values slower than the loop logs them (a
+            # fast loop with many param groups): the wording must not blame the wrong one.
+            why = "unreachable for long" if self._failures else "slower than the training loop"
+            log.warning(
+                "lrwatch: tracking store %s: over %d values wait; they are sent from the spool "
+                "file on disk instead of memory",
+                why,
+                MAX_OUTBOX_ROWS,
+            )
             self.outbox = deque(item for item in self.outbox if item[0] != "metrics")
             self._outbox_rows = 0
             self._replay_spool = True

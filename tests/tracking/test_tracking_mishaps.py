@@ -17,6 +17,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import torch
 
 import lrwatch
 from lrwatch import keys
@@ -56,6 +57,22 @@ def test_a_metric_name_the_store_refuses_costs_only_its_own_values(store_uri, sp
     assert len(refused) == 1
     assert not [m for m in _messages(caplog) if "dropped" in m]
     assert not list(spool_dir.iterdir())
+
+
+def test_a_store_slower_than_the_loop_is_not_called_unreachable(tracking_uri, caplog, monkeypatch):
+    # A burst of steps (a fast loop with many param groups) overflows the in-memory outbox while
+    # the store is up: the backlog goes the spool way, and the warning says why.
+    monkeypatch.setattr("lrwatch.tracking.writer.MAX_OUTBOX_ROWS", 200)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with caplog.at_level(logging.WARNING, logger="lrwatch"):
+        w = lrwatch.watch(optimizer, tracking_uri=tracking_uri, flush_interval=0.5, analyze=False)
+        for _ in range(2000):
+            optimizer.step()
+            w.step(1.0)
+        assert w.close(timeout_s=60)
+    assert "tracking store slower than the training loop: over 200 values wait" in caplog.text
+    assert "unreachable" not in caplog.text
+    assert steps_of(tracking_uri, w.run_id, keys.LOSS) == list(range(2000))
 
 
 def test_a_param_the_store_refuses_costs_only_itself(store_uri, spool_dir, caplog):

@@ -183,14 +183,13 @@ def test_reopening_a_run_that_logged_more_meanwhile_shows_every_point(tracking_u
     assert len(reopened.run.loss) == len(run.loss) == 120
 
 
-def _watched_steps(tracking_uri: str, watcher, value: float, count: int) -> None:
-    """``count`` steps of a constant loss, then wait until the store holds the last of them
-    (a key's rows land in step order, so then all have)."""
+def _watched_steps(tracking_uri: str, watcher, value: float, count: int, last_step: int) -> None:
+    """``count`` steps of a constant loss, then wait until the store holds ``last_step``, the
+    last of them (a key's rows land in step order, so then all have)."""
     import torch
 
     for _ in range(count):
         watcher.step(torch.tensor(value))
-    last_step = watcher._first_step + watcher.step_count - 1
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if watcher.run_id is not None:
@@ -212,17 +211,17 @@ def test_a_run_resumed_from_a_checkpoint_shows_the_resumed_values_live(tracking_
 
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     with lrwatch.watch(optimizer, experiment="resume", flush_interval=0.05) as first:
-        _watched_steps(tracking_uri, first, 1.0, 100)
+        _watched_steps(tracking_uri, first, 1.0, 100, last_step=99)
     run_id = first.run_id
     disk = DiskCache(tmp_path, min_points=10)
     data = DashboardData(tracking_uri, cache=SeriesCache(disk=disk))
     assert data.load(run_id).run.loss.values.tolist() == [1.0] * 100
 
     with lrwatch.watch(optimizer, run_id=run_id, start_step=60, flush_interval=0.05) as resumed:
-        _watched_steps(tracking_uri, resumed, 2.0, 20)  # steps 60-79: the earlier 80-99 still stand
+        _watched_steps(tracking_uri, resumed, 2.0, 20, last_step=79)  # the earlier 80-99 stand
         live = data.load(run_id, refresh=True).run.loss
         assert live.values.tolist() == [1.0] * 60 + [2.0] * 20 + [1.0] * 20
-        _watched_steps(tracking_uri, resumed, 2.0, 60)  # past the earlier attempt's last step
+        _watched_steps(tracking_uri, resumed, 2.0, 60, last_step=139)  # past the earlier 99
         live = data.load(run_id, refresh=True).run.loss
         assert live.steps.tolist() == list(range(140))
         assert live.values.tolist() == [1.0] * 60 + [2.0] * 80

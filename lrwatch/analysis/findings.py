@@ -30,6 +30,7 @@ ACTIONS = (
     "keep",
     "use_lr",  # range tests: start training at suggested_lr
     "fix_lr",  # the LR went negative or stayed at zero: a schedule or sign bug, not a tuning
+    "check_training",  # the loss never changed at all: no update reaches it, whatever the LR
     "none",  # nothing to judge (e.g. a run too short, or no loss)
 )
 

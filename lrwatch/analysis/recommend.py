@@ -250,6 +250,22 @@ def _for_slow(ctx: RunContext, f: Finding) -> Recommendation:
     base = peak if (peak is not None and ctx.schedule.kind not in ("missing",)) else lr
     which = "peak LR" if ctx.schedule.kind not in ("constant", "missing") else "LR"
     factor = NO_PROGRESS_SLOW_FACTOR if f.evidence.get("no_progress") else SLOW_FACTOR
+    if f.evidence.get("never_changed"):
+        # Not one digit moved, not even by minibatch noise: a bug in the training step is far
+        # likelier than a rate too small, so the LR change is the fallback, not the advice.
+        return Recommendation(
+            action="check_training",
+            suggested_lr=None,
+            factor=None,
+            message=(
+                f"The loss did not change at all from step {f.start_step} to {f.end_step} "
+                f"{at_lr(base, which)}: no update reaches it. Check the training step before "
+                "the LR: the optimizer must hold this model's parameters, they must require "
+                "grad, and the loss must be computed from them (not detached, not from a frozen "
+                f"copy). If all that holds, the LR is far too small: try {lr_phrase(base, factor)}."
+            ),
+            evidence={"lr_in_force": lr, "fallback_lr": scaled(base, factor)},
+        )
     what = (
         "did not measurably improve" if f.evidence.get("no_progress") else "is still falling slowly"
     )

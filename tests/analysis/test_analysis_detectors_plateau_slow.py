@@ -228,3 +228,46 @@ def test_thresholds_are_validated():
         detect_plateau(decay_then_flat(), persistence_warning=2.0)
     with pytest.raises(ValueError, match="steady_min_steadiness"):
         detect_slow_convergence(decay_then_flat(), steady_min_steadiness=-3.0)
+
+
+def _full_batch_losses(*, train_the_model: bool, steps: int = 300) -> list[float]:
+    """Full-batch SGD on a linear regression; with ``train_the_model=False`` the optimizer holds
+    another model's parameters (a real bug), so nothing the loss depends on ever moves."""
+    import torch
+
+    torch.manual_seed(3)
+    x, y = torch.randn(64, 4), torch.randn(64, 1)
+    model, other = torch.nn.Linear(4, 1), torch.nn.Linear(4, 1)
+    optimizer = torch.optim.SGD((model if train_the_model else other).parameters(), lr=0.1)
+    losses = []
+    for _ in range(steps):
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_a_loss_that_never_changes_at_all_points_at_the_training_step_not_the_lr():
+    from lrwatch.analysis import analyze
+    from lrwatch.run import Run, Series
+
+    def report_of(losses):
+        steps = np.arange(len(losses))
+        metrics = {"train/loss": Series(steps, np.array(losses)),
+                   "lr": Series(steps, np.full(steps.size, 0.1))}  # fmt: skip
+        return analyze(Run("r", "r", metrics=metrics))
+
+    frozen = _full_batch_losses(train_the_model=False)
+    assert len(set(frozen)) == 1  # not one digit moved
+    report = report_of(frozen)
+    (finding,) = report.findings
+    assert (finding.kind, finding.severity) == ("slow_convergence", "warning")
+    assert "did not change at all" in finding.message and finding.evidence["never_changed"]
+    assert report.recommendation.action == "check_training"
+    assert report.recommendation.evidence["fallback_lr"] == pytest.approx(1.0)
+    # Full-batch training that converges to an exact fixed point is flat at its end, not frozen.
+    trained = _full_batch_losses(train_the_model=True)
+    assert trained[-1] == trained[-2] < trained[0]
+    assert report_of(trained).recommendation.action != "check_training"

@@ -82,6 +82,9 @@ def detect_slow_convergence(
     n = y.size
     if n < 3 * STEADINESS_BLOCKS:
         return []
+    if _never_changed(y) and prepared.lr_is_constant:
+        level = float(y[0])
+        return [_no_progress_finding(prepared, level, level, 0.0, exact=True)]
     third = n // 3
     head = max(3, int(np.ceil(0.02 * n)))
     start_level = robust_median(y[:head])
@@ -126,18 +129,38 @@ def detect_slow_convergence(
     return [Finding("slow_convergence", first, last, "warning", message, evidence)]
 
 
-def _no_progress_finding(prepared: PreparedRun, start: float, end: float, z: float) -> Finding:
+def _never_changed(y: np.ndarray) -> bool:
+    """Every logged loss the same nonzero number (to float32's 7 digits): no minibatch noise,
+    no progress. A loss at zero from the start has nothing left to learn."""
+    level = abs(float(np.median(y)))
+    return level > 0 and float(np.ptp(y)) <= 1e-7 * level
+
+
+def _no_progress_finding(
+    prepared: PreparedRun, start: float, end: float, z: float, *, exact: bool = False
+) -> Finding:
     first, last = int(prepared.steps[0]), int(prepared.steps[-1])
-    message = (
-        f"The loss did not measurably improve between steps {first} and {last} ({fmt(start)} -> "
-        f"{fmt(end)}, within the noise): the learning rate looks far too small to move it - or "
-        f"the model is not training (frozen parameters, a loss detached from them)."
-    )
+    if exact:
+        # Not even minibatch noise: the same batch each step and parameters that do not move.
+        message = (
+            f"The loss did not change at all between steps {first} and {last} (it stayed at "
+            f"{fmt(start)}): the model is not training (frozen parameters, a loss detached from "
+            "them, an optimizer over other parameters) - or the learning rate is far too small "
+            "to move it."
+        )
+    else:
+        message = (
+            f"The loss did not measurably improve between steps {first} and {last} "
+            f"({fmt(start)} -> {fmt(end)}, within the noise): the learning rate looks far too "
+            "small to move it - or the model is not training (frozen parameters, a loss "
+            "detached from them)."
+        )
     evidence = {
         "start_level": start,
         "end_level": end,
         "drop_in_standard_errors": float(z),
         "no_progress": True,
+        "never_changed": exact,
     }
     return Finding("slow_convergence", first, last, "warning", message, evidence)
 

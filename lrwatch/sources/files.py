@@ -70,6 +70,9 @@ def load_file(
     notes = list(table.notes)
     steps, row_ok = _steps(columns, step_name, notes)
     tags = {TAG_STEPS_FROM: step_name or STEPS_FROM_ROW_INDEX}
+    tensorboard_note = _name_tensorboard_value(path, columns)
+    if tensorboard_note:
+        notes.append(tensorboard_note)
     metrics = {}
     repeated: dict[str, int] = {}  # metric -> its rows that repeat an earlier step
     for name, (values, present) in columns.items():
@@ -77,12 +80,11 @@ def load_file(
         if keep.any():
             metrics[name] = Series(steps[keep], values[keep]).cleaned()
             repeated[name] = int(keep.sum()) - len(metrics[name])
-    if step_name is not None and any(repeated.values()):
-        most = max(repeated, key=repeated.__getitem__)
-        notes.append(repeated_steps_note(repeated[most], most, "row", in_file=True))
-    tensorboard_note = _name_tensorboard_value(path, metrics)
-    if tensorboard_note:
-        notes.append(tensorboard_note)
+    # Noted for the loss only: other metrics may share a step by design (a Hugging Face
+    # trainer_state logs the epoch in the training row and in the evaluation row of a step).
+    loss = loss_key or keys.find_loss_key(metrics)
+    if step_name is not None and loss is not None and repeated.get(loss):
+        notes.append(repeated_steps_note(repeated[loss], loss, "row", in_file=True))
     _check_not_text(path, table, metrics, loss_key, lr_key)
     if not metrics:
         raise InputError(f"{path}: no numeric rows besides the step column {step_name!r}")
@@ -163,16 +165,16 @@ def _epoch_of_each_row(columns: dict, steps: np.ndarray, row_ok: np.ndarray) -> 
     return epochs
 
 
-def _name_tensorboard_value(path: Path, metrics: dict[str, Series]) -> str | None:
+def _name_tensorboard_value(path: Path, columns: dict) -> str | None:
     """TensorBoard's "Download CSV" holds one scalar as ``Wall time, Step, Value`` and names it
     only in the file name (``run-version_0-tag-train_loss.csv``): the Value column takes that
     name, so a loss or LR export is found like any other. Returns the note saying so."""
-    if set(metrics) != _TENSORBOARD_COLUMNS:
+    if set(columns) != _TENSORBOARD_COLUMNS:
         return None
     tag = table_stem(path).rsplit("-tag-", 1)[-1]
-    if tag in metrics or (keys.find_loss_key([tag]) is None and not keys.is_lr_key(tag)):
+    if tag in columns or (keys.find_loss_key([tag]) is None and not keys.is_lr_key(tag)):
         return None
-    metrics[tag] = metrics.pop("Value")
+    columns[tag] = columns.pop("Value")
     return f"a TensorBoard scalar export: its Value column is {tag!r}, named by the file"
 
 

@@ -398,6 +398,7 @@ def test_a_hugging_face_trainer_state_is_a_run():
     history = json.loads(path.read_text())["log_history"]
     logged = [entry["loss"] for entry in history if "loss" in entry]
     np.testing.assert_array_equal(run.loss.values, logged)
+    assert read_notes(run) == []  # its summary row repeats the last step's epoch, not the loss
     report = analyze(run)
     assert report.schedule.warmup_steps == pytest.approx(100, abs=10)
     assert [f.kind for f in report.findings if f.severity == "critical"] == ["divergence"]

@@ -100,7 +100,8 @@ def format_entry_text(entry: dict[str, Any]) -> str:
 
 
 def _steps_line(entry: dict[str, Any]) -> str:
-    parts = [f"{entry.get('num_steps', 0)} steps"]
+    count = entry.get("num_steps", 0)
+    parts = [f"{count} step" if count == 1 else f"{count} steps"]
     if entry.get("first_step") is not None:
         parts[0] += f" ({entry['first_step']}..{entry['last_step']})"
     if entry.get("status"):

@@ -97,7 +97,8 @@ def recommend(
         return Recommendation(
             action="none",
             message=(
-                f"Too short to judge: {prepared.n} loss points logged, at least {min_points} "
+                f"Too short to judge: {prepared.n} loss point{'s' if prepared.n != 1 else ''} "
+                f"logged, at least {min_points} "
                 "are needed to tell a trend or a bounce from minibatch noise."
             ),
             evidence={"num_points": prepared.n, "min_points": min_points},

@@ -54,6 +54,21 @@ def for_divergence(ctx: RunContext, f: Finding) -> Recommendation:
     if _recovered(ctx, f):
         return _clip(ctx, f)
     lr = ctx.lr_before(f.start_step)
+    if ctx.p.first_nonfinite == 0 and int(ctx.p.steps[0]) == 0:
+        # Step 0's loss is computed before the first update: no learning rate made it NaN/inf.
+        bad = ctx.p.loss[0]
+        return Recommendation(
+            action="check_training",
+            suggested_lr=lr,
+            factor=None,
+            message=(
+                f"The loss was already {bad} at step 0, computed before any update: the "
+                "learning rate cannot have caused it. Check the data (NaN/inf inputs or "
+                "targets), the loss (a log of 0, a division by zero) and the initialisation; "
+                "judge the LR once the first loss is finite."
+            ),
+            evidence={"first_loss": float(bad)},
+        )
     first = int(ctx.p.lr_steps[0]) if ctx.p.lr_steps is not None else int(ctx.p.steps[0])
     warmup_end = _warmup_last_step(ctx.schedule, first)
     evidence = {"finding_start_step": f.start_step, "lr_in_force": lr}

@@ -107,3 +107,35 @@ def test_a_nan_in_a_short_run_is_still_reported():
 def test_thresholds_are_validated():
     with pytest.raises(ValueError, match="rise_noise"):
         detect_divergence(prepare_arrays(np.arange(3), np.ones(3)), rise_noise=-1)
+
+
+def test_a_loss_nan_from_step_0_blames_the_data_not_the_learning_rate():
+    # One corrupted input feature: the loss of step 0, computed before any update, is NaN at any
+    # rate. "The LR is far too high, use 0.1x" would send the user after the wrong cause.
+    import torch
+
+    from lrwatch.analysis import analyze
+    from lrwatch.run import Run, Series
+
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 4), torch.randn(64, 1)
+    x[3, 2] = float("nan")
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
+    losses = []
+    for _ in range(50):
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    steps = np.arange(len(losses))
+    run = Run("bad-data", "bad-data", metrics={"train/loss": Series(steps, np.array(losses)),
+                                               "lr": Series(steps, np.full(50, 1e-4))})  # fmt: skip
+    report = analyze(run)
+    (finding,) = report.findings
+    assert finding.kind == "divergence" and finding.start_step == 0
+    assert finding.message == "The loss was nan at its first logged step (0)."
+    rec = report.recommendation
+    assert rec.action == "check_training" and rec.suggested_lr == pytest.approx(1e-4)
+    assert "before any update" in rec.message and "the data" in rec.message

@@ -119,11 +119,16 @@ def test_json_follows_the_contract(capsys, healthy_csv, diverging_csv):
         assert document["sweep"].keys() >= CONTRACT_RECOMMENDATION_KEYS
 
 
-def test_text_report_names_the_run_and_what_to_do(capsys, healthy_csv):
+def test_text_report_names_the_run_and_what_to_do(capsys, healthy_csv, tmp_path):
     assert main(["analyze", healthy_csv]) == 0
     out = capsys.readouterr().out
     assert out.startswith("Run healthy\n")
     assert "300 steps (0..299)" in out and "Recommendation:" in out and "schedule:" in out
+    one_row = tmp_path / "one.csv"
+    one_row.write_text("step,loss\n0,1.0\n")
+    assert main(["analyze", str(one_row)]) == 0
+    out = capsys.readouterr().out
+    assert "1 step (0..0)" in out and "Too short to judge: 1 loss point logged" in out
 
 
 def test_a_crashed_writers_cut_off_json_lines_is_analysed_with_a_note(tmp_path, diverging_run):

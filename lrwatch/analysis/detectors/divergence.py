@@ -113,6 +113,8 @@ def _nonfinite_finding(prepared: PreparedRun, first: int) -> Finding:
             f"The loss became {value} at step {bad_step} and then came back to its earlier "
             f"level: an isolated bad step, not a run that diverged for good."
         )
+    elif first == 0:
+        message = f"The loss was {value} at its first logged step ({bad_step})."
     else:
         message = f"The loss diverged {where}: it became {value} at step {bad_step}" + (
             " after climbing away from its best." if climbed else "."

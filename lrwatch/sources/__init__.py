@@ -108,7 +108,9 @@ def load_ref(
     if ref.kind == "file":
         from lrwatch.sources.files import load_file
 
-        run = load_file(ref.target, loss_key=loss_key, lr_key=lr_key, csv_engine=csv_engine)
+        run = load_file(
+            ref.target, loss_key=loss_key, lr_key=lr_key, csv_engine=csv_engine, part=ref.part
+        )
     else:
         from lrwatch.sources.mlflow_store import read_run
         from lrwatch.store import resolve_tracking_uri

@@ -14,6 +14,7 @@ import numpy as np
 from lrwatch import keys
 from lrwatch.errors import InputError
 from lrwatch.run import Run, Series
+from lrwatch.sources import wandb_export
 from lrwatch.sources.tables import (
     TABLE_SUFFIXES,
     Table,
@@ -42,6 +43,7 @@ def load_file(
     loss_key: str | None = None,
     lr_key: str | None = None,
     csv_engine: str = "numpy",
+    part: str | None = None,
 ) -> Run:
     """One saved run from a table file.
 
@@ -50,14 +52,18 @@ def load_file(
             also gzip-compressed.
         loss_key / lr_key: column names to use as loss and LR (found among common names if None).
         csv_engine: ``"numpy"`` or ``"arrow"`` (see :func:`lrwatch.sources.tables.read_table`).
+        part: for a file holding several runs (a W&B chart export,
+            :mod:`lrwatch.sources.wandb_export`), the name of the run to load.
 
     Returns:
-        A :class:`Run` with ``id``/``source`` the path as given and ``name`` the file stem.
+        A :class:`Run` with ``id``/``source`` the path as given and ``name`` the file stem; of
+        a W&B chart export, ``id`` is ``PATH#RUN`` and ``name`` the run's.
         Series are cleaned (sorted, one value per step). Loss presence is not checked here:
         see :func:`lrwatch.sources.require_loss`.
 
     Raises:
-        InputError: missing, empty or garbage file; no numeric rows; a named key is absent.
+        InputError: missing, empty or garbage file; no numeric rows; a named key is absent;
+            a file of several runs without ``part``.
 
     Example::
 
@@ -65,9 +71,25 @@ def load_file(
     """
     path = Path(path)
     table = read_table(path, csv_engine=csv_engine)
+    notes = list(table.notes)
+    run_name, run_id = table_stem(path), str(path)
+    export = wandb_export.runs_in_export(list(table.columns))
+    if export is not None:
+        part = _export_part(path, export, part)
+        loss_key = wandb_export.unprefixed(loss_key, part)
+        lr_key = wandb_export.unprefixed(lr_key, part)
+        _keep_export_run(table, export, part)
+        several = len(export) > 1
+        run_name, run_id = part, f"{path}#{part}" if several else run_id
+        notes.append(
+            f"a W&B chart export of {len(export)} runs: this is {part!r}"
+            if several
+            else f"a W&B chart export of the run {part!r}"
+        )
+    elif part is not None:
+        raise InputError(f"{path}: holds one run, not several: no run {part!r} in it")
     columns = table.columns
     step_name = next((name for name in STEP_COLUMNS if name in columns), None)
-    notes = list(table.notes)
     steps, row_ok = _steps(columns, step_name, notes)
     tags = {TAG_STEPS_FROM: step_name or STEPS_FROM_ROW_INDEX}
     tensorboard_note = _name_tensorboard_value(path, columns)
@@ -85,24 +107,46 @@ def load_file(
     loss = loss_key or keys.find_loss_key(metrics)
     if step_name is not None and loss is not None and repeated.get(loss):
         notes.append(repeated_steps_note(repeated[loss], loss, "row", in_file=True))
-    _check_not_text(path, table, metrics, loss_key, lr_key)
+    _check_not_text(run_id, table, metrics, loss_key, lr_key)
     if not metrics:
-        raise InputError(f"{path}: no numeric rows besides the step column {step_name!r}")
-    _check_named_keys(path, metrics, loss_key, lr_key)
+        raise InputError(f"{run_id}: no numeric rows besides the step column {step_name!r}")
+    _check_named_keys(run_id, metrics, loss_key, lr_key)
     lr_as_text = _lr_left_out_as_text(table, metrics, lr_key)
     if lr_as_text:
         notes.append(lr_as_text)
     if notes:
         tags[TAG_READ_NOTES] = "\n".join(notes)
     return Run(
-        id=str(path),
-        name=table_stem(path),
+        id=run_id,
+        name=run_name,
         source=str(path),
         tags=tags,
         metrics=metrics,
         loss_key=loss_key,
         lr_key=lr_key,
     )
+
+
+def _export_part(path: Path, export: dict[str, dict[str, str]], part: str | None) -> str:
+    """The run of a W&B chart export to load: ``part``, or the only one."""
+    if part is None and len(export) == 1:
+        return next(iter(export))
+    if part is None:
+        raise InputError(
+            f"{path}: a W&B chart export of {len(export)} runs "
+            f"({', '.join(export)}): load them with load_runs(), or name one with part="
+        )
+    if part not in export:
+        raise InputError(f"{path}: no run {part!r} with numeric rows in this W&B chart export")
+    return part
+
+
+def _keep_export_run(table: Table, export: dict[str, dict[str, str]], part: str) -> None:
+    """Keep the x-axis and ``part``'s columns, named by their metric."""
+    x_axis = {n: c for n, c in table.columns.items() if wandb_export.SEPARATOR not in n}
+    table.columns = x_axis | {
+        metric: table.columns[column] for metric, column in export[part].items()
+    }
 
 
 def _steps(columns: dict, step_name: str | None, notes: list[str]) -> tuple[np.ndarray, np.ndarray]:

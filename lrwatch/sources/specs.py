@@ -4,7 +4,8 @@ How a spec (a command-line argument or a ``load_run`` argument) is read, first m
 
 1. ``runs:/RUN_ID`` (anything after the id, like ``runs:/ID/model``, is ignored) -> an MLflow run.
 2. ``experiment:NAME`` -> every run of that MLflow experiment (``NAME`` may also be an id).
-3. an existing file -> one saved run; an existing folder -> each table file in it is one run.
+3. an existing file -> one saved run (one per run of a W&B chart export); an existing folder ->
+   each table file in it is one run.
 4. 32 hexadecimal characters (an MLflow run id) -> an MLflow run.
 5. a name ending in ``.csv``, ``.parquet``, ``.jsonl``... or containing ``/`` -> a file (missing).
 6. anything else -> an MLflow experiment name.
@@ -23,7 +24,8 @@ from pathlib import Path
 
 from lrwatch.errors import InputError
 from lrwatch.sources.files import folder_files
-from lrwatch.sources.tables import is_table_file
+from lrwatch.sources.tables import csv_header, is_table_file
+from lrwatch.sources.wandb_export import runs_in_export
 from lrwatch.store import display_uri
 
 RUN_PREFIX = "runs:/"
@@ -39,6 +41,7 @@ class RunRef:
 
     ``spec`` is what the user wrote (for messages); ``optional`` marks runs found by listing an
     experiment, which are skipped (not an error) when they logged no loss - e.g. parent runs.
+    ``part`` names one run of a file that holds several (a W&B chart export).
     """
 
     kind: str
@@ -46,10 +49,11 @@ class RunRef:
     spec: str
     tracking_uri: str | None = None
     optional: bool = False
+    part: str | None = None
 
     @property
     def label(self) -> str:
-        return self.target
+        return self.target if self.part is None else f"{self.target}#{self.part}"
 
 
 def classify(spec: str) -> tuple[str, str]:
@@ -84,9 +88,9 @@ def expand(spec: str, *, tracking_uri: str | None = None) -> list[RunRef]:
     """
     kind, value = classify(spec)
     if kind == "file":
-        return [RunRef("file", value, spec)]
+        return file_refs(value, spec)
     if kind == "folder":
-        return [RunRef("file", str(p), spec) for p in folder_files(value)]
+        return [ref for path in folder_files(value) for ref in file_refs(str(path), spec)]
     from lrwatch.store import resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
@@ -94,6 +98,14 @@ def expand(spec: str, *, tracking_uri: str | None = None) -> list[RunRef]:
     if kind == "run":
         return [RunRef("mlflow", value, spec, uri)]
     return experiment_runs(value, uri, spec=spec)
+
+
+def file_refs(path: str, spec: str) -> list[RunRef]:
+    """One run per table file; one per run of a W&B chart export of several runs."""
+    export = runs_in_export(csv_header(Path(path)))
+    if export is None or len(export) == 1:
+        return [RunRef("file", path, spec)]
+    return [RunRef("file", path, spec, part=run) for run in export]
 
 
 def _require_existing_sqlite_store(uri: str, spec: str, kind: str) -> None:

@@ -19,6 +19,7 @@ Only numpy and the standard library are imported here (pyarrow for Parquet only)
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import re
@@ -41,6 +42,8 @@ _PARQUET_MAGIC = b"PAR1"
 _GZIP_MAGIC = b"\x1f\x8b"
 # How much of a file is sniffed to tell the formats apart.
 _SNIFF_BYTES = 4096
+# The longest header line read on its own (a chart export of hundreds of runs fits).
+_MAX_HEADER_BYTES = 1 << 20
 # A number written with a decimal comma, as spreadsheets in many locales export it; read only
 # from semicolon-separated files, where the comma cannot be the field separator.
 _DECIMAL_COMMA = re.compile(r"([+-]?\d*),(\d+(?:[eE][+-]?\d+)?)")
@@ -115,6 +118,27 @@ def read_table(path: Path, *, csv_engine: str = "numpy") -> Table:
     if not any(present.any() for _, present in table.columns.values()):
         raise InputError(f"{path}: no numeric rows (columns: {', '.join(table.columns)})")
     return table
+
+
+def csv_header(path: Path) -> list[str]:
+    """The column names of a CSV file (gzip-compressed too), read from its first line alone;
+    ``[]`` for any other file or one that cannot be read (:func:`read_table` reports those)."""
+    if table_suffix(path) not in CSV_SUFFIXES:
+        return []
+    try:
+        with path.open("rb") as raw:
+            gzipped = raw.read(2) == _GZIP_MAGIC
+        opener = gzip.open if gzipped else open
+        with opener(path, "rb") as f:
+            first_line = f.readline(_MAX_HEADER_BYTES)
+    except (OSError, EOFError, zlib.error):
+        return []
+    if first_line.startswith(_PARQUET_MAGIC):
+        return []
+    text = first_line.decode("utf-8-sig", errors="replace").rstrip("\r\n")
+    if text.lstrip()[:1] in ("{", "["):
+        return []
+    return [name.strip() for name in next(csv.reader([text], delimiter=_delimiter(text)), [])]
 
 
 def _read_head(path: Path) -> bytes:

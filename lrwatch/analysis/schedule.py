@@ -51,6 +51,21 @@ _MIN_SHAPE_POINTS = 5
 _MIN_CURVED_RISE_FRACTION = 0.1
 # Points used for the shape fits: schedules are smooth, so a uniform subsample loses nothing.
 _MAX_FIT_POINTS = 2000
+# Cosine annealing may stop before T_max: its period as a multiple of the decay's span.
+_COSINE_PERIODS = (1.0, 1.1, 1.25, 1.5, 2.0)
+# Polynomial decay (torch's PolynomialLR, Hugging Face's "polynomial"): (1 - t/T)^power down to
+# its end LR, T >= the span (the run may stop before it). Power 1 is the linear fit's; these
+# are the others in use (0.5; 2 and 3 in segmentation and detection recipes).
+_POLYNOMIAL_POWERS = (0.5, 2.0, 3.0)
+_POLYNOMIAL_ENDS = (1.0, 1.1, 1.25, 1.5, 2.0)
+# Inverse square root (the Transformer's schedule after its warmup, Hugging Face's
+# "inverse_sqrt"): 1/sqrt(t + c), c the step the decay counts from, in units of the decay's
+# span: 0.11 for a 10% warmup (Noam), up to ~1 for a timescale as long as the run. Beyond that
+# the curve is a line within the fit tolerance and is named linear.
+_INVERSE_SQRT_OFFSETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+# Those two families have a shape parameter besides level and scale: through a handful of
+# points one of their shapes always passes. Judged from twice their three parameters on.
+_MIN_POINTS_SHAPED_FAMILIES = 6
 
 KINDS = (
     "constant",
@@ -58,6 +73,8 @@ KINDS = (
     "exponential",
     "cosine",
     "linear",
+    "polynomial",
+    "inverse_sqrt",
     "cyclical",
     "plateau_reductions",
     "one_cycle",
@@ -208,11 +225,13 @@ def _decay(steps, values, base, *, start: int, warmup_steps: int | None) -> Sche
         return Schedule(kind="constant", warmup_steps=warmup_steps, **base)
     if _is_stepwise(v, changes):
         return _stepwise(s, v, changes, base, warmup_steps)
-    kind, errors = _best_smooth_fit(s, v)
+    kind, errors, power = _best_smooth_fit(s, v)
     details: dict[str, Any] = {"fit_error": {k: round(e, 4) for k, e in errors.items()}}
     if kind == "exponential":
         gamma = float(np.exp(np.polyfit(s - s[0], np.log(np.maximum(v, 1e-300)), 1)[0]))
         details["gamma_per_step"] = gamma
+    if kind == "polynomial":
+        details["power"] = power
     return Schedule(kind=kind, warmup_steps=warmup_steps, **base, details=details)
 
 
@@ -289,11 +308,12 @@ def _fit_error_linear(steps: np.ndarray, values: np.ndarray) -> float:
     return _rms_linear_fit(x, y / scale, x - x[0])
 
 
-def _best_smooth_fit(steps: np.ndarray, values: np.ndarray) -> tuple[str, dict[str, float]]:
-    """Which of linear / exponential / cosine decay fits best (RMS error relative to range)."""
+def _best_smooth_fit(steps: np.ndarray, values: np.ndarray) -> tuple[str, dict[str, float], float]:
+    """Which smooth decay fits best (RMS error relative to range), each family's error, and the
+    best polynomial's power."""
     x, y = _subsample(steps, values)
     if y.size < 3:
-        return "linear", {"linear": 0.0}
+        return "linear", {"linear": 0.0}, 1.0
     t = (x - x[0]) / max(x[-1] - x[0], 1.0)
     y = y / np.ptp(y)  # errors relative to the part's own range
     errors = {"linear": _rms_linear_fit(t, y, t)}
@@ -303,8 +323,26 @@ def _best_smooth_fit(steps: np.ndarray, values: np.ndarray) -> tuple[str, dict[s
         coef = np.polyfit(t, log_y, 1)
         errors["exponential"] = float(np.sqrt(np.mean((np.exp(np.polyval(coef, t)) - y) ** 2)))
     # Cosine annealing with unknown period: the run may stop before T_max (T >= span).
-    errors["cosine"] = min(
-        _rms_linear_fit(t, y, np.cos(np.pi * t / period)) for period in (1.0, 1.1, 1.25, 1.5, 2.0)
-    )
+    errors["cosine"] = _best_of(y, [np.cos(np.pi * t / period) for period in _COSINE_PERIODS])[1]
+    shapes = [(power, end) for power in _POLYNOMIAL_POWERS for end in _POLYNOMIAL_ENDS]
+    best = 0
+    if y.size >= _MIN_POINTS_SHAPED_FAMILIES:
+        best, errors["polynomial"] = _best_of(y, [(1 - t / end) ** power for power, end in shapes])
+        inverse_sqrt = [1 / np.sqrt(t + offset) for offset in _INVERSE_SQRT_OFFSETS]
+        errors["inverse_sqrt"] = _best_of(y, inverse_sqrt)[1]
     kind = min(errors, key=errors.__getitem__)
-    return (kind if errors[kind] <= _FIT_TOL else "unknown"), errors
+    return (kind if errors[kind] <= _FIT_TOL else "unknown"), errors, shapes[best][0]
+
+
+def _best_of(y: np.ndarray, bases: list[np.ndarray]) -> tuple[int, float]:
+    """Which basis fits ``y ~ a + b * basis`` best (least squares), and its RMS error: all in one
+    vectorised pass (the same numbers as :func:`_rms_linear_fit` for each)."""
+    centred = np.stack(bases)
+    centred -= centred.mean(axis=1, keepdims=True)
+    y_centred = y - y.mean()
+    spread = np.einsum("ij,ij->i", centred, centred)
+    along = centred @ y_centred
+    explained = np.divide(along**2, spread, out=np.zeros_like(along), where=spread > 0)
+    residual = np.maximum(y_centred @ y_centred - explained, 0.0) / y.size
+    best = int(np.argmin(residual))
+    return best, float(np.sqrt(residual[best]))

@@ -185,3 +185,30 @@ def test_lrs_at_the_float_limits_raise_no_numpy_warnings():
         warnings.simplefilter("error")
         schedule = recognize_schedule(np.arange(values.size), values)
     assert schedule.kind == "unknown"
+
+
+def test_polynomial_decay_reports_its_power():
+    # PolynomialLR(power=2) was "unknown": no linear, exponential or cosine fit came within 3%.
+    s, v = lr_series(lambda opt: sched.PolynomialLR(opt, total_iters=1000, power=2.0), 1000)
+    schedule = recognize_schedule(s, v)
+    assert (schedule.kind, schedule.details["power"]) == ("polynomial", 2.0)
+    # Power 1 is a straight line, named linear as before.
+    s, v = lr_series(lambda opt: sched.PolynomialLR(opt, total_iters=1000, power=1.0), 1000)
+    assert recognize_schedule(s, v).kind == "linear"
+
+
+@pytest.mark.parametrize("every", [1, 10])
+def test_the_transformer_schedule_is_warmup_then_inverse_sqrt(every):
+    # Attention Is All You Need: linear warmup over 400 steps, then 1/sqrt(step). Was "unknown".
+    noam = lambda opt: sched.LambdaLR(opt, lambda k: min((k + 1) / 400, (400 / (k + 1)) ** 0.5))  # noqa: E731
+    s, v = lr_series(noam, 4000)
+    schedule = recognize_schedule(s[::every], v[::every])
+    assert schedule.kind == "inverse_sqrt"
+    assert abs(schedule.warmup_steps - 400) <= every
+    assert schedule.describe().startswith("warmup (")
+
+
+def test_the_fewest_points_named_a_shaped_family():
+    s, v = lr_series(lambda opt: sched.PolynomialLR(opt, total_iters=100, power=2.0), 100)
+    assert recognize_schedule(s[::20], v[::20]).kind != "polynomial"  # 5 points
+    assert recognize_schedule(s[::16], v[::16]).kind == "polynomial"  # 7 points

@@ -15,6 +15,7 @@ from lrwatch.analysis.detectors import MIN_STEPS_TO_JUDGE, run_detectors
 from lrwatch.analysis.findings import Finding, Recommendation, Report, Schedule, severity_rank
 from lrwatch.analysis.prepare import prepare
 from lrwatch.analysis.recommend import primary_finding, recommend
+from lrwatch.analysis.recommend_groups import with_group_rates
 from lrwatch.analysis.schedule import recognize_schedule
 from lrwatch.analysis.sweep import SweepPoint, analyze_sweep, sensitivity_curve
 from lrwatch.run import Run
@@ -60,6 +61,7 @@ def analyze(run: Run) -> Report:
     recommendation = recommend(
         prepared, findings, schedule, params=run.params, min_points=MIN_STEPS_TO_JUDGE
     )
+    recommendation = with_group_rates(recommendation, run)
     if prepared.n < MIN_STEPS_TO_JUDGE and not findings:
         verdict = "too_short"
     elif any(severity_rank(f.severity) >= severity_rank("warning") for f in findings):

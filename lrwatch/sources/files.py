@@ -14,10 +14,11 @@ import numpy as np
 from lrwatch import keys
 from lrwatch.errors import InputError
 from lrwatch.run import Run, Series
-from lrwatch.sources import wandb_export
+from lrwatch.sources import long_format, wandb_export
 from lrwatch.sources.tables import (
     TABLE_SUFFIXES,
     Table,
+    column_names,
     is_table_file,
     read_table,
     table_stem,
@@ -73,23 +74,33 @@ def load_file(
     table = read_table(path, csv_engine=csv_engine)
     notes = list(table.notes)
     run_name, run_id = table_stem(path), str(path)
+    step_name = next((name for name in STEP_COLUMNS if name in table.columns), None)
     export = wandb_export.runs_in_export(list(table.columns))
+    layout = None if export is not None else long_format.layout_of(table, step_name)
     if export is not None:
-        part = _export_part(path, export, part)
+        part = _chosen_part(path, list(export), part, "a W&B chart export")
         loss_key = wandb_export.unprefixed(loss_key, part)
         lr_key = wandb_export.unprefixed(lr_key, part)
         _keep_export_run(table, export, part)
-        several = len(export) > 1
-        run_name, run_id = part, f"{path}#{part}" if several else run_id
-        notes.append(
-            f"a W&B chart export of {len(export)} runs: this is {part!r}"
-            if several
-            else f"a W&B chart export of the run {part!r}"
-        )
+        run_name = part
+        if len(export) > 1:
+            run_id = f"{path}#{part}"
+            notes.append(f"a W&B chart export of {len(export)} runs: this is {part!r}")
+        else:
+            notes.append(f"a W&B chart export of the run {part!r}")
+    elif layout is not None:
+        runs = long_format.runs_in(table, layout)
+        what = f"a long table (the metric of each row in {layout.key!r})"
+        if len(runs) > 1 or part is not None:
+            part = _chosen_part(path, runs, part, what)
+            run_name, run_id = part, f"{path}#{part}"
+            notes.append(f"{what} of {len(runs)} runs (in {layout.run!r}): this is {part!r}")
+        else:
+            notes.append(f"{what}: read as one column per metric")
+        long_format.widen(table, layout, part)
     elif part is not None:
         raise InputError(f"{path}: holds one run, not several: no run {part!r} in it")
     columns = table.columns
-    step_name = next((name for name in STEP_COLUMNS if name in columns), None)
     steps, row_ok = _steps(columns, step_name, notes)
     tags = {TAG_STEPS_FROM: step_name or STEPS_FROM_ROW_INDEX}
     tensorboard_note = _name_tensorboard_value(path, columns)
@@ -127,17 +138,37 @@ def load_file(
     )
 
 
-def _export_part(path: Path, export: dict[str, dict[str, str]], part: str | None) -> str:
-    """The run of a W&B chart export to load: ``part``, or the only one."""
-    if part is None and len(export) == 1:
-        return next(iter(export))
+def runs_in_file(path: Path) -> list[str]:
+    """The runs a table file holds when it holds several (a W&B chart export, a long table with
+    a run column), else ``[]``. Reads the head alone, and the whole file only when the columns
+    name a run column. Never raises: loading the file reports what is wrong with it."""
+    names = column_names(path)
+    export = wandb_export.runs_in_export(names)
+    if export is not None:
+        return list(export) if len(export) > 1 else []
+    if not long_format.may_hold_runs(names):
+        return []
+    try:
+        table = read_table(path)
+    except InputError:
+        return []
+    step_name = next((name for name in STEP_COLUMNS if name in table.columns), None)
+    layout = long_format.layout_of(table, step_name)
+    runs = [] if layout is None else long_format.runs_in(table, layout)
+    return runs if len(runs) > 1 else []
+
+
+def _chosen_part(path: Path, runs: list[str], part: str | None, what: str) -> str:
+    """The run of a file of several to load: ``part``, or the only one."""
+    if part is None and len(runs) == 1:
+        return runs[0]
     if part is None:
         raise InputError(
-            f"{path}: a W&B chart export of {len(export)} runs "
-            f"({', '.join(export)}): load them with load_runs(), or name one with part="
+            f"{path}: {what} of {len(runs)} runs ({', '.join(runs)}): load them with "
+            "load_runs(), or name one with part="
         )
-    if part not in export:
-        raise InputError(f"{path}: no run {part!r} with numeric rows in this W&B chart export")
+    if part not in runs:
+        raise InputError(f"{path}: no run {part!r} with numeric rows in {what}")
     return part
 
 

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lrwatch.errors import InputError
-from lrwatch.sources.files import folder_files
-from lrwatch.sources.tables import csv_header, is_table_file
-from lrwatch.sources.wandb_export import runs_in_export
+from lrwatch.sources.files import folder_files, runs_in_file
+from lrwatch.sources.tables import is_table_file
 from lrwatch.store import display_uri
 
 RUN_PREFIX = "runs:/"
@@ -101,11 +100,12 @@ def expand(spec: str, *, tracking_uri: str | None = None) -> list[RunRef]:
 
 
 def file_refs(path: str, spec: str) -> list[RunRef]:
-    """One run per table file; one per run of a W&B chart export of several runs."""
-    export = runs_in_export(csv_header(Path(path)))
-    if export is None or len(export) == 1:
+    """One run per table file; one per run of a file holding several (a W&B chart export, a
+    long table with a run column)."""
+    runs = runs_in_file(Path(path))
+    if len(runs) < 2:
         return [RunRef("file", path, spec)]
-    return [RunRef("file", path, spec, part=run) for run in export]
+    return [RunRef("file", path, spec, part=run) for run in runs]
 
 
 def _require_existing_sqlite_store(uri: str, spec: str, kind: str) -> None:

@@ -24,6 +24,7 @@ import io
 import json
 import re
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +51,9 @@ _DECIMAL_COMMA = re.compile(r"([+-]?\d*),(\d+(?:[eE][+-]?\d+)?)")
 # Cells that mean "not logged here" as a blank does: what pandas, R, spreadsheets and
 # `str(None)` write for a missing value. "nan" is not among them: a NaN loss is evidence.
 MISSING_CELLS = ("", "NA", "N/A", "#N/A", "null", "NULL", "None", "none", "-")
+# Text columns kept whole, lower-cased: in a long table (one row per step and metric) they say
+# which metric a row holds, or which run (:mod:`lrwatch.sources.long_format`).
+LABEL_COLUMNS = ("tag", "key", "metric", "dir_name", "run", "run_id", "run_name")
 # How much of a text cell an error message quotes.
 _QUOTE_CHARS = 48
 
@@ -62,10 +66,24 @@ class Table:
     notes: list[str] = field(default_factory=list)
     # Columns left out for holding something other than numbers: name -> one such cell.
     text_columns: dict[str, str] = field(default_factory=dict)
+    # Every cell (None where blank) of the text columns that may label the rows of a long
+    # table - which metric, which run (:data:`LABEL_COLUMNS`, any case).
+    labels: dict[str, list[str | None]] = field(default_factory=dict)
 
     def describe_text(self, name: str) -> str:
         """``column 'loss' holds text, not numbers ('tensor(0.5, grad_fn=...)')``."""
         return f"column {name!r} holds text, not numbers ({self.text_columns[name]!r})"
+
+    def add_text(self, name: str, quoted: str, cells: Callable[[], list]) -> None:
+        """Remember a text column by one quoted cell; a label column also by all its cells."""
+        if name in self.text_columns:
+            return  # a header that repeats a name: the first column counts
+        self.text_columns[name] = quoted
+        if name.lower() in LABEL_COLUMNS:
+            self.labels[name] = [
+                None if cell is None or str(cell).strip() in MISSING_CELLS else str(cell).strip()
+                for cell in cells()
+            ]
 
 
 def table_suffix(path: Path) -> str:
@@ -96,18 +114,16 @@ def read_table(path: Path, *, csv_engine: str = "numpy") -> Table:
     suffix = table_suffix(path)
     table = Table({})
     if head.startswith(_PARQUET_MAGIC) or suffix in PARQUET_SUFFIXES:
-        table.columns = _read_parquet(path, table.text_columns)
+        table.columns = _read_parquet(path, table)
     else:
         data, text = _decode(path, table.notes)
         if suffix in JSONL_SUFFIXES or text.lstrip()[:1] in ("{", "["):
             # line numbers as in the file
-            table.columns = _read_json_rows(path, text, table.notes, table.text_columns)
+            table.columns = _read_json_rows(path, text, table)
         elif csv_engine == "arrow":
-            table.columns = _read_csv_arrow(data, text, table.text_columns) or _read_csv(
-                path, text, table.text_columns
-            )
+            table.columns = _read_csv_arrow(data, text, table) or _read_csv(path, text, table)
         else:
-            table.columns = _read_csv(path, text, table.text_columns)
+            table.columns = _read_csv(path, text, table)
     if not table.columns:
         text_columns = "; ".join(table.describe_text(name) for name in table.text_columns)
         raise InputError(
@@ -120,25 +136,38 @@ def read_table(path: Path, *, csv_engine: str = "numpy") -> Table:
     return table
 
 
-def csv_header(path: Path) -> list[str]:
-    """The column names of a CSV file (gzip-compressed too), read from its first line alone;
-    ``[]`` for any other file or one that cannot be read (:func:`read_table` reports those)."""
-    if table_suffix(path) not in CSV_SUFFIXES:
-        return []
+def column_names(path: Path) -> list[str]:
+    """The column names of a table file, read from its head alone: a CSV's header line, a JSON
+    Lines file's first record, a Parquet file's schema. ``[]`` for a file that cannot be read
+    so (:func:`read_table` reports what is wrong with it)."""
+    suffix = table_suffix(path)
     try:
         with path.open("rb") as raw:
-            gzipped = raw.read(2) == _GZIP_MAGIC
-        opener = gzip.open if gzipped else open
+            magic = raw.read(4)
+        if magic == _PARQUET_MAGIC or suffix in PARQUET_SUFFIXES:
+            return _parquet_column_names(path)
+        opener = gzip.open if magic[:2] == _GZIP_MAGIC else open
         with opener(path, "rb") as f:
             first_line = f.readline(_MAX_HEADER_BYTES)
     except (OSError, EOFError, zlib.error):
         return []
-    if first_line.startswith(_PARQUET_MAGIC):
-        return []
-    text = first_line.decode("utf-8-sig", errors="replace").rstrip("\r\n")
-    if text.lstrip()[:1] in ("{", "["):
-        return []
+    text = first_line.decode("utf-8-sig", errors="replace").strip()
+    if suffix in JSONL_SUFFIXES or text[:1] in ("{", "["):
+        try:
+            record = json.loads(text)
+        except (json.JSONDecodeError, RecursionError):
+            return []
+        return [str(name) for name in record] if isinstance(record, dict) else []
     return [name.strip() for name in next(csv.reader([text], delimiter=_delimiter(text)), [])]
+
+
+def _parquet_column_names(path: Path) -> list[str]:
+    try:
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    except (ImportError, OSError, ValueError):  # ArrowInvalid is a ValueError
+        return []  # read_table says what is wrong
 
 
 def _read_head(path: Path) -> bytes:
@@ -193,7 +222,7 @@ def _gunzip(path: Path, data: bytes, notes: list[str]) -> bytes:
 # --- CSV ------------------------------------------------------------------------------------
 
 
-def _read_csv(path: Path, text: str, text_columns: dict[str, str]) -> dict[str, Column]:
+def _read_csv(path: Path, text: str, table: Table) -> dict[str, Column]:
     first_line = text.split("\n", 1)[0]
     delimiter = _delimiter(first_line)
     header = [name.strip() for name in next(csv.reader([first_line], delimiter=delimiter))]
@@ -204,20 +233,18 @@ def _read_csv(path: Path, text: str, text_columns: dict[str, str]) -> dict[str, 
         raise InputError(f"{path}: no rows, only a header ({', '.join(header)})")
     try:
         # numpy's C parser handles the common all-numeric, no-gaps file ~3x faster than csv.
-        table = np.loadtxt(
+        numbers = np.loadtxt(
             io.StringIO(body), delimiter=delimiter, ndmin=2, comments=None, quotechar='"'
         )
     except ValueError:
-        return _read_csv_slow(path, header, body, delimiter, text_columns)
-    if table.shape[1] != len(header):
-        return _read_csv_slow(path, header, body, delimiter, text_columns)
-    present = np.ones(table.shape[0], dtype=bool)
-    return {name: (table[:, i].copy(), present) for i, name in enumerate(header) if name}
+        return _read_csv_slow(path, header, body, delimiter, table)
+    if numbers.shape[1] != len(header):
+        return _read_csv_slow(path, header, body, delimiter, table)
+    present = np.ones(numbers.shape[0], dtype=bool)
+    return {name: (numbers[:, i].copy(), present) for i, name in enumerate(header) if name}
 
 
-def _read_csv_arrow(
-    data: bytes, text: str, text_columns: dict[str, str]
-) -> dict[str, Column] | None:
+def _read_csv_arrow(data: bytes, text: str, table: Table) -> dict[str, Column] | None:
     """pyarrow's CSV reader; None when it refuses the file (the numpy/row paths then decide)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -227,7 +254,7 @@ def _read_csv_arrow(
     # the row reader reads them.
     convert = pacsv.ConvertOptions(null_values=list(MISSING_CELLS), quoted_strings_can_be_null=True)
     try:
-        table = pacsv.read_csv(
+        arrow_table = pacsv.read_csv(
             io.BytesIO(data),
             read_options=pacsv.ReadOptions(use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter=delimiter),
@@ -235,29 +262,30 @@ def _read_csv_arrow(
         )
     except (pa.ArrowInvalid, ValueError):
         return None
-    if table.num_rows == 0:
+    if arrow_table.num_rows == 0:
         return None
-    found_text: dict[str, str] = {}
-    columns = _arrow_columns(table, found_text)
-    if delimiter == ";" and found_text:
+    found_text = Table({})
+    columns = _arrow_columns(arrow_table, found_text)
+    if delimiter == ";" and found_text.text_columns:
         return None  # perhaps decimal commas, which only the row reader takes
-    text_columns.update(found_text)
+    table.text_columns.update(found_text.text_columns)
+    table.labels.update(found_text.labels)
     return columns
 
 
-def _arrow_columns(table, text_columns: dict[str, str]) -> dict[str, Column]:
+def _arrow_columns(arrow_table, table: Table) -> dict[str, Column]:
     import pyarrow as pa
 
     columns = {}
-    for index, name in enumerate(table.column_names):
-        chunked = table.column(index)  # by position: a header may repeat a name
+    for index, name in enumerate(arrow_table.column_names):
+        chunked = arrow_table.column(index)  # by position: a header may repeat a name
         kind = chunked.type
         if not name.strip():
             continue
         if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
             cells = chunked.drop_null()
             if len(cells):  # a column blank in every row (type null) is no column at all
-                text_columns.setdefault(name.strip(), _quote(cells[0].as_py()))
+                table.add_text(name.strip(), _quote(cells[0].as_py()), chunked.to_pylist)
             continue
         present = ~np.asarray(chunked.is_null(), dtype=bool)
         values = np.asarray(chunked.cast(pa.float64()).fill_null(np.nan), dtype=np.float64)
@@ -272,7 +300,7 @@ def _delimiter(first_line: str) -> str:
 
 
 def _read_csv_slow(
-    path: Path, header: list[str], body: str, delimiter: str, text_columns: dict[str, str]
+    path: Path, header: list[str], body: str, delimiter: str, table: Table
 ) -> dict[str, Column]:
     """Row by row: blank cells (sparse logging), ragged rows, text columns, decimal commas."""
     rows = [row for row in csv.reader(io.StringIO(body), delimiter=delimiter) if row]
@@ -290,7 +318,7 @@ def _read_csv_slow(
             column = _parse_cells([_decimal_point(cell) for cell in cells])
         if isinstance(column, str):
             if name:
-                text_columns.setdefault(name, column)
+                table.add_text(name, column, cells.copy)
             continue
         # A column blank in every row is no column, as for pyarrow (its type is null): with a
         # header that repeats a name, both readers then keep the same one.
@@ -329,12 +357,10 @@ def _quote(cell) -> str:
 # --- JSON Lines -------------------------------------------------------------------------------
 
 
-def _read_json_rows(
-    path: Path, text: str, notes: list[str], text_columns: dict[str, str]
-) -> dict[str, Column]:
+def _read_json_rows(path: Path, text: str, table: Table) -> dict[str, Column]:
     """JSON Lines (one object per line), one JSON array of objects, or a Hugging Face Trainer
     state (``trainer_state.json``: its ``log_history``, one object per logging event)."""
-    records = _json_records(path, text, notes)
+    records = _json_records(path, text, table.notes)
     if not records or not all(isinstance(r, dict) for r in records):
         raise _not_a_table(path)
     names: dict[str, None] = {}
@@ -343,9 +369,10 @@ def _read_json_rows(
     columns = {}
     for name in names:
         # Nested objects and lists are not numbers: float() refuses them like any text.
-        column = _parse_cells([r.get(name) for r in records])
+        cells = [r.get(name) for r in records]
+        column = _parse_cells(cells)
         if isinstance(column, str):
-            text_columns.setdefault(str(name), column)
+            table.add_text(str(name), column, cells.copy)
         else:
             columns[str(name)] = column
     return columns
@@ -392,14 +419,14 @@ def _json_lines(path: Path, text: str, notes: list[str]) -> list:
 # --- Parquet ------------------------------------------------------------------------------------
 
 
-def _read_parquet(path: Path, text_columns: dict[str, str]) -> dict[str, Column]:
+def _read_parquet(path: Path, table: Table) -> dict[str, Column]:
     from lrwatch.errors import require
 
     pq = require("pyarrow.parquet", "parquet", package="pyarrow")
     import pyarrow as pa
 
     try:
-        table = pq.read_table(path)
+        arrow_table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError):
         raise _not_a_table(path) from None
-    return _arrow_columns(table, text_columns)
+    return _arrow_columns(arrow_table, table)

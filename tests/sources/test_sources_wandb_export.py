@@ -15,7 +15,7 @@ from lrwatch.errors import InputError
 from lrwatch.run import Run
 from lrwatch.sources import expand, load_run, load_runs
 from lrwatch.sources.files import load_file, read_notes, save_run_csv
-from lrwatch.sources.tables import csv_header
+from lrwatch.sources.tables import column_names
 from lrwatch.sources.wandb_export import runs_in_export
 
 
@@ -141,6 +141,7 @@ def test_only_a_header_of_run_prefixed_columns_is_an_export(tmp_path):
     assert runs_in_export(["step", "loss__MIN"]) is None
     path = tmp_path / "plain.csv"
     path.write_text("step,loss,lr\n0,1.0,0.1\n")
-    assert csv_header(path) == ["step", "loss", "lr"]
+    assert column_names(path) == ["step", "loss", "lr"]
     (tmp_path / "r.jsonl").write_text('{"step": 0, "a - loss": 1}\n')
-    assert csv_header(tmp_path / "r.jsonl") == [] and csv_header(tmp_path / "missing.csv") == []
+    assert column_names(tmp_path / "r.jsonl") == ["step", "a - loss"]
+    assert column_names(tmp_path / "missing.csv") == []

@@ -34,6 +34,11 @@ STEPS_FROM_ROW_INDEX = "row index"
 # Tag holding what reading the file left out (a line cut off by a crashed writer), one per line.
 TAG_READ_NOTES = "lrwatch.read_notes"
 _MAX_STEP = 2.0**62
+# A loss blank after its last value is read as NaN when, before, it was logged in at least
+# this share of the rows logging the LR (one row per step, as a DataFrame of records is), over
+# at least this many rows: 90% leaves room for a few NaN blanks within the run.
+_CO_LOGGED = 0.9
+_MIN_CO_LOGGED_ROWS = 30
 # The columns of TensorBoard's CSV download of one scalar, besides its Step.
 _TENSORBOARD_COLUMNS = {"Wall time", "Value"}
 
@@ -106,6 +111,9 @@ def load_file(
     tensorboard_note = _name_tensorboard_value(path, columns)
     if tensorboard_note:
         notes.append(tensorboard_note)
+    blank_losses = _blank_losses_read_as_nan(columns, steps, row_ok, loss_key, lr_key)
+    if blank_losses:
+        notes.append(blank_losses)
     metrics = {}
     repeated: dict[str, int] = {}  # metric -> its rows that repeat an earlier step
     for name, (values, present) in columns.items():
@@ -135,6 +143,51 @@ def load_file(
         metrics=metrics,
         loss_key=loss_key,
         lr_key=lr_key,
+    )
+
+
+def _blank_losses_read_as_nan(
+    columns: dict, steps: np.ndarray, row_ok: np.ndarray, loss_key, lr_key
+) -> str | None:
+    """pandas writes NaN as a blank cell (``to_csv``) or a null (``to_parquet``): a run saved
+    from a DataFrame lost the NaN losses that are the evidence of its divergence, and read as
+    one that simply stopped logging - "no problem found". Read them back as NaN where it is
+    safe to: the loss is blank after its last value, in rows at later steps that still log the
+    LR and nothing the last loss row did not, while before that it was logged in at least
+    :data:`_CO_LOGGED` of the rows logging the LR. Rows without the LR (a Lightning CSVLogger's
+    validation rows, a Trainer's summary row), evaluation rows (a val_loss the training rows
+    never had) and sparse loss logging (every 10th LR row) stay "not logged". Returns the note
+    saying so."""
+    loss_name = loss_key or keys.find_loss_key(columns)
+    lr_name = lr_key or keys.find_lr_key(columns)
+    if loss_name not in columns or lr_name not in columns:
+        return None
+    (losses, loss_present), (_, lr_present) = columns[loss_name], columns[lr_name]
+    order = np.argsort(np.where(row_ok, steps, np.iinfo(np.int64).max), kind="stable")
+    order = order[row_ok[order]]
+    logged = np.flatnonzero(loss_present[order])
+    if logged.size < _MIN_CO_LOGGED_ROWS:
+        return None
+    before, after = order[: logged[-1] + 1], order[logged[-1] + 1 :]
+    with_lr = lr_present[before]
+    if with_lr.sum() < _MIN_CO_LOGGED_ROWS or loss_present[before][with_lr].mean() < _CO_LOGGED:
+        return None
+    # A training row whose loss went NaN logs what the rows before it logged, at a later step;
+    # an evaluation row (a val_loss the training rows never had) is no such row.
+    last = before[-1]
+    blank = after[lr_present[after] & (steps[after] > steps[last])]
+    for _, present in columns.values():
+        if not present[last]:
+            blank = blank[~present[blank]]
+    if blank.size == 0:
+        return None
+    losses, loss_present = losses.copy(), loss_present.copy()
+    losses[blank], loss_present[blank] = np.nan, True
+    columns[loss_name] = (losses, loss_present)
+    rows = "1 row" if blank.size == 1 else f"{blank.size} rows"
+    return (
+        f"the loss {loss_name!r} is blank from step {steps[blank].min()} on ({rows}) where the "
+        "LR goes on: read as NaN, as pandas writes it (to_csv(na_rep='nan') keeps it explicit)"
     )
 
 

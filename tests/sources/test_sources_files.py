@@ -404,3 +404,65 @@ def test_a_hugging_face_trainer_state_is_a_run():
     assert [f.kind for f in report.findings if f.severity == "critical"] == ["divergence"]
     assert report.recommendation.action == "lower_peak_lr"
     assert report.recommendation.suggested_lr < 1.0  # below where the loss began to climb
+
+
+def _poisoned_run_records(steps: int = 300, poisoned_step: int = 200) -> list[dict]:
+    """REAL SGD on a regression MLP whose batch at ``poisoned_step`` holds a NaN feature (a
+    corrupt record): the weights turn NaN and so does every loss after - no climb before it.
+    The records a script appends each step: step, loss, lr, grad_norm."""
+    import torch
+
+    torch.manual_seed(0)
+    inputs, targets = torch.randn(512, 8), torch.randn(512, 1)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    records = []
+    for step in range(steps):
+        batch = inputs[(step * 32) % 512 :][:32].clone()
+        if step == poisoned_step:
+            batch[0, 0] = float("nan")
+        loss = torch.nn.functional.mse_loss(model(batch), targets[(step * 32) % 512 :][:32])
+        optimizer.zero_grad()
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
+        optimizer.step()
+        records.append(
+            {"step": step, "loss": loss.item(), "lr": 0.05, "grad_norm": grad_norm.item()}
+        )
+    return records
+
+
+@pytest.mark.parametrize("writer", ["to_csv", "to_parquet"])
+def test_nan_losses_pandas_wrote_as_blanks_are_nan_again(tmp_path, writer):
+    # pandas writes NaN as a blank cell / a null: the run read as one that stopped logging at
+    # its last finite loss, and got "no problem found, keep".
+    import pandas as pd
+
+    frame = pd.DataFrame(_poisoned_run_records())
+    path = tmp_path / f"run.{'csv' if writer == 'to_csv' else 'parquet'}"
+    getattr(frame, writer)(path, index=False)
+    run = load_run(str(path))
+    assert run.loss.steps.tolist() == list(range(300))
+    assert np.isnan(run.loss.values[200:]).all() and np.isfinite(run.loss.values[:200]).all()
+    assert read_notes(run) == [
+        "the loss 'loss' is blank from step 200 on (100 rows) where the LR goes on: read as NaN, "
+        "as pandas writes it (to_csv(na_rep='nan') keeps it explicit)"
+    ]
+    report = analyze(run)
+    assert report.findings[0].kind == "divergence" and report.findings[0].start_step <= 200
+
+
+def test_blank_losses_that_are_not_nan_stay_unlogged(tmp_path):
+    rows = [f"{s},{2.0 / (s + 1)},0.1," for s in range(100)]
+    # Validation rows at the end (a val_loss the training rows never had, the LR logged too).
+    with_eval = load_run(
+        _write(tmp_path / "e.csv", "\n".join(["step,loss,lr,val_loss", *rows, "100,,0.1,0.3"]))
+    )
+    # Rows without the LR (a Lightning CSVLogger's validation rows).
+    no_lr = load_run(_write(tmp_path / "v.csv", "\n".join(["step,loss,lr,x", *rows, "100,,,1"])))
+    # The loss logged every 10th step, the LR every step: the LR's last rows hold no loss.
+    sparse = [f"{s},{2.0 / (s + 1) if s % 10 == 0 else ''},0.1" for s in range(400)]
+    sparse_run = load_run(_write(tmp_path / "s.csv", "\n".join(["step,loss,lr", *sparse])))
+    for run in (with_eval, no_lr, sparse_run):
+        assert np.isfinite(run.loss.values).all() and read_notes(run) == []
+    assert sparse_run.loss.steps[-1] == 390

@@ -36,7 +36,12 @@ def register(subparsers) -> None:
         epilog="Exit status: 0 analysed, 1 --fail-on met, 2 bad input (one line per bad input).",
         formatter_class=_raw_description(),
     )
-    parser.add_argument("inputs", nargs="*", metavar="PATH_OR_RUN", help="files, folders, runs")
+    parser.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="PATH_OR_RUN",
+        help="files (CSV, Parquet, JSON Lines, TensorBoard event files), folders, MLflow runs",
+    )
     parser.add_argument(
         "--experiment",
         action="append",

@@ -14,7 +14,7 @@ import numpy as np
 from lrwatch import keys
 from lrwatch.errors import InputError
 from lrwatch.run import Run, Series
-from lrwatch.sources import long_format, wandb_export
+from lrwatch.sources import long_format, tensorboard, wandb_export
 from lrwatch.sources.tables import (
     TABLE_SUFFIXES,
     Table,
@@ -79,6 +79,8 @@ def load_file(
     table = read_table(path, csv_engine=csv_engine)
     notes = list(table.notes)
     run_name, run_id = table_stem(path), str(path)
+    if path.is_dir() or tensorboard.EVENT_FILE_MARK in path.name:
+        run_name = (path if path.is_dir() else path.parent).resolve().name  # the log directory
     step_name = next((name for name in STEP_COLUMNS if name in table.columns), None)
     export = wandb_export.runs_in_export(list(table.columns))
     layout = None if export is not None else long_format.layout_of(table, step_name)
@@ -336,19 +338,22 @@ def _lr_left_out_as_text(table: Table, metrics, lr_key) -> str | None:
 
 
 def folder_files(folder: str | Path) -> list[Path]:
-    """The table files directly inside ``folder`` (each one run), sorted by name.
+    """The runs in ``folder``: each table file directly inside it (sorted by name), then each
+    TensorBoard log directory at or below it (a folder holding event files).
 
     Raises:
-        InputError: the folder holds no CSV, Parquet or JSON Lines files.
+        InputError: the folder holds neither.
     """
     folder = Path(folder)
     files = sorted(p for p in folder.iterdir() if p.is_file() and is_table_file(p))
-    if not files:
+    log_dirs = sorted({p.parent for p in folder.rglob(f"*{tensorboard.EVENT_FILE_MARK}*")})
+    if not files and not log_dirs:
         suffixes = ", ".join(TABLE_SUFFIXES)
         raise InputError(
-            f"{folder}: no run files in this folder (looked for {suffixes}, also gzipped)"
+            f"{folder}: no run files in this folder (looked for {suffixes}, also gzipped, and "
+            "TensorBoard event files)"
         )
-    return files
+    return files + log_dirs
 
 
 def read_notes(run: Run) -> list[str]:

@@ -110,6 +110,10 @@ def read_table(path: Path, *, csv_engine: str = "numpy") -> Table:
     Raises:
         InputError: missing, empty, unreadable, not a table, or without numeric columns/rows.
     """
+    from lrwatch.sources.tensorboard import EVENT_FILE_MARK
+
+    if path.is_dir() or EVENT_FILE_MARK in path.name:
+        return _read_tensorboard(path)
     head = _read_head(path)
     suffix = table_suffix(path)
     table = Table({})
@@ -120,10 +124,8 @@ def read_table(path: Path, *, csv_engine: str = "numpy") -> Table:
         if suffix in JSONL_SUFFIXES or text.lstrip()[:1] in ("{", "["):
             # line numbers as in the file
             table.columns = _read_json_rows(path, text, table)
-        elif csv_engine == "arrow":
-            table.columns = _read_csv_arrow(data, text, table) or _read_csv(path, text, table)
         else:
-            table.columns = _read_csv(path, text, table)
+            table.columns = _read_csv_text(path, data, text, table, csv_engine)
     if not table.columns:
         text_columns = "; ".join(table.describe_text(name) for name in table.text_columns)
         raise InputError(
@@ -136,11 +138,32 @@ def read_table(path: Path, *, csv_engine: str = "numpy") -> Table:
     return table
 
 
+def _read_tensorboard(path: Path) -> Table:
+    """A TensorBoard event file, or a log directory of them, as one column per scalar tag."""
+    from lrwatch.sources import long_format, tensorboard
+
+    table = Table({})
+    steps, tags, values = tensorboard.read_scalars(path, table.notes)
+    present = np.ones(len(steps), dtype=bool)
+    table.columns = {
+        "step": (np.array(steps, np.float64), present),
+        "value": (np.array(values), present),
+    }
+    table.labels = {"tag": list(tags)}
+    long_format.widen(table, long_format.LongLayout("step", "tag", "value", None), None)
+    table.labels = {}
+    files = len(tensorboard.event_files(path)) if path.is_dir() else 1
+    table.notes.append(f"TensorBoard event files ({files}): one series per scalar tag")
+    return table
+
+
 def column_names(path: Path) -> list[str]:
     """The column names of a table file, read from its head alone: a CSV's header line, a JSON
     Lines file's first record, a Parquet file's schema. ``[]`` for a file that cannot be read
     so (:func:`read_table` reports what is wrong with it)."""
     suffix = table_suffix(path)
+    if suffix not in TABLE_SUFFIXES:
+        return []  # a TensorBoard event file, a log directory, anything else
     try:
         with path.open("rb") as raw:
             magic = raw.read(4)
@@ -158,7 +181,10 @@ def column_names(path: Path) -> list[str]:
         except (json.JSONDecodeError, RecursionError):
             return []
         return [str(name) for name in record] if isinstance(record, dict) else []
-    return [name.strip() for name in next(csv.reader([text], delimiter=_delimiter(text)), [])]
+    try:
+        return [name.strip() for name in next(csv.reader([text], delimiter=_delimiter(text)), [])]
+    except csv.Error:  # a NUL, a lone carriage return: not a table, as read_table will say
+        return []
 
 
 def _parquet_column_names(path: Path) -> list[str]:
@@ -220,6 +246,21 @@ def _gunzip(path: Path, data: bytes, notes: list[str]) -> bytes:
 
 
 # --- CSV ------------------------------------------------------------------------------------
+
+
+def _read_csv_text(
+    path: Path, data: bytes, text: str, table: Table, csv_engine: str
+) -> dict[str, Column]:
+    if "\r" in text and "\n" not in text:
+        # Lines ended by a carriage return alone: Excel for Mac's "CSV (Macintosh)" export.
+        text = text.replace("\r", "\n")
+        data = text.encode()
+    try:
+        if csv_engine == "arrow":
+            return _read_csv_arrow(data, text, table) or _read_csv(path, text, table)
+        return _read_csv(path, text, table)
+    except csv.Error as exc:  # a stray carriage return or NUL inside a line
+        raise InputError(f"{path}: not a readable CSV ({exc})") from None
 
 
 def _read_csv(path: Path, text: str, table: Table) -> dict[str, Column]:

@@ -466,3 +466,15 @@ def test_blank_losses_that_are_not_nan_stay_unlogged(tmp_path):
     for run in (with_eval, no_lr, sparse_run):
         assert np.isfinite(run.loss.values).all() and read_notes(run) == []
     assert sparse_run.loss.steps[-1] == 390
+
+
+def test_lines_ended_by_a_carriage_return_alone(tmp_path):
+    # Excel for Mac's "CSV (Macintosh)": was "lrwatch: error: Error: new-line character seen in
+    # unquoted field - ..." (the csv module's words, no file named).
+    rows = "".join(f"{s},{2.0 / (s + 1)},0.1\r" for s in range(40))
+    run = load_run(_write(tmp_path / "mac.csv", "step,loss,lr\r" + rows))
+    assert run.loss.steps.tolist() == list(range(40)) and run.lr.values[0] == 0.1
+    # A stray carriage return inside a line is one clear error naming the file.
+    stray = _write(tmp_path / "stray.csv", "step,lo\rss\n0,1\n")
+    with pytest.raises(InputError, match=re.escape(f"{stray}: not a readable CSV (")):
+        load_run(stray)

@@ -1,0 +1,179 @@
+"""TensorBoard logs: the scalars of ``events.out.tfevents.*`` files, read without TensorBoard.
+
+A log directory is one run (TensorBoard's own view): every event file directly in it, in name
+order (a resumed ``SummaryWriter`` starts a new file; on a step logged twice the later file
+wins). Each scalar tag becomes a series - ``add_scalar("train/loss", ...)`` old style
+(``simple_value``) and new style (a scalar float tensor) alike; images, histograms and text are
+skipped.
+
+The file format is TFRecord framing around ``Event`` protocol buffers; the few fields scalars
+use are decoded here from the wire format (see tensorflow's ``event.proto``/``summary.proto``):
+
+    record  = uint64 length, uint32 crc, length bytes, uint32 crc
+    Event   = 1: wall_time (double), 2: step (int64), 5: summary (Summary)
+    Summary = 1: repeated value (Value)
+    Value   = 1: tag (string), 2: simple_value (float), 8: tensor (TensorProto)
+    Tensor  = 1: dtype (1 float, 2 double), 2: shape (no dims: a scalar), 4: tensor_content,
+              5: float_val (packed), 6: double_val (packed)
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lrwatch.errors import InputError
+
+EVENT_FILE_MARK = "tfevents"  # events.out.tfevents.<time>.<host>...
+_HEADER = struct.Struct("<QI")
+_DT_FLOAT, _DT_DOUBLE = 1, 2
+_VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
+
+
+def is_event_file(path: Path) -> bool:
+    return EVENT_FILE_MARK in path.name and path.is_file()
+
+
+def event_files(folder: Path) -> list[Path]:
+    """The event files directly in ``folder``, in name (= creation time) order."""
+    return sorted(p for p in folder.iterdir() if is_event_file(p))
+
+
+def read_scalars(path: Path, notes: list[str]) -> tuple[list[int], list[str], list[float]]:
+    """``(steps, tags, values)``, one entry per scalar logged, of an event file or of every
+    event file in a log directory. A record cut off at a file's end (the writer was killed) is
+    left out with a note."""
+    files = event_files(path) if path.is_dir() else [path]
+    steps: list[int] = []
+    tags: list[str] = []
+    values: list[float] = []
+    for file in files:
+        for step, tag, value in _scalars(file, notes):
+            steps.append(step)
+            tags.append(tag)
+            values.append(value)
+    if not steps:
+        raise InputError(f"{path}: no scalars in its TensorBoard event files ({len(files)})")
+    return steps, tags, values
+
+
+def _scalars(file: Path, notes: list[str]) -> Iterator[tuple[int, str, float]]:
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{file}: cannot read ({exc.strerror or exc})") from None
+    offset = 0
+    while offset < len(data):
+        if offset + _HEADER.size > len(data):
+            notes.append(f"{file.name}: its last record is cut off (the writer stopped): left out")
+            return
+        (length, _) = _HEADER.unpack_from(data, offset)
+        start, end = offset + _HEADER.size, offset + _HEADER.size + length
+        if end + 4 > len(data):
+            notes.append(f"{file.name}: its last record is cut off (the writer stopped): left out")
+            return
+        try:
+            yield from _event_scalars(data[start:end])
+        except (IndexError, ValueError, struct.error):
+            raise InputError(f"{file}: not a TensorBoard event file (a damaged record)") from None
+        offset = end + 4
+
+
+def _event_scalars(event: bytes) -> Iterator[tuple[int, str, float]]:
+    step, summary = 0, None
+    for number, _, value in _fields(event):
+        if number == 2:
+            step = _signed(value)
+        elif number == 5:
+            summary = value
+    if summary is None:
+        return
+    for number, _, value in _fields(summary):
+        if number == 1:
+            found = _scalar_value(value)
+            if found is not None:
+                yield step, found[0], found[1]
+
+
+def _scalar_value(value: bytes) -> tuple[str, float] | None:
+    tag, number_found = None, None
+    for number, _, field in _fields(value):
+        if number == 1:
+            tag = field.decode("utf-8", errors="replace")
+        elif number == 2:
+            number_found = struct.unpack("<f", field)[0]
+        elif number == 8:
+            number_found = _scalar_tensor(field)
+    return None if tag is None or number_found is None else (tag, float(number_found))
+
+
+def _scalar_tensor(tensor: bytes) -> float | None:
+    dtype, content = None, b""
+    found: list[float] = []
+    for number, wire, field in _fields(tensor):
+        if number == 1:
+            dtype = field
+        elif number == 2 and any(n == 2 for n, _, _ in _fields(field)):
+            return None  # a shape with dimensions: not a scalar
+        elif number == 4:
+            content = field
+        elif number == 5:
+            found += _packed(field, wire, "f")
+        elif number == 6:
+            found += _packed(field, wire, "d")
+    if dtype not in (_DT_FLOAT, _DT_DOUBLE):
+        return None
+    if not found and content:
+        found = list(np.frombuffer(content, dtype="<f4" if dtype == _DT_FLOAT else "<f8"))
+    return float(found[0]) if len(found) == 1 else None
+
+
+def _packed(field: bytes, wire: int, code: str) -> list[float]:
+    if wire == _BYTES:
+        return list(struct.unpack(f"<{len(field) // struct.calcsize(code)}{code}", field))
+    return list(struct.unpack(f"<{code}", field))
+
+
+def _signed(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _fields(buf: bytes) -> Iterator[tuple[int, int, Any]]:
+    """``(field number, wire type, value)`` of a protocol buffer message: an int for varints,
+    bytes for everything else."""
+    offset, size = 0, len(buf)
+    while offset < size:
+        key, offset = _varint(buf, offset)
+        number, wire = key >> 3, key & 7
+        if wire == _VARINT:
+            value, offset = _varint(buf, offset)
+            yield number, wire, value
+        elif wire == _FIXED64:
+            yield number, wire, buf[offset : offset + 8]
+            offset += 8
+        elif wire == _BYTES:
+            length, offset = _varint(buf, offset)
+            yield number, wire, buf[offset : offset + length]
+            offset += length
+        elif wire == _FIXED32:
+            yield number, wire, buf[offset : offset + 4]
+            offset += 4
+        else:
+            raise ValueError(f"wire type {wire}")
+        if offset > size:
+            raise ValueError("field runs past its message")
+
+
+def _varint(buf: bytes, offset: int) -> tuple[int, int]:
+    result, shift = 0, 0
+    while True:
+        byte = buf[offset]
+        offset += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, offset
+        shift += 7

@@ -1,0 +1,101 @@
+"""TensorBoard event files written by torch's real SummaryWriter, read without TensorBoard."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from lrwatch.errors import InputError
+from lrwatch.run import Run
+from lrwatch.sources import load_run, load_runs
+from lrwatch.sources.files import read_notes
+
+
+def _log_with_summary_writer(log_dir, run: Run, *, new_style_lr: bool = False) -> None:
+    """What a training script does: add_scalar per step (float32 on disk), plus a histogram and
+    a text summary every 50 steps, which are not scalars."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(log_dir))
+    for step, loss in zip(run.loss.steps.tolist(), run.loss.values.tolist()):
+        writer.add_scalar("train/loss", loss, step)
+        writer.add_scalar("lr", run.lr.values[step], step, new_style=new_style_lr)
+        if step % 50 == 0:
+            writer.add_histogram("weights", np.arange(10.0), step)
+            writer.add_text("note", "checkpoint", step)
+    writer.close()
+
+
+def _float32(values: np.ndarray) -> np.ndarray:
+    return values.astype(np.float32).astype(np.float64)
+
+
+@pytest.mark.parametrize("new_style_lr", [False, True])
+def test_a_log_directory_is_a_run(tmp_path, diverging_run, new_style_lr):
+    # Before: "no run files in this folder"; an event file itself was "not a table".
+    _log_with_summary_writer(tmp_path / "lr0.2", diverging_run, new_style_lr=new_style_lr)
+    run = load_run(str(tmp_path / "lr0.2"))
+    assert (run.name, run.loss_key, run.lr_key) == ("lr0.2", "train/loss", "lr")
+    assert set(run.metrics) == {"train/loss", "lr"}  # no histogram, no text
+    np.testing.assert_array_equal(run.loss.steps, diverging_run.loss.steps)
+    # add_scalar stores float32; NaN and inf stay what they were.
+    np.testing.assert_array_equal(run.loss.values, _float32(diverging_run.loss.values))
+    np.testing.assert_array_equal(run.lr.values, _float32(diverging_run.lr.values))
+    assert read_notes(run) == ["TensorBoard event files (1): one series per scalar tag"]
+    (event_file,) = (tmp_path / "lr0.2").iterdir()
+    assert load_run(str(event_file)).name == "lr0.2"
+
+
+def test_a_folder_of_log_directories_is_one_run_each(tmp_path, healthy_run, diverging_run):
+    _log_with_summary_writer(tmp_path / "runs" / "lr0.05", healthy_run)
+    _log_with_summary_writer(tmp_path / "runs" / "lr0.2", diverging_run)
+    runs = load_runs([str(tmp_path / "runs")])
+    assert [r.name for r in runs] == ["lr0.05", "lr0.2"]
+
+
+def test_a_resumed_writer_continues_the_run(tmp_path, healthy_run):
+    # A job resumed from step 150 opens a second event file in the same directory and logs
+    # steps 150.. again: TensorBoard shows one run, the later file winning.
+    from torch.utils.tensorboard import SummaryWriter
+
+    first = SummaryWriter(str(tmp_path / "run"), filename_suffix=".a")
+    for step in range(200):
+        first.add_scalar("train/loss", 5.0, step)
+    first.close()
+    second = SummaryWriter(str(tmp_path / "run"), filename_suffix=".b")
+    for step in range(150, 300):
+        second.add_scalar("train/loss", 1.0, step)
+    second.close()
+    run = load_run(str(tmp_path / "run"))
+    assert run.loss.steps.tolist() == list(range(300))
+    assert run.loss.values[:150].tolist() == [5.0] * 150
+    assert run.loss.values[150:].tolist() == [1.0] * 150
+
+
+def test_a_cut_off_event_file_is_read_to_the_cut(tmp_path, healthy_run):
+    _log_with_summary_writer(tmp_path / "run", healthy_run)
+    (event_file,) = (tmp_path / "run").iterdir()
+    data = event_file.read_bytes()
+    event_file.write_bytes(data[:-7])  # the writer was killed mid-record
+    run = load_run(str(tmp_path / "run"))
+    # The last record was the LR of the last step; everything before it is read.
+    assert run.loss.steps[-1] == healthy_run.loss.steps[-1]
+    assert run.lr.steps[-1] == healthy_run.lr.steps[-2]
+    assert f"{event_file.name}: its last record is cut off" in read_notes(run)[0]
+
+
+def test_event_files_without_scalars_or_damaged_are_one_line_errors(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path / "hist"))
+    writer.add_histogram("weights", np.arange(10.0), 0)
+    writer.close()
+    with pytest.raises(InputError, match="no scalars in its TensorBoard event files"):
+        load_run(str(tmp_path / "hist"))
+    damaged = tmp_path / "bad" / "events.out.tfevents.1.host"
+    damaged.parent.mkdir()
+    damaged.write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00" + b"\x00" * 4 + b"\xff" * 9)
+    with pytest.raises(InputError, match=re.escape("not a TensorBoard event file")):
+        load_run(str(damaged))

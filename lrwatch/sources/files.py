@@ -51,7 +51,7 @@ def load_file(
     csv_engine: str = "numpy",
     part: str | None = None,
 ) -> Run:
-    """One saved run from a table file.
+    """One saved run from a table file (or a TensorBoard log directory or event file).
 
     Args:
         path: a CSV, Parquet or JSON Lines file (one row per logged step), CSV and JSON Lines
@@ -59,11 +59,13 @@ def load_file(
         loss_key / lr_key: column names to use as loss and LR (found among common names if None).
         csv_engine: ``"numpy"`` or ``"arrow"`` (see :func:`lrwatch.sources.tables.read_table`).
         part: for a file holding several runs (a W&B chart export,
-            :mod:`lrwatch.sources.wandb_export`), the name of the run to load.
+            :mod:`lrwatch.sources.wandb_export`; a long table with a run column,
+            :mod:`lrwatch.sources.long_format`), the name of the run to load.
 
     Returns:
         A :class:`Run` with ``id``/``source`` the path as given and ``name`` the file stem; of
-        a W&B chart export, ``id`` is ``PATH#RUN`` and ``name`` the run's.
+        one run of several in a file, ``id`` is ``PATH#RUN`` and ``name`` the run's; a
+        TensorBoard log directory (or event file) is named by the directory.
         Series are cleaned (sorted, one value per step). Loss presence is not checked here:
         see :func:`lrwatch.sources.require_loss`.
 

@@ -48,6 +48,8 @@ def read_scalars(path: Path, notes: list[str]) -> tuple[list[int], list[str], li
     event file in a log directory. A record cut off at a file's end (the writer was killed) is
     left out with a note."""
     files = event_files(path) if path.is_dir() else [path]
+    if not files:
+        raise InputError(f"{path}: is a folder, not a file (and holds no TensorBoard event files)")
     steps: list[int] = []
     tags: list[str] = []
     values: list[float] = []

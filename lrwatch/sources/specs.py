@@ -4,8 +4,9 @@ How a spec (a command-line argument or a ``load_run`` argument) is read, first m
 
 1. ``runs:/RUN_ID`` (anything after the id, like ``runs:/ID/model``, is ignored) -> an MLflow run.
 2. ``experiment:NAME`` -> every run of that MLflow experiment (``NAME`` may also be an id).
-3. an existing file -> one saved run (one per run of a W&B chart export); an existing folder ->
-   each table file in it is one run.
+3. an existing file -> one saved run (one per run of a W&B chart export or of a long table
+   with a run column); an existing folder -> each table file in it, and each TensorBoard log
+   directory at or below it, is one run.
 4. 32 hexadecimal characters (an MLflow run id) -> an MLflow run.
 5. a name ending in ``.csv``, ``.parquet``, ``.jsonl``... or containing ``/`` -> a file (missing).
 6. anything else -> an MLflow experiment name.
@@ -40,7 +41,8 @@ class RunRef:
 
     ``spec`` is what the user wrote (for messages); ``optional`` marks runs found by listing an
     experiment, which are skipped (not an error) when they logged no loss - e.g. parent runs.
-    ``part`` names one run of a file that holds several (a W&B chart export).
+    ``part`` names one run of a file that holds several (a W&B chart export, a long table with
+    a run column); such a file is read once to list them and once per run.
     """
 
     kind: str

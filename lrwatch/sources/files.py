@@ -83,7 +83,7 @@ def load_file(
     run_name, run_id = table_stem(path), str(path)
     if path.is_dir() or tensorboard.EVENT_FILE_MARK in path.name:
         run_name = (path if path.is_dir() else path.parent).resolve().name  # the log directory
-    step_name = next((name for name in STEP_COLUMNS if name in table.columns), None)
+    step_name = _step_column(table)
     export = wandb_export.runs_in_export(list(table.columns))
     layout = None if export is not None else long_format.layout_of(table, step_name)
     if export is not None:
@@ -209,10 +209,14 @@ def runs_in_file(path: Path) -> list[str]:
         table = read_table(path)
     except InputError:
         return []
-    step_name = next((name for name in STEP_COLUMNS if name in table.columns), None)
-    layout = long_format.layout_of(table, step_name)
+    layout = long_format.layout_of(table, _step_column(table))
     runs = [] if layout is None else long_format.runs_in(table, layout)
     return runs if len(runs) > 1 else []
+
+
+def _step_column(table: Table) -> str | None:
+    """The table's step column: the first of :data:`STEP_COLUMNS` it has."""
+    return next((name for name in STEP_COLUMNS if name in table.columns), None)
 
 
 def _chosen_part(path: Path, runs: list[str], part: str | None, what: str) -> str:

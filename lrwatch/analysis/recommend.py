@@ -284,6 +284,14 @@ def _for_slow(ctx: RunContext, f: Finding) -> Recommendation:
     )
 
 
+def _under(schedule: Schedule) -> str:
+    """'under a cosine schedule', 'under an exponential schedule', ..."""
+    if schedule.kind == "unknown":
+        return "under an LR schedule of no kind lrwatch knows"
+    text = schedule.describe()
+    return f"under {'an' if text[0] in 'aeiou' else 'a'} {text} schedule"
+
+
 def _keep(ctx: RunContext) -> Recommendation:
     p = ctx.p
     lr = ctx.schedule.peak_lr if ctx.schedule.peak_lr is not None else ctx.param_lr
@@ -293,7 +301,7 @@ def _keep(ctx: RunContext) -> Recommendation:
     if ctx.schedule.kind == "missing":
         under = "with no LR logged" + ("" if lr is None else f" (base LR {fmt(lr)})")
     else:
-        under = f"under a {ctx.schedule.describe()} schedule (LR {fmt(lr)})"
+        under = f"{_under(ctx.schedule)} (LR {fmt(lr)})"
     return Recommendation(
         action="keep",
         suggested_lr=lr,

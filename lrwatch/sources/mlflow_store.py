@@ -82,22 +82,34 @@ def read_histories(
     *,
     after_step: int | None = None,
     repeats: dict[str, int] | None = None,
+    unstepped: dict[str, int] | None = None,
 ) -> dict[str, Series]:
     """Cleaned histories of several metrics of one run (all of its metrics when ``keys`` is None).
 
     Keys with no points (after ``after_step``) are left out of the result. ``repeats``, when
     given, receives per key how many points repeated an earlier step (the latest is kept).
+
+    A metric whose points were all logged at one step (``mlflow.log_metric(key, value)`` with no
+    step logs step 0 every time) is numbered by logging order instead (see
+    :func:`number_in_logging_order`); ``unstepped``, when given, receives such keys and their
+    point counts.
     """
     wanted = None if keys is None else list(dict.fromkeys(keys))
     if wanted == []:
         return {}
     if is_sql_store(tracking_uri):
         raw = _sql_histories(tracking_uri, run_id, wanted, after_step)
+        in_order = _sql_unstepped(tracking_uri, run_id, raw, after_step)
     else:
-        raw = _client_histories(tracking_uri, run_id, wanted, after_step)
+        raw, in_order = _client_histories(tracking_uri, run_id, wanted, after_step)
+    numbered = number_in_logging_order(in_order)
+    for key, series in numbered.items():
+        raw[key] = series if after_step is None else _after(series, after_step)
     cleaned = {key: series.cleaned() for key, series in raw.items() if len(series)}
     if repeats is not None:
         repeats.update({key: len(raw[key]) - len(series) for key, series in cleaned.items()})
+    if unstepped is not None:
+        unstepped.update({key: len(series) for key, series in numbered.items()})
     return cleaned
 
 
@@ -118,11 +130,20 @@ def read_run(
     """
     info, data = _get_run(tracking_uri, run_id)
     repeats: dict[str, int] = {}
-    metrics = read_histories(tracking_uri, run_id, sorted(data.metrics) or None, repeats=repeats)
+    unstepped: dict[str, int] = {}
+    metrics = read_histories(
+        tracking_uri,
+        run_id,
+        sorted(data.metrics) or None,
+        repeats=repeats,
+        unstepped=unstepped,
+    )
     tags = dict(data.tags)
     loss = loss_key or find_loss_key(metrics)
-    if loss is not None and repeats.get(loss):
-        # Read with the run like a file's notes (lrwatch.sources.files.read_notes); not stored.
+    # Read with the run like a file's notes (lrwatch.sources.files.read_notes); not stored.
+    if loss is not None and unstepped.get(loss):
+        tags[TAG_READ_NOTES] = unstepped_note(unstepped[loss], loss)
+    elif loss is not None and repeats.get(loss):
         tags[TAG_READ_NOTES] = repeated_steps_note(repeats[loss], loss, "point")
     return Run(
         id=info.run_id,
@@ -209,20 +230,109 @@ def _get_run(tracking_uri: str, run_id: str):
 
 def _client_histories(
     tracking_uri: str, run_id: str, keys: list[str] | None, after_step: int | None
-) -> dict[str, Series]:
+) -> tuple[dict[str, Series], dict[str, InLoggingOrder]]:
+    """Raw series through the client, and apart from them the unstepped ones in logging order."""
     client = mlflow_client(tracking_uri)
     if keys is None:
         keys = sorted(client.get_run(run_id).data.metrics)
-    out = {}
+    out, in_order = {}, {}
     for key in keys:
         history = client.get_metric_history(run_id, key)
         steps = np.fromiter((m.step for m in history), np.int64, len(history))
         values = np.fromiter((m.value for m in history), np.float64, len(history))
+        if _at_one_step(steps):
+            stamps = np.fromiter((m.timestamp for m in history), np.int64, len(history))
+            # Stable: points of one millisecond keep the order the store returned them in (a
+            # file store: the order they were logged in).
+            order = np.argsort(stamps, kind="stable")
+            in_order[key] = (stamps[order], values[order])
+            continue
         if after_step is not None:
             keep = steps > after_step
             steps, values = steps[keep], values[keep]
         out[key] = Series(steps, values)
-    return out
+    return out, in_order
+
+
+# --- metrics logged without a step ----------------------------------------------------------------
+
+# (millisecond timestamps, values) of one metric, in the order it was logged.
+InLoggingOrder = tuple[np.ndarray, np.ndarray]
+
+
+def _at_one_step(steps: np.ndarray) -> bool:
+    """Two or more points, all at one step: a metric logged with no step (MLflow logs step 0)."""
+    return steps.size >= 2 and int(steps.min()) == int(steps.max())
+
+
+def number_in_logging_order(in_order: dict[str, InLoggingOrder]) -> dict[str, Series]:
+    """Step numbers for metrics logged with no step: each point's place in logging order.
+
+    The metric with the most points (the loss, logged every iteration, in practice) is numbered
+    0, 1, 2, ...; another with as many points shares those numbers (logged in the same loop);
+    one with fewer (an LR logged once per epoch) takes, from its timestamp, the number of the
+    first point of the most-logged metric logged at or after it - the step it applied to.
+    """
+    if not in_order:
+        return {}
+    reference = max(in_order, key=lambda key: (in_order[key][0].size, key))
+    reference_stamps = in_order[reference][0]
+    numbered = {}
+    for key, (stamps, values) in in_order.items():
+        if stamps.size == reference_stamps.size:
+            steps = np.arange(stamps.size, dtype=np.int64)
+        else:
+            steps = np.searchsorted(reference_stamps, stamps, side="left").astype(np.int64)
+        numbered[key] = Series(steps, values)
+    return numbered
+
+
+def unstepped_note(count: int, key: str) -> str:
+    """The note for a metric read in logging order (see :func:`number_in_logging_order`)."""
+    return (
+        f"all {count} points of {key!r} were logged at one step (mlflow.log_metric without "
+        "step= logs step 0): read in logging order, one step per point"
+    )
+
+
+def _after(series: Series, after_step: int) -> Series:
+    keep = series.steps > after_step
+    return Series(series.steps[keep], series.values[keep])
+
+
+def _sql_unstepped(
+    tracking_uri: str, run_id: str, raw: dict[str, Series], after_step: int | None
+) -> dict[str, InLoggingOrder]:
+    """The metrics of ``raw`` logged with no step, read whole in logging order."""
+    if after_step is None:
+        keys = [key for key, series in raw.items() if _at_one_step(series.steps)]
+    else:
+        # A read after a step cannot tell: every point of an unstepped metric sits at one step,
+        # so it shows all of them or none. Two index look-ups settle it.
+        keys = [
+            key
+            for key, series in raw.items()
+            if (series.is_empty or _at_one_step(series.steps))
+            and _sql_one_step(tracking_uri, run_id, key)
+        ]
+    found = {key: _sql_in_logging_order(tracking_uri, run_id, key) for key in keys}
+    return {key: ordered for key, ordered in found.items() if ordered[0].size >= 2}
+
+
+def _sql_one_step(tracking_uri: str, run_id: str, key: str) -> bool:
+    row = _sql_rows(tracking_uri, _STEP_RANGE_SQL, [run_id, key, run_id, key])[0]
+    return row[0] is not None and row[0] == row[1]
+
+
+def _sql_in_logging_order(tracking_uri: str, run_id: str, key: str) -> InLoggingOrder:
+    if tracking_uri.lower().startswith("sqlite:"):
+        # SQLite's rowid is the insertion order: it orders points logged in one millisecond.
+        with _sqlite_connect(tracking_uri) as conn:
+            rows = conn.execute(_IN_ORDER_SQL.format(q='"') + ", rowid", [run_id, key]).fetchall()
+    else:
+        rows = _sql_rows(tracking_uri, _IN_ORDER_SQL, [run_id, key])
+    table = np.array(rows, dtype=np.float64).reshape(-1, 2)
+    return table[:, 0].astype(np.int64), table[:, 1]
 
 
 # --- direct SQL reads ---------------------------------------------------------------------------
@@ -240,6 +350,15 @@ _AFTER_STEP_SQL = " AND {q}step{q} > ?"
 # PyMySQL: "pyformat"; pyodbc and pysqlite: "qmark"); other drivers are called through SQLAlchemy.
 _DRIVER_PARAMETER_MARKERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 _KEYS_SQL = "SELECT DISTINCT {q}key{q} FROM {q}latest_metrics{q} WHERE {q}run_uuid{q} = ?"
+# Two scalar subqueries: each is one index look-up, where MIN and MAX in one SELECT scan the run.
+_STEP_RANGE_SQL = (
+    "SELECT (SELECT MIN({q}step{q}) FROM {q}metrics{q} WHERE {q}run_uuid{q} = ? AND {q}key{q} = ?),"
+    " (SELECT MAX({q}step{q}) FROM {q}metrics{q} WHERE {q}run_uuid{q} = ? AND {q}key{q} = ?)"
+)
+_IN_ORDER_SQL = (
+    "SELECT {q}timestamp{q}, CASE WHEN {q}is_nan{q} THEN NULL ELSE {q}value{q} END"
+    " FROM {q}metrics{q} WHERE {q}run_uuid{q} = ? AND {q}key{q} = ? ORDER BY {q}timestamp{q}"
+)
 
 
 # SQLite: walk MLflow's (run_uuid, key, step) index. Rows then come sorted by step, and the

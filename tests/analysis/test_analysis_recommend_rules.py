@@ -202,6 +202,26 @@ def test_healthy_run_keeps_and_short_run_is_not_judged():
     assert rec.action == "none" and "too short to judge" in rec.message.lower()
 
 
+def test_keep_names_the_schedule_in_plain_english():
+    """'under a exponential schedule' and 'under a unknown schedule' read as typos."""
+    exponential = scheduled_lr(lambda opt: torch.optim.lr_scheduler.ExponentialLR(opt, 0.995))
+    rec = advise(decaying_loss(), exponential, [])
+    assert rec.action == "keep" and "under an exponential schedule (LR 1)" in rec.message
+    cosine = scheduled_lr(cosine_to_zero)
+    assert "under a cosine schedule" in advise(decaying_loss(), cosine, []).message
+    # Three LR values, logged once per epoch: too few to name a shape.
+    lr_steps, lr = np.array([0, 100, 200]), np.array([0.1, 0.05, 0.0333])
+    prepared = prepare_arrays(np.arange(N), decaying_loss(), lr_steps, lr)
+    schedule = recognize_schedule(prepared.lr_steps, prepared.lr_values)
+    rec = recommend(prepared, [], schedule)
+    assert schedule.kind == "unknown" and rec.action == "keep"
+    assert "under an LR schedule of no kind lrwatch knows (LR 0.1)" in rec.message, rec.message
+
+
+def cosine_to_zero(opt):
+    return torch.optim.lr_scheduler.CosineAnnealingLR(opt, N)
+
+
 @pytest.mark.parametrize(
     "findings",
     [

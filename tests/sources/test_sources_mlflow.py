@@ -43,7 +43,7 @@ def test_direct_sql_equals_mlflow_client(tracking_uri):
     direct = store.read_histories(tracking_uri, run_id)
     via_client = {
         key: series.cleaned()
-        for key, series in store._client_histories(tracking_uri, run_id, None, None).items()
+        for key, series in store._client_histories(tracking_uri, run_id, None, None)[0].items()
     }
     assert direct.keys() == via_client.keys() == {"train/loss", "lr"}
     for key in direct:
@@ -166,3 +166,90 @@ def test_sqlalchemy_path_equals_the_sqlite_path(tracking_uri, monkeypatch, drive
     for key in direct:
         np.testing.assert_array_equal(direct[key].steps, generic[key].steps)
         np.testing.assert_array_equal(direct[key].values, generic[key].values)
+
+
+def test_a_run_logged_without_steps_is_read_in_logging_order(tracking_uri, diverging_run):
+    """``mlflow.log_metrics({...})`` with no step logs every point at step 0. Read as one step, a
+    real diverging run was a single point: "too short to judge"."""
+    import mlflow
+
+    from lrwatch.analysis import analyze
+    from lrwatch.sources.files import read_notes
+
+    with mlflow.start_run() as active:
+        for loss, lr in zip(diverging_run.loss.values, diverging_run.lr.values):
+            mlflow.log_metrics({"loss": loss, "learning_rate": lr})
+    run = load_run(active.info.run_id)
+    n = diverging_run.num_steps
+    assert run.loss.steps.tolist() == list(range(n)) == run.lr.steps.tolist()
+    np.testing.assert_array_equal(run.loss.values, diverging_run.loss.values)
+    assert read_notes(run) == [
+        f"all {n} points of 'loss' were logged at one step (mlflow.log_metric without step= "
+        "logs step 0): read in logging order, one step per point"
+    ]
+    found = analyze(run).findings
+    assert [(f.kind, f.start_step) for f in found] == [
+        (f.kind, f.start_step) for f in analyze(diverging_run).findings
+    ]
+    assert found[0].kind == "divergence"
+
+
+def _log_unstepped(tracking_uri, run_id, loss, lr_per_epoch, *, first=0, epoch=100):
+    """Loss points 10 ms apart from point ``first`` on, an LR 1 ms before each epoch's first."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    metrics = []
+    for i, value in enumerate(loss, start=first):
+        if i % epoch == 0:
+            metrics.append(Metric("lr", lr_per_epoch[i // epoch], 10_000 + 10 * i - 1, 0))
+        metrics.append(Metric("loss", float(value), 10_000 + 10 * i, 0))
+    MlflowClient(tracking_uri).log_batch(run_id, metrics=metrics)
+
+
+def test_an_lr_logged_once_per_epoch_without_steps_lands_on_its_epochs_first_step(
+    tracking_uri, healthy_run
+):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    run_id = client.create_run(client.create_experiment("unstepped")).info.run_id
+    lr_per_epoch = [0.1, 0.05, 0.025]
+    _log_unstepped(tracking_uri, run_id, healthy_run.loss.values, lr_per_epoch)
+    direct = store.read_histories(tracking_uri, run_id)
+    assert direct["lr"].steps.tolist() == [0, 100, 200]
+    assert direct["lr"].values.tolist() == lr_per_epoch
+    assert direct["loss"].steps.tolist() == list(range(healthy_run.num_steps))
+    # The client (an http server, Databricks) and the SQLAlchemy path (PostgreSQL) agree.
+    through_client = store.number_in_logging_order(
+        store._client_histories(tracking_uri, run_id, None, None)[1]
+    )
+    generic = store.read_histories(tracking_uri.replace("sqlite:", "sqlite+pysqlite:", 1), run_id)
+    for other in (through_client, generic):
+        assert other.keys() == direct.keys()
+        for key in direct:
+            np.testing.assert_array_equal(other[key].steps, direct[key].steps)
+            np.testing.assert_array_equal(other[key].values, direct[key].values)
+
+
+def test_a_live_run_logged_without_steps_refreshes_with_its_new_points(tracking_uri, healthy_run):
+    """The dashboard's refresh reads points after the last cached step; for a metric logged
+    with no step that filter matched nothing, so the chart of a running job froze."""
+    from mlflow import MlflowClient
+
+    from dashboard.data.cache import SeriesCache
+
+    client = MlflowClient(tracking_uri)
+    run_id = client.create_run(client.create_experiment("unstepped-live")).info.run_id
+    loss = healthy_run.loss.values
+    _log_unstepped(tracking_uri, run_id, loss[:150], [0.1, 0.05, 0.025])
+    cache = SeriesCache(reader=store.read_histories)
+    first = cache.get(tracking_uri, run_id, ["loss", "lr"])
+    assert first["loss"].steps[-1] == 149 and first["lr"].steps.tolist() == [0, 100]
+    _log_unstepped(tracking_uri, run_id, loss[150:], [0.1, 0.05, 0.025], first=150)
+    later = cache.refresh(tracking_uri, run_id, ["loss", "lr"])
+    assert later["loss"].steps.tolist() == list(range(loss.size))
+    np.testing.assert_array_equal(later["loss"].values, loss)
+    assert later["lr"].steps.tolist() == [0, 100, 200]
+    newer = store.read_histories(tracking_uri, run_id, ["loss"], after_step=249)["loss"]
+    assert newer.steps.tolist() == list(range(250, loss.size))

@@ -1,7 +1,8 @@
 """Saved runs on disk: one table file per run (CSV, Parquet, JSON Lines), or a folder of them.
 
 The step comes from the first column named like a step (:data:`STEP_COLUMNS`); a file without
-one uses the row index as the step, and the run says so (tag :data:`TAG_STEPS_FROM`). Every
+one uses its epoch column when that counts one row per epoch, else the row index, and the run
+says so (tag :data:`TAG_STEPS_FROM`). Every
 other numeric column becomes a metric series holding the rows that logged it.
 """
 
@@ -110,6 +111,8 @@ def load_file(
     elif part is not None:
         raise InputError(f"{path}: holds one run, not several: no run {part!r} in it")
     columns = table.columns
+    if step_name is None:
+        step_name = _epoch_as_step(columns)
     steps, row_ok = _steps(columns, step_name, notes)
     tags = {TAG_STEPS_FROM: step_name or STEPS_FROM_ROW_INDEX}
     tensorboard_note = _name_tensorboard_value(path, columns)
@@ -217,6 +220,19 @@ def runs_in_file(path: Path) -> list[str]:
 def _step_column(table: Table) -> str | None:
     """The table's step column: the first of :data:`STEP_COLUMNS` it has."""
     return next((name for name in STEP_COLUMNS if name in table.columns), None)
+
+
+def _epoch_as_step(columns: dict) -> str | None:
+    """With no step column, an epoch column that counts 0, 1, 2, ... (one row per epoch, as
+    Keras's and fastai's CSVLoggers write) is the step: a finding "at step 12" is then epoch 12
+    of the log, where a row number would be off by one from an epoch counted from 1."""
+    name = next((n for n in EPOCH_COLUMNS if n in columns), None)
+    if name is None:
+        return None
+    epochs, present = columns[name]
+    whole = present.all() and bool(np.all(epochs == np.trunc(epochs)))
+    rising = epochs.size < 2 or bool(np.all(np.diff(epochs) > 0))
+    return name if whole and rising and bool(np.all(np.abs(epochs) < _MAX_STEP)) else None
 
 
 def _chosen_part(path: Path, runs: list[str], part: str | None, what: str) -> str:
@@ -365,8 +381,11 @@ def folder_files(folder: str | Path) -> list[Path]:
 def read_notes(run: Run) -> list[str]:
     """Sentences for the report: what reading the file left out, and steps numbered by row."""
     notes = [n for n in run.tags.get(TAG_READ_NOTES, "").split("\n") if n]
-    if run.tags.get(TAG_STEPS_FROM) == STEPS_FROM_ROW_INDEX:
+    steps_from = run.tags.get(TAG_STEPS_FROM)
+    if steps_from == STEPS_FROM_ROW_INDEX:
         notes.append("no step column: steps are row numbers (0, 1, 2, ...)")
+    elif steps_from in EPOCH_COLUMNS:
+        notes.append(f"no step column: steps are the epochs in {steps_from!r}, one row each")
     return notes
 
 

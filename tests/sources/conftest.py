@@ -47,6 +47,19 @@ def log_run_to_mlflow(
     return run_id
 
 
+def log_unstepped(tracking_uri, run_id, loss, lr_per_epoch, *, first=0, epoch=100):
+    """Loss points 10 ms apart from point ``first`` on, an LR 1 ms before each epoch's first."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    metrics = []
+    for i, value in enumerate(loss, start=first):
+        if i % epoch == 0:
+            metrics.append(Metric("lr", lr_per_epoch[i // epoch], 10_000 + 10 * i - 1, 0))
+        metrics.append(Metric("loss", float(value), 10_000 + 10 * i, 0))
+    MlflowClient(tracking_uri).log_batch(run_id, metrics=metrics)
+
+
 @pytest.fixture(scope="session")
 def diverging_run() -> Run:
     """A REAL diverging run: SGD on the regression MLP at 0.2 (4x its best rate): it trains ~40 steps, then NaN."""

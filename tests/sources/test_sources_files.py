@@ -305,6 +305,21 @@ def test_no_step_column_uses_the_row_index_and_says_so(tmp_path):
     assert "row numbers" in read_notes(run)[0]
 
 
+def test_a_per_epoch_log_counts_steps_in_its_epochs(tmp_path, diverging_run):
+    """Keras's CSVLogger writes ``epoch,...,loss`` with no step column (epochs from 0; a
+    script's own log often from 1). Steps were row numbers, so a divergence "began at step 11"
+    in the run whose log shows it at epoch 12."""
+    loss, lr = diverging_run.loss.values, diverging_run.lr.values
+    rows = [f"{i + 1},{lr[i]},{v}" for i, v in enumerate(loss)]
+    path = _write(tmp_path / "log.csv", "\n".join(["epoch,learning_rate,loss", *rows]) + "\n")
+    run = load_run(path)
+    assert run.loss.steps.tolist() == list(range(1, loss.size + 1)) and "epoch" not in run.metrics
+    assert read_notes(run) == ["no step column: steps are the epochs in 'epoch', one row each"]
+    original = analyze(diverging_run).findings[0]
+    found = analyze(run).findings[0]
+    assert (found.kind, found.start_step) == ("divergence", original.start_step + 1)
+
+
 def test_explicit_keys_override_the_guess(tmp_path):
     run = load_run(
         _write(tmp_path / "r.csv", "step,loss,my_loss,lr,my_lr\n0,1,2,0.1,0.2\n"),

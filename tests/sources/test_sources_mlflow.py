@@ -11,7 +11,7 @@ from lrwatch.errors import InputError
 from lrwatch.run import Run, Series
 from lrwatch.sources import RunRef, load_ref, load_run, load_runs
 from lrwatch.sources import mlflow_store as store
-from tests.sources.conftest import log_run_to_mlflow
+from tests.sources.conftest import log_run_to_mlflow, log_unstepped
 
 # Logged out of order, with NaN, +/-inf and step 2 logged twice (the later value must win).
 ODD_STEPS = np.array([3, 0, 1, 2, 4, 2, 5])
@@ -194,19 +194,6 @@ def test_a_run_logged_without_steps_is_read_in_logging_order(tracking_uri, diver
     assert found[0].kind == "divergence"
 
 
-def _log_unstepped(tracking_uri, run_id, loss, lr_per_epoch, *, first=0, epoch=100):
-    """Loss points 10 ms apart from point ``first`` on, an LR 1 ms before each epoch's first."""
-    from mlflow import MlflowClient
-    from mlflow.entities import Metric
-
-    metrics = []
-    for i, value in enumerate(loss, start=first):
-        if i % epoch == 0:
-            metrics.append(Metric("lr", lr_per_epoch[i // epoch], 10_000 + 10 * i - 1, 0))
-        metrics.append(Metric("loss", float(value), 10_000 + 10 * i, 0))
-    MlflowClient(tracking_uri).log_batch(run_id, metrics=metrics)
-
-
 def test_an_lr_logged_once_per_epoch_without_steps_lands_on_its_epochs_first_step(
     tracking_uri, healthy_run
 ):
@@ -215,7 +202,7 @@ def test_an_lr_logged_once_per_epoch_without_steps_lands_on_its_epochs_first_ste
     client = MlflowClient(tracking_uri)
     run_id = client.create_run(client.create_experiment("unstepped")).info.run_id
     lr_per_epoch = [0.1, 0.05, 0.025]
-    _log_unstepped(tracking_uri, run_id, healthy_run.loss.values, lr_per_epoch)
+    log_unstepped(tracking_uri, run_id, healthy_run.loss.values, lr_per_epoch)
     direct = store.read_histories(tracking_uri, run_id)
     assert direct["lr"].steps.tolist() == [0, 100, 200]
     assert direct["lr"].values.tolist() == lr_per_epoch
@@ -242,11 +229,11 @@ def test_a_live_run_logged_without_steps_refreshes_with_its_new_points(tracking_
     client = MlflowClient(tracking_uri)
     run_id = client.create_run(client.create_experiment("unstepped-live")).info.run_id
     loss = healthy_run.loss.values
-    _log_unstepped(tracking_uri, run_id, loss[:150], [0.1, 0.05, 0.025])
+    log_unstepped(tracking_uri, run_id, loss[:150], [0.1, 0.05, 0.025])
     cache = SeriesCache(reader=store.read_histories)
     first = cache.get(tracking_uri, run_id, ["loss", "lr"])
     assert first["loss"].steps[-1] == 149 and first["lr"].steps.tolist() == [0, 100]
-    _log_unstepped(tracking_uri, run_id, loss[150:], [0.1, 0.05, 0.025], first=150)
+    log_unstepped(tracking_uri, run_id, loss[150:], [0.1, 0.05, 0.025], first=150)
     later = cache.refresh(tracking_uri, run_id, ["loss", "lr"])
     assert later["loss"].steps.tolist() == list(range(loss.size))
     np.testing.assert_array_equal(later["loss"].values, loss)

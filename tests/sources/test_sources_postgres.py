@@ -18,7 +18,7 @@ from lrwatch.sources import load_run
 from lrwatch.sources import mlflow_store as store
 from lrwatch.tasks import TrainConfig
 from tests.net import free_port
-from tests.sources.conftest import log_run_to_mlflow
+from tests.sources.conftest import log_run_to_mlflow, log_unstepped
 from tests.sources.test_cli_analyze import _cli
 from tests.sources.test_sources_mlflow import ODD_TIMES, _odd_run
 from tests.tracking.conftest import MlflowServer
@@ -49,7 +49,7 @@ def test_direct_reads_of_a_postgres_store_equal_mlflows_own(postgres_uri):
     # NaN kept, -inf restored from the store's stand-in, step 2's later value wins.
     np.testing.assert_array_equal(loss.values, [1.0, math.nan, 0.25, 0.3, -math.inf, -0.5])
     direct = store.read_histories(postgres_uri, run_id)
-    via_client = store._client_histories(postgres_uri, run_id, None, None)
+    via_client = store._client_histories(postgres_uri, run_id, None, None)[0]
     assert direct.keys() == via_client.keys() == {"train/loss", "lr"}
     for key, series in via_client.items():
         np.testing.assert_array_equal(direct[key].steps, series.cleaned().steps)
@@ -57,6 +57,20 @@ def test_direct_reads_of_a_postgres_store_equal_mlflows_own(postgres_uri):
     assert store.list_metric_keys(postgres_uri, run_id) == ["lr", "train/loss"]
     newer = store.read_history(postgres_uri, run_id, "train/loss", after_step=3)
     assert newer.steps.tolist() == [4, 5]
+
+
+def test_a_metric_logged_without_steps_reads_alike_from_postgres(postgres_uri, healthy_run):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(postgres_uri)
+    run_id = client.create_run(client.create_experiment("unstepped")).info.run_id
+    log_unstepped(postgres_uri, run_id, healthy_run.loss.values, [0.1, 0.05, 0.025])
+    direct = store.read_histories(postgres_uri, run_id)
+    assert direct["lr"].steps.tolist() == [0, 100, 200]
+    np.testing.assert_array_equal(direct["loss"].values, healthy_run.loss.values)
+    assert direct["loss"].steps.tolist() == list(range(healthy_run.num_steps))
+    newer = store.read_histories(postgres_uri, run_id, ["loss", "lr"], after_step=149)
+    assert newer["loss"].steps[0] == 150 and newer["lr"].steps.tolist() == [200]
 
 
 @pytest.mark.server

@@ -368,7 +368,7 @@ def folder_files(folder: str | Path) -> list[Path]:
     """
     folder = Path(folder)
     files = sorted(p for p in folder.iterdir() if p.is_file() and is_table_file(p))
-    log_dirs = sorted({p.parent for p in folder.rglob(f"*{tensorboard.EVENT_FILE_MARK}*")})
+    log_dirs = tensorboard.log_dirs(folder)
     if not files and not log_dirs:
         suffixes = ", ".join(TABLE_SUFFIXES)
         raise InputError(

@@ -143,7 +143,7 @@ def _read_tensorboard(path: Path) -> Table:
     from lrwatch.sources import long_format, tensorboard
 
     table = Table({})
-    steps, tags, values = tensorboard.read_scalars(path, table.notes)
+    steps, tags, values, files = tensorboard.read_scalars(path, table.notes)
     present = np.ones(len(steps), dtype=bool)
     table.columns = {
         "step": (np.array(steps, np.float64), present),
@@ -152,7 +152,6 @@ def _read_tensorboard(path: Path) -> Table:
     table.labels = {"tag": list(tags)}
     long_format.widen(table, long_format.LongLayout("step", "tag", "value", None), None)
     table.labels = {}
-    files = len(tensorboard.event_files(path)) if path.is_dir() else 1
     table.notes.append(f"TensorBoard event files ({files}): one series per scalar tag")
     return table
 

@@ -2,7 +2,7 @@
 
 A log directory is one run (TensorBoard's own view): every event file directly in it, in name
 order (a resumed ``SummaryWriter`` starts a new file; on a step logged twice the later file
-wins). Each scalar tag becomes a series - ``add_scalar("train/loss", ...)`` old style
+wins), plus the sub-directories its ``add_scalars`` calls wrote (:func:`scalars_children`). Each scalar tag becomes a series - ``add_scalar("train/loss", ...)`` old style
 (``simple_value``) and new style (a scalar float tensor) alike; images, histograms and text are
 skipped.
 
@@ -43,24 +43,79 @@ def event_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if is_event_file(p))
 
 
-def read_scalars(path: Path, notes: list[str]) -> tuple[list[int], list[str], list[float]]:
-    """``(steps, tags, values)``, one entry per scalar logged, of an event file or of every
-    event file in a log directory. A record cut off at a file's end (the writer was killed) is
-    left out with a note."""
-    files = event_files(path) if path.is_dir() else [path]
-    if not files:
+def log_dirs(folder: Path) -> list[Path]:
+    """The TensorBoard runs at or below ``folder``: each directory holding event files, but for
+    the sub-directories ``add_scalars`` writes, which are read with their parent (see
+    :func:`scalars_children`)."""
+    found = sorted({p.parent for p in folder.rglob(f"*{EVENT_FILE_MARK}*") if p.is_file()})
+    children = {child for log_dir in found for child in scalars_children(log_dir)}
+    return [log_dir for log_dir in found if log_dir not in children]
+
+
+def scalars_children(log_dir: Path) -> dict[Path, str]:
+    """The sub-directories ``SummaryWriter.add_scalars`` wrote for the run in ``log_dir``, each
+    with the series name it gets in that run.
+
+    ``add_scalars("loss", {"train": a, "val": b}, step)`` logs tag ``loss`` into the new log
+    directories ``loss_train/`` and ``loss_val/`` under the writer's own (TensorBoard then shows
+    them as runs of their own). Read alone, the run lost its losses and each of them became a
+    run without an LR. A sub-directory counts as such when ``log_dir`` holds event files itself
+    (the writer's) and its own hold one scalar tag ``T``, which it is named after: ``T`` with
+    ``/`` as ``_``, then ``_KEY``. Its series is named ``T/KEY`` (``loss/train``). A run of its
+    own in a sub-directory logs more than one tag (a loss and an LR), so it stays a run.
+    """
+    if not event_files(log_dir):
+        return {}
+    children = {}
+    for sub in sorted(p for p in log_dir.iterdir() if p.is_dir()):
+        tag = _only_tag(event_files(sub))
+        prefix = None if tag is None else tag.replace("/", "_") + "_"
+        if prefix is not None and sub.name.startswith(prefix) and len(sub.name) > len(prefix):
+            children[sub] = f"{tag}/{sub.name[len(prefix) :]}"
+    return children
+
+
+def _only_tag(files: list[Path]) -> str | None:
+    """The one scalar tag in ``files``; None when they hold several, none, or a damaged record."""
+    tags: set[str] = set()
+    try:
+        for file in files:
+            tags.update(tag for _, tag, _ in _scalars(file, []))
+            if len(tags) > 1:
+                return None
+    except InputError:
+        return None
+    return next(iter(tags)) if tags else None
+
+
+def read_scalars(path: Path, notes: list[str]) -> tuple[list[int], list[str], list[float], int]:
+    """``(steps, tags, values, files)``, one entry per scalar logged, of an event file or of a
+    log directory: its event files and those of its ``add_scalars`` sub-directories (tags named
+    as :func:`scalars_children` says). A record cut off at a file's end (the writer was killed)
+    is left out with a note. ``files`` is how many event files were read."""
+    if not path.is_dir():
+        sources = [(path, None)]
+    else:
+        sources = [(file, None) for file in event_files(path)]
+        children = scalars_children(path)
+        for child, name in children.items():
+            sources += [(file, name) for file in event_files(child)]
+        if children:
+            named = ", ".join(f"{child.name}/ as {name!r}" for child, name in children.items())
+            notes.append(f"add_scalars sub-directories read with the run: {named}")
+    if not sources:
         raise InputError(f"{path}: is a folder, not a file (and holds no TensorBoard event files)")
     steps: list[int] = []
     tags: list[str] = []
     values: list[float] = []
-    for file in files:
+    for file, name in sources:
         for step, tag, value in _scalars(file, notes):
             steps.append(step)
-            tags.append(tag)
+            tags.append(name or tag)
             values.append(value)
     if not steps:
-        raise InputError(f"{path}: no scalars in its TensorBoard event files ({len(files)})")
-    return steps, tags, values
+        raise InputError(f"{path}: no scalars in its TensorBoard event files ({len(sources)})")
+    return steps, tags, values, len(sources)
 
 
 def _scalars(file: Path, notes: list[str]) -> Iterator[tuple[int, str, float]]:

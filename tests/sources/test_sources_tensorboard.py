@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 
+from lrwatch.analysis import analyze
 from lrwatch.errors import InputError
 from lrwatch.run import Run
 from lrwatch.sources import load_run, load_runs
@@ -53,6 +54,57 @@ def test_a_folder_of_log_directories_is_one_run_each(tmp_path, healthy_run, dive
     _log_with_summary_writer(tmp_path / "runs" / "lr0.2", diverging_run)
     runs = load_runs([str(tmp_path / "runs")])
     assert [r.name for r in runs] == ["lr0.05", "lr0.2"]
+
+
+def _log_with_add_scalars(log_dir, run: Run) -> None:
+    """The other common style: train and held-out loss on one chart with add_scalars, which
+    writes each key to a sub-directory of its own (``loss_train/``, ``loss_val/``)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(log_dir))
+    for step, loss in zip(run.loss.steps.tolist(), run.loss.values.tolist()):
+        writer.add_scalars("loss", {"train": loss, "val": loss + 0.1}, step)
+        writer.add_scalar("lr", run.lr.values[step], step)
+    writer.close()
+
+
+def test_add_scalars_sub_directories_are_read_with_their_run(tmp_path, diverging_run):
+    # Before: the run was loss_train and loss_val, each "no LR logged" (the held-out loss
+    # analysed as a training run), and the writer's own directory "no loss column among (lr)".
+    _log_with_add_scalars(tmp_path / "runs" / "lr0.2", diverging_run)
+    (run,) = load_runs([str(tmp_path / "runs")])
+    assert (run.name, run.loss_key, run.lr_key) == ("lr0.2", "loss/train", "lr")
+    assert set(run.metrics) == {"loss/train", "loss/val", "lr"}
+    np.testing.assert_array_equal(run.loss.values, _float32(diverging_run.loss.values))
+    assert read_notes(run)[0] == (
+        "add_scalars sub-directories read with the run: loss_train/ as 'loss/train', "
+        "loss_val/ as 'loss/val'"
+    )
+    assert [r.name for r in load_runs([str(tmp_path / "runs" / "lr0.2")])] == ["lr0.2"]
+    found = analyze(run).findings[0]
+    assert (found.kind, found.start_step) == (
+        "divergence",
+        analyze(diverging_run).findings[0].start_step,
+    )
+
+
+def test_runs_in_sub_directories_named_like_a_tag_stay_runs(tmp_path, healthy_run, diverging_run):
+    """A sweep whose root writer logs a summary and whose runs sit in ``loss_lr0.05/``...: each
+    run logs a loss and an LR, which no add_scalars sub-directory does."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    root = SummaryWriter(str(tmp_path / "sweep"))
+    root.add_scalar("loss", 0.5, 0)
+    root.close()
+    _log_with_summary_writer(tmp_path / "sweep" / "train_loss_lr0.05", healthy_run)
+    _log_with_summary_writer(tmp_path / "sweep" / "train_loss_lr0.2", diverging_run)
+    runs = load_runs([str(tmp_path / "sweep" / "train_loss_lr0.05"), str(tmp_path / "sweep")])
+    assert [r.name for r in runs] == [
+        "train_loss_lr0.05",
+        "sweep",
+        "train_loss_lr0.05",
+        "train_loss_lr0.2",
+    ]
 
 
 def test_a_resumed_writer_continues_the_run(tmp_path, healthy_run):

@@ -108,6 +108,13 @@ class Watcher:
             self._fail(exc)
 
     def _loss_value(self, loss):
+        if loss is None:
+            # numpy reads None as NaN: the live analysis then saw a divergence, and with
+            # on_divergence="stop" ended a training run that was fine.
+            raise TypeError(
+                "w.step got None, not a loss: the step is not recorded (a model's "
+                "outputs.loss is None when no labels were passed)"
+            )
         if isinstance(loss, self._tensor):
             if loss.numel() != 1:
                 loss = self._mean_of_unreduced(loss)
@@ -152,7 +159,12 @@ class Watcher:
         """
         try:
             step = max(self._step - 1, self._first_step)
-            self._queue.append((step, time.time(), dict(metrics)))
+            missing = [key for key, value in metrics.items() if value is None]
+            if missing:  # None would be logged as NaN: a blow-up that never happened
+                metrics = {key: value for key, value in metrics.items() if value is not None}
+                self._fail(TypeError(f"w.log got None for {', '.join(missing)}: not logged"))
+            if metrics:
+                self._queue.append((step, time.time(), dict(metrics)))
         except Exception as exc:  # noqa: BLE001
             self._fail(exc)
 

@@ -165,6 +165,31 @@ def test_a_logger_error_never_reaches_the_loop_outside_strict_mode(
         w2.step("not a loss")
 
 
+def test_a_none_loss_is_an_error_not_a_nan_that_stops_training(tracking_uri, caplog, monkeypatch):
+    """``w.step(outputs.loss)`` where the model was given no labels passes None. It was logged
+    as NaN, so the live analysis found a divergence and ``on_divergence="stop"`` ended a run
+    that was training fine."""
+    monkeypatch.setenv("LRWATCH_STRICT", "0")  # the promise under test: training goes on
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, y = torch.randn(64, 4), torch.randn(64, 1)
+    with caplog.at_level(logging.WARNING, logger="lrwatch"):
+        with lrwatch.watch(optimizer, on_divergence="stop", flush_interval=0.05) as w:
+            for step in range(120):
+                loss = torch.nn.functional.mse_loss(model(x), y)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                w.step(None if 40 <= step < 60 else loss)
+                w.log(val_loss=None if step == 50 else float(loss))
+    assert "divergence" not in {f.kind for f in w.findings}
+    assert steps_of(tracking_uri, w.run_id, keys.LOSS) == [*range(40), *range(60, 120)]
+    assert len(steps_of(tracking_uri, w.run_id, "val_loss")) == 119
+    warned = [r.getMessage() for r in caplog.records if "logger error" in r.getMessage()]
+    assert "w.step got None, not a loss" in warned[0] and "w.log got None for val_loss" in warned[1]
+
+
 def test_a_per_sample_loss_is_logged_as_its_mean_with_one_warning(tracking_uri, caplog):
     # reduction="none" handed to w.step by mistake: before, every step was a logger error (on a
     # GPU, the first sample's loss would have been logged).

@@ -71,7 +71,13 @@ LOSS_CANDIDATES = (
 # LR names in order of preference. Lightning's LearningRateMonitor writes ``lr-<Optimizer>`` and
 # ``lr-<Optimizer>/pg<N>``; some tools write ``learning_rate`` or ``train/lr``.
 LR_CANDIDATES = (LR, "learning_rate", "train/lr", "train/learning_rate", "lr-0", "lr_0")
-_LIGHTNING_LR = re.compile(r"^lr-[A-Za-z0-9_]+(/pg\d+)?$")
+# Composer's LRMonitor writes ``lr-<Optimizer>/group<N>`` the same way.
+_LIGHTNING_LR = re.compile(r"^lr-[A-Za-z0-9_]+(/(pg|group)\d+)?$")
+# Any other key whose last part is an LR name: DeepSpeed's ``Train/Samples/lr``, Keras's
+# TensorBoard ``epoch_learning_rate``, ``optim/lr``.
+_NAMED_LR = re.compile(r"(^|[/_\-.])(lr|learning_rate|learning-rate)$", re.IGNORECASE)
+# "loss" keys that hold no loss: a mixed-precision loss scale (DeepSpeed's ``loss_scale``).
+_NOT_A_LOSS = re.compile(r"scal(e|er|ing)", re.IGNORECASE)
 _HELD_OUT = re.compile(r"(^|[/_\-.])(val|valid|validation|test|eval)([/_\-.]|$)", re.IGNORECASE)
 
 
@@ -79,21 +85,30 @@ def is_lr_key(key: str) -> bool:
     """True for any key that holds a learning rate (ours, Lightning's, common others)."""
     if key in LR_CANDIDATES or key.startswith(LR + "/"):
         return True
-    return bool(_LIGHTNING_LR.match(key)) and not key.endswith("-momentum")
+    if _LIGHTNING_LR.match(key):
+        return not key.endswith("-momentum")
+    return bool(_NAMED_LR.search(key))
 
 
 def find_loss_key(names: Iterable[str]) -> str | None:
-    """The training-loss key among ``names``: a known name, else one containing 'loss'.
+    """The training-loss key among ``names``: a known name, else one containing 'loss' -
+    preferably ending in it (``Train/Samples/train_loss``), the shortest first.
 
-    Held-out losses (``val_loss``, ``test/loss``) are never chosen implicitly.
+    Held-out losses (``val_loss``, ``test/loss``) and loss scales (``loss_scale``) are never
+    chosen implicitly.
     """
     names = list(names)
     present = set(names)
     for candidate in LOSS_CANDIDATES:
         if candidate in present:
             return candidate
-    fallback = [n for n in names if "loss" in n.lower() and not _HELD_OUT.search(n)]
-    return sorted(fallback, key=lambda n: (len(n), n))[0] if fallback else None
+    fallback = [
+        n
+        for n in names
+        if "loss" in n.lower() and not _HELD_OUT.search(n) and not _NOT_A_LOSS.search(n)
+    ]
+    ranked = sorted(fallback, key=lambda n: (not n.lower().endswith("loss"), len(n), n))
+    return ranked[0] if ranked else None
 
 
 def find_lr_key(names: Iterable[str]) -> str | None:
@@ -104,8 +119,8 @@ def find_lr_key(names: Iterable[str]) -> str | None:
         if candidate in present:
             return candidate
     lightning = sorted(n for n in names if _LIGHTNING_LR.match(n) and not n.endswith("-momentum"))
-    # Prefer a group-0 name (no /pg suffix), then the lowest group.
-    lightning.sort(key=lambda n: ("/pg" in n, n))
+    # Prefer a group-0 name (no /pg or /group suffix), then the lowest group.
+    lightning.sort(key=lambda n: ("/" in n, n))
     if lightning:
         return lightning[0]
     fallback = sorted(n for n in names if is_lr_key(n))

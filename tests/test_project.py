@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import lrwatch
 from lrwatch import keys
 from lrwatch.run import Run, Series
@@ -43,6 +45,25 @@ def test_metric_key_scheme():
     assert keys.find_lr_key(["lr-Adam/pg2", "lr-Adam/pg1", "loss"]) == "lr-Adam/pg1"
     assert keys.find_lr_key(["lr-SGD", "lr-SGD-momentum"]) == "lr-SGD"
     assert not keys.is_lr_key("lr-Adam-momentum")
+
+
+@pytest.mark.parametrize(
+    "names, loss, lr",
+    [
+        # DeepSpeed's monitor (fp16 adds the loss scale, which sorted before the loss and was
+        # analysed as it; its LR was "not logged").
+        (["Train/Samples/lr", "Train/Samples/loss_scale", "Train/Samples/train_loss"],
+         "Train/Samples/train_loss", "Train/Samples/lr"),
+        # Keras's TensorBoard callback.
+        (["epoch_learning_rate", "epoch_loss"], "epoch_loss", "epoch_learning_rate"),
+        # MosaicML Composer's LRMonitor and loss.
+        (["lr-DecoupledAdamW/group1", "lr-DecoupledAdamW/group0", "loss/train/total"],
+         "loss/train/total", "lr-DecoupledAdamW/group0"),
+        (["optim/lr", "loss_ema", "total_loss"], "total_loss", "optim/lr"),
+    ],
+)  # fmt: skip
+def test_other_trainers_metric_names_are_found(names, loss, lr):
+    assert (keys.find_loss_key(names), keys.find_lr_key(names)) == (loss, lr)
 
 
 def test_series_cleaning_sorts_collapses_and_restores_infinity():

@@ -107,6 +107,24 @@ def test_runs_in_sub_directories_named_like_a_tag_stay_runs(tmp_path, healthy_ru
     ]
 
 
+def test_a_deepspeed_monitor_log_is_read_by_its_names(tmp_path, diverging_run):
+    """DeepSpeed's TensorBoard monitor: ``Train/Samples/train_loss``, ``.../lr`` and, with fp16,
+    ``.../loss_scale``. The loss scale was taken for the loss, and the LR was "not logged"."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path / "ds"))
+    for step, loss in zip(diverging_run.loss.steps.tolist(), diverging_run.loss.values.tolist()):
+        samples = 32 * (step + 1)  # DeepSpeed counts samples on this axis
+        writer.add_scalar("Train/Samples/train_loss", loss, samples)
+        writer.add_scalar("Train/Samples/lr", diverging_run.lr.values[step], samples)
+        writer.add_scalar("Train/Samples/loss_scale", 2.0**16, samples)
+    writer.close()
+    run = load_run(str(tmp_path / "ds"))
+    assert (run.loss_key, run.lr_key) == ("Train/Samples/train_loss", "Train/Samples/lr")
+    report = analyze(run)
+    assert report.findings[0].kind == "divergence" and report.schedule.kind == "constant"
+
+
 def test_a_resumed_writer_continues_the_run(tmp_path, healthy_run):
     # A job resumed from step 150 opens a second event file in the same directory and logs
     # steps 150.. again: TensorBoard shows one run, the later file winning.

@@ -174,15 +174,15 @@ def test_a_none_loss_is_an_error_not_a_nan_that_stops_training(tracking_uri, cap
     model = torch.nn.Linear(4, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     x, y = torch.randn(64, 4), torch.randn(64, 1)
-    with caplog.at_level(logging.WARNING, logger="lrwatch"):
-        with lrwatch.watch(optimizer, on_divergence="stop", flush_interval=0.05) as w:
-            for step in range(120):
-                loss = torch.nn.functional.mse_loss(model(x), y)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                w.step(None if 40 <= step < 60 else loss)
-                w.log(val_loss=None if step == 50 else float(loss))
+    watched = lrwatch.watch(optimizer, on_divergence="stop", flush_interval=0.05)
+    with caplog.at_level(logging.WARNING, logger="lrwatch"), watched as w:
+        for step in range(120):
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            w.step(None if 40 <= step < 60 else loss)
+            w.log(val_loss=None if step == 50 else float(loss))
     assert "divergence" not in {f.kind for f in w.findings}
     assert steps_of(tracking_uri, w.run_id, keys.LOSS) == [*range(40), *range(60, 120)]
     assert len(steps_of(tracking_uri, w.run_id, "val_loss")) == 119

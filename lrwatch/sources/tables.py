@@ -179,7 +179,12 @@ def column_names(path: Path) -> list[str]:
             record = json.loads(text)
         except (json.JSONDecodeError, RecursionError):
             return []
-        return [str(name) for name in record] if isinstance(record, dict) else []
+        if not isinstance(record, dict):
+            return []
+        try:
+            return [str(name) for name in (_flattened(record) if _has_objects(record) else record)]
+        except RecursionError:
+            return []
     try:
         return [name.strip() for name in next(csv.reader([text], delimiter=_delimiter(text)), [])]
     except csv.Error:  # a NUL, a lone carriage return: not a table, as read_table will say
@@ -403,12 +408,16 @@ def _read_json_rows(path: Path, text: str, table: Table) -> dict[str, Column]:
     records = _json_records(path, text, table.notes)
     if not records or not all(isinstance(r, dict) for r in records):
         raise _not_a_table(path)
+    try:
+        records = [_flattened(r) if _has_objects(r) else r for r in records]
+    except RecursionError:
+        raise _not_a_table(path) from None
     names: dict[str, None] = {}
     for record in records:
         names.update(dict.fromkeys(record))
     columns = {}
     for name in names:
-        # Nested objects and lists are not numbers: float() refuses them like any text.
+        # Lists are not numbers: float() refuses them like any text.
         cells = [r.get(name) for r in records]
         column = _parse_cells(cells)
         if isinstance(column, str):
@@ -416,6 +425,23 @@ def _read_json_rows(path: Path, text: str, table: Table) -> dict[str, Column]:
         else:
             columns[str(name)] = column
     return columns
+
+
+def _has_objects(record: dict) -> bool:
+    return any(isinstance(value, dict) for value in record.values())
+
+
+def _flattened(record: dict, prefix: str = "") -> dict:
+    """``{"step": 3, "train": {"loss": 0.5}}`` -> ``{"step": 3, "train/loss": 0.5}``: the numbers
+    in a nested object are metrics too, named by their path as TensorBoard tags are."""
+    out = {}
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flattened(value, name + "/"))
+        else:
+            out[name] = value
+    return out
 
 
 def _json_records(path: Path, text: str, notes: list[str]) -> list:

@@ -320,6 +320,25 @@ def test_a_per_epoch_log_counts_steps_in_its_epochs(tmp_path, diverging_run):
     assert (found.kind, found.start_step) == ("divergence", original.start_step + 1)
 
 
+def test_nested_json_objects_are_metrics_named_by_their_path(tmp_path, diverging_run):
+    """A script's own log, ``json.dumps({"step": s, "train": {"loss": ..., "lr": ...}})``, was
+    "no loss column among columns (step)": nested objects were read as text and left out."""
+    loss, lr = diverging_run.loss.values, diverging_run.lr.values
+    lines = [
+        json.dumps({"step": i, "train": {"loss": v, "lr": lr[i]}, "val": {"loss": 1.0}})
+        for i, v in enumerate(loss.tolist())
+    ]
+    run = load_run(_write(tmp_path / "log.jsonl", "\n".join(lines) + "\n"))
+    assert (run.loss_key, run.lr_key) == ("train/loss", "train/lr")
+    assert set(run.metrics) == {"train/loss", "train/lr", "val/loss"}
+    np.testing.assert_array_equal(run.loss.values, loss)  # json writes NaN and Infinity
+    found = analyze(run).findings[0]
+    assert (found.kind, found.start_step) == (
+        "divergence",
+        analyze(diverging_run).findings[0].start_step,
+    )
+
+
 def test_explicit_keys_override_the_guess(tmp_path):
     run = load_run(
         _write(tmp_path / "r.csv", "step,loss,my_loss,lr,my_lr\n0,1,2,0.1,0.2\n"),

@@ -93,6 +93,7 @@ def read_scalars(path: Path, notes: list[str]) -> tuple[list[int], list[str], li
     log directory: its event files and those of its ``add_scalars`` sub-directories (tags named
     as :func:`scalars_children` says). A record cut off at a file's end (the writer was killed)
     is left out with a note. ``files`` is how many event files were read."""
+    sources: list[tuple[Path, str | None]]  # an event file and the name its one tag gets
     if not path.is_dir():
         sources = [(path, None)]
     else:
@@ -108,10 +109,10 @@ def read_scalars(path: Path, notes: list[str]) -> tuple[list[int], list[str], li
     steps: list[int] = []
     tags: list[str] = []
     values: list[float] = []
-    for file, name in sources:
+    for file, renamed in sources:
         for step, tag, value in _scalars(file, notes):
             steps.append(step)
-            tags.append(name or tag)
+            tags.append(renamed or tag)
             values.append(value)
     if not steps:
         raise InputError(f"{path}: no scalars in its TensorBoard event files ({len(sources)})")

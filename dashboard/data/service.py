@@ -190,13 +190,16 @@ def _resume(summary: RunSummary) -> dict:
 
 
 def _behind(cached, last_step: int | None) -> bool:
-    """True when the store holds steps after the cached series' last one."""
-    return bool(
-        cached is not None
-        and len(cached)
-        and last_step is not None
-        and int(cached.steps[-1]) < last_step
-    )
+    """True when the store holds steps after the cached series' last one.
+
+    A loss logged with no step holds step 0 alone, however many points it has (read, they are
+    numbered in logging order: see lrwatch.sources.mlflow_store.number_in_logging_order): its
+    last step says nothing, so such a cached series is always read on from its last point.
+    """
+    if cached is None or not len(cached) or last_step is None:
+        return False
+    cached_last = int(cached.steps[-1])
+    return cached_last < last_step or (last_step == 0 and cached_last > 0)
 
 
 def _as_run(summary: RunSummary, series: dict) -> Run:

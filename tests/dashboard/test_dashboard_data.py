@@ -183,6 +183,30 @@ def test_reopening_a_run_that_logged_more_meanwhile_shows_every_point(tracking_u
     assert len(reopened.run.loss) == len(run.loss) == 120
 
 
+def test_reopening_a_run_logged_without_steps_shows_every_point(tracking_uri, live_run):
+    """The same for a loss logged with no step (every point at step 0): the store's last step,
+    0, never looked ahead of the cached copy, so the finished run stayed at 60 points."""
+    from mlflow.entities import Metric
+
+    client, _, run, experiment_id = live_run
+    run_id = client.create_run(experiment_id, run_name="unstepped").info.run_id
+
+    def log(start: int, stop: int) -> None:
+        stamps = 1_000 + 10 * np.arange(start, stop)
+        loss = run.loss.values[start:stop]
+        metrics = [Metric(keys.LOSS, float(v), int(t), 0) for v, t in zip(loss, stamps)]
+        client.log_batch(run_id, metrics=metrics)
+
+    log(0, 60)
+    data = DashboardData(tracking_uri, cache=SeriesCache())
+    assert data.load(run_id).run.loss.steps.tolist() == list(range(60))
+    log(60, len(run.loss))
+    client.set_terminated(run_id)
+    reopened = data.load(run_id).run.loss
+    assert reopened.steps.tolist() == list(range(len(run.loss)))
+    np.testing.assert_array_equal(reopened.values, run.loss.values)
+
+
 def _watched_steps(tracking_uri: str, watcher, value: float, count: int, last_step: int) -> None:
     """``count`` steps of a constant loss, then wait until the store holds ``last_step``, the
     last of them (a key's rows land in step order, so then all have)."""

@@ -76,8 +76,9 @@ _LIGHTNING_LR = re.compile(r"^lr-[A-Za-z0-9_]+(/(pg|group)\d+)?$")
 # Any other key whose last part is an LR name: DeepSpeed's ``Train/Samples/lr``, Keras's
 # TensorBoard ``epoch_learning_rate``, ``optim/lr``.
 _NAMED_LR = re.compile(r"(^|[/_\-.])(lr|learning_rate|learning-rate)$", re.IGNORECASE)
-# "loss" keys that hold no loss: a mixed-precision loss scale (DeepSpeed's ``loss_scale``).
-_NOT_A_LOSS = re.compile(r"scal(e|er|ing)", re.IGNORECASE)
+# "loss" keys that hold no loss: a mixed-precision loss scale (DeepSpeed's ``loss_scale``,
+# Megatron's ``loss-scale``) - but ``loss_unscaled`` is a loss.
+_NOT_A_LOSS = re.compile(r"loss[_\-/. ]?scal(e|er|ing)($|[_\-/. ])", re.IGNORECASE)
 _HELD_OUT = re.compile(r"(^|[/_\-.])(val|valid|validation|test|eval)([/_\-.]|$)", re.IGNORECASE)
 
 

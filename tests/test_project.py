@@ -60,6 +60,8 @@ def test_metric_key_scheme():
         (["lr-DecoupledAdamW/group1", "lr-DecoupledAdamW/group0", "loss/train/total"],
          "loss/train/total", "lr-DecoupledAdamW/group0"),
         (["optim/lr", "loss_ema", "total_loss"], "total_loss", "optim/lr"),
+        (["loss-scale", "lm loss", "learning-rate"], "lm loss", "learning-rate"),  # Megatron
+        (["loss_scaler", "loss_unscaled"], "loss_unscaled", None),
     ],
 )  # fmt: skip
 def test_other_trainers_metric_names_are_found(names, loss, lr):

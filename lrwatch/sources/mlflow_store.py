@@ -247,10 +247,8 @@ def _client_histories(
             order = np.argsort(stamps, kind="stable")
             in_order[key] = (stamps[order], values[order])
             continue
-        if after_step is not None:
-            keep = steps > after_step
-            steps, values = steps[keep], values[keep]
-        out[key] = Series(steps, values)
+        series = Series(steps, values)
+        out[key] = series if after_step is None else _after(series, after_step)
     return out, in_order
 
 

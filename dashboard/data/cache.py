@@ -79,9 +79,7 @@ class SeriesCache:
     ) -> dict[str, Series]:
         """The series of ``keys`` (cached, else read whole). Keys with no points are left out.
         ``generation`` / ``reread``: see the module docstring."""
-        with self._run_lock(tracking_uri, run_id):
-            self._enter_generation(tracking_uri, run_id, generation, reread)
-            return self._get(tracking_uri, run_id, list(dict.fromkeys(keys)))
+        return self._locked(self._get, tracking_uri, run_id, keys, generation, reread)
 
     def refresh(
         self,
@@ -93,9 +91,13 @@ class SeriesCache:
         reread: bool = False,
     ) -> dict[str, Series]:
         """Fetch only points after each key's last cached step, append, and return all series."""
+        return self._locked(self._refresh, tracking_uri, run_id, keys, generation, reread)
+
+    def _locked(self, fetch, tracking_uri, run_id, keys, generation, reread) -> dict[str, Series]:
+        """``fetch(uri, run_id, keys)`` under the run's lock, after entering its generation."""
         with self._run_lock(tracking_uri, run_id):
             self._enter_generation(tracking_uri, run_id, generation, reread)
-            return self._refresh(tracking_uri, run_id, list(dict.fromkeys(keys)))
+            return fetch(tracking_uri, run_id, list(dict.fromkeys(keys)))
 
     def _enter_generation(
         self, tracking_uri: str, run_id: str, generation: str, reread: bool

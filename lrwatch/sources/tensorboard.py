@@ -2,9 +2,11 @@
 
 A log directory is one run (TensorBoard's own view): every event file directly in it, in name
 order (a resumed ``SummaryWriter`` starts a new file; on a step logged twice the later file
-wins), plus the sub-directories its ``add_scalars`` calls wrote (:func:`scalars_children`). Each scalar tag becomes a series - ``add_scalar("train/loss", ...)`` old style
-(``simple_value``) and new style (a scalar float tensor) alike; images, histograms and text are
-skipped.
+wins), plus the sub-directories its ``add_scalars`` calls wrote (:func:`scalars_children`). A
+directory holding only a ``train/`` and a ``validation/`` log directory (Keras's ``TensorBoard``
+callback; also ``val/``, ``eval/``, ``test/``) is one run too (:func:`split_children`). Each scalar
+tag becomes a series - ``add_scalar("train/loss", ...)`` old style (``simple_value``) and new
+style (a scalar float tensor) alike; images, histograms and text are skipped.
 
 The file format is TFRecord framing around ``Event`` protocol buffers; the few fields scalars
 use are decoded here from the wire format (see tensorflow's ``event.proto``/``summary.proto``):
@@ -45,16 +47,51 @@ def event_files(folder: Path) -> list[Path]:
 
 def log_dirs(folder: Path) -> list[Path]:
     """The TensorBoard runs at or below ``folder``: each directory holding event files, but for
-    the sub-directories ``add_scalars`` writes, which are read with their parent (see
-    :func:`scalars_children`)."""
-    found = sorted({p.parent for p in folder.rglob(f"*{EVENT_FILE_MARK}*") if p.is_file()})
-    children = {child for log_dir in found for child in scalars_children(log_dir)}
-    return [log_dir for log_dir in found if log_dir not in children]
+    the sub-directories read with their parent: those ``add_scalars`` writes
+    (:func:`scalars_children`) and a ``train/`` + ``validation/`` pair (:func:`split_children`),
+    whose parent is the run."""
+    found = {p.parent for p in folder.rglob(f"*{EVENT_FILE_MARK}*") if p.is_file()}
+    # A split's parent is the run, unless the folder named is the split itself (``X/train``).
+    split = {d.parent for d in found if d != folder and split_children(d.parent)}
+    children = {child for log_dir in found | split for child in member_dirs(log_dir)}
+    return sorted(log_dir for log_dir in found | split if log_dir not in children)
+
+
+def member_dirs(log_dir: Path) -> dict[Path, str]:
+    """The sub-directories read with the run in ``log_dir``, each with how its tags are named:
+    ``*`` stands for the tag (see :func:`scalars_children` and :func:`split_children`)."""
+    return {**scalars_children(log_dir), **split_children(log_dir)}
+
+
+# Sub-directories a trainer splits one run into: its training scalars and its held-out ones.
+TRAIN_DIRS = ("train", "training")
+HELD_OUT_DIRS = ("validation", "val", "valid", "eval", "test")
+
+
+def split_children(log_dir: Path) -> dict[Path, str]:
+    """The ``train/`` and held-out (``validation/``, ``val/``, ``eval/``, ``test/``) log
+    directories of a run that keeps no event files of its own, each with how its tags are named.
+
+    Keras's ``TensorBoard(log_dir)`` callback writes ``epoch_loss`` into both ``train/`` and
+    ``validation/``; many PyTorch scripts open one ``SummaryWriter`` per split the same way.
+    Read as two runs, the validation loss was analysed as a training loss, so overfitting was
+    reported as a divergence with the advice to lower the rate. Training tags keep their names
+    (``*``); a held-out directory's tags are prefixed with its name (``validation/*``), which
+    keeps them from being taken for the loss.
+    """
+    if not log_dir.is_dir() or event_files(log_dir):
+        return {}
+    subs = {p.name: p for p in log_dir.iterdir() if p.is_dir() and event_files(p)}
+    train = [subs[name] for name in TRAIN_DIRS if name in subs]
+    held_out = {subs[name]: f"{name}/*" for name in HELD_OUT_DIRS if name in subs}
+    if len(train) != 1 or not held_out:
+        return {}
+    return {train[0]: "*", **held_out}
 
 
 def scalars_children(log_dir: Path) -> dict[Path, str]:
     """The sub-directories ``SummaryWriter.add_scalars`` wrote for the run in ``log_dir``, each
-    with the series name it gets in that run.
+    with the series name its one tag gets in that run.
 
     ``add_scalars("loss", {"train": a, "val": b}, step)`` logs tag ``loss`` into the new log
     directories ``loss_train/`` and ``loss_val/`` under the writer's own (TensorBoard then shows
@@ -90,20 +127,20 @@ def _only_tag(files: list[Path]) -> str | None:
 
 def read_scalars(path: Path, notes: list[str]) -> tuple[list[int], list[str], list[float], int]:
     """``(steps, tags, values, files)``, one entry per scalar logged, of an event file or of a
-    log directory: its event files and those of its ``add_scalars`` sub-directories (tags named
-    as :func:`scalars_children` says). A record cut off at a file's end (the writer was killed)
+    log directory: its event files and those of the sub-directories read with it (tags named as
+    :func:`member_dirs` says). A record cut off at a file's end (the writer was killed)
     is left out with a note. ``files`` is how many event files were read."""
-    sources: list[tuple[Path, str | None]]  # an event file and the name its one tag gets
+    sources: list[tuple[Path, str]]  # an event file and how its tags are named ("*": the tag)
     if not path.is_dir():
-        sources = [(path, None)]
+        sources = [(path, "*")]
     else:
-        sources = [(file, None) for file in event_files(path)]
-        children = scalars_children(path)
+        sources = [(file, "*") for file in event_files(path)]
+        children = member_dirs(path)
         for child, name in children.items():
             sources += [(file, name) for file in event_files(child)]
         if children:
-            named = ", ".join(f"{child.name}/ as {name!r}" for child, name in children.items())
-            notes.append(f"add_scalars sub-directories read with the run: {named}")
+            named = ", ".join(_named_as(child, name) for child, name in children.items())
+            notes.append(f"sub-directories read with the run: {named}")
     if not sources:
         raise InputError(f"{path}: is a folder, not a file (and holds no TensorBoard event files)")
     steps: list[int] = []
@@ -112,11 +149,17 @@ def read_scalars(path: Path, notes: list[str]) -> tuple[list[int], list[str], li
     for file, renamed in sources:
         for step, tag, value in _scalars(file, notes):
             steps.append(step)
-            tags.append(renamed or tag)
+            tags.append(renamed.replace("*", tag))
             values.append(value)
     if not steps:
         raise InputError(f"{path}: no scalars in its TensorBoard event files ({len(sources)})")
     return steps, tags, values, len(sources)
+
+
+def _named_as(child: Path, name: str) -> str:
+    if name == "*":
+        return f"{child.name}/ under its own tag names"
+    return f"{child.name}/ as {name.replace('*', '<tag>')!r}"
 
 
 def _scalars(file: Path, notes: list[str]) -> Iterator[tuple[int, str, float]]:

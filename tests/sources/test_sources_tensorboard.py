@@ -77,8 +77,7 @@ def test_add_scalars_sub_directories_are_read_with_their_run(tmp_path, diverging
     assert set(run.metrics) == {"loss/train", "loss/val", "lr"}
     np.testing.assert_array_equal(run.loss.values, _float32(diverging_run.loss.values))
     assert read_notes(run)[0] == (
-        "add_scalars sub-directories read with the run: loss_train/ as 'loss/train', "
-        "loss_val/ as 'loss/val'"
+        "sub-directories read with the run: loss_train/ as 'loss/train', loss_val/ as 'loss/val'"
     )
     assert [r.name for r in load_runs([str(tmp_path / "runs" / "lr0.2")])] == ["lr0.2"]
     found = analyze(run).findings[0]
@@ -86,6 +85,69 @@ def test_add_scalars_sub_directories_are_read_with_their_run(tmp_path, diverging
         "divergence",
         analyze(diverging_run).findings[0].start_step,
     )
+
+
+def _overfit_like_keras(log_dir) -> np.ndarray:
+    """Real training that overfits - an MLP fitting 24 noisy points, full batch, Adam - logged
+    the way Keras's ``TensorBoard`` callback does: ``epoch_loss`` and ``epoch_learning_rate`` in
+    ``train/``, the held-out ``epoch_loss`` in ``validation/``. Returns the held-out losses."""
+    import torch
+    from torch.utils.tensorboard import SummaryWriter
+
+    torch.manual_seed(0)
+    x, x_val = torch.randn(24, 4), torch.randn(256, 4)
+    truth = torch.randn(4, 1)
+    y, y_val = x @ truth + 0.5 * torch.randn(24, 1), x_val @ truth + 0.5 * torch.randn(256, 1)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 256), torch.nn.Tanh(), torch.nn.Linear(256, 1))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    train, validation = (
+        SummaryWriter(str(log_dir / "train")),
+        SummaryWriter(str(log_dir / "validation")),
+    )
+    held_out = []
+    for epoch in range(150):
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            held_out.append(torch.nn.functional.mse_loss(model(x_val), y_val).item())
+        train.add_scalar("epoch_loss", loss.item(), epoch)
+        train.add_scalar("epoch_learning_rate", 0.01, epoch)
+        validation.add_scalar("epoch_loss", held_out[-1], epoch)
+    train.close()
+    validation.close()
+    return np.array(held_out)
+
+
+def test_a_train_and_validation_split_is_one_run(tmp_path):
+    """Before: ``lrwatch analyze logs/fit`` read ``train/`` and ``validation/`` as two runs, and
+    the overfitting held-out loss, analysed as a training loss, was a critical divergence with
+    the advice to lower the rate."""
+    held_out = _overfit_like_keras(tmp_path / "fit" / "20261123-101500")
+    assert held_out[-1] > 2 * held_out.min()  # it did overfit
+    (run,) = load_runs([str(tmp_path / "fit")])
+    assert (run.name, run.loss_key, run.lr_key) == (
+        "20261123-101500",
+        "epoch_loss",
+        "epoch_learning_rate",
+    )
+    assert set(run.metrics) == {"epoch_loss", "epoch_learning_rate", "validation/epoch_loss"}
+    np.testing.assert_array_equal(run.metrics["validation/epoch_loss"].values, _float32(held_out))
+    assert "divergence" not in {f.kind for f in analyze(run).findings}
+    assert read_notes(run)[0] == (
+        "sub-directories read with the run: train/ under its own tag names, "
+        "validation/ as 'validation/<tag>'"
+    )
+    # Named explicitly, a split directory is read as it is.
+    (train,) = load_runs([str(tmp_path / "fit" / "20261123-101500" / "train")])
+    assert (train.name, set(train.metrics)) == ("train", {"epoch_loss", "epoch_learning_rate"})
+
+
+def test_a_train_directory_alone_stays_a_run(tmp_path, healthy_run):
+    _log_with_summary_writer(tmp_path / "logs" / "train", healthy_run)
+    _log_with_summary_writer(tmp_path / "logs" / "other", healthy_run)
+    assert [r.name for r in load_runs([str(tmp_path / "logs")])] == ["other", "train"]
 
 
 def test_runs_in_sub_directories_named_like_a_tag_stay_runs(tmp_path, healthy_run, diverging_run):

@@ -17,6 +17,8 @@ from lrwatch.errors import InputError
 from lrwatch.run import Run, Series
 from lrwatch.sources import long_format, tensorboard, wandb_export
 from lrwatch.sources.tables import (
+    EPOCH_COLUMNS,
+    STEP_COLUMNS,
     TABLE_SUFFIXES,
     Table,
     column_names,
@@ -25,10 +27,6 @@ from lrwatch.sources.tables import (
     table_stem,
 )
 
-# Step column names, in order of preference (ours, Lightning's CSVLogger, W&B, common others).
-STEP_COLUMNS = ("step", "Step", "global_step", "trainer/global_step", "_step", "iteration", "iter")
-# Epoch column names: a step that restarts every epoch is numbered with it.
-EPOCH_COLUMNS = ("epoch", "Epoch", "trainer/epoch")
 # Tag recording where steps came from when a file had no step column.
 TAG_STEPS_FROM = "lrwatch.steps_from"
 STEPS_FROM_ROW_INDEX = "row index"

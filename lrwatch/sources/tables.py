@@ -54,6 +54,10 @@ MISSING_CELLS = ("", "NA", "N/A", "#N/A", "null", "NULL", "None", "none", "-")
 # Text columns kept whole, lower-cased: in a long table (one row per step and metric) they say
 # which metric a row holds, or which run (:mod:`lrwatch.sources.long_format`).
 LABEL_COLUMNS = ("tag", "key", "metric", "dir_name", "run", "run_id", "run_name")
+# Step column names, in order of preference (ours, Lightning's CSVLogger, W&B, common others).
+STEP_COLUMNS = ("step", "Step", "global_step", "trainer/global_step", "_step", "iteration", "iter")
+# Epoch column names: a step that restarts every epoch is numbered with it.
+EPOCH_COLUMNS = ("epoch", "Epoch", "trainer/epoch")
 # How much of a text cell an error message quotes.
 _QUOTE_CHARS = 48
 
@@ -403,8 +407,9 @@ def _quote(cell) -> str:
 
 
 def _read_json_rows(path: Path, text: str, table: Table) -> dict[str, Column]:
-    """JSON Lines (one object per line), one JSON array of objects, or a Hugging Face Trainer
-    state (``trainer_state.json``: its ``log_history``, one object per logging event)."""
+    """JSON Lines (one object per line), one JSON array of objects, a Hugging Face Trainer
+    state (``trainer_state.json``: its ``log_history``, one object per logging event), or one
+    object of whole columns (:func:`_column_records`)."""
     records = _json_records(path, text, table.notes)
     if not records or not all(isinstance(r, dict) for r in records):
         raise _not_a_table(path)
@@ -455,10 +460,67 @@ def _json_records(path: Path, text: str, notes: list[str]) -> list:
         return document
     if isinstance(document, dict):
         history = document.get("log_history")  # Hugging Face Trainer's saved state
-        return history if isinstance(history, list) else [document]
+        if isinstance(history, list):
+            return history
+        return _column_records(document, notes) or [document]
     if document is not None:  # a bare number or string
         raise _not_a_table(path)
     return _json_lines(path, text, notes)
+
+
+def _column_records(document: dict, notes: list[str]) -> list[dict] | None:
+    """The rows of a JSON object that holds whole columns; None when it holds one row.
+
+    ``json.dump(history.history, f)`` after Keras's ``model.fit`` writes one list per metric,
+    one value per epoch (``{"loss": [...], "val_loss": [...]}``); pandas's
+    ``DataFrame.to_json()`` writes one object per column keyed by the row's index label
+    (``{"loss": {"0": 0.9, "1": 0.7}}``), and ``orient="index"`` one object per row
+    (``{"0": {"loss": 0.9}}``). Read as one row, the first was lists that are not numbers and
+    the others a column per index label (``loss/0``, ``loss/1``, ...).
+    """
+    values = list(document.values())
+    if not values:
+        return None
+    if all(isinstance(value, list) for value in values):
+        return _zipped(document, notes)
+    if not all(isinstance(value, dict) and value for value in values):
+        return None
+    if all(map(_integer_label, document)):
+        return _labelled_rows(document)
+    if all(all(map(_integer_label, column)) for column in values):
+        rows: dict[str, dict] = {}
+        for name, column in document.items():
+            for label, value in column.items():
+                rows.setdefault(label, {})[name] = value
+        return _labelled_rows(rows)
+    return None
+
+
+def _zipped(lists: dict, notes: list[str]) -> list[dict]:
+    """Rows of equal-length lists. A shorter list (Keras's ``val_loss`` under
+    ``validation_freq=5``) does not say which rows its values belong to: left out, with a note."""
+    rows = max(len(values) for values in lists.values())
+    kept = {name: values for name, values in lists.items() if len(values) == rows}
+    for name, values in lists.items():
+        if name not in kept:
+            notes.append(
+                f"{name!r} holds {len(values)} values against {rows} for the others: left out "
+                "(which rows they belong to is not recorded)"
+            )
+    return [{name: values[i] for name, values in kept.items()} for i in range(rows)]
+
+
+def _labelled_rows(rows: dict[str, dict]) -> list[dict]:
+    """Rows keyed by an integer index label, in order: the label is the step unless a step or
+    epoch column says otherwise (a default index is the row number either way)."""
+    names = {name for row in rows.values() for name in row}
+    if names & set(STEP_COLUMNS + EPOCH_COLUMNS):
+        return list(rows.values())
+    return [{"step": int(label), **row} for label, row in rows.items()]
+
+
+def _integer_label(label: str) -> bool:
+    return label.lstrip("-").isdigit()
 
 
 def _json_lines(path: Path, text: str, notes: list[str]) -> list:

@@ -9,15 +9,62 @@ from __future__ import annotations
 
 import os
 import re
+from urllib.parse import urlsplit
+
+from lrwatch.errors import InputError
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
+# The URI schemes MLflow 3.x keeps runs behind (its tracking store registry), besides a plain
+# path; a database scheme may name its driver (``postgresql+psycopg2``). A plugin adds its own
+# under the ``mlflow.tracking_store`` entry point group.
+MLFLOW_SCHEMES = (
+    "file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks",
+    "databricks-uc", "uc",
+)  # fmt: skip
 
 
 def resolve_tracking_uri(explicit: str | None = None) -> str:
     if explicit:
         return explicit
     return os.environ.get(ENV_TRACKING_URI) or DEFAULT_TRACKING_URI
+
+
+class UnsupportedTrackingUri(InputError):
+    """No MLflow tracking store has this URI's scheme. It carries MLflow's error code for the
+    case, so the logger stops retrying at once, as with MLflow's own refusal."""
+
+    error_code = "INVALID_PARAMETER_VALUE"
+
+
+def check_tracking_uri(uri: str) -> str:
+    """``uri``, or :class:`UnsupportedTrackingUri` when no MLflow tracking store has its scheme.
+
+    MLflow's own error for a mistyped scheme (``htpp://``, ``sqlite//``... parse as a path and
+    are fine, ``bogus://x`` is not) speaks of "Model registry functionality"; a person looking
+    at their tracking URI needs to hear which part is wrong and what would work.
+    """
+    scheme = urlsplit(uri).scheme.lower()
+    # One letter is a Windows drive (C:\runs), which MLflow reads as a path.
+    if len(scheme) <= 1 or scheme.split("+")[0] in MLFLOW_SCHEMES or scheme in _plugin_schemes():
+        return uri
+    # Heroku and many tutorials write postgres://, which SQLAlchemy 1.4+ no longer accepts.
+    hint = "postgresql://..." if scheme == "postgres" else None
+    raise UnsupportedTrackingUri(
+        f"tracking URI {display_uri(uri)}: MLflow has no tracking store for '{scheme}://' "
+        + (f"(did you mean {hint}?)" if hint else _WHAT_WORKS)
+    )
+
+
+_WHAT_WORKS = (
+    "(use a folder, sqlite:///path.db, postgresql://..., mysql://... or http(s)://host:port)"
+)
+
+
+def _plugin_schemes() -> set[str]:
+    from importlib.metadata import entry_points
+
+    return {entry.name for entry in entry_points(group="mlflow.tracking_store")}
 
 
 def describe_store(uri: str) -> str:

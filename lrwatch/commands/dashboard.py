@@ -30,13 +30,14 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from lrwatch.commands.serve_checks import check_port_free
     from lrwatch.errors import require
-    from lrwatch.store import describe_store, resolve_tracking_uri
+    from lrwatch.store import check_tracking_uri, describe_store, resolve_tracking_uri
 
+    # A store that is down may come up while the page is open; a scheme no store has cannot.
+    uri = check_tracking_uri(resolve_tracking_uri(args.tracking_uri))
     check_port_free(args.host, args.port)
     require("dash", "dashboard", "dash")
     from dashboard.app import dashboard_url, serve
 
-    uri = resolve_tracking_uri(args.tracking_uri)
     print(describe_store(uri), file=sys.stderr)
     url = dashboard_url(args.host, args.port)
     print(f"lrwatch: dashboard at {url} (Ctrl+C to stop)", file=sys.stderr)

@@ -30,7 +30,7 @@ from lrwatch.errors import InputError
 from lrwatch.keys import find_loss_key
 from lrwatch.run import Run, Series
 from lrwatch.sources.files import TAG_READ_NOTES, repeated_steps_note
-from lrwatch.store import display_uri
+from lrwatch.store import check_tracking_uri, display_uri
 
 # URI schemes whose store is a SQL database holding MLflow's ``metrics`` table.
 _SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
@@ -193,6 +193,7 @@ def mlflow_client(tracking_uri: str):
     """
     from mlflow import MlflowClient
 
+    check_tracking_uri(tracking_uri)
     if is_sql_store(tracking_uri) and _scheme(tracking_uri) != "sqlite":
         _check_database_reachable(tracking_uri)
     return MlflowClient(tracking_uri=tracking_uri)

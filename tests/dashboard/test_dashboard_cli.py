@@ -54,6 +54,19 @@ def test_a_port_in_use_is_one_line_and_exit_2():
     )
 
 
+def test_a_tracking_uri_no_store_has_is_one_line_and_exit_2():
+    """Before: the dashboard started and every page showed MLflow's "Model registry
+    functionality is unavailable". A store that is down may still come up; this never can."""
+    command = [sys.executable, "-m", "lrwatch.cli", "dashboard", "--tracking-uri", "postgres://u@db/mlflow",
+               "--port", str(free_port()), "--no-browser"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "lrwatch: error: tracking URI postgres://u@db/mlflow: MLflow has no tracking store for "
+        "'postgres://' (did you mean postgresql://...?)"
+    )
+
+
 def _get_when_up(url: str, *, timeout_s: float) -> str:
     deadline = time.monotonic() + timeout_s
     while True:

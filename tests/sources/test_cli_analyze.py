@@ -11,7 +11,7 @@ import pytest
 
 from lrwatch.cli import main
 from lrwatch.sources.files import save_run_csv
-from lrwatch.store import display_uri, hide_passwords
+from lrwatch.store import UnsupportedTrackingUri, check_tracking_uri, display_uri, hide_passwords
 from tests.net import free_port
 from tests.sources.conftest import log_run_to_mlflow
 
@@ -199,6 +199,37 @@ def test_unreachable_tracking_server_is_one_line(tmp_path):
     assert result.stderr.strip().splitlines()[-1] == (
         f"lrwatch: error: cannot reach tracking server {uri} (connection refused)"
     )
+
+
+def test_a_tracking_uri_scheme_no_store_has_is_named(tmp_path):
+    """Before: MLflow's "Model registry functionality is unavailable; got unsupported URI ..."
+    and its list of schemes, for a tracking URI mistyped as ``htpx://``."""
+    result = _cli(
+        "my-experiment", "--tracking-uri", "htpx://team:s3cret@mlflow-host:5000", cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        "lrwatch: error: tracking URI htpx://team:***@mlflow-host:5000: MLflow has no tracking "
+        "store for 'htpx://' (use a folder, sqlite:///path.db, postgresql://..., mysql://... or "
+        "http(s)://host:port)"
+    )
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["mlruns", "/srv/mlruns", "file:///srv/mlruns", "sqlite:///mlflow.db", "SQLITE:///m.db",
+     "postgresql+psycopg2://u@db/mlflow", "mysql+pymysql://u@db/mlflow", "https://host:5000",
+     "databricks", "databricks://profile", "C:\\runs\\mlruns"],
+)  # fmt: skip
+def test_every_scheme_mlflow_reads_passes_the_uri_check(uri):
+    assert check_tracking_uri(uri) == uri
+
+
+@pytest.mark.parametrize("uri", ["bogus://x", "s3://bucket/mlruns", "postgres://u@db/mlflow"])
+def test_schemes_no_tracking_store_has_are_refused(uri):
+    with pytest.raises(UnsupportedTrackingUri, match="MLflow has no tracking store for") as error:
+        check_tracking_uri(uri)
+    assert ("did you mean postgresql://...?" in str(error.value)) == uri.startswith("postgres:")
 
 
 @pytest.mark.parametrize(

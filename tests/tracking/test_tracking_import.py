@@ -137,6 +137,26 @@ def test_import_leaves_a_run_the_user_started_open(tracking_uri, capsys):
     assert client.get_run(users_run).info.status == "RUNNING"  # still the user's to end
 
 
+def test_a_mistyped_tracking_uri_is_refused_once_and_the_spool_imported(
+    tracking_uri, caplog, monkeypatch
+):
+    """``htpx://``: no store can ever have it, so the logger does not retry it for the whole
+    run; the warning says which part of the URI is wrong, and nothing is lost."""
+    monkeypatch.setenv("LRWATCH_STRICT", "0")
+    with caplog.at_level(logging.DEBUG, logger="lrwatch"):
+        w, losses, _ = train_watched(
+            TrainConfig(task="quadratic", lr=0.05, steps=40),
+            {"tracking_uri": "htpx://mlflow-host:5000", "flush_interval": 0.02},
+        )
+    (refusal,) = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert "MLflow has no tracking store for 'htpx://'" in refusal
+    assert not [r for r in caplog.records if "retrying" in r.getMessage()]
+    assert main(["import", str(w.spool_path), "--tracking-uri", tracking_uri]) == 0
+    client = mlflow.MlflowClient(tracking_uri)
+    (run,) = client.search_runs(["0"])
+    assert [s for s, _ in history(tracking_uri, run.info.run_id, keys.LOSS)] == list(range(40))
+
+
 def test_a_run_the_store_refuses_is_kept_whole_and_imported_under_another_name(
     tracking_uri, caplog, monkeypatch
 ):

@@ -93,14 +93,29 @@ _SWEEP_VARYING = re.compile(
 )
 
 
+# MLflow's tag naming the run a nested run belongs to (``mlflow.start_run(nested=True)``).
+PARENT_RUN_TAG = "mlflow.parentRunId"
+
+
+def trial_runs(runs: Sequence[Run]) -> list[Run]:
+    """``runs`` less the parents of others among them: an Optuna study or a hyperopt search that
+    logs its trials as nested runs keeps the search's own params (``n_trials``) and summary
+    metrics (``best_loss``) in the parent, which trained nothing. Counted as a trial, its params
+    kept the trials from reading as one sweep, and its summary could be a point of the curve."""
+    parents = {run.tags.get(PARENT_RUN_TAG) for run in runs}
+    return [run for run in runs if run.id not in parents]
+
+
 def looks_like_sweep(runs: Sequence[Run]) -> bool:
     """True when ``runs`` read as one task trained at several LRs.
 
-    That is: at least :data:`MIN_SWEEP_LRS` distinct base LRs, and every run carries params that
-    agree once LR, seed and name params are set aside. Runs without params (saved files) never
-    qualify on their own: the caller must say they are a sweep (``lrwatch analyze --sweep``).
+    That is, among the :func:`trial_runs`: at least :data:`MIN_SWEEP_LRS` distinct base LRs, and
+    every run carries params that agree once LR, seed and name params are set aside. Runs
+    without params (saved files) never qualify on their own: the caller must say they are a
+    sweep (``lrwatch analyze --sweep``).
     """
-    if any(not run.params for run in runs):
+    runs = trial_runs(runs)
+    if not runs or any(not run.params for run in runs):
         return False
     lrs = {round(lr, 12) for lr in (base_lr(run) for run in runs) if lr is not None}
     if len(lrs) < MIN_SWEEP_LRS:
@@ -114,9 +129,10 @@ def looks_like_sweep(runs: Sequence[Run]) -> bool:
 
 
 def sensitivity_curve(runs: Sequence[Run]) -> list[SweepPoint]:
-    """One :class:`SweepPoint` per run with a loss and a base LR, sorted by LR."""
+    """One :class:`SweepPoint` per trial run (:func:`trial_runs`) with a loss and a base LR,
+    sorted by LR."""
     points = []
-    for run in runs:
+    for run in trial_runs(runs):
         loss = run.loss
         lr = base_lr(run)
         if loss is None or loss.is_empty or lr is None:

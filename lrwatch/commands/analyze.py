@@ -145,11 +145,14 @@ def _report(outcome, args) -> int:
     analysed = [r for r in results if r.report is not None]
     skipped = sum(r.skipped for r in results)
     entries = [report_entry(r.report, _extras(r, analysed)) for r in analysed]
-    sweep = _sweep([r.run for r in analysed], args.sweep)
+    from lrwatch.analysis.sweep import trial_runs
+
+    trials = trial_runs([r.run for r in analysed])
+    sweep = _sweep(trials, args.sweep)
     if not analysed and not errors:
         given = ", ".join(_specs(args))
         errors.append((given, f"{given}: no run with a loss to analyse ({skipped} logged no loss)"))
-    _print(entries, sweep, errors, skipped, args.format)
+    _print(entries, (sweep, len(trials)), errors, skipped, args.format)
     if errors:
         return EXIT_BAD_INPUT
     if args.fail_on is not None:
@@ -196,15 +199,17 @@ def _sweep(runs, wanted: bool | None):
     return analyze_sweep(runs) if wanted or looks_like_sweep(runs) else None
 
 
-def _print(entries, sweep, errors, skipped, output_format: str) -> None:
+def _print(entries, sweep_of, errors, skipped, output_format: str) -> None:
+    """``sweep_of``: the sweep's recommendation (or None) and how many runs it was drawn from."""
     from lrwatch import report_format as fmt
 
+    sweep, sweep_runs = sweep_of
     if output_format == "json":
         print(fmt.format_json(entries, sweep, errors))
     else:
         blocks = [fmt.format_entry_text(entry) for entry in entries]
         if sweep is not None:
-            blocks.append(fmt.format_sweep_text(sweep, len(entries)))
+            blocks.append(fmt.format_sweep_text(sweep, sweep_runs))
         if len(entries) > 1 or (entries and (errors or skipped)):
             blocks.append(fmt.format_summary_text(entries, len(errors), skipped))
         if blocks:

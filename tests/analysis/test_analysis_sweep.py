@@ -142,3 +142,18 @@ def test_runs_without_params_or_with_too_few_lrs_are_not_a_sweep(sweep):
         run.params = {}
     assert not looks_like_sweep(bare)
     assert not looks_like_sweep(sweep[:2])
+
+
+def test_a_parent_run_of_the_trials_is_no_point_of_the_curve(sweep):
+    """A search's parent run may log a default ``lr`` and its best trial's loss: a curve point
+    at that LR would be another run's result counted twice."""
+    from lrwatch.analysis.sweep import PARENT_RUN_TAG, looks_like_sweep
+
+    parent = sweep[3].with_metrics(sweep[3].metrics)
+    parent.id, parent.params = "search", {"lr": "0.1", "n_trials": "7"}
+    trials = [run.with_metrics(run.metrics) for run in sweep]
+    for trial in trials:
+        trial.tags = {**trial.tags, PARENT_RUN_TAG: "search"}
+    assert sensitivity_curve([parent, *trials]) == sensitivity_curve(sweep)
+    assert looks_like_sweep([parent, *trials])
+    assert len(sensitivity_curve([parent, *sweep])) == len(sweep) + 1  # not a parent of these

@@ -313,6 +313,34 @@ def test_experiment_runs_without_a_loss_are_skipped_not_errors(tracking_uri, cap
     assert "experiment:only-parents: no run with a loss to analyse (1 logged no loss)" in err
 
 
+def test_a_search_logged_as_nested_runs_is_a_sweep_of_its_trials(tracking_uri, capsys):
+    """An Optuna/hyperopt search: a parent run with the search's params and best loss, each
+    trial a nested run. Before: the parent's params kept the trials from reading as a sweep,
+    so the sweep section was missing."""
+    import mlflow
+
+    from lrwatch.tasks import TrainConfig, train
+
+    mlflow.set_experiment("study")
+    with mlflow.start_run(run_name="search"):
+        mlflow.log_params({"n_trials": 4, "sampler": "grid"})
+        trials = []
+        for lr in (0.01, 0.03, 0.1, 0.3):
+            run = train(TrainConfig(task="quadratic", lr=lr, steps=200, seed=0))
+            with mlflow.start_run(run_name=f"lr{lr}", nested=True) as trial:
+                mlflow.log_params({"lr": lr, "task": "quadratic", "steps": 200})
+                for step, loss in zip(run.loss.steps.tolist(), run.loss.values.tolist()):
+                    mlflow.log_metric("train_loss", loss, step=step)
+            trials.append(trial.info.run_id)
+        mlflow.log_metric("best_loss", 0.01)
+    assert main(["analyze", "--experiment", "study", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["runs"]) == 5
+    assert sorted(p["run"] for p in report["sweep"]["evidence"]["curve"]) == sorted(trials)
+    assert main(["analyze", "--experiment", "study"]) == 0
+    assert "Sweep over 4 runs" in capsys.readouterr().out
+
+
 def test_sweep_section_needs_a_sweep_or_the_flag(tmp_path, healthy_run, diverging_run):
     """Files carry no params: unrelated runs get no sweep unless the person says they are one."""
     paths = [

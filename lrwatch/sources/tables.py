@@ -41,6 +41,13 @@ GZIP_SUFFIX = ".gz"  # any text table may be gzip-compressed: run.csv.gz, run.js
 TABLE_SUFFIXES = CSV_SUFFIXES + PARQUET_SUFFIXES + JSONL_SUFFIXES
 _PARQUET_MAGIC = b"PAR1"
 _GZIP_MAGIC = b"\x1f\x8b"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+# Control characters other than tab and line ends: a table holds none, binary data many (1 in
+# 10 bytes of random data); one in a thousand leaves room for a stray form feed.
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_MAX_CONTROL_SHARE = 1e-3
+# Marks a table whose columns are separated by runs of spaces (numpy's savetxt default).
+WHITESPACE = " "
 # How much of a file is sniffed to tell the formats apart.
 _SNIFF_BYTES = 4096
 # The longest header line read on its own (a chart export of hundreds of runs fits).
@@ -190,7 +197,7 @@ def column_names(path: Path) -> list[str]:
         except RecursionError:
             return []
     try:
-        return [name.strip() for name in next(csv.reader([text], delimiter=_delimiter(text)), [])]
+        return _fields(text, _delimiter(text))
     except csv.Error:  # a NUL, a lone carriage return: not a table, as read_table will say
         return []
 
@@ -224,15 +231,29 @@ def _not_a_table(path: Path) -> InputError:
 
 
 def _decode(path: Path, notes: list[str]) -> tuple[bytes, str]:
+    """The file's bytes as UTF-8 and its text. UTF-16 with a byte-order mark (Excel's "Unicode
+    Text" export, Windows PowerShell's ``python train.py > log.csv``) is read as such. Text that
+    is not UTF-8 (a run name in a Windows code page) is read as Latin-1, with a note: numbers
+    are ASCII in every one of these encodings, so only text cells can differ."""
     data = path.read_bytes()
     if data.startswith(_GZIP_MAGIC):
         data = _gunzip(path, data, notes)
+    if data.startswith(_UTF16_BOMS):
+        try:
+            text = data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise _not_a_table(path) from None
+        return text.encode(), text
     if b"\x00" in data:
         raise _not_a_table(path)
     try:
         return data, data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise _not_a_table(path) from None
+        text = data.decode("latin-1")
+    if len(_CONTROL_CHARS.findall(text)) > _MAX_CONTROL_SHARE * len(text):
+        raise _not_a_table(path)  # binary data that happens to hold no NUL byte
+    notes.append("the file is not UTF-8: its text cells were read as Latin-1")
+    return text.encode(), text
 
 
 def _gunzip(path: Path, data: bytes, notes: list[str]) -> bytes:
@@ -263,6 +284,9 @@ def _read_csv_text(
         # Lines ended by a carriage return alone: Excel for Mac's "CSV (Macintosh)" export.
         text = text.replace("\r", "\n")
         data = text.encode()
+    if text.startswith("#"):
+        text = _without_leading_comments(text, table.notes)
+        data = text.encode()
     try:
         if csv_engine == "arrow":
             return _read_csv_arrow(data, text, table) or _read_csv(path, text, table)
@@ -273,8 +297,8 @@ def _read_csv_text(
 
 def _read_csv(path: Path, text: str, table: Table) -> dict[str, Column]:
     first_line = text.split("\n", 1)[0]
-    delimiter = _delimiter(first_line)
-    header = [name.strip() for name in next(csv.reader([first_line], delimiter=delimiter))]
+    delimiter = _delimiter(text)
+    header = _fields(first_line, delimiter)
     if len(header) < 1 or not any(header):
         raise _not_a_table(path)
     body = text.split("\n", 1)[1] if "\n" in text else ""
@@ -283,7 +307,11 @@ def _read_csv(path: Path, text: str, table: Table) -> dict[str, Column]:
     try:
         # numpy's C parser handles the common all-numeric, no-gaps file ~3x faster than csv.
         numbers = np.loadtxt(
-            io.StringIO(body), delimiter=delimiter, ndmin=2, comments=None, quotechar='"'
+            io.StringIO(body),
+            delimiter=None if delimiter == WHITESPACE else delimiter,
+            ndmin=2,
+            comments=None,
+            quotechar='"',
         )
     except ValueError:
         return _read_csv_slow(path, header, body, delimiter, table)
@@ -298,7 +326,9 @@ def _read_csv_arrow(data: bytes, text: str, table: Table) -> dict[str, Column] |
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    delimiter = _delimiter(text.split("\n", 1)[0])
+    delimiter = _delimiter(text)
+    if delimiter == WHITESPACE:
+        return None  # pyarrow splits at each single space
     # Only MISSING_CELLS are "not logged" ("nan"/"NaN" stay NaN: evidence), quoted or not, as
     # the row reader reads them.
     convert = pacsv.ConvertOptions(null_values=list(MISSING_CELLS), quoted_strings_can_be_null=True)
@@ -342,17 +372,76 @@ def _arrow_columns(arrow_table, table: Table) -> dict[str, Column]:
     return columns
 
 
-def _delimiter(first_line: str) -> str:
+def _delimiter(text: str) -> str:
+    """The header line's separator: a comma, tab or semicolon, whichever it holds most of; else
+    :data:`WHITESPACE` when the header and the first row split into as many fields at runs of
+    spaces (numpy's ``savetxt`` default); else a comma (a one-column table)."""
+    first_line, second_line = _line(text, 0), _line(text, 1)
     counts = {d: first_line.count(d) for d in (",", "\t", ";")}
     best = max(counts, key=counts.__getitem__)
-    return best if counts[best] else ","
+    if counts[best]:
+        return best
+    width = len(first_line.split())
+    return WHITESPACE if width > 1 and len(second_line.split()) == width else ","
+
+
+def _line(text: str, index: int) -> str:
+    """Line ``index`` (0 or 1) of ``text``, without copying the rest of a large file."""
+    start = 0
+    for _ in range(index):
+        start = text.find("\n", start) + 1
+        if start == 0:
+            return ""
+    end = text.find("\n", start)
+    return text[start:] if end < 0 else text[start:end]
+
+
+def _fields(line: str, delimiter: str) -> list[str]:
+    if delimiter == WHITESPACE:
+        return line.split()
+    return [cell.strip() for cell in next(csv.reader([line], delimiter=delimiter), [])]
+
+
+def _without_leading_comments(text: str, notes: list[str]) -> str:
+    """``text`` less its leading ``#`` lines. numpy's ``savetxt(header="step,loss,lr")`` writes
+    the header as one of them (``# step,loss,lr``); other writers put the run's settings there.
+    When the line after them holds numbers only, the last of them with as many fields is the
+    header; the others are left out."""
+    lines = text.split("\n")
+    count = next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
+    rest = lines[count:]
+    header = _commented_header(lines[:count], rest[0]) if rest else None
+    if header is None:
+        notes.append(f"{_comment_lines(count)} at the top: left out")
+        return "\n".join(rest)
+    others = f"; {_comment_lines(count - 1)} left out" if count > 1 else ""
+    notes.append(f"the header is the comment line {header!r}{others}")
+    return "\n".join([header.lstrip("#").strip(), *rest])
+
+
+def _commented_header(comments: list[str], first_row: str) -> str | None:
+    """The last comment line with as many fields as ``first_row``, when that row is numbers."""
+    delimiter = _delimiter(first_row + "\n" + first_row)
+    cells = _fields(first_row, delimiter)
+    if not cells or isinstance(_parse_cells(cells), str):
+        return None
+    width = len(cells)
+    fits = [c for c in comments if len(_fields(c.lstrip("#").strip(), delimiter)) == width]
+    return fits[-1].strip() if fits else None
+
+
+def _comment_lines(count: int) -> str:
+    return f"{count} comment line{'' if count == 1 else 's'} (#)"
 
 
 def _read_csv_slow(
     path: Path, header: list[str], body: str, delimiter: str, table: Table
 ) -> dict[str, Column]:
     """Row by row: blank cells (sparse logging), ragged rows, text columns, decimal commas."""
-    rows = [row for row in csv.reader(io.StringIO(body), delimiter=delimiter) if row]
+    if delimiter == WHITESPACE:
+        rows = [line.split() for line in body.split("\n") if line.strip()]
+    else:
+        rows = [row for row in csv.reader(io.StringIO(body), delimiter=delimiter) if row]
     width = len(header)
     cells_by_column: list[list[str]] = [[] for _ in range(width)]
     for row in rows:

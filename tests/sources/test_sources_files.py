@@ -386,6 +386,67 @@ def test_a_pandas_json_export_is_a_table_indexed_by_its_labels(tmp_path, healthy
     np.testing.assert_array_equal(run.loss.steps, steps)
 
 
+def _table_text(run, delimiter: str) -> str:
+    rows = zip(run.loss.steps.tolist(), run.loss.values.tolist(), run.lr.values.tolist())
+    return "".join(f"{s}{delimiter}{v!r}{delimiter}{lr!r}\n" for s, v, lr in rows)
+
+
+def test_utf16_and_windows_code_page_tables_load(tmp_path, diverging_run):
+    """Excel's "Unicode Text" export and Windows PowerShell's ``>`` write UTF-16; a run name in
+    a Windows code page is not UTF-8. Before: both were "not a table"."""
+    text = "step\tloss\tlr\n" + _table_text(diverging_run, "\t")
+    (tmp_path / "unicode.txt").write_text(text.replace("\n", "\r\n"), encoding="utf-16")
+    lines = _table_text(diverging_run, ",").splitlines()
+    cp1252 = "step,loss,lr,run\n" + "".join(f"{line},café-€\n" for line in lines)
+    (tmp_path / "excel.csv").write_bytes(cp1252.encode("cp1252"))
+    for name, notes in (("unicode.txt", []), ("excel.csv", [_LATIN_1_NOTE])):
+        run = load_run(str(tmp_path / name))
+        np.testing.assert_array_equal(run.loss.values, diverging_run.loss.values)
+        np.testing.assert_array_equal(run.lr.values, diverging_run.lr.values)
+        assert read_notes(run) == notes
+
+
+_LATIN_1_NOTE = "the file is not UTF-8: its text cells were read as Latin-1"
+
+
+@pytest.mark.parametrize("delimiter", [",", " "])
+def test_numpy_savetxt_files_load_with_the_header_in_their_comment(
+    tmp_path, diverging_run, delimiter
+):
+    """``np.savetxt(path, table, header=...)`` writes ``# step loss lr`` and, by default,
+    space-separated numbers. Before: "a row has 3 fields but the header has 1"."""
+    table = np.column_stack(
+        [diverging_run.loss.steps, diverging_run.loss.values, diverging_run.lr.values]
+    )
+    header = delimiter.join(("step", "train/loss", "lr"))
+    np.savetxt(tmp_path / "log.txt", table, delimiter=delimiter, header=header)
+    run = load_run(str(tmp_path / "log.txt"))
+    assert (run.loss_key, run.lr_key) == ("train/loss", "lr")
+    np.testing.assert_array_equal(run.loss.steps, diverging_run.loss.steps)
+    np.testing.assert_array_equal(run.loss.values, diverging_run.loss.values)  # %.18e round-trips
+    assert read_notes(run) == [f"the header is the comment line '# {header}'"]
+    assert analyze(run).findings[0].start_step == analyze(diverging_run).findings[0].start_step
+    # Without the "# " (comments=""), and columns aligned by runs of spaces.
+    aligned = "step    loss      lr\n" + "".join(
+        f"{int(s):<7d} {v:<9.6g} {lr}\n" for s, v, lr in table.tolist()
+    )
+    run = load_run(_write(tmp_path / "aligned.txt", aligned))
+    assert (run.loss.steps.size, run.loss_key) == (diverging_run.loss.steps.size, "loss")
+
+
+def test_comment_lines_above_a_header_are_left_out(tmp_path, healthy_run):
+    text = "# lr sweep, seed 0\n# by train.py\nstep,loss,lr\n" + _table_text(healthy_run, ",")
+    run = load_run(_write(tmp_path / "log.csv", text))
+    np.testing.assert_array_equal(run.loss.values, healthy_run.loss.values)
+    assert read_notes(run) == ["2 comment lines (#) at the top: left out"]
+    text = "# step,loss,lr\n# by train.py\n" + _table_text(healthy_run, ",")
+    run = load_run(_write(tmp_path / "numbers.csv", text))
+    np.testing.assert_array_equal(run.loss.values, healthy_run.loss.values)
+    assert read_notes(run) == [
+        "the header is the comment line '# step,loss,lr'; 1 comment line (#) left out"
+    ]
+
+
 def test_explicit_keys_override_the_guess(tmp_path):
     run = load_run(
         _write(tmp_path / "r.csv", "step,loss,my_loss,lr,my_lr\n0,1,2,0.1,0.2\n"),
@@ -400,6 +461,9 @@ def test_explicit_keys_override_the_guess(tmp_path):
     [
         ("empty.csv", b"", "empty"),
         ("garbage.csv", bytes(range(256)) * 4, "not a table"),
+        # Not UTF-8 and no NUL byte, but binary all the same: not read as Latin-1 text.
+        ("garbage_no_nul.csv", bytes(range(1, 256)) * 4, "not a table"),
+        ("only_comments.csv", b"# step,loss\n# lr 0.1\n", "not a table"),
         ("garbage.parquet", b"PAR1" + b"\x17" * 100, "not a table"),
         ("bad.jsonl", b'{"step": 1, "loss": \n', "not a table"),
         ("header.csv", b"step,loss,lr\n", "no rows"),

@@ -68,11 +68,14 @@ LOSS_CANDIDATES = (
     "train-loss",
     "trainer/loss",
 )
-# LR names in order of preference. Lightning's LearningRateMonitor writes ``lr-<Optimizer>`` and
-# ``lr-<Optimizer>/pg<N>``; some tools write ``learning_rate`` or ``train/lr``.
+# LR names in order of preference. Lightning's LearningRateMonitor writes ``lr-<Optimizer>``,
+# and for several param groups ``lr-<Optimizer>/pg<N>`` (N from 1) or, for groups given a
+# ``"name"``, ``lr-<Optimizer>/<name>``; some tools write ``learning_rate`` or ``train/lr``.
 LR_CANDIDATES = (LR, "learning_rate", "train/lr", "train/learning_rate", "lr-0", "lr_0")
-# Composer's LRMonitor writes ``lr-<Optimizer>/group<N>`` the same way.
-_LIGHTNING_LR = re.compile(r"^lr-[A-Za-z0-9_]+(/(pg|group)\d+)?$")
+# Composer's LRMonitor writes ``lr-<Optimizer>/group<N>`` the same way. Lightning's momentum and
+# weight decay (``lr-SGD-momentum/pg1``) have a hyphen after the optimizer's name.
+_LIGHTNING_LR = re.compile(r"^lr-([A-Za-z0-9_]+)(/[^/]+)?$")
+_NUMBERED_GROUP = re.compile(r"/(pg|group)\d+$")
 # Any other key whose last part is an LR name: DeepSpeed's ``Train/Samples/lr``, Keras's
 # TensorBoard ``epoch_learning_rate``, ``optim/lr``.
 _NAMED_LR = re.compile(r"(^|[/_\-.])(lr|learning_rate|learning-rate)$", re.IGNORECASE)
@@ -112,6 +115,31 @@ def find_loss_key(names: Iterable[str]) -> str | None:
     return ranked[0] if ranked else None
 
 
+def _group_order(name: str) -> tuple:
+    numbered = _NUMBERED_GROUP.search(name)
+    number = int(re.sub(r"\D", "", numbered.group(0))) if numbered else 0
+    return ("/" in name, numbered is None, number, name)
+
+
+def sibling_group_keys(lr_key: str, names: Iterable[str]) -> list[str]:
+    """The LR keys of the other param groups of ``lr_key``'s optimizer among ``names``.
+
+    Ours: ``lr/pg1``... beside ``lr`` (not ``lr/opt1``, another optimizer's). Lightning's and
+    Composer's: every ``lr-<Optimizer>/<group>`` beside ``lr-<Optimizer>`` or one of its groups
+    (``lr-SGD/pg2`` beside ``lr-SGD/pg1``, ``lr-SGD/head`` beside ``lr-SGD/backbone``).
+    """
+    ours = re.compile(re.escape(lr_key) + r"/pg\d+")
+    lightning = _LIGHTNING_LR.match(lr_key)
+    siblings = []
+    for name in names:
+        other = _LIGHTNING_LR.match(name)
+        if ours.fullmatch(name) or (
+            lightning and other and other.group(1) == lightning.group(1) and name != lr_key
+        ):
+            siblings.append(name)
+    return siblings
+
+
 def find_lr_key(names: Iterable[str]) -> str | None:
     """The primary LR key among ``names`` (param group 0 of the first optimizer)."""
     names = list(names)
@@ -120,8 +148,9 @@ def find_lr_key(names: Iterable[str]) -> str | None:
         if candidate in present:
             return candidate
     lightning = sorted(n for n in names if _LIGHTNING_LR.match(n) and not n.endswith("-momentum"))
-    # Prefer a group-0 name (no /pg or /group suffix), then the lowest group.
-    lightning.sort(key=lambda n: ("/" in n, n))
+    # Prefer a group-0 name (no group suffix), then the lowest numbered group (pg10 after pg9),
+    # then a named group by name (which of them was first in the optimizer is not logged).
+    lightning.sort(key=_group_order)
     if lightning:
         return lightning[0]
     fallback = sorted(n for n in names if is_lr_key(n))

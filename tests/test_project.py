@@ -68,6 +68,22 @@ def test_other_trainers_metric_names_are_found(names, loss, lr):
     assert (keys.find_loss_key(names), keys.find_lr_key(names)) == (loss, lr)
 
 
+def test_lightning_param_groups_numbered_or_named_are_lrs_of_one_optimizer():
+    """LearningRateMonitor writes ``lr-SGD/pg1``, ``lr-SGD/pg2`` (from 1) for several groups, or
+    ``lr-SGD/<name>`` for groups given a name; the named ones were "no LR logged"."""
+    numbered = ["lr-SGD/pg10", "lr-SGD/pg2", "lr-SGD/pg1", "lr-SGD-momentum/pg1", "lr-Adam"]
+    assert keys.find_lr_key(numbered[:3]) == "lr-SGD/pg1"
+    assert keys.sibling_group_keys("lr-SGD/pg1", numbered) == ["lr-SGD/pg10", "lr-SGD/pg2"]
+    named = ["lr-SGD/head", "lr-SGD/backbone", "train_loss"]
+    assert keys.find_lr_key(named) == "lr-SGD/backbone" and keys.is_lr_key("lr-SGD/head")
+    assert keys.sibling_group_keys("lr-SGD/backbone", named) == ["lr-SGD/head"]
+    ours = ["lr", "lr/pg1", "lr/opt1", "lr/opt1/pg1"]
+    assert keys.sibling_group_keys("lr", ours) == ["lr/pg1"]
+    assert keys.sibling_group_keys("lr/opt1", ours) == ["lr/opt1/pg1"]
+    composer = ["lr-AdamW/group0", "lr-AdamW/group1"]
+    assert keys.sibling_group_keys("lr-AdamW/group0", composer) == ["lr-AdamW/group1"]
+
+
 def test_series_cleaning_sorts_collapses_and_restores_infinity():
     raw = Series([3, 1, 2, 2, 5], [0.3, 0.1, 0.2, 0.25, 1.7976931348623157e308])
     clean = raw.cleaned()

@@ -6,8 +6,9 @@ advice "use 3e-06" alone would leave the user to guess what happens to the other
 is scaled by the same factor, keeping its ratio to group 0 (the ratio the schedule keeps too);
 the message names each group's new rate and ``evidence["group_lrs"]`` holds them.
 
-Only the groups of group 0's optimizer are scaled (``lr/pg1`` beside ``lr``, ``lr-Adam/pg1``
-beside ``lr-Adam``): a second optimizer (``lr/opt1``, a GAN's discriminator) trains another loss.
+Only the groups of group 0's optimizer are scaled (``lr/pg1`` beside ``lr``, ``lr-Adam/pg2``
+beside ``lr-Adam/pg1``: :func:`lrwatch.keys.sibling_group_keys`): a second optimizer
+(``lr/opt1``, a GAN's discriminator) trains another loss.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import dataclasses
 
 import numpy as np
 
+from lrwatch import keys
 from lrwatch.analysis.findings import Recommendation
 from lrwatch.run import Run
 
@@ -38,9 +40,7 @@ def with_group_rates(recommendation: Recommendation, run: Run) -> Recommendation
     ):
         return recommendation
     rates = {}
-    for key in run.lr_group_keys:
-        if not key.startswith(run.lr_key + "/pg"):
-            continue
+    for key in keys.sibling_group_keys(run.lr_key, run.lr_group_keys):
         ratio = _ratio_to_group0(run, key)
         if ratio is not None and abs(ratio - 1) > _SAME_RATE:
             rates[key] = float(f"{recommendation.suggested_lr * ratio:.3g}")

@@ -109,3 +109,49 @@ def test_a_real_mlflow_pytorch_autolog_run_loads(tracking_uri, tmp_path):
     run = load_run(mlflow.last_active_run().info.run_id)
     assert (run.loss_key, run.lr_key) == ("train_loss", None)  # autolog keeps the LR as a param
     assert run.params["lr"] == "0.05" and len(run.loss) == STEPS
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("named", [False, True])
+def test_lightning_param_groups_are_read_and_scaled_together(tmp_path, named):
+    """A backbone at 0.02 and a head at 2.0, which blows the run up. LearningRateMonitor logs
+    ``lr-SGD/pg1``/``lr-SGD/pg2``, or ``lr-SGD/backbone``/``lr-SGD/head`` for named groups.
+    Before: the advice scaled the backbone alone (the head, at 100x, was left as it was), and
+    named groups were "no LR logged"."""
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import LearningRateMonitor
+    from lightning.pytorch.loggers import CSVLogger
+
+    class TwoGroups(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.body, self.head = torch.nn.Linear(8, 16), torch.nn.Linear(16, 1)
+
+        def training_step(self, batch, _):
+            inputs, targets = batch
+            loss = torch.nn.functional.mse_loss(self.head(torch.tanh(self.body(inputs))), targets)
+            self.log("train_loss", loss)
+            return loss
+
+        def configure_optimizers(self):
+            groups = [
+                {"params": self.body.parameters(), "lr": 0.02},
+                {"params": self.head.parameters(), "lr": 2.0},
+            ]
+            if named:
+                groups[0]["name"], groups[1]["name"] = "backbone", "head"
+            return torch.optim.SGD(groups, lr=0.1)
+
+    L.seed_everything(0, verbose=False)
+    logger = CSVLogger(tmp_path, name="groups")
+    monitor = LearningRateMonitor(logging_interval="step")
+    _trainer(tmp_path, logger=logger, callbacks=[monitor]).fit(TwoGroups(), _data())
+    run = load_run(str(tmp_path / "groups" / "version_0" / "metrics.csv"))
+    first, second = ("lr-SGD/backbone", "lr-SGD/head") if named else ("lr-SGD/pg1", "lr-SGD/pg2")
+    assert run.lr_key == first
+    from lrwatch.analysis import analyze
+
+    advice = analyze(run).recommendation
+    assert advice.action == "decrease_lr" and advice.suggested_lr == pytest.approx(0.002)
+    assert advice.evidence["group_lrs"] == {second: pytest.approx(0.2)}

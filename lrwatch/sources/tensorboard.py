@@ -52,7 +52,8 @@ def log_dirs(folder: Path) -> list[Path]:
     whose parent is the run."""
     found = {p.parent for p in folder.rglob(f"*{EVENT_FILE_MARK}*") if p.is_file()}
     # A split's parent is the run, unless the folder named is the split itself (``X/train``).
-    split = {d.parent for d in found if d != folder and split_children(d.parent)}
+    parents = {d.parent for d in found if d != folder}
+    split = {parent for parent in parents if split_children(parent)}
     children = {child for log_dir in found | split for child in member_dirs(log_dir)}
     return sorted(log_dir for log_dir in found | split if log_dir not in children)
 

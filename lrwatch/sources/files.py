@@ -8,6 +8,7 @@ other numeric column becomes a metric series holding the rows that logged it.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,14 @@ _CO_LOGGED = 0.9
 _MIN_CO_LOGGED_ROWS = 30
 # The columns of TensorBoard's CSV download of one scalar, besides its Step.
 _TENSORBOARD_COLUMNS = {"Wall time", "Value"}
+# A file of several runs at least this big is read with pyarrow's CSV reader: such a file has
+# text columns (the run, the metric), which send the numpy reader to its row-by-row path
+# (500,000 rows: 2.3 s, against 0.85 s with pyarrow and its ~0.3 s import).
+_ARROW_MIN_BYTES = 1 << 20
+# The last file of several runs read, by its path and state on disk, and its table: each of its
+# runs is taken from it, not from a re-read of the file (a long table of 50 runs was read 51
+# times). One file is kept: the runs of a file are loaded one after the other.
+_multi_run_table: tuple[tuple, Table] | None = None
 
 
 def load_file(
@@ -77,7 +86,10 @@ def load_file(
         run = load_file("runs/lr0.1.csv", loss_key="val_loss")
     """
     path = Path(path)
-    table = read_table(path, csv_engine=csv_engine)
+    if part is not None and path.is_file():
+        table = _read_multi_run_table(path, csv_engine)
+    else:
+        table = read_table(path, csv_engine=csv_engine)
     notes = list(table.notes)
     run_name, run_id = table_stem(path), str(path)
     if path.is_dir() or tensorboard.EVENT_FILE_MARK in path.name:
@@ -206,13 +218,30 @@ def runs_in_file(path: Path) -> list[str]:
         return list(export) if len(export) > 1 else []
     if not long_format.may_hold_runs(names):
         return []
+    engine = "arrow" if path.is_file() and path.stat().st_size >= _ARROW_MIN_BYTES else "numpy"
     try:
-        table = read_table(path)
+        table = _read_multi_run_table(path, engine)
     except InputError:
         return []
     layout = long_format.layout_of(table, _step_column(table))
     runs = [] if layout is None else long_format.runs_in(table, layout)
     return runs if len(runs) > 1 else []
+
+
+def _read_multi_run_table(path: Path, csv_engine: str) -> Table:
+    """The table of a file of several runs, read once while the file stays as it is.
+
+    Returns a copy whose column dict and notes the caller may change (loading a run replaces
+    the columns by that run's); the columns' arrays themselves are shared and never written.
+    """
+    global _multi_run_table
+    stat = path.stat()
+    state = (str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if _multi_run_table is None or _multi_run_table[0] != state:
+        _multi_run_table = None  # the old table's memory goes before the new one is read
+        _multi_run_table = (state, read_table(path, csv_engine=csv_engine))
+    table = _multi_run_table[1]
+    return dataclasses.replace(table, columns=dict(table.columns), notes=list(table.notes))
 
 
 def _step_column(table: Table) -> str | None:

@@ -78,12 +78,13 @@ def widen(table: Table, layout: LongLayout, run: str | None) -> None:
     ``run`` (every row when None). A metric's column is present only in the rows naming it."""
     values, value_present = table.columns[layout.value]
     steps = table.columns[layout.step]
-    names = np.array(table.labels[layout.key], dtype=object)
-    rows = np.ones(names.size, dtype=bool)
-    if run is not None and layout.run is not None:
-        rows = np.array([r == run for r in table.labels[layout.run]], dtype=bool)
+    keys = table.labels[layout.key]
+    if run is None or layout.run is None:
+        rows = np.arange(len(keys))
+    else:
+        rows = table.rows_labelled(layout.run, run)
+    named = np.array([keys[row] for row in rows.tolist()], dtype=object)
     wide = {layout.step: (steps[0][rows], steps[1][rows])}
-    named = names[rows]
     for metric in dict.fromkeys(m for m in named if m is not None):
         wide[metric] = (values[rows], value_present[rows] & (named == metric))
     table.columns = wide

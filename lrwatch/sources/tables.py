@@ -80,6 +80,21 @@ class Table:
     # Every cell (None where blank) of the text columns that may label the rows of a long
     # table - which metric, which run (:data:`LABEL_COLUMNS`, any case).
     labels: dict[str, list[str | None]] = field(default_factory=dict)
+    # Label column -> its distinct cells -> their row numbers (see rows_labelled); a copy of the
+    # table shares it, as it shares the labels.
+    label_rows: dict[str, dict[str | None, np.ndarray]] = field(default_factory=dict)
+
+    def rows_labelled(self, name: str, cell: str | None) -> np.ndarray:
+        """The rows (ascending) whose label column ``name`` holds ``cell``. The column is
+        grouped once: a long table of N runs asks once per run."""
+        groups = self.label_rows.get(name)
+        if groups is None:
+            grouped: dict[str | None, list[int]] = {}
+            for row, label in enumerate(self.labels[name]):
+                grouped.setdefault(label, []).append(row)
+            groups = {label: np.array(rows, dtype=np.int64) for label, rows in grouped.items()}
+            self.label_rows[name] = groups
+        return groups.get(cell, np.empty(0, dtype=np.int64))
 
     def describe_text(self, name: str) -> str:
         """``column 'loss' holds text, not numbers ('tensor(0.5, grad_fn=...)')``."""

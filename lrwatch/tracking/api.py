@@ -16,7 +16,7 @@ from lrwatch.tracking.live import LiveDiagnosis
 from lrwatch.tracking.params import optimizer_params
 from lrwatch.tracking.sink import MlflowSink, is_permanent
 from lrwatch.tracking.spool import SpoolWriter
-from lrwatch.tracking.watcher import Watcher, as_list
+from lrwatch.tracking.watcher import Watcher, as_list, unwrapped
 from lrwatch.tracking.writer import Writer, short_error
 
 log = logging.getLogger("lrwatch")
@@ -82,7 +82,7 @@ def watch(
                 ...; optimizer.step(); scheduler.step()
                 w.step(loss)
     """
-    optimizers = as_list(optimizer)
+    optimizers = [unwrapped(o) for o in as_list(optimizer)]
     if not optimizers:
         raise ValueError("watch() needs at least one optimizer")
     if flush_interval <= 0:
@@ -134,6 +134,10 @@ def watch(
     )  # fmt: skip
     if refused is not None:
         writer.refuse(refused)
+    if isinstance(scheduler, (list, tuple)):
+        scheduler = [unwrapped(s, scheduler=True) for s in scheduler]
+    elif scheduler is not None:
+        scheduler = unwrapped(scheduler, scheduler=True)
     all_params = optimizer_params(optimizers, scheduler)
     all_params.update({str(k): str(v) for k, v in (params or {}).items()})
     writer.add("params", all_params)

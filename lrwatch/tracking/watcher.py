@@ -305,4 +305,42 @@ def as_list(optimizer_or_list) -> list:
     return [optimizer_or_list]
 
 
+# Where wrappers keep the optimizer (or scheduler) they drive: accelerate's AcceleratedOptimizer
+# - what ``Accelerator.prepare`` and the Hugging Face Trainer hand out - and DeepSpeed's ZeRO
+# optimizers in ``optimizer``, Lightning's LightningOptimizer in ``_optimizer``, accelerate's
+# AcceleratedScheduler in ``scheduler``.
+_WRAPPED_OPTIMIZER = ("optimizer", "_optimizer")
+_WRAPPED_SCHEDULER = ("scheduler",)
+# Wrappers of wrappers are followed this deep (and never round a cycle).
+_MAX_WRAPPING = 4
+
+
+def unwrapped(wrapper, *, scheduler: bool = False):
+    """The optimizer (or scheduler) inside wrappers of it, else ``wrapper`` itself.
+
+    The inner optimizer is the one whose ``step()`` runs: its step pre-hook fires at every real
+    step, where a wrapper's never does (AcceleratedOptimizer skips ``Optimizer.__init__``, which
+    is what makes ``step()`` run hooks), and the LR logged at a step was then the one after the
+    scheduler moved it. Its class is also the one worth recording (``SGD``, not
+    ``AcceleratedOptimizer``).
+    """
+    names, needed = (
+        (_WRAPPED_SCHEDULER, "step") if scheduler else (_WRAPPED_OPTIMIZER, "param_groups")
+    )
+    current = wrapper
+    for _ in range(_MAX_WRAPPING):
+        inner = next(
+            (
+                value
+                for value in (getattr(current, name, None) for name in names)
+                if value is not None and value is not current and hasattr(value, needed)
+            ),
+            None,
+        )
+        if inner is None or inner is wrapper:
+            break
+        current = inner
+    return current
+
+
 OnDivergence = str | Callable

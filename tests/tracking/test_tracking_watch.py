@@ -329,3 +329,34 @@ def test_a_deleted_experiment_is_restored_and_the_run_lands(tracking_uri, spool_
     assert [s for s, _ in history(tracking_uri, w.run_id, keys.LOSS)] == list(range(40))
     assert client.get_experiment_by_name("gone").lifecycle_stage == "active"
     assert not list(spool_dir.iterdir())  # delivered, not left waiting for a retry
+
+
+def test_an_optimizer_prepared_by_accelerate_logs_the_lr_each_step_used(tracking_uri):
+    # Accelerator.prepare (and so the Hugging Face Trainer) hands out an AcceleratedOptimizer,
+    # which never runs torch's step hooks: the LR was read after scheduler.step() moved it, so
+    # each step-decay drop was logged one step early, and the params named the wrappers.
+    from accelerate import Accelerator
+
+    torch.manual_seed(0)
+    accelerator = Accelerator(cpu=True)
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.5)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    assert type(optimizer).__name__ == "AcceleratedOptimizer"
+    used = []
+    with lrwatch.watch(optimizer, scheduler=scheduler, flush_interval=0.05) as w:
+        for _ in range(12):
+            x = torch.randn(8, 4)
+            loss = (model(x) - x.sum(1, keepdim=True)).pow(2).mean()
+            optimizer.zero_grad()
+            accelerator.backward(loss)
+            used.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+            w.step(loss)
+    logged = [value for _, value in history(tracking_uri, w.run_id, keys.LR)]
+    assert logged == pytest.approx(used) and used[0] != used[-1]
+    params = mlflow.MlflowClient(tracking_uri).get_run(w.run_id).data.params
+    assert (params[keys.PARAM_OPTIMIZER], params[keys.PARAM_SCHEDULER]) == ("SGD", "StepLR")
+    assert params[keys.PARAM_PREFIX_OPTIMIZER + "momentum"] == "0.9"

@@ -7,9 +7,12 @@ How a spec (a command-line argument or a ``load_run`` argument) is read, first m
 3. an existing file -> one saved run (one per run of a W&B chart export or of a long table
    with a run column); an existing folder -> each table file in it, and each TensorBoard log
    directory at or below it, is one run.
-4. 32 hexadecimal characters (an MLflow run id) -> an MLflow run.
-5. a name ending in ``.csv``, ``.parquet``, ``.jsonl``... or containing ``/`` -> a file (missing).
-6. anything else -> an MLflow experiment name.
+4. a glob pattern (``runs/*.csv``, ``logs/**/lr*``) that matches -> each run file and folder it
+   matches, as above: a quoted pattern, or one from a shell that does not expand it (Windows),
+   reaches lrwatch unexpanded.
+5. 32 hexadecimal characters (an MLflow run id) -> an MLflow run.
+6. a name ending in ``.csv``, ``.parquet``, ``.jsonl``... or containing ``/`` -> a file (missing).
+7. anything else -> an MLflow experiment name.
 
 MLflow specs use the tracking URI given, else ``MLFLOW_TRACKING_URI``, else the embedded default
 (:func:`lrwatch.store.resolve_tracking_uri`). MLflow is imported only for MLflow specs.
@@ -17,6 +20,7 @@ MLflow specs use the tracking URI given, else ``MLFLOW_TRACKING_URI``, else the 
 
 from __future__ import annotations
 
+import glob
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,11 +30,14 @@ from pathlib import Path
 from lrwatch.errors import InputError
 from lrwatch.sources.files import folder_files, runs_in_file
 from lrwatch.sources.tables import is_table_file
+from lrwatch.sources.tensorboard import EVENT_FILE_MARK
 from lrwatch.store import display_uri
 
 RUN_PREFIX = "runs:/"
 EXPERIMENT_PREFIX = "experiment:"
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+# What makes a spec a glob pattern (Python's glob: *, ?, [...]; ** with recursive=True).
+_GLOB = re.compile(r"[*?\[]")
 # Longest MLflow error text kept in the one-line message (they can hold whole HTML pages).
 _MAX_ERROR_CHARS = 240
 
@@ -42,7 +49,7 @@ class RunRef:
     ``spec`` is what the user wrote (for messages); ``optional`` marks runs found by listing an
     experiment, which are skipped (not an error) when they logged no loss - e.g. parent runs.
     ``part`` names one run of a file that holds several (a W&B chart export, a long table with
-    a run column); such a file is read once to list them and once per run.
+    a run column); such a file is read once for all of them (see ``files.load_file``).
     """
 
     kind: str
@@ -58,7 +65,8 @@ class RunRef:
 
 
 def classify(spec: str) -> tuple[str, str]:
-    """``(kind, value)`` with kind one of ``file``, ``folder``, ``run``, ``experiment``."""
+    """``(kind, value)`` with kind one of ``file``, ``folder``, ``pattern``, ``run``,
+    ``experiment``."""
     spec = spec.strip()
     if spec.startswith(RUN_PREFIX):
         return "run", spec[len(RUN_PREFIX) :].strip("/").split("/", 1)[0]
@@ -69,6 +77,10 @@ def classify(spec: str) -> tuple[str, str]:
         return "folder", spec
     if path.exists():
         return "file", spec
+    if _GLOB.search(spec) and (
+        glob.glob(spec, recursive=True) or is_table_file(path) or "/" in spec or "\\" in spec
+    ):
+        return "pattern", spec  # matching nothing, it says so
     if _RUN_ID.match(spec):
         return "run", spec
     if is_table_file(path) or "/" in spec or "\\" in spec:
@@ -92,6 +104,8 @@ def expand(spec: str, *, tracking_uri: str | None = None) -> list[RunRef]:
         return file_refs(value, spec)
     if kind == "folder":
         return [ref for path in folder_files(value) for ref in file_refs(str(path), spec)]
+    if kind == "pattern":
+        return [ref for path in pattern_runs(value) for ref in file_refs(path, spec)]
     from lrwatch.store import resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
@@ -99,6 +113,33 @@ def expand(spec: str, *, tracking_uri: str | None = None) -> list[RunRef]:
     if kind == "run":
         return [RunRef("mlflow", value, spec, uri)]
     return experiment_runs(value, uri, spec=spec)
+
+
+def pattern_runs(pattern: str) -> list[str]:
+    """The run files a glob pattern names, in the order of its sorted matches: each matching
+    run file, and the runs in each matching folder. Other matches - a README, a folder holding
+    no runs - are left out.
+
+    Raises:
+        InputError: it matches nothing that holds runs.
+    """
+    matches = sorted(glob.glob(pattern, recursive=True))
+    if not matches:
+        raise InputError(f"{pattern}: no file matches")
+    runs: list[str] = []
+    for match in matches:
+        path = Path(match)
+        if path.is_dir():
+            try:
+                runs += [str(run) for run in folder_files(path)]
+            except InputError:
+                continue  # a folder without runs, e.g. one holding only subfolders
+        elif is_table_file(path) or EVENT_FILE_MARK in path.name:
+            runs.append(match)
+    if not runs:
+        shown = ", ".join(matches[:3]) + (", ..." if len(matches) > 3 else "")
+        raise InputError(f"{pattern}: matches no run file or folder (it matches {shown})")
+    return list(dict.fromkeys(runs))  # "runs/**" matches a folder and the files in it
 
 
 def file_refs(path: str, spec: str) -> list[RunRef]:

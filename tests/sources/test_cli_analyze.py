@@ -351,3 +351,34 @@ def test_sweep_section_needs_a_sweep_or_the_flag(tmp_path, healthy_run, divergin
     assert "sweep" not in _strict_json(plain.stdout)
     forced = _cli(*paths, "--format", "json", "--sweep")
     assert _strict_json(forced.stdout)["sweep"].keys() >= CONTRACT_RECOMMENDATION_KEYS
+
+
+def test_a_glob_pattern_lrwatch_receives_unexpanded_names_its_matches(
+    tmp_path, capsys, healthy_run, diverging_run
+):
+    # A quoted pattern (or one from a shell that does not expand it) was "no such file".
+    save_run_csv(healthy_run, tmp_path / "lr0.05.csv")
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    save_run_csv(diverging_run, tmp_path / "deep" / "er" / "lr0.2.csv")
+    (tmp_path / "README.md").write_text("notes\n")
+    assert main(["analyze", str(tmp_path / "lr*.csv"), "--format", "json"]) == 0
+    assert [r["run"] for r in json.loads(capsys.readouterr().out)["runs"]] == [
+        str(tmp_path / "lr0.05.csv")
+    ]
+    assert main(["analyze", str(tmp_path / "**" / "lr*.csv"), "--format", "json"]) == 0
+    assert [r["name"] for r in json.loads(capsys.readouterr().out)["runs"]] == [
+        "lr0.2",  # sorted by path: deep/er/lr0.2.csv before lr0.05.csv
+        "lr0.05",
+    ]
+    # The README, and the folder "deep" (no run directly in it), are left out.
+    assert main(["analyze", str(tmp_path / "*"), "--format", "json"]) == 0
+    assert [r["name"] for r in json.loads(capsys.readouterr().out)["runs"]] == ["lr0.05"]
+    assert main(["analyze", str(tmp_path / "deep" / "*"), "--format", "json"]) == 0
+    assert [r["name"] for r in json.loads(capsys.readouterr().out)["runs"]] == ["lr0.2"]
+    for pattern, message in [
+        ("*.parquet", "no file matches"),
+        ("*.md", "matches no run file or folder (it matches "),
+    ]:
+        assert main(["analyze", str(tmp_path / pattern)]) == 2
+        err = capsys.readouterr().err
+        assert f"{tmp_path / pattern}: {message}" in err and len(err.splitlines()) == 1

@@ -153,10 +153,9 @@ def run_view(data, run_id, smoothing, extra_keys, relayout, *, refresh: bool):
                              extra_keys=extra_keys or (), x_range=x_range_from(relayout))  # fmt: skip
     points = len(run.loss) if run.loss is not None else 0
     last = int(run.loss.steps[-1]) if points else None
-    note = None if run.loss is not None else layout.message("this run has no loss metric yet")
     return (
         fig,
-        note,
+        _run_note(run, loaded.summary.last_step),
         run.display_name(),
         components.status_line(loaded.summary.status, points, last, report),
         components.recommendation_card(
@@ -169,6 +168,19 @@ def run_view(data, run_id, smoothing, extra_keys, relayout, *, refresh: bool):
         not loaded.is_running,
         components.params_table(loaded.summary.params, loaded.summary.tags),
     )
+
+
+def _run_note(run, last_step: int | None):
+    """What the page says above the chart: no loss yet, or a loss logged with no step."""
+    from lrwatch.sources.mlflow_store import unstepped_note
+
+    if run.loss is None:
+        return layout.message("this run has no loss metric yet")
+    if len(run.loss) > 1 and last_step == 0:
+        # The store's latest loss point sits at step 0 though it has several: all of them do,
+        # and they were read in logging order (the x axis is that order, not the run's steps).
+        return layout.message(unstepped_note(len(run.loss), run.loss_key))
+    return None
 
 
 def run_figure(data, run_id, smoothing, extra_keys, relayout):

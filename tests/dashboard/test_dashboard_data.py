@@ -205,6 +205,10 @@ def test_reopening_a_run_logged_without_steps_shows_every_point(tracking_uri, li
     reopened = data.load(run_id).run.loss
     assert reopened.steps.tolist() == list(range(len(run.loss)))
     np.testing.assert_array_equal(reopened.values, run.loss.values)
+    # The page says so, as `lrwatch analyze` does (it said nothing: the x axis looked like steps).
+    note = views.run_view(data, run_id, 0.6, [], None, refresh=False)[1]
+    assert f"all {len(run.loss)} points of 'train/loss' were logged at one step" in str(note)
+    assert views.run_view(data, live_run[1], 0.6, [], None, refresh=False)[1] is None  # stepped
 
 
 def _watched_steps(tracking_uri: str, watcher, value: float, count: int, last_step: int) -> None:

@@ -302,6 +302,10 @@ def _read_csv_text(
     if text.startswith("#"):
         text = _without_leading_comments(text, table.notes)
         data = text.encode()
+    header, _, body = text.partition("\n")
+    if "\n#" in text or "\n" + header.rstrip("\r") in body:
+        text = header + "\n" + _rows_only(body, header.rstrip("\r"), table.notes)
+        data = text.encode()
     try:
         if csv_engine == "arrow":
             return _read_csv_arrow(data, text, table) or _read_csv(path, text, table)
@@ -432,6 +436,26 @@ def _without_leading_comments(text: str, notes: list[str]) -> str:
     others = f"; {_comment_lines(count - 1)} left out" if count > 1 else ""
     notes.append(f"the header is the comment line {header!r}{others}")
     return "\n".join([header.lstrip("#").strip(), *rest])
+
+
+def _rows_only(body: str, header: str, notes: list[str]) -> str:
+    """``body`` less the lines between its rows that hold no row: ``#`` comments (a script's
+    ``# resumed from step 200``) and repeats of the header line (a script that appends to its
+    CSV after a restart writes the header again, and so do files joined with ``cat``). Read as
+    rows, they turned every column into text."""
+    lines = body.split("\n")
+    kept = [line for line in lines if not line.startswith("#") and line.rstrip("\r") != header]
+    comments = sum(line.startswith("#") for line in lines)
+    repeats = len(lines) - len(kept) - comments
+    if comments:
+        notes.append(f"{_comment_lines(comments)} between the rows: left out")
+    if repeats:
+        times = "once" if repeats == 1 else f"{repeats} times"
+        notes.append(
+            f"the header line repeats {times} between the rows (a file appended to after a "
+            "restart, or files joined): left out"
+        )
+    return "\n".join(kept)
 
 
 def _commented_header(comments: list[str], first_row: str) -> str | None:

@@ -447,6 +447,34 @@ def test_comment_lines_above_a_header_are_left_out(tmp_path, healthy_run):
     ]
 
 
+@pytest.mark.parametrize("engine", ["numpy", "arrow"])
+def test_a_log_appended_to_after_a_restart_loads_with_the_newer_rows(
+    tmp_path, diverging_run, engine
+):
+    """A script that appends to its CSV after resuming from a checkpoint writes its header (or
+    a "# resumed" comment) again, then logs the steps after the checkpoint once more. Before:
+    every column was text ("no numeric columns"), or, with a comment, steps were row numbers."""
+    from lrwatch.sources.files import load_file
+
+    lines = _table_text(diverging_run, ",").splitlines(keepends=True)
+    crashed = 60  # the first attempt logged steps 0-59; the checkpoint was taken at step 40
+    first, second = lines[:crashed], lines[40:]
+    resumed = "step,loss,lr\n" + "".join(first) + "step,loss,lr\n" + "".join(second)
+    path = _write(tmp_path / "appended.csv", resumed)
+    run = load_file(path, csv_engine=engine)
+    np.testing.assert_array_equal(run.loss.steps, diverging_run.loss.steps)
+    np.testing.assert_array_equal(run.loss.values, diverging_run.loss.values)
+    assert read_notes(run)[0] == (
+        "the header line repeats once between the rows (a file appended to after a restart, "
+        "or files joined): left out"
+    )
+    commented = resumed.replace("\nstep,loss,lr", "\n# resumed from the checkpoint of step 40")
+    run = load_file(_write(tmp_path / "commented.csv", commented), csv_engine=engine)
+    np.testing.assert_array_equal(run.loss.steps, diverging_run.loss.steps)
+    assert read_notes(run)[0] == "1 comment line (#) between the rows: left out"
+    assert analyze(run).findings[0].start_step == analyze(diverging_run).findings[0].start_step
+
+
 def test_explicit_keys_override_the_guess(tmp_path):
     run = load_run(
         _write(tmp_path / "r.csv", "step,loss,my_loss,lr,my_lr\n0,1,2,0.1,0.2\n"),

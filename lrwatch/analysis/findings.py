@@ -118,8 +118,9 @@ class Recommendation:
 class Schedule:
     """The LR schedule recognised from the LR series.
 
-    ``kind`` is one of: constant, step, exponential, cosine, linear, cyclical, one_cycle,
-    plateau_reductions, warmup_only, unknown, missing (no LR logged); range tests report the
+    ``kind`` is one of :data:`lrwatch.analysis.schedule.KINDS` (constant, step, exponential,
+    cosine, linear, polynomial, inverse_sqrt, cyclical, plateau_reductions, one_cycle, wsd -
+    warmup-stable-decay -, warmup_only, unknown, missing: no LR logged); range tests report the
     test's own ramp (exponential or linear). ``warmup_steps`` is set when a warmup precedes
     it (e.g. ``kind="cosine", warmup_steps=500`` for linear warmup then cosine).
     """
@@ -133,6 +134,13 @@ class Schedule:
 
     def describe(self) -> str:
         text = self.kind.replace("_", " ")
+        if self.kind == "wsd":
+            shape = str(self.details.get("decay_shape", "")).replace("_", " ")
+            decay = f"{'an' if shape[:1] in ('e', 'i') else 'a'} {shape} decay"
+            text = (
+                f"constant, then {decay} from step {self.details.get('decay_start_step')} "
+                "(warmup-stable-decay)"
+            )
         if self.warmup_steps:
             text = f"warmup ({self.warmup_steps} steps) then {text}"
         return text

@@ -4,8 +4,9 @@ The LR series is cut into monotone segments (rises and falls, flat stretches ign
 pattern names the family - one rise then flat: warmup then constant; several rises and falls:
 cyclical; a long or cosine-shaped rise then a fall to below the start: one-cycle - and the
 decaying part is then classified by shape: piecewise constant (step decay, or plateau-driven
-reductions when the drops come at irregular intervals by a constant factor) or smooth (linear,
-exponential or cosine, whichever fits best in least squares).
+reductions when the drops come at irregular intervals by a constant factor), smooth (linear,
+exponential, cosine, polynomial or inverse square root, whichever fits best in least squares),
+or held at its peak for a while before decaying to the end (warmup-stable-decay).
 
 Everything uses steps (not indices), so logging every N steps or irregularly works too, and LR
 values relative to the peak, so the scale of the LR does not matter. O(n), vectorised.
@@ -66,6 +67,11 @@ _INVERSE_SQRT_OFFSETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 # Those two families have a shape parameter besides level and scale: through a handful of
 # points one of their shapes always passes. Judged from twice their three parameters on.
 _MIN_POINTS_SHAPED_FAMILIES = 6
+# Warmup-stable-decay (WSD, "trapezoidal"; Hugging Face's get_wsd_schedule): the rate held at
+# its peak for most of the run, then annealed to the end (LLM pretraining cools down over the
+# last 10-20%). A hold of at least this share of what follows the peak makes it one: a smooth
+# decay leaves its peak at once, and a delay this long is no part of any of its shapes.
+_MIN_HOLD_FRACTION = 0.1
 
 KINDS = (
     "constant",
@@ -78,6 +84,7 @@ KINDS = (
     "cyclical",
     "plateau_reductions",
     "one_cycle",
+    "wsd",
     "warmup_only",
     "unknown",
     "missing",
@@ -226,6 +233,10 @@ def _decay(steps, values, base, *, start: int, warmup_steps: int | None) -> Sche
     if _is_stepwise(v, changes):
         return _stepwise(s, v, changes, base, warmup_steps)
     kind, errors, power = _best_smooth_fit(s, v)
+    if kind == "unknown":
+        held = _held_then_decayed(s, v, changes, base, warmup_steps)
+        if held is not None:
+            return held
     details: dict[str, Any] = {"fit_error": {k: round(e, 4) for k, e in errors.items()}}
     if kind == "exponential":
         gamma = float(np.exp(np.polyfit(s - s[0], np.log(np.maximum(v, 1e-300)), 1)[0]))
@@ -233,6 +244,34 @@ def _decay(steps, values, base, *, start: int, warmup_steps: int | None) -> Sche
     if kind == "polynomial":
         details["power"] = power
     return Schedule(kind=kind, warmup_steps=warmup_steps, **base, details=details)
+
+
+def _held_then_decayed(s, v, changes, base, warmup_steps) -> Schedule | None:
+    """Warmup-stable-decay: ``v`` holds its first (peak) value for at least
+    :data:`_MIN_HOLD_FRACTION` of its span, then falls to the end (no rise: the caller saw
+    none), in one of the smooth families' shapes (or 1-sqrt)."""
+    hold_end = int(changes[0]) - 1  # the last point of the hold
+    span = max(int(s[-1] - s[0]), 1)
+    if hold_end < 1 or (s[hold_end] - s[0]) / span < _MIN_HOLD_FRACTION:
+        return None
+    shape, errors, power = _best_smooth_fit(s[hold_end:], v[hold_end:])
+    # The "1-sqrt" cooldown of the WSD papers (Hagele et al. 2024), a WSD shape alone.
+    x, y = _subsample(s[hold_end:], v[hold_end:])
+    if y.size >= _MIN_POINTS_SHAPED_FAMILIES:
+        t = (x - x[0]) / max(x[-1] - x[0], 1.0)
+        errors["1-sqrt"] = _best_of(y / np.ptp(y), [1 - np.sqrt(t)])[1]
+        if errors["1-sqrt"] <= min(_FIT_TOL, *errors.values()):
+            shape = "1-sqrt"
+    if shape == "unknown":
+        return None  # a fall of no known shape after a hold (coarsely logged LR drops): unknown
+    details: dict[str, Any] = {
+        "decay_start_step": int(s[hold_end]),
+        "decay_shape": shape,
+        "fit_error": {k: round(e, 4) for k, e in errors.items()},
+    }
+    if shape == "polynomial":
+        details["power"] = power
+    return Schedule(kind="wsd", warmup_steps=warmup_steps, **base, details=details)
 
 
 def _changes(v: np.ndarray) -> np.ndarray:

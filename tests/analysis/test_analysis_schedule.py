@@ -212,3 +212,52 @@ def test_the_fewest_points_named_a_shaped_family():
     s, v = lr_series(lambda opt: sched.PolynomialLR(opt, total_iters=100, power=2.0), 100)
     assert recognize_schedule(s[::20], v[::20]).kind != "polynomial"  # 5 points
     assert recognize_schedule(s[::16], v[::16]).kind == "polynomial"  # 7 points
+
+
+def _wsd(steps: int, warmup: int, decay: int, cooldown):
+    """Hugging Face's get_wsd_schedule as a LambdaLR: linear warmup, a hold at the peak, then
+    ``cooldown(progress)`` over the last ``decay`` steps."""
+
+    def factor(k: int) -> float:
+        if k < warmup:
+            return (k + 1) / warmup
+        if k < steps - decay:
+            return 1.0
+        return cooldown((k - (steps - decay)) / decay)
+
+    return lambda opt: sched.LambdaLR(opt, factor)
+
+
+@pytest.mark.parametrize(
+    ("cooldown", "shape"),
+    [
+        (lambda p: 1 - p, "linear"),
+        (lambda p: 0.5 * (1 + np.cos(np.pi * p)), "cosine"),
+        (lambda p: 1 - np.sqrt(p), "1-sqrt"),
+    ],
+)
+@pytest.mark.parametrize("every", [1, 10])
+def test_warmup_stable_decay_is_named_with_its_decay(cooldown, shape, every):
+    # LLM pretraining's schedule: held at the peak, annealed over the last 20%. Was "unknown".
+    s, v = lr_series(_wsd(2000, 100, 400, cooldown), 2000)
+    schedule = recognize_schedule(s[::every], v[::every])
+    assert (schedule.kind, schedule.details["decay_shape"]) == ("wsd", shape)
+    assert abs(schedule.warmup_steps - 100) <= every
+    assert abs(schedule.details["decay_start_step"] - 1600) <= every
+    assert schedule.describe().endswith(f"a {shape} decay from step 1600 (warmup-stable-decay)")
+
+
+def test_a_hold_then_decay_from_torch_schedulers_without_warmup():
+    # ConstantLR(factor=1) holds the rate, then ExponentialLR anneals it: no warmup before.
+    hold_then_exp = lambda opt: sched.SequentialLR(  # noqa: E731
+        opt,
+        [sched.ConstantLR(opt, factor=1.0, total_iters=600), sched.ExponentialLR(opt, 0.99)],
+        milestones=[600],
+    )
+    schedule = recognize_schedule(*lr_series(hold_then_exp, 1000))
+    assert (schedule.kind, schedule.warmup_steps) == ("wsd", None)
+    assert schedule.details["decay_shape"] == "exponential"
+    # A decay that leaves its peak at once is still named by its own shape.
+    assert recognize_schedule(*lr_series(lambda o: sched.ExponentialLR(o, 0.99), 1000)).kind == (
+        "exponential"
+    )

@@ -17,6 +17,7 @@ from dash import dcc, html
 from dashboard import components, figures, ids, layout
 from dashboard.data import DashboardData, DataError
 from dashboard.data.curves import range_test_curve, sensitivity_curve
+from lrwatch.sources.mlflow_store import unstepped_note
 from lrwatch.store import display_uri
 
 log = logging.getLogger("lrwatch.dashboard")
@@ -172,8 +173,6 @@ def run_view(data, run_id, smoothing, extra_keys, relayout, *, refresh: bool):
 
 def _run_note(run, last_step: int | None):
     """What the page says above the chart: no loss yet, or a loss logged with no step."""
-    from lrwatch.sources.mlflow_store import unstepped_note
-
     if run.loss is None:
         return layout.message("this run has no loss metric yet")
     if len(run.loss) > 1 and last_step == 0:

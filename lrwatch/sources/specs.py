@@ -77,15 +77,12 @@ def classify(spec: str) -> tuple[str, str]:
         return "folder", spec
     if path.exists():
         return "file", spec
-    if _GLOB.search(spec) and (
-        glob.glob(spec, recursive=True) or is_table_file(path) or "/" in spec or "\\" in spec
-    ):
+    path_like = is_table_file(path) or "/" in spec or "\\" in spec
+    if _GLOB.search(spec) and (path_like or glob.glob(spec, recursive=True)):
         return "pattern", spec  # matching nothing, it says so
     if _RUN_ID.match(spec):
         return "run", spec
-    if is_table_file(path) or "/" in spec or "\\" in spec:
-        return "file", spec
-    return "experiment", spec
+    return ("file" if path_like else "experiment"), spec
 
 
 def needs_mlflow(spec: str) -> bool:

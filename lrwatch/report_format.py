@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeGuard
 
 from lrwatch.analysis.findings import Recommendation, Report, severity_rank
@@ -171,8 +171,11 @@ def format_sweep_text(sweep: Recommendation, num_runs: int) -> str:
     return "\n".join(lines)
 
 
-def format_summary_text(entries: Sequence[dict[str, Any]], errors: int, skipped: int) -> str:
-    """One closing line: how many runs, how many with findings of each severity."""
+def format_summary_text(
+    entries: Sequence[dict[str, Any]], errors: int, skipped: Mapping[str, int]
+) -> str:
+    """One closing line: how many runs, how many with findings of each severity, how many
+    were skipped (``skipped``: why -> how many)."""
     counts = {"critical": 0, "warning": 0, "info": 0}
     for entry in entries:
         worst = max((severity_rank(f["severity"]) for f in entry["findings"]), default=0)
@@ -180,8 +183,7 @@ def format_summary_text(entries: Sequence[dict[str, Any]], errors: int, skipped:
             counts[("info", "warning", "critical")[worst - 1]] += 1
     parts = [f"{len(entries)} run{'s' if len(entries) != 1 else ''} analysed"]
     parts += [f"{n} {severity}" for severity, n in counts.items() if n]
-    if skipped:
-        parts.append(f"{skipped} skipped (no loss)")
+    parts += [f"{n} skipped ({why})" for why, n in skipped.items() if n]
     if errors:
         parts.append(f"{errors} bad input{'s' if errors != 1 else ''}")
     return "Summary: " + ", ".join(parts)

@@ -144,7 +144,9 @@ def _report(outcome, args) -> int:
     results, errors = outcome
     errors = errors + [(r.label, r.error) for r in results if r.error]
     analysed = [r for r in results if r.report is not None]
-    skipped = sum(r.skipped for r in results)
+    parents = _search_parents(analysed)
+    analysed = [r for r in analysed if r not in parents]
+    skipped = {"no loss": sum(r.skipped for r in results), "a search's parent run": len(parents)}
     entries = [report_entry(r.report, _extras(r, analysed)) for r in analysed]
     from lrwatch.analysis.sweep import trial_runs
 
@@ -152,7 +154,8 @@ def _report(outcome, args) -> int:
     sweep = _sweep(trials, args.sweep)
     if not analysed and not errors:
         given = ", ".join(_specs(args))
-        errors.append((given, f"{given}: no run with a loss to analyse ({skipped} logged no loss)"))
+        no_loss = skipped["no loss"]
+        errors.append((given, f"{given}: no run with a loss to analyse ({no_loss} logged no loss)"))
     _print(entries, (sweep, len(trials)), errors, skipped, args.format)
     if errors:
         return EXIT_BAD_INPUT
@@ -161,6 +164,23 @@ def _report(outcome, args) -> int:
         if any(severity_rank(r.report.worst_severity) >= threshold for r in analysed):
             return EXIT_FAIL_ON
     return EXIT_OK
+
+
+def _search_parents(analysed) -> list:
+    """The results that are a search's parent run: the parent of other runs analysed here
+    (an Optuna study or a hyperopt search logging each trial as a nested run) whose own loss is
+    too short to judge - a summary such as its best trial's loss, not a training curve. Reported,
+    it read "too short to judge" beside the trials; it is skipped and counted instead."""
+    from lrwatch.analysis.sweep import PARENT_RUN_TAG
+
+    parent_ids = {r.run.tags.get(PARENT_RUN_TAG) for r in analysed if r.run is not None}
+    return [
+        r
+        for r in analysed
+        if r.run is not None
+        and r.run.id in parent_ids
+        and r.report.extras.get("verdict") == "too_short"
+    ]
 
 
 def _extras(result, analysed) -> dict:
@@ -211,7 +231,7 @@ def _print(entries, sweep_of, errors, skipped, output_format: str) -> None:
         blocks = [fmt.format_entry_text(entry) for entry in entries]
         if sweep is not None:
             blocks.append(fmt.format_sweep_text(sweep, sweep_runs))
-        if len(entries) > 1 or (entries and (errors or skipped)):
+        if len(entries) > 1 or (entries and (errors or any(skipped.values()))):
             blocks.append(fmt.format_summary_text(entries, len(errors), skipped))
         if blocks:
             print("\n\n".join(blocks))

@@ -302,9 +302,11 @@ def _read_csv_text(
     if text.startswith("#"):
         text = _without_leading_comments(text, table.notes)
         data = text.encode()
-    header, _, body = text.partition("\n")
-    if "\n#" in text or "\n" + header.rstrip("\r") in body:
-        text = header + "\n" + _rows_only(body, header.rstrip("\r"), table.notes)
+    first_end = text.find("\n")
+    header = text[:first_end].rstrip("\r")
+    if first_end >= 0 and ("\n#" in text or text.find("\n" + header, first_end) >= 0):
+        # (searched in place: most files have neither, and a big one is not copied for it)
+        text = text[:first_end] + "\n" + _rows_only(text[first_end + 1 :], header, table.notes)
         data = text.encode()
     try:
         if csv_engine == "arrow":

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from lrwatch import keys
 from lrwatch.analysis.findings import Finding
 from lrwatch.errors import InputError
+from lrwatch.sources.specs import describe_mlflow_failure
 from lrwatch.store import display_uri
 
 # A table of this many runs still renders quickly in the browser (paged, 25 a page); an
@@ -72,8 +73,9 @@ def mlflow_errors(tracking_uri: str, what: str) -> Iterator[None]:
         text = " ".join(str(exc).split())[:300] or type(exc).__name__
         if "RESOURCE_DOES_NOT_EXIST" in text or "not found" in text.lower():
             raise DataError(f"{what}: not found in {display_uri(tracking_uri)}") from None
-        shown = display_uri(tracking_uri)
-        raise DataError(f"{what}: cannot read tracking store {shown} ({text})") from None
+        # As `lrwatch analyze` says it: "cannot reach" a server that is down, a file store's
+        # way out (MLflow 3 refuses them by default, naming the way at the end of a long text).
+        raise DataError(f"{what}: {describe_mlflow_failure(tracking_uri, exc)}") from None
 
 
 def client(tracking_uri: str):

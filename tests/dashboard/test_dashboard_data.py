@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import mlflow
@@ -111,7 +112,26 @@ def test_unreachable_tracking_server_is_a_message_not_a_traceback(monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     page = views.page_for(DashboardData("http://127.0.0.1:9"), "/", "")
-    assert "cannot read tracking store http://127.0.0.1:9" in str(page)
+    assert "cannot reach tracking server http://127.0.0.1:9 (connection refused)" in str(page)
+
+
+def test_a_file_store_mlflow_refuses_says_how_to_read_it(tmp_path, monkeypatch):
+    # MLflow 3 refuses ./mlruns stores unless MLFLOW_ALLOW_FILE_STORE is set, naming that at
+    # the end of a long text: the page cut it off ("... See htt").
+    import subprocess
+    import sys
+
+    uri = (tmp_path / "mlruns").as_uri()
+    make = (
+        "import sys, mlflow; c = mlflow.MlflowClient(sys.argv[1]); "
+        "r = c.create_run(c.create_experiment('old')).info.run_id; c.log_metric(r, 'loss', 1.0)"
+    )  # in its own process: MLflow keeps the store it made, opted in, for the process's life
+    env = {**os.environ, "MLFLOW_ALLOW_FILE_STORE": "true"}
+    subprocess.run([sys.executable, "-c", make, uri], env=env, check=True, timeout=120)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    page = str(views.page_for(DashboardData(uri), "/", ""))
+    assert f"{uri} is a file store, which MLflow 3 refuses by default: set " in page
+    assert "MLFLOW_ALLOW_FILE_STORE=true to read it, or migrate it with" in page
 
 
 def test_an_unreachable_database_is_a_message_without_its_password():

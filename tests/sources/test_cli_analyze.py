@@ -386,3 +386,19 @@ def test_a_glob_pattern_lrwatch_receives_unexpanded_names_its_matches(
         assert main(["analyze", str(tmp_path / pattern)]) == 2
         err = capsys.readouterr().err
         assert f"{tmp_path / pattern}: {message}" in err and len(err.splitlines()) == 1
+
+
+def test_a_file_store_mlflow_refuses_is_one_line_saying_how_to_read_it(tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    uri = (tmp_path / "mlruns").as_uri()
+    client = mlflow.MlflowClient(uri)
+    client.log_metric(client.create_run(client.create_experiment("old")).info.run_id, "loss", 1.0)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE")  # the command runs in a process of its own
+    out = _cli("--tracking-uri", uri, "--experiment", "old")
+    assert out.returncode == 2
+    assert out.stderr.splitlines()[-1] == (
+        f"lrwatch: error: {uri} is a file store, which MLflow 3 refuses by default: set "
+        "MLFLOW_ALLOW_FILE_STORE=true to read it, or migrate it with `mlflow migrate-filestore`"
+    )

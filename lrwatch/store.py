@@ -67,6 +67,22 @@ def _plugin_schemes() -> set[str]:
     return {entry.name for entry in entry_points(group="mlflow.tracking_store")}
 
 
+# MLflow 3 refuses a file store ("./mlruns") unless this is set; it says so at the end of a
+# paragraph that a one-line message cuts off.
+_FILE_STORE_OPT_IN = "MLFLOW_ALLOW_FILE_STORE"
+
+
+def file_store_refusal(error_text: str) -> str | None:
+    """How to say MLflow's refusal of a file store in one line (after the store's URI), or None
+    when ``error_text`` is no such refusal."""
+    if _FILE_STORE_OPT_IN not in error_text:
+        return None
+    return (
+        f"is a file store, which MLflow 3 refuses by default: set {_FILE_STORE_OPT_IN}=true to "
+        "use it, or migrate it with `mlflow migrate-filestore`"
+    )
+
+
 def describe_store(uri: str) -> str:
     """One line for stderr, so a person always knows which store a command used."""
     if uri == DEFAULT_TRACKING_URI:

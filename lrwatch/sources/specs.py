@@ -31,7 +31,7 @@ from lrwatch.errors import InputError
 from lrwatch.sources.files import folder_files, runs_in_file
 from lrwatch.sources.tables import is_table_file
 from lrwatch.sources.tensorboard import EVENT_FILE_MARK
-from lrwatch.store import display_uri
+from lrwatch.store import display_uri, file_store_refusal
 
 RUN_PREFIX = "runs:/"
 EXPERIMENT_PREFIX = "experiment:"
@@ -235,11 +235,9 @@ def describe_mlflow_failure(tracking_uri: str, exc: BaseException) -> str:
     """One line: 'cannot reach' for network failures, else MLflow's own (shortened) text."""
     text = " ".join(str(exc).split())
     lowered = text.lower()
-    if "MLFLOW_ALLOW_FILE_STORE" in text:
-        return (
-            f"{display_uri(tracking_uri)} is a file store, which MLflow 3 refuses by default: set "
-            "MLFLOW_ALLOW_FILE_STORE=true to read it, or migrate it with `mlflow migrate-filestore`"
-        )
+    refusal = file_store_refusal(text)
+    if refusal:
+        return f"{display_uri(tracking_uri)} {refusal}"
     for clue, reason in _NETWORK_CLUES:
         if clue in lowered:
             return f"cannot reach tracking server {display_uri(tracking_uri)} ({reason})"

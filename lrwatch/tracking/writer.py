@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Literal
 
-from lrwatch.store import hide_passwords
+from lrwatch.store import file_store_refusal, hide_passwords
 from lrwatch.tracking.records import RowBuilder, drain
 from lrwatch.tracking.sink import MAX_METRICS_PER_REQUEST, MlflowSink, is_permanent, split
 from lrwatch.tracking.spool import SpoolWriter, iter_metric_chunks
@@ -324,5 +324,8 @@ _SQLALCHEMY_BACKGROUND = re.compile(r"\s*\(Background on this error at: [^)]*\)"
 
 def short_error(exc: BaseException) -> str:
     text = _SQLALCHEMY_BACKGROUND.sub("", " ".join(str(exc).split()))
+    refusal = file_store_refusal(text)
+    if refusal:
+        return f"the store {refusal}"
     text = hide_passwords(text) or type(exc).__name__
     return text if len(text) < 300 else text[:297] + "..."

@@ -131,7 +131,7 @@ def test_a_file_store_mlflow_refuses_says_how_to_read_it(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
     page = str(views.page_for(DashboardData(uri), "/", ""))
     assert f"{uri} is a file store, which MLflow 3 refuses by default: set " in page
-    assert "MLFLOW_ALLOW_FILE_STORE=true to read it, or migrate it with" in page
+    assert "MLFLOW_ALLOW_FILE_STORE=true to use it, or migrate it with" in page
 
 
 def test_an_unreachable_database_is_a_message_without_its_password():

@@ -400,5 +400,5 @@ def test_a_file_store_mlflow_refuses_is_one_line_saying_how_to_read_it(tmp_path,
     assert out.returncode == 2
     assert out.stderr.splitlines()[-1] == (
         f"lrwatch: error: {uri} is a file store, which MLflow 3 refuses by default: set "
-        "MLFLOW_ALLOW_FILE_STORE=true to read it, or migrate it with `mlflow migrate-filestore`"
+        "MLFLOW_ALLOW_FILE_STORE=true to use it, or migrate it with `mlflow migrate-filestore`"
     )

@@ -157,6 +157,27 @@ def test_a_mistyped_tracking_uri_is_refused_once_and_the_spool_imported(
     assert [s for s, _ in history(tracking_uri, run.info.run_id, keys.LOSS)] == list(range(40))
 
 
+def test_a_file_store_mlflow_refuses_is_one_warning_saying_how_to_use_it(
+    tracking_uri, tmp_path, caplog, monkeypatch
+):
+    """MLflow 3 refuses ./mlruns stores unless MLFLOW_ALLOW_FILE_STORE is set, and says so at
+    the end of a paragraph the warning cut off ("... See ...")."""
+    monkeypatch.setenv("LRWATCH_STRICT", "0")
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    store = (tmp_path / "mlruns").as_uri()
+    with caplog.at_level(logging.DEBUG, logger="lrwatch"):
+        w, _, _ = train_watched(
+            TrainConfig(task="quadratic", lr=0.05, steps=30),
+            {"tracking_uri": store, "flush_interval": 0.02},
+        )
+    (refusal,) = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert "(the store is a file store, which MLflow 3 refuses by default: set " in refusal
+    assert "MLFLOW_ALLOW_FILE_STORE=true to use it, or migrate it with" in refusal
+    assert main(["import", str(w.spool_path), "--tracking-uri", tracking_uri]) == 0
+    (run,) = mlflow.MlflowClient(tracking_uri).search_runs(["0"])
+    assert [s for s, _ in history(tracking_uri, run.info.run_id, keys.LOSS)] == list(range(30))
+
+
 def test_a_run_the_store_refuses_is_kept_whole_and_imported_under_another_name(
     tracking_uri, caplog, monkeypatch
 ):

@@ -271,3 +271,21 @@ def test_a_loss_that_never_changes_at_all_points_at_the_training_step_not_the_lr
     trained = _full_batch_losses(train_the_model=True)
     assert trained[-1] == trained[-2] < trained[0]
     assert report_of(trained).recommendation.action != "check_training"
+
+
+def test_runs_of_64_to_80_points_print_no_numpy_warning(detectors_train):
+    """A fifth of such a run is under the 16 points the wander measure cuts a plateau into: a
+    flat end of 14 points left blocks empty, and `lrwatch analyze` printed numpy's "Mean of
+    empty slice" (found on a real Adam run cut at 68 steps)."""
+    import warnings
+
+    from lrwatch.analysis import analyze
+
+    run = detectors_train(task="autoencoder", optimizer="adam", lr=3e-3, steps=120, seed=0)
+    for n in range(64, 81):
+        prefix = run.with_metrics(
+            {k: type(s)(s.steps[:n], s.values[:n]) for k, s in run.metrics.items()}
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            analyze(prefix)

@@ -150,11 +150,15 @@ def constant_lr(prepared: PreparedRun) -> str:
 
 
 def _stretch_start(y, noise, min_fraction, flat_tolerance) -> int | None:
-    """Earliest grid start whose stretch to the end is long enough and shows no improvement."""
+    """Earliest grid start whose stretch to the end is long enough and shows no improvement.
+
+    Long enough: ``min_fraction`` of the run, and one point per wander block at least (in a run
+    of 64-79 points, 20% is fewer: the wander measure had empty blocks and numpy printed "Mean
+    of empty slice" on the user's terminal)."""
     n = y.size
     for k in range(START_GRID):
         begin = k * n // START_GRID
-        if n - begin < min_fraction * n:
+        if n - begin < max(min_fraction * n, WANDER_BLOCKS):
             return None
         # Flat both ways: a stretch that climbs is not a plateau (divergence judges climbs).
         if abs(_improvement(y[begin:])) < flat_tolerance * noise:

@@ -134,6 +134,24 @@ def test_runs_of_one_task_at_several_lrs_look_like_a_sweep(sweep):
     assert not looks_like_sweep([*sweep, other_task])
 
 
+def test_the_folders_each_run_writes_to_do_not_split_a_sweep(sweep):
+    # The Hugging Face Trainer logs output_dir and a timestamped logging_dir among its params:
+    # no two of its runs agreed, so a learning_rate sweep got no sweep section.
+    from lrwatch.analysis.sweep import looks_like_sweep
+
+    runs = [run.with_metrics(run.metrics) for run in sweep]
+    for k, run in enumerate(runs):
+        run.params = {
+            **run.params,
+            "output_dir": f"out/lr{k}",
+            "logging_dir": f"out/lr{k}/runs/Nov23_05-2{k}-00_host",
+            "data_dir": "data/quadratic",
+        }
+    assert looks_like_sweep(runs)
+    runs[0].params = {**runs[0].params, "data_dir": "data/other"}  # other data: another task
+    assert not looks_like_sweep(runs)
+
+
 def test_runs_without_params_or_with_too_few_lrs_are_not_a_sweep(sweep):
     from lrwatch.analysis.sweep import looks_like_sweep
 

@@ -11,7 +11,7 @@ style (a scalar float tensor) alike; images, histograms and text are skipped.
 The file format is TFRecord framing around ``Event`` protocol buffers; the few fields scalars
 use are decoded here from the wire format (see tensorflow's ``event.proto``/``summary.proto``):
 
-    record  = uint64 length, uint32 crc, length bytes, uint32 crc
+    record  = uint64 length, uint32 crc, length bytes, uint32 crc   (lrwatch.sources.tfrecord)
     Event   = 1: wall_time (double), 2: step (int64), 5: summary (Summary)
     Summary = 1: repeated value (Value)
     Value   = 1: tag (string), 2: simple_value (float), 8: tensor (TensorProto)
@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from lrwatch.errors import InputError
+from lrwatch.sources import tfrecord
 
 EVENT_FILE_MARK = "tfevents"  # events.out.tfevents.<time>.<host>...
-_HEADER = struct.Struct("<QI")
 _DT_FLOAT, _DT_DOUBLE = 1, 2
 _VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
 
@@ -168,21 +168,14 @@ def _scalars(file: Path, notes: list[str]) -> Iterator[tuple[int, str, float]]:
         data = file.read_bytes()
     except OSError as exc:
         raise InputError(f"{file}: cannot read ({exc.strerror or exc})") from None
-    offset = 0
-    while offset < len(data):
-        if offset + _HEADER.size > len(data):
-            notes.append(f"{file.name}: its last record is cut off (the writer stopped): left out")
-            return
-        (length, _) = _HEADER.unpack_from(data, offset)
-        start, end = offset + _HEADER.size, offset + _HEADER.size + length
-        if end + 4 > len(data):
-            notes.append(f"{file.name}: its last record is cut off (the writer stopped): left out")
-            return
-        try:
-            yield from _event_scalars(data[start:end])
-        except (IndexError, ValueError, struct.error):
-            raise InputError(f"{file}: not a TensorBoard event file (a damaged record)") from None
-        offset = end + 4
+    try:
+        yield from tfrecord.records(data, file.name, notes, _event_scalar_list)
+    except tfrecord.NotTFRecord:
+        raise InputError(f"{file}: not a TensorBoard event file (a damaged record)") from None
+
+
+def _event_scalar_list(event: bytes) -> list[tuple[int, str, float]]:
+    return list(_event_scalars(event))
 
 
 def _event_scalars(event: bytes) -> Iterator[tuple[int, str, float]]:

@@ -218,6 +218,38 @@ def test_a_cut_off_event_file_is_read_to_the_cut(tmp_path, healthy_run):
     assert f"{event_file.name}: its last record is cut off" in read_notes(run)[0]
 
 
+def _record_offsets(data: bytes) -> list[int]:
+    """Where each record of a sound event file starts (its framing read plainly)."""
+    offsets, offset = [], 0
+    while offset < len(data):
+        offsets.append(offset)
+        offset += 8 + 4 + int.from_bytes(data[offset : offset + 8], "little") + 4
+    return offsets
+
+
+def test_a_damaged_record_inside_an_event_file_costs_only_itself(tmp_path, healthy_run):
+    """A damaged length read as a cut-off end: the note blamed a killed writer, and the rest of
+    the run was lost (a healthy run then read as slow convergence, "ended at step" half way)."""
+    from lrwatch.sources.tfrecord import masked_crc32c
+
+    assert masked_crc32c(b"") == 0xA282EAD8  # CRC-32C("") = 0, masked
+    _log_with_summary_writer(tmp_path / "run", healthy_run)
+    (event_file,) = (tmp_path / "run").iterdir()
+    sound = event_file.read_bytes()
+    middle = _record_offsets(sound)[len(_record_offsets(sound)) // 2]
+    # A flipped byte in the record's length, or one that breaks its event's encoding (the key
+    # of its first field; payload bytes are not checksummed: a flipped value reads as it is).
+    for damage, what in [(0, "its length"), (12, "its event")]:
+        data = bytearray(sound)
+        data[middle + damage] ^= 0x5A
+        event_file.write_bytes(bytes(data))
+        run = load_run(str(tmp_path / "run"))
+        assert run.loss.steps[-1] == healthy_run.loss.steps[-1], what  # read to the end
+        lost = len(healthy_run.loss) + len(healthy_run.lr) - len(run.loss) - len(run.lr)
+        assert lost <= 1, what  # the damaged record only (a scalar, or a histogram)
+        assert f"{event_file.name}: a damaged record at byte {middle}" in read_notes(run)[0]
+
+
 def test_event_files_without_scalars_or_damaged_are_one_line_errors(tmp_path):
     from torch.utils.tensorboard import SummaryWriter
 

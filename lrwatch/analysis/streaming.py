@@ -236,9 +236,9 @@ class OnlineAnalyzer:
         if recent.size < 10:
             self._alarm = np.inf
             return
-        with np.errstate(over="ignore", invalid="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):  # losses near 1e308: inf, no warning
             noise = robust_diff_noise(recent)
-        level = float(np.median(recent))
+            level = float(np.median(recent))
         self._alarm = level + ALARM_SIGMAS * max(noise, 1e-9 * abs(level)) if noise > 0 else np.inf
 
     # -- evaluation and de-duplication -------------------------------------------------------

@@ -90,6 +90,18 @@ values = st.one_of(
 )
 
 
+def test_a_short_run_near_the_float_limit_prints_no_numpy_warning():
+    # Too short to judge but NaN at its end: the divergence onset differenced values near
+    # 1e308 outside the detectors' errstate, and numpy printed "overflow encountered".
+    import warnings
+
+    steps = np.arange(4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prepared = prepare_arrays(steps, np.array([1e308, -1e308, 1e308, np.nan]), steps, None)
+        assert [f.kind for f in run_detectors(prepared)] == ["divergence"]
+
+
 @given(
     loss=st.lists(values, min_size=0, max_size=600),
     every=st.integers(min_value=1, max_value=50),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -126,7 +127,9 @@ def arbitrary_runs(draw) -> Run:
 
 @given(arbitrary_runs())
 def test_analyze_never_crashes(run):
-    report = analyze(run)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nor prints numpy's warnings on the user's terminal
+        report = analyze(run)
     assert isinstance(report, Report)
     json.dumps(report.to_dict(), allow_nan=False)
 
@@ -135,12 +138,24 @@ def test_analyze_never_crashes(run):
 def test_online_analyzer_never_crashes(chunks):
     online = OnlineAnalyzer(min_new_points=20, recent_points=64, max_blocks=4, block_points=4)
     step = 0
-    for chunk in chunks:
-        n = len(chunk)
-        online.update(np.arange(step, step + n), np.array(chunk, np.float64), np.full(n, 0.1))
-        step += n
-    online.finalize()
+    with warnings.catch_warnings():
+        # Nor prints numpy's warnings: it runs in the logger's thread, beside the training output
+        # (a median of two losses near 1e308 printed "overflow encountered in reduce").
+        warnings.simplefilter("error")
+        for chunk in chunks:
+            n = len(chunk)
+            online.update(np.arange(step, step + n), np.array(chunk, np.float64), np.full(n, 0.1))
+            step += n
+        online.finalize()
     assert len(online.findings) == len({id(f) for f in online.findings})
+
+
+def test_the_online_analyzer_prints_no_warning_for_losses_near_the_float_limit():
+    online = OnlineAnalyzer(min_new_points=20, recent_points=64, max_blocks=4, block_points=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        online.update(np.arange(40), np.full(40, 1e308), np.full(40, 0.1))
+        online.finalize()
 
 
 def test_a_range_test_run_is_analysed_as_one():

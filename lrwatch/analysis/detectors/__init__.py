@@ -50,12 +50,13 @@ def run_detectors(prepared: PreparedRun) -> list[Finding]:
     exception that needs no guess: a loss that turned NaN/inf is reported as divergence at any
     length (a run that blows up at step 7 is often exactly that short).
     """
-    if prepared.n < MIN_STEPS_TO_JUDGE:
-        return detect_divergence(prepared) if prepared.first_nonfinite is not None else []
-    findings: list[Finding] = []
     # Losses near 1e308 overflow in differences; the detectors treat the resulting inf/NaN
-    # as evidence, so numpy's warnings would only be noise on the user's terminal.
+    # as evidence, so numpy's warnings would only be noise on the user's terminal (also from a
+    # short run that turned NaN: "1e308, -1e308, nan" printed one).
     with np.errstate(all="ignore"):
+        if prepared.n < MIN_STEPS_TO_JUDGE:
+            return detect_divergence(prepared) if prepared.first_nonfinite is not None else []
+        findings: list[Finding] = []
         for detect in DETECTORS.values():
             findings.extend(detect(prepared))
     kinds = {f.kind for f in findings}

@@ -145,7 +145,7 @@ def _report(outcome, args) -> int:
     errors = errors + [(r.label, r.error) for r in results if r.error]
     analysed = [r for r in results if r.report is not None]
     parents = _search_parents(analysed)
-    analysed = [r for r in analysed if r not in parents]
+    analysed = [r for r in analysed if not any(r is parent for parent in parents)]
     skipped = {"no loss": sum(r.skipped for r in results), "a search's parent run": len(parents)}
     entries = [report_entry(r.report, _extras(r, analysed)) for r in analysed]
     from lrwatch.analysis.sweep import trial_runs

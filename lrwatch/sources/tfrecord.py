@@ -86,11 +86,10 @@ def _parsed(parse: Callable[[bytes], list[Item]], payload: bytes) -> list[Item] 
 
 def sound_header(data: bytes, offset: int) -> bool:
     """Whether the 8 length bytes at ``offset`` match the checksum after them."""
-    length_bytes = data[offset : offset + 8]
-    if len(length_bytes) < 8 or offset + _HEADER.size > len(data):
+    if offset + _HEADER.size > len(data):
         return False
     stored = struct.unpack_from("<I", data, offset + 8)[0]
-    return masked_crc32c(length_bytes) == stored
+    return masked_crc32c(data[offset : offset + 8]) == stored
 
 
 def _next_sound_header(data: bytes, start: int) -> int | None:

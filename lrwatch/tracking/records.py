@@ -7,10 +7,13 @@ to the host with ONE transfer here, so the training thread never waits for the d
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 
 from lrwatch import keys
+
+log = logging.getLogger("lrwatch")
 
 # Queue items. A step: (step, time_s, loss, lrs, grad_norm) with lrs = [[lr per group] per
 # optimizer]. A w.log call: (step, time_s, {key: value}).
@@ -25,8 +28,9 @@ def drain(queue: deque) -> list[tuple]:
     return items
 
 
-def to_floats(values: list) -> list[float]:
-    """Floats for a list of floats / numbers / scalar tensors, with one device->host copy."""
+def to_floats(values: list) -> list[float | None]:
+    """Floats for a list of floats / numbers / scalar tensors, with one device->host copy; None
+    for a value that cannot be read."""
     out: list[float | None] = [v if type(v) is float else None for v in values]
     tensors = [(i, v) for i, v in enumerate(values) if out[i] is None and hasattr(v, "detach")]
     if tensors:
@@ -47,8 +51,10 @@ def to_floats(values: list) -> list[float]:
     return [scalar(values[i]) if v is None else v for i, v in enumerate(out)]
 
 
-def scalar(value) -> float:
-    """A float for a number or a one-element tensor/array; NaN when it cannot be read as one."""
+def scalar(value) -> float | None:
+    """A float for a number or a one-element tensor/array; None when it cannot be read as one
+    (a device tensor freed or overwritten since it was queued). Not NaN: a NaN loss is a
+    divergence, and ``on_divergence="stop"`` would end a run that was training fine."""
     try:
         if hasattr(value, "detach"):
             value = value.detach().reshape(-1)[0]
@@ -56,7 +62,7 @@ def scalar(value) -> float:
             value = value.reshape(-1)[0]  # numpy 2's float() takes only 0-d arrays
         return float(value)
     except (TypeError, ValueError, IndexError, RuntimeError):
-        return math.nan
+        return None
 
 
 class RowBuilder:
@@ -65,6 +71,7 @@ class RowBuilder:
     def __init__(self) -> None:
         self._last_ms = 0
         self._lr_keys: dict[tuple[int, int], str] = {}
+        self._warned_unreadable = False
 
     def _timestamp(self, time_s: float) -> int:
         # Timestamps never go backwards (wall clock adjustments), so (step, timestamp) only grows
@@ -79,7 +86,10 @@ class RowBuilder:
         return key
 
     def build(self, items: list[tuple]) -> tuple[list[tuple], list[tuple[int, float, float]]]:
-        """Rows for every item, plus ``(step, loss, lr)`` of each step for the live analysis."""
+        """Rows for every item, plus ``(step, loss, lr)`` of each step for the live analysis.
+
+        A value that cannot be read is left out (its step keeps the others), with one warning.
+        """
         steps = [it for it in items if len(it) == STEP_ITEM_LEN]
         losses = to_floats([it[2] for it in steps])
         norms = to_floats([it[4] for it in steps if it[4] is not None])
@@ -89,12 +99,16 @@ class RowBuilder:
         # converted together, with one device->host copy, like the losses.
         other_lrs = [lr for it in steps for lrs in it[3] for lr in lrs if type(lr) is not float]
         lr_by_id = dict(zip(map(id, other_lrs), to_floats(other_lrs))) if other_lrs else {}
+        unreadable = losses.count(None) + norms.count(None) + list(lr_by_id.values()).count(None)
         rows: list[tuple] = []
         points: list[tuple[int, float, float]] = []
         for item in items:
             step, ms = item[0], self._timestamp(item[1])
             if len(item) != STEP_ITEM_LEN:
-                rows.extend((k, scalar(v), ms, step) for k, v in item[2].items())
+                for key, value in item[2].items():  # floats, or a copy of a device tensor
+                    read = value if type(value) is float else scalar(value)
+                    unreadable += read is None
+                    rows.append((key, read, ms, step))
                 continue
             loss = loss_by_id[id(item)]
             rows.append((keys.LOSS, loss, ms, step))
@@ -103,9 +117,23 @@ class RowBuilder:
                 for g, lr in enumerate(groups):
                     value = lr if type(lr) is float else lr_by_id[id(lr)]
                     rows.append((self._lr_key(g, o), value, ms, step))
-                    if o == 0 and g == 0:
+                    if o == 0 and g == 0 and value is not None:
                         first_lr = value
             if item[4] is not None:
                 rows.append((keys.GRAD_NORM, next(norm_iter), ms, step))
-            points.append((step, loss, first_lr))
+            if loss is not None:
+                points.append((step, loss, first_lr))
+        if unreadable:
+            rows = self._without_unreadable(rows)
         return rows, points
+
+    def _without_unreadable(self, rows: list[tuple]) -> list[tuple]:
+        readable = [row for row in rows if row[1] is not None]
+        if not self._warned_unreadable:
+            self._warned_unreadable = True
+            log.warning(
+                "lrwatch: %d logged values (device tensors) could not be read at the flush and "
+                "are left out; this warning is not repeated",
+                len(rows) - len(readable),
+            )
+        return readable

@@ -119,7 +119,12 @@ class Watcher:
             if loss.numel() != 1:
                 loss = self._mean_of_unreduced(loss)
             if not loss.is_cpu:
-                return loss.detach()  # stays on the device; copied in batches off the hot path
+                # Stays on the device (copied to the host in batches off the hot path), as a
+                # private copy: the flush reads it up to a second later, when the script may have
+                # changed its own tensor in place (an accumulated loss reset with zero_() or
+                # `-=`, as the Hugging Face Trainer resets tr_loss) or torch.compile's CUDA
+                # graphs (mode="reduce-overhead") have overwritten an output at the next replay.
+                return loss.detach().clone()
             return loss.item() if not loss.requires_grad else loss.data.item()
         try:
             return float(loss)
@@ -154,19 +159,44 @@ class Watcher:
     def log(self, **metrics) -> None:
         """Log other metrics at the current step, e.g. ``w.log(val_loss=0.3, accuracy=0.9)``.
 
-        Values may be numbers or scalar tensors. The step is the one ``w.step`` just recorded,
-        or the first step's number before the first ``w.step``.
+        Values may be numbers or one-element tensors or arrays, read when ``w.log`` is called
+        (a tensor on a device: copied there, read with the flush's losses). The step is the one
+        ``w.step`` just recorded, or the first step's number before the first ``w.step``.
         """
         try:
             step = max(self._step - 1, self._first_step)
-            missing = [key for key, value in metrics.items() if value is None]
-            if missing:  # None would be logged as NaN: a blow-up that never happened
-                metrics = {key: value for key, value in metrics.items() if value is not None}
-                self._fail(TypeError(f"w.log got None for {', '.join(missing)}: not logged"))
-            if metrics:
-                self._queue.append((step, time.time(), dict(metrics)))
+            values = {}
+            for key, value in metrics.items():
+                read = self._metric_value(value)
+                if read is None:  # None or text would be logged as NaN: a blow-up that never was
+                    self._fail(TypeError(f"w.log got {_described(value)} for {key}: not logged"))
+                else:
+                    values[key] = read
+            if values:
+                self._queue.append((step, time.time(), values))
         except Exception as exc:  # noqa: BLE001
             self._fail(exc)
+
+    def _metric_value(self, value):
+        """The value ``w.log`` records for one metric, or None when it is not one number.
+
+        Read now, not at the flush: a tensor the script changes in place afterwards (a running
+        total reset with ``zero_()``) was logged with its later value. A tensor on a device is
+        copied there instead, so ``w.log`` never waits for the device.
+        """
+        if type(value) is float:
+            return value
+        if value is None or isinstance(value, (str, bytes)):
+            return None
+        if isinstance(value, self._tensor):
+            if value.numel() != 1:
+                return None
+            return value.item() if value.is_cpu else value.detach().reshape(()).clone()
+        try:
+            array = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            return None
+        return float(array.reshape(-1)[0]) if array.size == 1 else None
 
     # -- LR capture --------------------------------------------------------------------------
     def _read(self, index: int) -> tuple:
@@ -344,3 +374,14 @@ def unwrapped(wrapper, *, scheduler: bool = False):
 
 
 OnDivergence = str | Callable
+
+
+def _described(value) -> str:
+    """A short name for a value ``w.log`` cannot log, for its warning."""
+    if value is None:
+        return "None"
+    shape = getattr(value, "shape", None)
+    if shape is not None and len(shape) > 0:
+        return f"a {type(value).__name__} of shape {tuple(shape)}, not one number,"
+    text = repr(value)
+    return f"{text[:40]}..." if len(text) > 40 else text

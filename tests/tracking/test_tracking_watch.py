@@ -232,6 +232,78 @@ def test_numpy_losses_of_one_element_or_many_are_logged(tracking_uri, caplog):
     ]
 
 
+def test_w_log_records_a_tensor_as_it_was_and_refuses_what_is_not_one_number(
+    tracking_uri, caplog, monkeypatch
+):
+    """A running total passed to ``w.log`` and then reset in place (``zero_()``, or ``-=`` as
+    the Hugging Face Trainer resets ``tr_loss``) was read at the flush: every value logged was
+    the reset one. Text and per-sample tensors were logged as NaN and as their first element."""
+    monkeypatch.setenv("LRWATCH_STRICT", "0")
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    running = torch.zeros(())
+    with caplog.at_level(logging.WARNING, logger="lrwatch"), lrwatch.watch(optimizer) as w:
+        for step in range(6):
+            running += step + 1.0
+            optimizer.step()
+            w.step(0.5)
+            if step % 2 == 1:
+                w.log(running=running, note="ok", per_sample=torch.ones(3), epoch=step // 2)
+                running -= running
+    assert history(tracking_uri, w.run_id, "running") == [(1, 3.0), (3, 7.0), (5, 11.0)]
+    assert history(tracking_uri, w.run_id, "epoch") == [(1, 0.0), (3, 1.0), (5, 2.0)]
+    assert steps_of(tracking_uri, w.run_id, "note") == []
+    assert steps_of(tracking_uri, w.run_id, "per_sample") == []
+    warned = [r.getMessage() for r in caplog.records if "logger error" in r.getMessage()]
+    assert "w.log got 'ok' for note: not logged" in warned[0]
+    assert "w.log got a Tensor of shape (3,), not one number, for per_sample" in warned[1]
+
+
+def test_a_device_loss_is_queued_as_a_copy_the_script_cannot_change():
+    """A loss on a device is read at the flush, up to a second after ``w.step``. Queued as the
+    script's own tensor (detached, sharing its storage), an accumulator reset in place after
+    ``w.step`` - or a CUDA graph output that the next replay overwrites - changed the value
+    logged. A meta tensor takes the device path here (CPU tensors are read at ``w.step``); its
+    version counter shows whether the queued tensor shares the script's storage."""
+    from lrwatch.tracking.watcher import Watcher
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    w = Watcher([optimizer], writer=None)
+    accumulated = torch.zeros((), device="meta")
+    w.step(accumulated)
+    w.log(running=accumulated)
+    accumulated.zero_()  # the script resets its accumulator for the next step
+    queued_loss, queued_metric = w._queue[0][2], w._queue[1][2]["running"]
+    assert queued_loss.device.type == "meta" and queued_loss._version == 0
+    assert queued_metric.device.type == "meta" and queued_metric._version == 0
+    w.close()
+
+
+def test_a_device_loss_that_cannot_be_read_is_left_out_not_logged_as_nan(
+    tracking_uri, caplog, monkeypatch
+):
+    """A queued device tensor that cannot be read at the flush (freed or overwritten since)
+    was logged as NaN: the live analysis saw a divergence, and ``on_divergence="stop"`` would
+    stop a run that was training fine. Meta tensors, which hold no data, stand in for it."""
+    monkeypatch.setenv("LRWATCH_STRICT", "0")
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, y = torch.randn(64, 4), torch.randn(64, 1)
+    watched = lrwatch.watch(optimizer, on_divergence="stop", flush_interval=0.05)
+    with caplog.at_level(logging.WARNING, logger="lrwatch"), watched as w:
+        for step in range(120):
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            w.step(torch.empty((), device="meta") if 40 <= step < 60 else loss)
+    assert "divergence" not in {f.kind for f in w.findings}
+    assert steps_of(tracking_uri, w.run_id, keys.LOSS) == [*range(40), *range(60, 120)]
+    assert steps_of(tracking_uri, w.run_id, keys.LR) == list(range(120))
+    warned = [r.getMessage() for r in caplog.records if "could not be read" in r.getMessage()]
+    assert len(warned) == 1  # once, however many flushes the unreadable steps span
+
+
 def test_a_tensor_lr_is_logged_with_the_value_each_step_used(tracking_uri):
     # A tensor LR (torch.compile'd or capturable optimizers) is updated in place by the
     # scheduler: logging the tensor itself recorded the last step's rate at every step.

@@ -106,11 +106,7 @@ def load_ref(
         InputError: anything else wrong with the input.
     """
     if ref.kind == "file":
-        from lrwatch.sources.files import load_file
-
-        run = load_file(
-            ref.target, loss_key=loss_key, lr_key=lr_key, csv_engine=csv_engine, part=ref.part
-        )
+        run = _load_file_ref(ref, loss_key=loss_key, lr_key=lr_key, csv_engine=csv_engine)
     else:
         from lrwatch.sources.mlflow_store import read_run
         from lrwatch.store import resolve_tracking_uri
@@ -128,6 +124,20 @@ def load_ref(
         if ref.optional and run.loss is None:
             raise SkippedRun(f"{ref.label}: no loss metric; skipped") from None
         raise
+    return run
+
+
+def _load_file_ref(ref: RunRef, **options) -> Run:
+    from lrwatch.sources.files import load_file
+    from lrwatch.sources.stdin import STDIN_SPEC, shown
+
+    if ref.spec != STDIN_SPEC:
+        return load_file(ref.target, part=ref.part, **options)
+    try:  # piped in: shown as "stdin", not by the temporary file that holds it
+        run = load_file(ref.target, part=ref.part, **options)
+    except InputError as exc:
+        raise InputError(shown(str(exc), ref.target)) from None
+    run.id, run.source = shown(run.id, ref.target), shown(run.source, ref.target)
     return run
 
 

@@ -7,12 +7,13 @@ How a spec (a command-line argument or a ``load_run`` argument) is read, first m
 3. an existing file -> one saved run (one per run of a W&B chart export or of a long table
    with a run column); an existing folder -> each table file in it, and each TensorBoard log
    directory at or below it, is one run.
-4. a glob pattern (``runs/*.csv``, ``logs/**/lr*``) that matches -> each run file and folder it
+4. ``-`` -> the table piped into standard input (:mod:`lrwatch.sources.stdin`).
+5. a glob pattern (``runs/*.csv``, ``logs/**/lr*``) that matches -> each run file and folder it
    matches, as above: a quoted pattern, or one from a shell that does not expand it (Windows),
    reaches lrwatch unexpanded.
-5. 32 hexadecimal characters (an MLflow run id) -> an MLflow run.
-6. a name ending in ``.csv``, ``.parquet``, ``.jsonl``... or containing ``/`` -> a file (missing).
-7. anything else -> an MLflow experiment name.
+6. 32 hexadecimal characters (an MLflow run id) -> an MLflow run.
+7. a name ending in ``.csv``, ``.parquet``, ``.jsonl``... or containing ``/`` -> a file (missing).
+8. anything else -> an MLflow experiment name.
 
 MLflow specs use the tracking URI given, else ``MLFLOW_TRACKING_URI``, else the embedded default
 (:func:`lrwatch.store.resolve_tracking_uri`). MLflow is imported only for MLflow specs.
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from lrwatch.errors import InputError
 from lrwatch.sources.files import folder_files, runs_in_file
+from lrwatch.sources.stdin import STDIN_NAME, STDIN_SPEC, saved_stdin
 from lrwatch.sources.tables import is_table_file
 from lrwatch.sources.tensorboard import EVENT_FILE_MARK
 from lrwatch.store import display_uri, file_store_refusal
@@ -61,13 +63,16 @@ class RunRef:
 
     @property
     def label(self) -> str:
-        return self.target if self.part is None else f"{self.target}#{self.part}"
+        target = STDIN_NAME if self.spec == STDIN_SPEC else self.target
+        return target if self.part is None else f"{target}#{self.part}"
 
 
 def classify(spec: str) -> tuple[str, str]:
-    """``(kind, value)`` with kind one of ``file``, ``folder``, ``pattern``, ``run``,
+    """``(kind, value)`` with kind one of ``file``, ``folder``, ``stdin``, ``pattern``, ``run``,
     ``experiment``."""
     spec = spec.strip()
+    if spec == STDIN_SPEC:  # a file named "-" is still ./-
+        return "stdin", spec
     if spec.startswith(RUN_PREFIX):
         return "run", spec[len(RUN_PREFIX) :].strip("/").split("/", 1)[0]
     if spec.startswith(EXPERIMENT_PREFIX):
@@ -101,6 +106,8 @@ def expand(spec: str, *, tracking_uri: str | None = None) -> list[RunRef]:
         return file_refs(value, spec)
     if kind == "folder":
         return [ref for path in folder_files(value) for ref in file_refs(str(path), spec)]
+    if kind == "stdin":
+        return file_refs(str(saved_stdin()), spec)
     if kind == "pattern":
         return [ref for path in pattern_runs(value) for ref in file_refs(path, spec)]
     from lrwatch.store import resolve_tracking_uri

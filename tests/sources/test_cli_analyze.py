@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -401,4 +403,75 @@ def test_a_file_store_mlflow_refuses_is_one_line_saying_how_to_read_it(tmp_path,
     assert out.stderr.splitlines()[-1] == (
         f"lrwatch: error: {uri} is a file store, which MLflow 3 refuses by default: set "
         "MLFLOW_ALLOW_FILE_STORE=true to use it, or migrate it with `mlflow migrate-filestore`"
+    )
+
+
+def _cli_stdin(data: bytes, *args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lrwatch.cli", "analyze", *args],
+        input=data,
+        capture_output=True,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def test_a_run_piped_into_standard_input_is_analysed_as_stdin(tmp_path, healthy_csv, diverging_run):
+    """``ssh gpu1 cat run.csv | lrwatch analyze -``: "-" was an experiment name ("no such file,
+    run id or experiment"). Any format the file loaders read, shown as ``stdin``, never by the
+    temporary file that holds it, which is removed at exit."""
+    import pandas as pd
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    parquet = tmp_path / "diverging.parquet"
+    pd.read_csv(save_run_csv(diverging_run, tmp_path / "d.csv")).to_parquet(parquet)
+    csv_text = Path(healthy_csv).read_bytes()
+    for data in (csv_text, parquet.read_bytes()):
+        piped = subprocess.run(
+            [sys.executable, "-m", "lrwatch.cli", "analyze", "-", "--format", "json"],
+            input=data, capture_output=True, cwd=tmp_path, timeout=120,
+            env={**os.environ, "TMPDIR": str(scratch)},
+        )  # fmt: skip
+        assert piped.returncode == 0, piped.stderr
+        from_file = _cli("--format", "json", str(parquet if data[:4] == b"PAR1" else healthy_csv))
+        got, want = _strict_json(piped.stdout)["runs"][0], _strict_json(from_file.stdout)["runs"][0]
+        assert got["run"] == "stdin" and got["findings"] == want["findings"]
+        assert got["recommendation"] == want["recommendation"]
+        assert list(scratch.iterdir()) == []  # the saved copy is gone
+    text = _cli_stdin(csv_text, "-", healthy_csv, cwd=tmp_path)
+    assert text.returncode == 0 and b"Run stdin" in text.stdout and b"Run healthy" in text.stdout
+
+
+@pytest.mark.parametrize(
+    ("data", "args", "message"),
+    [
+        (b"", ("-",), "lrwatch: error: stdin: empty (nothing was piped in)\n"),
+        (b"step,loss\n1,0.5\n", ("-", "--loss-key", "nope"),
+         "lrwatch: error: stdin: no column 'nope' (--loss-key); numeric columns: loss\n"),
+    ],
+)  # fmt: skip
+def test_bad_standard_input_is_one_line_naming_stdin(tmp_path, data, args, message):
+    out = _cli_stdin(data, *args, cwd=tmp_path)
+    assert out.returncode == 2 and out.stdout == b""
+    assert out.stderr.decode() == message
+
+
+def test_a_dash_with_nothing_piped_in_says_so_instead_of_waiting(tmp_path):
+    """From a terminal, reading standard input would wait for typing: one line instead."""
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "lrwatch.cli", "analyze", "-"],
+            stdin=terminal, capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        )  # fmt: skip
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert out.returncode == 2
+    assert out.stderr == (
+        "lrwatch: error: '-' reads a run from standard input, but nothing is piped in "
+        "(e.g. cat run.csv | lrwatch analyze -)\n"
     )

@@ -21,14 +21,19 @@ CONTRACT_FINDING_KEYS = {"kind", "start_step", "end_step", "severity", "message"
 CONTRACT_RECOMMENDATION_KEYS = {"action", "suggested_lr", "factor", "message"}
 
 
-def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    """The real command in a fresh process (stdout, stderr, exit status as a user sees them)."""
-    return subprocess.run(
+def _cli(*args: str, cwd=None, stdin: bytes = b"", env=None) -> subprocess.CompletedProcess:
+    """The real command in a fresh process (stdout, stderr, exit status as a user sees them),
+    given ``stdin`` piped in."""
+    out = subprocess.run(
         [sys.executable, "-m", "lrwatch.cli", "analyze", *args],
+        input=stdin,
         capture_output=True,
-        text=True,
         cwd=cwd,
+        env=env,
         timeout=120,
+    )
+    return subprocess.CompletedProcess(
+        out.args, out.returncode, out.stdout.decode(), out.stderr.decode()
     )
 
 
@@ -406,16 +411,6 @@ def test_a_file_store_mlflow_refuses_is_one_line_saying_how_to_read_it(tmp_path,
     )
 
 
-def _cli_stdin(data: bytes, *args: str, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "lrwatch.cli", "analyze", *args],
-        input=data,
-        capture_output=True,
-        cwd=cwd,
-        timeout=120,
-    )
-
-
 def test_a_run_piped_into_standard_input_is_analysed_as_stdin(tmp_path, healthy_csv, diverging_run):
     """``ssh gpu1 cat run.csv | lrwatch analyze -``: "-" was an experiment name ("no such file,
     run id or experiment"). Any format the file loaders read, shown as ``stdin``, never by the
@@ -428,9 +423,8 @@ def test_a_run_piped_into_standard_input_is_analysed_as_stdin(tmp_path, healthy_
     pd.read_csv(save_run_csv(diverging_run, tmp_path / "d.csv")).to_parquet(parquet)
     csv_text = Path(healthy_csv).read_bytes()
     for data in (csv_text, parquet.read_bytes()):
-        piped = subprocess.run(
-            [sys.executable, "-m", "lrwatch.cli", "analyze", "-", "--format", "json"],
-            input=data, capture_output=True, cwd=tmp_path, timeout=120,
+        piped = _cli(
+            "-", "--format", "json", stdin=data, cwd=tmp_path,
             env={**os.environ, "TMPDIR": str(scratch)},
         )  # fmt: skip
         assert piped.returncode == 0, piped.stderr
@@ -439,8 +433,8 @@ def test_a_run_piped_into_standard_input_is_analysed_as_stdin(tmp_path, healthy_
         assert got["run"] == "stdin" and got["findings"] == want["findings"]
         assert got["recommendation"] == want["recommendation"]
         assert list(scratch.iterdir()) == []  # the saved copy is gone
-    text = _cli_stdin(csv_text, "-", healthy_csv, cwd=tmp_path)
-    assert text.returncode == 0 and b"Run stdin" in text.stdout and b"Run healthy" in text.stdout
+    text = _cli("-", healthy_csv, stdin=csv_text, cwd=tmp_path)
+    assert text.returncode == 0 and "Run stdin" in text.stdout and "Run healthy" in text.stdout
 
 
 @pytest.mark.parametrize(
@@ -452,9 +446,9 @@ def test_a_run_piped_into_standard_input_is_analysed_as_stdin(tmp_path, healthy_
     ],
 )  # fmt: skip
 def test_bad_standard_input_is_one_line_naming_stdin(tmp_path, data, args, message):
-    out = _cli_stdin(data, *args, cwd=tmp_path)
-    assert out.returncode == 2 and out.stdout == b""
-    assert out.stderr.decode() == message
+    out = _cli(*args, stdin=data, cwd=tmp_path)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == message
 
 
 def test_a_dash_with_nothing_piped_in_says_so_instead_of_waiting(tmp_path):

@@ -165,11 +165,10 @@ def test_a_logger_error_never_reaches_the_loop_outside_strict_mode(
         w2.step("not a loss")
 
 
-def test_a_none_loss_is_an_error_not_a_nan_that_stops_training(tracking_uri, caplog, monkeypatch):
-    """``w.step(outputs.loss)`` where the model was given no labels passes None. It was logged
-    as NaN, so the live analysis found a divergence and ``on_divergence="stop"`` ended a run
-    that was training fine."""
-    monkeypatch.setenv("LRWATCH_STRICT", "0")  # the promise under test: training goes on
+def _train_with_unrecordable_losses(bad_loss, caplog, *, val_loss=False):
+    """A linear model trained 120 steps with ``on_divergence="stop"``, passing ``bad_loss()``
+    instead of the loss at steps 40-59 (and, with ``val_loss``, ``w.log(val_loss=None)`` at
+    step 50). Training must go on: the logger's promise, not its strict test mode."""
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
@@ -181,13 +180,38 @@ def test_a_none_loss_is_an_error_not_a_nan_that_stops_training(tracking_uri, cap
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            w.step(None if 40 <= step < 60 else loss)
-            w.log(val_loss=None if step == 50 else float(loss))
+            w.step(bad_loss() if 40 <= step < 60 else loss)
+            if val_loss:
+                w.log(val_loss=None if step == 50 else float(loss))
+    return w
+
+
+def test_a_none_loss_is_an_error_not_a_nan_that_stops_training(tracking_uri, caplog, monkeypatch):
+    """``w.step(outputs.loss)`` where the model was given no labels passes None. It was logged
+    as NaN, so the live analysis found a divergence and ``on_divergence="stop"`` ended a run
+    that was training fine."""
+    monkeypatch.setenv("LRWATCH_STRICT", "0")
+    w = _train_with_unrecordable_losses(lambda: None, caplog, val_loss=True)
     assert "divergence" not in {f.kind for f in w.findings}
     assert steps_of(tracking_uri, w.run_id, keys.LOSS) == [*range(40), *range(60, 120)]
     assert len(steps_of(tracking_uri, w.run_id, "val_loss")) == 119
     warned = [r.getMessage() for r in caplog.records if "logger error" in r.getMessage()]
     assert "w.step got None, not a loss" in warned[0] and "w.log got None for val_loss" in warned[1]
+
+
+def test_a_device_loss_that_cannot_be_read_is_left_out_not_logged_as_nan(
+    tracking_uri, caplog, monkeypatch
+):
+    """A queued device tensor that cannot be read at the flush (freed or overwritten since)
+    was logged as NaN: the live analysis saw a divergence, and ``on_divergence="stop"`` would
+    stop a run that was training fine. Meta tensors, which hold no data, stand in for it."""
+    monkeypatch.setenv("LRWATCH_STRICT", "0")
+    w = _train_with_unrecordable_losses(lambda: torch.empty((), device="meta"), caplog)
+    assert "divergence" not in {f.kind for f in w.findings}
+    assert steps_of(tracking_uri, w.run_id, keys.LOSS) == [*range(40), *range(60, 120)]
+    assert steps_of(tracking_uri, w.run_id, keys.LR) == list(range(120))
+    warned = [r.getMessage() for r in caplog.records if "could not be read" in r.getMessage()]
+    assert len(warned) == 1  # once, however many flushes the unreadable steps span
 
 
 def test_a_per_sample_loss_is_logged_as_its_mean_with_one_warning(tracking_uri, caplog):
@@ -276,32 +300,6 @@ def test_a_device_loss_is_queued_as_a_copy_the_script_cannot_change():
     assert queued_loss.device.type == "meta" and queued_loss._version == 0
     assert queued_metric.device.type == "meta" and queued_metric._version == 0
     w.close()
-
-
-def test_a_device_loss_that_cannot_be_read_is_left_out_not_logged_as_nan(
-    tracking_uri, caplog, monkeypatch
-):
-    """A queued device tensor that cannot be read at the flush (freed or overwritten since)
-    was logged as NaN: the live analysis saw a divergence, and ``on_divergence="stop"`` would
-    stop a run that was training fine. Meta tensors, which hold no data, stand in for it."""
-    monkeypatch.setenv("LRWATCH_STRICT", "0")
-    torch.manual_seed(0)
-    model = torch.nn.Linear(4, 1)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
-    x, y = torch.randn(64, 4), torch.randn(64, 1)
-    watched = lrwatch.watch(optimizer, on_divergence="stop", flush_interval=0.05)
-    with caplog.at_level(logging.WARNING, logger="lrwatch"), watched as w:
-        for step in range(120):
-            loss = torch.nn.functional.mse_loss(model(x), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            w.step(torch.empty((), device="meta") if 40 <= step < 60 else loss)
-    assert "divergence" not in {f.kind for f in w.findings}
-    assert steps_of(tracking_uri, w.run_id, keys.LOSS) == [*range(40), *range(60, 120)]
-    assert steps_of(tracking_uri, w.run_id, keys.LR) == list(range(120))
-    warned = [r.getMessage() for r in caplog.records if "could not be read" in r.getMessage()]
-    assert len(warned) == 1  # once, however many flushes the unreadable steps span
 
 
 def test_a_tensor_lr_is_logged_with_the_value_each_step_used(tracking_uri):

@@ -29,6 +29,7 @@ import numpy as np
 from lrwatch.errors import InputError
 from lrwatch.keys import find_loss_key
 from lrwatch.run import Run, Series
+from lrwatch.sources.epoch_steps import epoch_steps_note, steps_across_epochs
 from lrwatch.sources.files import TAG_READ_NOTES, repeated_steps_note
 from lrwatch.store import check_tracking_uri, display_uri
 
@@ -83,6 +84,7 @@ def read_histories(
     after_step: int | None = None,
     repeats: dict[str, int] | None = None,
     unstepped: dict[str, int] | None = None,
+    epochs: dict[str, int] | None = None,
 ) -> dict[str, Series]:
     """Cleaned histories of several metrics of one run (all of its metrics when ``keys`` is None).
 
@@ -92,7 +94,9 @@ def read_histories(
     A metric whose points were all logged at one step (``mlflow.log_metric(key, value)`` with no
     step logs step 0 every time) is numbered by logging order instead (see
     :func:`number_in_logging_order`); ``unstepped``, when given, receives such keys and their
-    point counts.
+    point counts. A whole read (no ``after_step``) numbers a step that starts again every epoch
+    across the epochs (:mod:`lrwatch.sources.epoch_steps`); ``epochs`` receives such keys and
+    their epoch counts.
     """
     wanted = None if keys is None else list(dict.fromkeys(keys))
     if wanted == []:
@@ -105,6 +109,11 @@ def read_histories(
     numbered = number_in_logging_order(in_order)
     for key, series in numbered.items():
         raw[key] = series if after_step is None else _after(series, after_step)
+    if after_step is None:
+        for key, (series, count) in _numbered_across_epochs(tracking_uri, run_id, raw).items():
+            raw[key] = series
+            if epochs is not None:
+                epochs[key] = count
     cleaned = {key: series.cleaned() for key, series in raw.items() if len(series)}
     if repeats is not None:
         repeats.update({key: len(raw[key]) - len(series) for key, series in cleaned.items()})
@@ -131,18 +140,22 @@ def read_run(
     info, data = _get_run(tracking_uri, run_id)
     repeats: dict[str, int] = {}
     unstepped: dict[str, int] = {}
+    epochs: dict[str, int] = {}
     metrics = read_histories(
         tracking_uri,
         run_id,
         sorted(data.metrics) or None,
         repeats=repeats,
         unstepped=unstepped,
+        epochs=epochs,
     )
     tags = dict(data.tags)
     loss = loss_key or find_loss_key(metrics)
     # Read with the run like a file's notes (lrwatch.sources.files.read_notes); not stored.
     if loss is not None and unstepped.get(loss):
         tags[TAG_READ_NOTES] = unstepped_note(unstepped[loss], loss)
+    elif loss is not None and epochs.get(loss):
+        tags[TAG_READ_NOTES] = epoch_steps_note(loss, epochs[loss])
     elif loss is not None and repeats.get(loss):
         tags[TAG_READ_NOTES] = repeated_steps_note(repeats[loss], loss, "point")
     return Run(
@@ -318,6 +331,51 @@ def _sql_unstepped(
     return {key: ordered for key, ordered in found.items() if ordered[0].size >= 2}
 
 
+# --- a step that starts again every epoch -----------------------------------------------------
+
+
+def _numbered_across_epochs(
+    tracking_uri: str, run_id: str, raw: dict[str, Series]
+) -> dict[str, tuple[Series, int]]:
+    """The metrics of ``raw`` whose step starts again every epoch: numbered across epochs, and
+    how many epochs. Only a metric with a repeated step can be one; its points are read again
+    in logging order to tell (rare: a resumed job, or a step counted per epoch)."""
+    found = {}
+    for key, series in raw.items():
+        if not _repeats_a_step(series.steps):
+            continue
+        steps, values = _in_logging_order_with_steps(tracking_uri, run_id, key)
+        across = steps_across_epochs(steps)
+        if across is not None:
+            found[key] = (Series(across, values), int(np.count_nonzero(np.diff(steps) < 0)) + 1)
+    return found
+
+
+def _repeats_a_step(steps: np.ndarray) -> bool:
+    if steps.size < 2 or bool(np.all(steps[1:] > steps[:-1])):
+        return False  # strictly increasing, as SQL reads return steps: one O(n) pass
+    return bool(np.unique(steps).size < steps.size)
+
+
+def _in_logging_order_with_steps(
+    tracking_uri: str, run_id: str, key: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, values)`` of one metric in the order they were logged."""
+    if is_sql_store(tracking_uri):
+        if tracking_uri.lower().startswith("sqlite:"):
+            with _sqlite_connect(tracking_uri) as conn:  # rowid: insertion order within a ms
+                sql = _STEPS_IN_ORDER_SQL.format(q='"') + ", rowid"
+                rows = conn.execute(sql, [run_id, key]).fetchall()
+        else:
+            rows = _sql_rows(tracking_uri, _STEPS_IN_ORDER_SQL + ", {q}step{q}", [run_id, key])
+        table = np.array(rows, dtype=np.float64).reshape(-1, 2)
+        return table[:, 0].astype(np.int64), table[:, 1]
+    history = mlflow_client(tracking_uri).get_metric_history(run_id, key)
+    history = sorted(history, key=lambda m: m.timestamp)  # stable: the store's order in a ms
+    steps = np.fromiter((m.step for m in history), np.int64, len(history))
+    return steps, np.fromiter((m.value for m in history), np.float64, len(history))
+
+
 def _sql_one_step(tracking_uri: str, run_id: str, key: str) -> bool:
     row = _sql_rows(tracking_uri, _STEP_RANGE_SQL, [run_id, key, run_id, key])[0]
     return row[0] is not None and row[0] == row[1]
@@ -353,6 +411,10 @@ _KEYS_SQL = "SELECT DISTINCT {q}key{q} FROM {q}latest_metrics{q} WHERE {q}run_uu
 _STEP_RANGE_SQL = (
     "SELECT (SELECT MIN({q}step{q}) FROM {q}metrics{q} WHERE {q}run_uuid{q} = ? AND {q}key{q} = ?),"
     " (SELECT MAX({q}step{q}) FROM {q}metrics{q} WHERE {q}run_uuid{q} = ? AND {q}key{q} = ?)"
+)
+_STEPS_IN_ORDER_SQL = (
+    "SELECT {q}step{q}, CASE WHEN {q}is_nan{q} THEN NULL ELSE {q}value{q} END"
+    " FROM {q}metrics{q} WHERE {q}run_uuid{q} = ? AND {q}key{q} = ? ORDER BY {q}timestamp{q}"
 )
 _IN_ORDER_SQL = (
     "SELECT {q}timestamp{q}, CASE WHEN {q}is_nan{q} THEN NULL ELSE {q}value{q} END"

@@ -105,26 +105,96 @@ def test_plain_log_metric_and_lightning_names_are_found(tracking_uri, healthy_ru
     assert (run.loss_key, run.lr_key) == ("train_loss", "lr-Adam")
 
 
-def test_a_loss_logged_twice_at_a_step_is_noted_with_the_latest_value_used(tracking_uri):
+def test_a_loss_logged_again_after_a_resume_is_noted_with_the_latest_value_used(tracking_uri):
     import mlflow
 
     from lrwatch.sources.files import read_notes
 
     with mlflow.start_run() as active:
-        for epoch in range(3):  # a step counted per epoch: 0-49 three times
-            for step in range(50):
-                mlflow.log_metric("loss", 3 - epoch - step / 50, step=step)
+        for step in range(50):
+            mlflow.log_metric("loss", 3 - step / 50, step=step)
+        for step in range(30, 50):  # resumed from a checkpoint at step 30: logged again
+            mlflow.log_metric("loss", 1 - step / 50, step=step)
     run = load_run(active.info.run_id)
     assert run.loss.steps.tolist() == list(range(50))
-    assert run.loss.values[0] == 1.0  # the last epoch's: the latest logged value
+    assert run.loss.values[40] == pytest.approx(0.2)  # the resumed job's: the latest logged
     assert read_notes(run) == [
-        "100 points of 'loss' repeat an earlier step: the latest of each step is used (right "
+        "20 points of 'loss' repeat an earlier step: the latest of each step is used (right "
         "for a job resumed from a checkpoint; a step counted per epoch needs a global step)"
     ]
     with mlflow.start_run() as plain:
         for step in range(50):
             mlflow.log_metric("loss", 1.0, step=step)
     assert read_notes(load_run(plain.info.run_id)) == []
+
+
+def _train_logging_like_mlflows_quickstart(epochs: int, batches: int = 20) -> list[float]:
+    """Real training logged as MLflow's PyTorch quickstart does: every 2nd batch, at
+    ``step=batch // 2`` - a step that starts at 0 again every epoch. The losses, in order."""
+    import mlflow
+    import torch
+
+    torch.manual_seed(0)
+    x = torch.randn(batches * 16, 8)
+    y = x @ torch.randn(8, 1) + 0.1 * torch.randn(batches * 16, 1)
+    model = torch.nn.Linear(8, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.02)
+    logged = []
+    for _ in range(epochs):
+        for batch in range(batches):
+            loss = torch.nn.functional.mse_loss(model(x[batch::batches]), y[batch::batches])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if batch % 2 == 0:
+                mlflow.log_metric("loss", loss.item(), step=batch // 2)
+                logged.append(loss.item())
+    return logged
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite", "sqlalchemy", "client"])
+def test_a_step_counted_per_epoch_is_numbered_across_epochs(
+    tracking_uri, tmp_path, monkeypatch, store_kind
+):
+    """Read by step, each epoch's points replaced the epoch before's: a 3-epoch run logged as
+    MLflow's quickstart logs it read as its last 10 points, "too short to judge"."""
+    import mlflow
+
+    from lrwatch.analysis import analyze
+    from lrwatch.sources.files import read_notes
+
+    uri = {
+        "sqlite": tracking_uri,
+        "sqlalchemy": tracking_uri.replace("sqlite:", "sqlite+pysqlite:", 1),
+    }
+    if store_kind == "client":  # no SQL: read through MlflowClient, here from a file store
+        monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+        uri["client"] = (tmp_path / "mlruns").as_uri()
+        mlflow.set_tracking_uri(uri["client"])
+    with mlflow.start_run() as active:
+        logged = _train_logging_like_mlflows_quickstart(epochs=3)
+        mlflow.log_metric("val_loss", logged[-1], step=2)  # once per epoch: left as logged
+    run = load_run(active.info.run_id, tracking_uri=uri[store_kind])
+    assert run.loss.steps.tolist() == list(range(30))
+    np.testing.assert_array_equal(run.loss.values, logged)
+    assert read_notes(run) == [
+        "the step of 'loss' starts again every epoch (3 epochs, e.g. step=batch // 100 inside "
+        "the epoch loop): steps are numbered across epochs, in logging order"
+    ]
+    assert run.metrics["val_loss"].steps.tolist() == [2]
+    assert analyze(run).extras.get("verdict") != "too_short"
+
+
+def test_only_whole_repeated_epochs_are_numbered_across_epochs():
+    from lrwatch.sources.epoch_steps import steps_across_epochs
+
+    assert steps_across_epochs(np.array([0, 1, 2, 0, 1, 2, 0, 1])).tolist() == list(range(8))
+    assert steps_across_epochs(np.array([0, 100, 200, 0, 100])).tolist() == [0, 100, 200, 300, 400]
+    assert steps_across_epochs(np.array([0, 1, 2, 3, 2, 3, 4])) is None  # resumed at step 2
+    assert steps_across_epochs(np.array([0, 1, 2, 0, 1, 2, 3])) is None  # rerun, got further
+    assert steps_across_epochs(np.array([0, 1, 2, 0, 2, 4])) is None  # not the same steps
+    assert steps_across_epochs(np.array([0, 1, 1, 0, 1, 1])) is None  # a step logged twice
+    assert steps_across_epochs(np.array([0, 1, 2, 3])) is None  # one climb: nothing repeats
 
 
 def test_unknown_run_and_experiment_are_input_errors(tracking_uri):

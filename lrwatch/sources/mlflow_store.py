@@ -362,14 +362,8 @@ def _in_logging_order_with_steps(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(steps, values)`` of one metric in the order they were logged."""
     if is_sql_store(tracking_uri):
-        if tracking_uri.lower().startswith("sqlite:"):
-            with _sqlite_connect(tracking_uri) as conn:  # rowid: insertion order within a ms
-                sql = _STEPS_IN_ORDER_SQL.format(q='"') + ", rowid"
-                rows = conn.execute(sql, [run_id, key]).fetchall()
-        else:
-            rows = _sql_rows(tracking_uri, _STEPS_IN_ORDER_SQL + ", {q}step{q}", [run_id, key])
-        table = np.array(rows, dtype=np.float64).reshape(-1, 2)
-        return table[:, 0].astype(np.int64), table[:, 1]
+        table = _sql_rows_in_logging_order(tracking_uri, run_id, key)
+        return table[:, 1].astype(np.int64), table[:, 2]
     history = mlflow_client(tracking_uri).get_metric_history(run_id, key)
     history = sorted(history, key=lambda m: m.timestamp)  # stable: the store's order in a ms
     steps = np.fromiter((m.step for m in history), np.int64, len(history))
@@ -382,14 +376,19 @@ def _sql_one_step(tracking_uri: str, run_id: str, key: str) -> bool:
 
 
 def _sql_in_logging_order(tracking_uri: str, run_id: str, key: str) -> InLoggingOrder:
+    table = _sql_rows_in_logging_order(tracking_uri, run_id, key)
+    return table[:, 0].astype(np.int64), table[:, 2]
+
+
+def _sql_rows_in_logging_order(tracking_uri: str, run_id: str, key: str) -> np.ndarray:
+    """``(timestamp, step, value)`` rows of one metric in the order they were logged."""
     if tracking_uri.lower().startswith("sqlite:"):
         # SQLite's rowid is the insertion order: it orders points logged in one millisecond.
         with _sqlite_connect(tracking_uri) as conn:
             rows = conn.execute(_IN_ORDER_SQL.format(q='"') + ", rowid", [run_id, key]).fetchall()
-    else:
-        rows = _sql_rows(tracking_uri, _IN_ORDER_SQL, [run_id, key])
-    table = np.array(rows, dtype=np.float64).reshape(-1, 2)
-    return table[:, 0].astype(np.int64), table[:, 1]
+    else:  # other databases: within a millisecond, by step
+        rows = _sql_rows(tracking_uri, _IN_ORDER_SQL + ", {q}step{q}", [run_id, key])
+    return np.array(rows, dtype=np.float64).reshape(-1, 3)
 
 
 # --- direct SQL reads ---------------------------------------------------------------------------
@@ -412,12 +411,8 @@ _STEP_RANGE_SQL = (
     "SELECT (SELECT MIN({q}step{q}) FROM {q}metrics{q} WHERE {q}run_uuid{q} = ? AND {q}key{q} = ?),"
     " (SELECT MAX({q}step{q}) FROM {q}metrics{q} WHERE {q}run_uuid{q} = ? AND {q}key{q} = ?)"
 )
-_STEPS_IN_ORDER_SQL = (
-    "SELECT {q}step{q}, CASE WHEN {q}is_nan{q} THEN NULL ELSE {q}value{q} END"
-    " FROM {q}metrics{q} WHERE {q}run_uuid{q} = ? AND {q}key{q} = ? ORDER BY {q}timestamp{q}"
-)
 _IN_ORDER_SQL = (
-    "SELECT {q}timestamp{q}, CASE WHEN {q}is_nan{q} THEN NULL ELSE {q}value{q} END"
+    "SELECT {q}timestamp{q}, {q}step{q}, CASE WHEN {q}is_nan{q} THEN NULL ELSE {q}value{q} END"
     " FROM {q}metrics{q} WHERE {q}run_uuid{q} = ? AND {q}key{q} = ? ORDER BY {q}timestamp{q}"
 )
 

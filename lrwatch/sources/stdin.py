@@ -2,7 +2,9 @@
 
 The loaders read files (a table's format is found from its first bytes; Parquet is read by
 offset), so standard input is saved once to a private temporary file, removed at exit, and the
-run is shown as ``stdin`` - its name, id and messages never name that file.
+run is shown as ``stdin`` - its name, id and messages never name that file. A TensorBoard event
+file (``cat events.out.tfevents.* | ...``), which the loaders know by its name, is saved under an
+event file's name in a folder named ``stdin``, so it is read as one and its run is ``stdin`` too.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ from lrwatch.errors import InputError
 
 STDIN_SPEC = "-"
 STDIN_NAME = "stdin"
+# Every TensorBoard writer's first record is an event holding ``file_version``
+# ("brain.Event:2"), a few bytes after the record's 12-byte header and the event's wall time;
+# the header's length checksum must hold too, so a table that merely mentions it stays a table.
+EVENT_FILE_SIGNATURE = b"brain.Event:"
+EVENT_FILE_HEAD = 64
 
 _saved: Path | None = None  # read once: "-" given twice names the same run
 
@@ -45,9 +52,18 @@ def saved_stdin() -> Path:
     folder = Path(tempfile.mkdtemp(prefix="lrwatch-stdin-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     path = folder / STDIN_NAME
+    if _is_event_file(data):
+        path.mkdir()
+        path = path / f"events.out.tfevents.{STDIN_NAME}"
     path.write_bytes(data)
     _saved = path
     return path
+
+
+def _is_event_file(data: bytes) -> bool:
+    from lrwatch.sources.tfrecord import sound_header
+
+    return EVENT_FILE_SIGNATURE in data[:EVENT_FILE_HEAD] and sound_header(data, 0)
 
 
 def shown(text: str, saved_path: str) -> str:

@@ -16,6 +16,7 @@ from lrwatch.sources.files import save_run_csv
 from lrwatch.store import UnsupportedTrackingUri, check_tracking_uri, display_uri, hide_passwords
 from tests.net import free_port
 from tests.sources.conftest import log_run_to_mlflow
+from tests.sources.test_sources_tensorboard import _log_with_summary_writer
 
 CONTRACT_FINDING_KEYS = {"kind", "start_step", "end_step", "severity", "message", "evidence"}
 CONTRACT_RECOMMENDATION_KEYS = {"action", "suggested_lr", "factor", "message"}
@@ -435,6 +436,19 @@ def test_a_run_piped_into_standard_input_is_analysed_as_stdin(tmp_path, healthy_
         assert list(scratch.iterdir()) == []  # the saved copy is gone
     text = _cli("-", healthy_csv, stdin=csv_text, cwd=tmp_path)
     assert text.returncode == 0 and "Run stdin" in text.stdout and "Run healthy" in text.stdout
+
+
+def test_a_tensorboard_event_file_piped_in_is_read_as_one(tmp_path, diverging_run):
+    """``cat events.out.tfevents.* | lrwatch analyze -``: the loaders know an event file by its
+    name, so a piped one was "not a table". It is read as the file itself is, shown as stdin."""
+    _log_with_summary_writer(tmp_path / "tb", diverging_run)
+    (event_file,) = (tmp_path / "tb").iterdir()
+    piped = _cli("-", "--format", "json", stdin=event_file.read_bytes(), cwd=tmp_path)
+    assert piped.returncode == 0, piped.stderr
+    from_file = _cli("--format", "json", str(event_file))
+    got, want = _strict_json(piped.stdout)["runs"][0], _strict_json(from_file.stdout)["runs"][0]
+    assert got["run"] == "stdin" and got["findings"] == want["findings"] != []
+    assert str(tmp_path) not in piped.stdout and "lrwatch-stdin" not in piped.stdout
 
 
 @pytest.mark.parametrize(

@@ -61,7 +61,8 @@ def read_history(
         tracking_uri: any MLflow tracking URI; SQL stores are read directly (read-only).
         run_id: the MLflow run id.
         key: the metric key, e.g. ``train/loss``.
-        after_step: only points with a larger step (all points when ``None``).
+        after_step: only points with a larger step (all points when ``None``), in the numbering
+            a whole read gives (a step counted per epoch is numbered across epochs).
 
     Returns:
         A :class:`Series` sorted by step, one value per step (the last logged), NaN kept and
@@ -94,9 +95,9 @@ def read_histories(
     A metric whose points were all logged at one step (``mlflow.log_metric(key, value)`` with no
     step logs step 0 every time) is numbered by logging order instead (see
     :func:`number_in_logging_order`); ``unstepped``, when given, receives such keys and their
-    point counts. A whole read (no ``after_step``) numbers a step that starts again every epoch
-    across the epochs (:mod:`lrwatch.sources.epoch_steps`); ``epochs`` receives such keys and
-    their epoch counts.
+    point counts. A step that starts again every epoch is numbered across the epochs
+    (:mod:`lrwatch.sources.epoch_steps`), and ``after_step`` counts in that numbering; ``epochs``
+    receives such keys and their epoch counts.
     """
     wanted = None if keys is None else list(dict.fromkeys(keys))
     if wanted == []:
@@ -104,16 +105,25 @@ def read_histories(
     if is_sql_store(tracking_uri):
         raw = _sql_histories(tracking_uri, run_id, wanted, after_step)
         in_order = _sql_unstepped(tracking_uri, run_id, raw, after_step)
-    else:
-        raw, in_order = _client_histories(tracking_uri, run_id, wanted, after_step)
+        read_whole = set(raw)
+        if after_step is not None:
+            read_whole = _sql_first_step_repeated(tracking_uri, run_id, set(raw) - set(in_order))
+            if read_whole:
+                raw.update(_sql_histories(tracking_uri, run_id, sorted(read_whole), None))
+    else:  # the client reads every point anyway
+        raw, in_order = _client_histories(tracking_uri, run_id, wanted)
+        read_whole = set(raw)
     numbered = number_in_logging_order(in_order)
-    for key, series in numbered.items():
-        raw[key] = series if after_step is None else _after(series, after_step)
-    if after_step is None:
-        for key, (series, count) in _numbered_across_epochs(tracking_uri, run_id, raw).items():
-            raw[key] = series
-            if epochs is not None:
-                epochs[key] = count
+    raw.update(numbered)
+    for key, (series, count) in _numbered_across_epochs(
+        tracking_uri, run_id, {key: raw[key] for key in read_whole}
+    ).items():
+        raw[key] = series
+        if epochs is not None:
+            epochs[key] = count
+    if after_step is not None:
+        for key in read_whole | set(numbered):
+            raw[key] = _after(raw[key], after_step)
     cleaned = {key: series.cleaned() for key, series in raw.items() if len(series)}
     if repeats is not None:
         repeats.update({key: len(raw[key]) - len(series) for key, series in cleaned.items()})
@@ -243,7 +253,7 @@ def _get_run(tracking_uri: str, run_id: str):
 
 
 def _client_histories(
-    tracking_uri: str, run_id: str, keys: list[str] | None, after_step: int | None
+    tracking_uri: str, run_id: str, keys: list[str] | None
 ) -> tuple[dict[str, Series], dict[str, InLoggingOrder]]:
     """Raw series through the client, and apart from them the unstepped ones in logging order."""
     client = mlflow_client(tracking_uri)
@@ -261,8 +271,7 @@ def _client_histories(
             order = np.argsort(stamps, kind="stable")
             in_order[key] = (stamps[order], values[order])
             continue
-        series = Series(steps, values)
-        out[key] = series if after_step is None else _after(series, after_step)
+        out[key] = Series(steps, values)
     return out, in_order
 
 
@@ -351,6 +360,17 @@ def _numbered_across_epochs(
     return found
 
 
+def _sql_first_step_repeated(tracking_uri: str, run_id: str, keys: set[str]) -> set[str]:
+    """The keys whose first step was logged more than once: a read after a step cannot follow
+    them (a step counted per epoch, numbered across epochs by a whole read, logs its next epoch
+    at steps the reader already holds), so they are read whole. One index look-up each."""
+    return {
+        key
+        for key in keys
+        if _sql_rows(tracking_uri, _FIRST_STEP_COUNT_SQL, [run_id, key, run_id, key])[0][0] > 1
+    }
+
+
 def _repeats_a_step(steps: np.ndarray) -> bool:
     if steps.size < 2 or bool(np.all(steps[1:] > steps[:-1])):
         return False  # strictly increasing, as SQL reads return steps: one O(n) pass
@@ -410,6 +430,11 @@ _KEYS_SQL = "SELECT DISTINCT {q}key{q} FROM {q}latest_metrics{q} WHERE {q}run_uu
 _STEP_RANGE_SQL = (
     "SELECT (SELECT MIN({q}step{q}) FROM {q}metrics{q} WHERE {q}run_uuid{q} = ? AND {q}key{q} = ?),"
     " (SELECT MAX({q}step{q}) FROM {q}metrics{q} WHERE {q}run_uuid{q} = ? AND {q}key{q} = ?)"
+)
+# How many points sit at the metric's first step: two index look-ups.
+_FIRST_STEP_COUNT_SQL = (
+    "SELECT COUNT(*) FROM {q}metrics{q} WHERE {q}run_uuid{q} = ? AND {q}key{q} = ? AND {q}step{q} ="
+    " (SELECT MIN({q}step{q}) FROM {q}metrics{q} WHERE {q}run_uuid{q} = ? AND {q}key{q} = ?)"
 )
 _IN_ORDER_SQL = (
     "SELECT {q}timestamp{q}, {q}step{q}, CASE WHEN {q}is_nan{q} THEN NULL ELSE {q}value{q} END"

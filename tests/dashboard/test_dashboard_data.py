@@ -231,6 +231,30 @@ def test_reopening_a_run_logged_without_steps_shows_every_point(tracking_uri, li
     assert views.run_view(data, live_run[1], 0.6, [], None, refresh=False)[1] is None  # stepped
 
 
+def test_a_live_run_counted_per_epoch_shows_each_new_epoch(tracking_uri):
+    """MLflow's quickstart logs ``step=batch // 100`` inside the epoch loop. Followed live, the
+    dashboard's refresh asked for steps past the last one it held, so from the second epoch on
+    (steps 0, 1, ... again) the chart never grew; now each refresh ends where a whole read
+    does."""
+    from tests.sources.test_sources_mlflow import _train_logging_like_mlflows_quickstart
+
+    data = DashboardData(tracking_uri, cache=SeriesCache())
+    shown: list[int] = []
+
+    def follow(logged: list[float]) -> None:
+        if len(logged) % 4 == 0:  # a refresh now and then: mid-epoch and at epochs' ends
+            shown.append(len(data.load(run_id, refresh=len(shown) > 0).run.loss))
+            assert shown[-1] == len(logged)
+
+    with mlflow.start_run() as active:
+        run_id = active.info.run_id
+        logged = _train_logging_like_mlflows_quickstart(epochs=3, after_each_point=follow)
+    assert shown == list(range(4, 30, 4))
+    final = data.load(run_id, refresh=True).run.loss
+    assert final.steps.tolist() == list(range(30))
+    np.testing.assert_array_equal(final.values, logged)
+
+
 def _watched_steps(tracking_uri: str, watcher, value: float, count: int, last_step: int) -> None:
     """``count`` steps of a constant loss, then wait until the store holds ``last_step``, the
     last of them (a key's rows land in step order, so then all have)."""

@@ -43,7 +43,7 @@ def test_direct_sql_equals_mlflow_client(tracking_uri):
     direct = store.read_histories(tracking_uri, run_id)
     via_client = {
         key: series.cleaned()
-        for key, series in store._client_histories(tracking_uri, run_id, None, None)[0].items()
+        for key, series in store._client_histories(tracking_uri, run_id, None)[0].items()
     }
     assert direct.keys() == via_client.keys() == {"train/loss", "lr"}
     for key in direct:
@@ -128,9 +128,12 @@ def test_a_loss_logged_again_after_a_resume_is_noted_with_the_latest_value_used(
     assert read_notes(load_run(plain.info.run_id)) == []
 
 
-def _train_logging_like_mlflows_quickstart(epochs: int, batches: int = 20) -> list[float]:
+def _train_logging_like_mlflows_quickstart(
+    epochs: int, batches: int = 20, after_each_point=None
+) -> list[float]:
     """Real training logged as MLflow's PyTorch quickstart does: every 2nd batch, at
-    ``step=batch // 2`` - a step that starts at 0 again every epoch. The losses, in order."""
+    ``step=batch // 2`` - a step that starts at 0 again every epoch. The losses, in order;
+    ``after_each_point(logged)`` is called after each point is logged (a live reader)."""
     import mlflow
     import torch
 
@@ -149,6 +152,8 @@ def _train_logging_like_mlflows_quickstart(epochs: int, batches: int = 20) -> li
             if batch % 2 == 0:
                 mlflow.log_metric("loss", loss.item(), step=batch // 2)
                 logged.append(loss.item())
+                if after_each_point is not None:
+                    after_each_point(logged)
     return logged
 
 
@@ -183,6 +188,53 @@ def test_a_step_counted_per_epoch_is_numbered_across_epochs(
     ]
     assert run.metrics["val_loss"].steps.tolist() == [2]
     assert analyze(run).extras.get("verdict") != "too_short"
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite", "sqlalchemy", "client"])
+def test_reads_after_a_step_follow_a_live_run_counted_per_epoch(
+    tracking_uri, tmp_path, monkeypatch, store_kind
+):
+    """The dashboard follows a live run by reading the points after the last step it holds.
+    Such a run's whole read is numbered across epochs, but a read after step 9 looked for raw
+    steps above 9: once the second epoch began again at step 0, nothing new was ever found."""
+    import mlflow
+
+    uri = tracking_uri.replace("sqlite:", "sqlite+pysqlite:", 1)
+    if store_kind == "sqlite":
+        uri = tracking_uri
+    elif store_kind == "client":
+        monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+        uri = (tmp_path / "mlruns").as_uri()
+        mlflow.set_tracking_uri(uri)
+    follow_a_run_counted_per_epoch(uri)
+
+
+def follow_a_run_counted_per_epoch(uri: str) -> None:
+    """Train 3 epochs logged per epoch into the active tracking URI, reading ``uri`` after the
+    last step read every 3 points: the parts read add up to the whole run, numbered across
+    epochs."""
+    import mlflow
+
+    from lrwatch.sources.mlflow_store import read_history
+
+    followed: list[Series] = []
+
+    def follow(logged: list[float]) -> None:
+        if len(logged) % 3:
+            return  # a refresh every 3 points: some land mid-epoch, some at an epoch's end
+        last = int(followed[-1].steps[-1]) if followed else None
+        followed.append(read_history(uri, run_id, "loss", after_step=last))
+        assert sum(len(part) for part in followed) == len(logged)
+
+    with mlflow.start_run() as active:
+        run_id = active.info.run_id
+        logged = _train_logging_like_mlflows_quickstart(epochs=3, after_each_point=follow)
+    steps = np.concatenate([part.steps for part in followed])
+    values = np.concatenate([part.values for part in followed])
+    assert steps.tolist() == list(range(30))  # 30 points: the last refresh came after the last
+    np.testing.assert_array_equal(values, logged)
+    whole = read_history(uri, run_id, "loss")
+    np.testing.assert_array_equal(whole.steps, steps)
 
 
 def test_only_whole_repeated_epochs_are_numbered_across_epochs():
@@ -279,7 +331,7 @@ def test_an_lr_logged_once_per_epoch_without_steps_lands_on_its_epochs_first_ste
     assert direct["loss"].steps.tolist() == list(range(healthy_run.num_steps))
     # The client (an http server, Databricks) and the SQLAlchemy path (PostgreSQL) agree.
     through_client = store.number_in_logging_order(
-        store._client_histories(tracking_uri, run_id, None, None)[1]
+        store._client_histories(tracking_uri, run_id, None)[1]
     )
     generic = store.read_histories(tracking_uri.replace("sqlite:", "sqlite+pysqlite:", 1), run_id)
     for other in (through_client, generic):

@@ -20,7 +20,11 @@ from lrwatch.tasks import TrainConfig
 from tests.net import free_port
 from tests.sources.conftest import log_run_to_mlflow, log_unstepped
 from tests.sources.test_cli_analyze import _cli
-from tests.sources.test_sources_mlflow import ODD_TIMES, _odd_run
+from tests.sources.test_sources_mlflow import (
+    ODD_TIMES,
+    _odd_run,
+    follow_a_run_counted_per_epoch,
+)
 from tests.tracking.conftest import MlflowServer
 from tests.tracking.tracking_loops import train_watched
 
@@ -49,7 +53,7 @@ def test_direct_reads_of_a_postgres_store_equal_mlflows_own(postgres_uri):
     # NaN kept, -inf restored from the store's stand-in, step 2's later value wins.
     np.testing.assert_array_equal(loss.values, [1.0, math.nan, 0.25, 0.3, -math.inf, -0.5])
     direct = store.read_histories(postgres_uri, run_id)
-    via_client = store._client_histories(postgres_uri, run_id, None, None)[0]
+    via_client = store._client_histories(postgres_uri, run_id, None)[0]
     assert direct.keys() == via_client.keys() == {"train/loss", "lr"}
     for key, series in via_client.items():
         np.testing.assert_array_equal(direct[key].steps, series.cleaned().steps)
@@ -71,6 +75,18 @@ def test_a_metric_logged_without_steps_reads_alike_from_postgres(postgres_uri, h
     assert direct["loss"].steps.tolist() == list(range(healthy_run.num_steps))
     newer = store.read_histories(postgres_uri, run_id, ["loss", "lr"], after_step=149)
     assert newer["loss"].steps[0] == 150 and newer["lr"].steps.tolist() == [200]
+
+
+def test_a_live_run_counted_per_epoch_is_followed_on_postgres(postgres_uri):
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(postgres_uri)
+    try:
+        mlflow.set_experiment("counted-per-epoch")
+        follow_a_run_counted_per_epoch(postgres_uri)
+    finally:
+        mlflow.set_tracking_uri(previous)
 
 
 @pytest.mark.server

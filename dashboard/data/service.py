@@ -18,6 +18,7 @@ from dashboard.data.tracking import DataError, RunSummary
 from lrwatch import keys
 from lrwatch.analysis.findings import Finding, Report
 from lrwatch.run import Run
+from lrwatch.sources.loss_parts import add_summed_loss, loss_parts
 
 # Metrics offered as extra charts when a run logged them (besides loss and LR).
 EXTRA_CANDIDATES = ("val/loss", "val_loss", "valid_loss", "validation_loss", keys.GRAD_NORM)
@@ -104,6 +105,7 @@ class DashboardData:
 
     def _load_for_analysis(self, summary: RunSummary) -> Run:
         wanted = [k for k in (summary.loss_key, keys.find_lr_key(summary.metric_keys)) if k]
+        wanted += loss_parts(summary.metric_keys)
         from lrwatch.sources.mlflow_store import read_histories
 
         # Straight from the store, not through the cache: a table of 1,000 runs would evict
@@ -122,6 +124,7 @@ class DashboardData:
         """
         summary = tracking.get_summary(self.tracking_uri, run_id)
         candidates = [summary.loss_key, keys.find_lr_key(summary.metric_keys), *extra_keys]
+        candidates += loss_parts(summary.metric_keys)  # summed into the loss by _as_run
         wanted = [k for k in candidates if k and k in summary.metric_keys]
         read = self.cache.refresh if refresh else self.cache.get
         # A job resumed from a checkpoint logs again steps the cache may hold (see SeriesCache).
@@ -203,7 +206,7 @@ def _behind(cached, last_step: int | None) -> bool:
 
 
 def _as_run(summary: RunSummary, series: dict) -> Run:
-    return Run(
+    run = Run(
         id=summary.id,
         name=summary.name,
         source=summary.id,
@@ -214,3 +217,5 @@ def _as_run(summary: RunSummary, series: dict) -> Run:
         start_time_ms=summary.start_time_ms,
         experiment_id=summary.experiment_id,
     )
+    add_summed_loss(run)  # Ultralytics logs only the parts of its loss, as the CLI reads it
+    return run

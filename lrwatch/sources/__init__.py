@@ -118,6 +118,10 @@ def load_ref(
         if lr_key and lr_key not in run.metrics:
             found = ", ".join(run.metrics) or "none"
             raise InputError(f"{ref.label}: no metric {lr_key!r} (--lr-key); metrics: {found}")
+    if loss_key is None:
+        from lrwatch.sources.loss_parts import add_summed_loss
+
+        add_summed_loss(run)  # Ultralytics logs only the parts of its loss
     try:
         require_loss(run, label=ref.label, where="metrics" if ref.kind == "mlflow" else "columns")
     except InputError:

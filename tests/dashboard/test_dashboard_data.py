@@ -303,3 +303,24 @@ def test_a_run_resumed_from_a_checkpoint_shows_the_resumed_values_live(tracking_
         mlflow.MlflowClient(tracking_uri).get_run(run_id).data.tags[keys.TAG_RESUMED]
     )
     assert (marker["step"], marker["earlier_last_step"]) == (60, 99)
+
+
+def test_an_ultralytics_run_is_shown_with_the_sum_of_its_loss_parts(tracking_uri):
+    """As `lrwatch analyze` reads it: the run page and the table's badge judge the loss the
+    trainer stepped on, not its box part alone."""
+    from lrwatch.run import Run, Series
+    from tests.sources.conftest import log_run_to_mlflow
+    from tests.sources.test_sources_ultralytics import PARTS, _train_like_ultralytics
+
+    parts, totals, lrs = _train_like_ultralytics(epochs=35)
+    epochs = np.arange(1, 36)
+    metrics = {f"train/{name}": Series(epochs, parts[:, i]) for i, name in enumerate(PARTS)}
+    metrics["lr/pg0"] = Series(epochs, lrs)
+    run_id = log_run_to_mlflow(tracking_uri, Run("yolo", metrics=metrics))
+    data = DashboardData(tracking_uri, cache=SeriesCache())
+    loaded = data.load(run_id)
+    assert loaded.run.loss_key == "train/loss"
+    np.testing.assert_allclose(loaded.run.loss.values, totals, rtol=1e-6)
+    assert loaded.report is not None and loaded.report.num_steps == 35
+    summary = data.runs(loaded.summary.experiment_id)[0]
+    assert data._load_for_analysis(summary).loss_key == "train/loss"

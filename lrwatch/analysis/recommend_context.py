@@ -57,8 +57,9 @@ class RunContext:
 
 
 def base_lr_from_params(params: Mapping[str, str]) -> float | None:
-    """The base LR recorded in params (``base_lr``, ``lr`` or ``learning_rate``), if any."""
-    for key in (keys.PARAM_BASE_LR, "lr", "learning_rate"):
+    """The base LR recorded in params (``base_lr``, ``lr``, ``learning_rate``, or Ultralytics'
+    ``lr0``), if any."""
+    for key in (keys.PARAM_BASE_LR, "lr", "learning_rate", "lr0"):
         value = as_float(params.get(key))
         if value is not None and value > 0:
             return value

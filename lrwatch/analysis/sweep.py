@@ -86,11 +86,12 @@ def final_loss(values: np.ndarray) -> tuple[float, bool]:
 
 # A sensitivity curve needs a minimum, a left and a right side: three LRs at least.
 MIN_SWEEP_LRS = 3
-# Params that may differ between the runs of one sweep: the rate itself, seeds, names, and the
-# folders a run writes to (the Hugging Face Trainer logs its output_dir and a timestamped
-# logging_dir as params, so no two of its runs agreed; a data_dir is the task, and must agree).
+# Params that may differ between the runs of one sweep: the rate itself (Ultralytics and YOLOv5
+# call it lr0), seeds, names, and the folders a run writes to (the Hugging Face Trainer logs its
+# output_dir and a timestamped logging_dir as params, so no two of its runs agreed; a data_dir
+# is the task, and must agree).
 _SWEEP_VARYING = re.compile(
-    r"(^|[._/-])(lr|learning_rate|base_lr|max_lr|peak_lr|seed|name|run_name"
+    r"(^|[._/-])(lr0?|learning_rate|base_lr|max_lr|peak_lr|seed|name|run_name"
     r"|(output|logging|log|save|checkpoint|ckpt|run|out)_?dir)([._/-]|$)",
     re.IGNORECASE,
 )

@@ -152,6 +152,28 @@ def test_the_folders_each_run_writes_to_do_not_split_a_sweep(sweep):
     assert not looks_like_sweep(runs)
 
 
+def test_an_ultralytics_sweep_of_lr0_is_a_sweep(sweep):
+    # Ultralytics (and YOLOv5) log their settings as params and call the rate lr0; a sweep of
+    # it differs in lr0, name and save_dir, and was read as runs of different tasks.
+    from lrwatch.analysis.recommend_context import base_lr_from_params
+    from lrwatch.analysis.sweep import looks_like_sweep
+
+    runs = [run.with_metrics(run.metrics) for run in sweep]
+    for k, run in enumerate(runs):
+        rate = run.params.pop("lr")
+        run.params = {
+            **run.params,
+            "lr0": rate,
+            "lrf": "0.01",
+            "name": f"train{k + 2}",
+            "save_dir": f"runs/detect/train{k + 2}",
+        }
+        assert base_lr_from_params(run.params) == float(rate)
+    assert looks_like_sweep(runs)
+    runs[0].params = {**runs[0].params, "lrf": "0.1"}  # another final rate: another task
+    assert not looks_like_sweep(runs)
+
+
 def test_runs_without_params_or_with_too_few_lrs_are_not_a_sweep(sweep):
     from lrwatch.analysis.sweep import looks_like_sweep
 

@@ -5,7 +5,9 @@ starts the step at 0 again every epoch. Read by step, each epoch's points replac
 epoch's, so a 3-epoch run read as its last epoch alone (usually "too short to judge"). In logging
 order such steps climb over one range, go back to its first step, and climb over it again - which
 a job resumed from a checkpoint does not do: it goes back to the checkpoint's step, and the
-latest value of each step is right for it.
+latest value of each step is right for it. The same holds for the rows of a file (a CSV row
+written per batch with the batch index as its step, TensorBoard's ``add_scalar(tag, loss,
+batch_idx)``), which are in logging order.
 """
 
 from __future__ import annotations
@@ -49,6 +51,11 @@ def steps_across_epochs(steps_in_logging_order: np.ndarray) -> np.ndarray | None
     span = int(one[-1] - first) + interval
     epoch_of_point = np.repeat(np.arange(starts.size, dtype=np.int64), lengths)
     return steps + epoch_of_point * span
+
+
+def epochs_in(steps_in_logging_order: np.ndarray) -> int:
+    """How many epochs steps that :func:`steps_across_epochs` renumbers span."""
+    return int(np.count_nonzero(np.diff(steps_in_logging_order) < 0)) + 1
 
 
 def epoch_steps_note(key: str, epochs: int) -> str:

@@ -17,6 +17,7 @@ from lrwatch import keys
 from lrwatch.errors import InputError
 from lrwatch.run import Run, Series
 from lrwatch.sources import long_format, tensorboard, wandb_export
+from lrwatch.sources.epoch_steps import epoch_steps_note, epochs_in, steps_across_epochs
 from lrwatch.sources.tables import (
     EPOCH_COLUMNS,
     STEP_COLUMNS,
@@ -133,14 +134,23 @@ def load_file(
         notes.append(blank_losses)
     metrics = {}
     repeated: dict[str, int] = {}  # metric -> its rows that repeat an earlier step
+    epochs: dict[str, int] = {}  # metric -> epochs, when its step starts again every epoch
     for name, (values, present) in columns.items():
         keep = present & row_ok
-        if keep.any():
-            metrics[name] = Series(steps[keep], values[keep]).cleaned()
-            repeated[name] = int(keep.sum()) - len(metrics[name])
+        if not keep.any():
+            continue
+        logged = steps[keep]  # in row order: the order they were logged in
+        across = steps_across_epochs(logged) if step_name is not None else None
+        if across is not None:
+            epochs[name] = epochs_in(logged)
+            logged = across
+        metrics[name] = Series(logged, values[keep]).cleaned()
+        repeated[name] = int(keep.sum()) - len(metrics[name])
     # Noted for the loss only: other metrics may share a step by design (a Hugging Face
     # trainer_state logs the epoch in the training row and in the evaluation row of a step).
     loss = loss_key or keys.find_loss_key(metrics)
+    if loss in epochs:
+        notes.append(epoch_steps_note(loss, epochs[loss]))
     if step_name is not None and loss is not None and repeated.get(loss):
         notes.append(repeated_steps_note(repeated[loss], loss, "row", in_file=True))
     _check_not_text(run_id, table, metrics, loss_key, lr_key)

@@ -29,7 +29,7 @@ import numpy as np
 from lrwatch.errors import InputError
 from lrwatch.keys import find_loss_key
 from lrwatch.run import Run, Series
-from lrwatch.sources.epoch_steps import epoch_steps_note, steps_across_epochs
+from lrwatch.sources.epoch_steps import epoch_steps_note, epochs_in, steps_across_epochs
 from lrwatch.sources.files import TAG_READ_NOTES, repeated_steps_note
 from lrwatch.store import check_tracking_uri, display_uri
 
@@ -356,7 +356,7 @@ def _numbered_across_epochs(
         steps, values = _in_logging_order_with_steps(tracking_uri, run_id, key)
         across = steps_across_epochs(steps)
         if across is not None:
-            found[key] = (Series(across, values), int(np.count_nonzero(np.diff(steps) < 0)) + 1)
+            found[key] = (Series(across, values), epochs_in(steps))
     return found
 
 

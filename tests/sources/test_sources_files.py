@@ -285,11 +285,17 @@ def test_a_step_counted_per_epoch_is_numbered_with_the_epoch(tmp_path):
     assert read_notes(run) == [
         "the step column 'step' restarts every epoch: steps are numbered in (epoch, step) order"
     ]
-    # Without an epoch column the later rows win, and the note says what happened and why.
+    # Without an epoch column the rows' order tells: every epoch climbs over the same steps.
     rows = [f"{s},{500 - (100 * e + s)}" for e in range(5) for s in range(100)]
     run = load_run(_write(tmp_path / "n.csv", "\n".join(["step,loss", *rows]) + "\n"))
-    assert run.loss.steps.tolist() == list(range(100))
-    assert read_notes(run)[0].startswith("400 rows of 'loss' repeat an earlier step")
+    assert run.loss.steps.tolist() == list(range(500))
+    assert read_notes(run)[0].startswith("the step of 'loss' starts again every epoch (5 epochs")
+    # A job resumed from a checkpoint goes back to the checkpoint's step: the later rows win,
+    # and the note says what happened and why.
+    rows = [f"{s},{1.0}" for s in range(100)] + [f"{s},{0.5}" for s in range(60, 100)]
+    run = load_run(_write(tmp_path / "c.csv", "\n".join(["step,loss", *rows]) + "\n"))
+    assert run.loss.steps.tolist() == list(range(100)) and run.loss.values[60:].max() == 0.5
+    assert read_notes(run)[0].startswith("40 rows of 'loss' repeat an earlier step")
     # A global step beside the epoch (Lightning's CSVLogger) is read as it stands.
     rows = [f"{e},{100 * e + s},{1.0}" for e in range(3) for s in range(100)]
     run = load_run(_write(tmp_path / "g.csv", "\n".join(["epoch,step,loss", *rows]) + "\n"))
@@ -651,3 +657,61 @@ def test_lines_ended_by_a_carriage_return_alone(tmp_path):
     stray = _write(tmp_path / "stray.csv", "step,lo\rss\n0,1\n")
     with pytest.raises(InputError, match=re.escape(f"{stray}: not a readable CSV (")):
         load_run(stray)
+
+
+def _train_logging_the_batch_index(log, epochs: int = 4, batches: int = 25) -> list[float]:
+    """Real training that calls ``log(step, loss, lr)`` with the batch index as the step - a
+    step that starts at 0 again every epoch. The losses, in order."""
+    import torch
+
+    torch.manual_seed(1)
+    x = torch.randn(batches * 8, 6)
+    y = x @ torch.randn(6, 1) + 0.1 * torch.randn(batches * 8, 1)
+    model = torch.nn.Linear(6, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.02)
+    logged = []
+    for _ in range(epochs):
+        for batch in range(batches):
+            loss = torch.nn.functional.mse_loss(model(x[batch::batches]), y[batch::batches])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            log(batch, loss.item(), optimizer.param_groups[0]["lr"])
+            logged.append(loss.item())
+    return logged
+
+
+@pytest.mark.parametrize("writer", ["csv", "tensorboard"])
+def test_a_batch_index_logged_as_the_step_is_numbered_across_epochs(tmp_path, writer):
+    """`writer.writerow([batch_idx, loss])` or TensorBoard's `add_scalar("loss", loss,
+    batch_idx)` in the epoch loop: read by step, each epoch's rows replaced the epoch before's,
+    so a 4-epoch run read as its last 25 points. Rows are in logging order, as in MLflow."""
+    import csv
+
+    if writer == "csv":
+        path = tmp_path / "log.csv"
+        with path.open("w", newline="") as fh:
+            rows = csv.writer(fh)
+            rows.writerow(["step", "loss", "lr"])
+            logged = _train_logging_the_batch_index(lambda *row: rows.writerow(row))
+    else:
+        from torch.utils.tensorboard import SummaryWriter
+
+        path = tmp_path / "tb"
+        tb = SummaryWriter(str(path))
+
+        def log(step, loss, lr):
+            tb.add_scalar("loss", loss, step)
+            tb.add_scalar("lr", lr, step)
+
+        logged = _train_logging_the_batch_index(log)
+        tb.close()
+    run = load_run(str(path))
+    assert run.loss.steps.tolist() == list(range(100))
+    np.testing.assert_allclose(run.loss.values, logged, rtol=1e-6)  # TensorBoard: float32
+    assert run.lr.steps.tolist() == list(range(100))
+    assert (
+        "the step of 'loss' starts again every epoch (4 epochs, e.g. step=batch // 100 inside "
+        "the epoch loop): steps are numbered across epochs, in logging order"
+    ) in read_notes(run)
+    assert analyze(run).extras["verdict"] != "too_short"

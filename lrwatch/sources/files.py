@@ -93,7 +93,8 @@ def load_file(
         table = read_table(path, csv_engine=csv_engine)
     notes = list(table.notes)
     run_name, run_id = table_stem(path), str(path)
-    if path.is_dir() or tensorboard.EVENT_FILE_MARK in path.name:
+    is_tensorboard = path.is_dir() or tensorboard.EVENT_FILE_MARK in path.name
+    if is_tensorboard:
         run_name = (path if path.is_dir() else path.parent).resolve().name  # the log directory
     step_name = _step_column(table)
     export = wandb_export.runs_in_export(list(table.columns))
@@ -135,12 +136,15 @@ def load_file(
     metrics = {}
     repeated: dict[str, int] = {}  # metric -> its rows that repeat an earlier step
     epochs: dict[str, int] = {}  # metric -> epochs, when its step starts again every epoch
+    # TensorBoard's event files are numbered so one by one (tensorboard.read_scalars): a second
+    # file of a log directory that starts again is a rerun or a resumed writer, not an epoch.
+    by_row_order = step_name is not None and not is_tensorboard
     for name, (values, present) in columns.items():
         keep = present & row_ok
         if not keep.any():
             continue
         logged = steps[keep]  # in row order: the order they were logged in
-        across = steps_across_epochs(logged) if step_name is not None else None
+        across = steps_across_epochs(logged) if by_row_order else None
         if across is not None:
             epochs[name] = epochs_in(logged)
             logged = across

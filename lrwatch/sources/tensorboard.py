@@ -30,6 +30,7 @@ import numpy as np
 
 from lrwatch.errors import InputError
 from lrwatch.sources import tfrecord
+from lrwatch.sources.epoch_steps import epochs_in, steps_across_epochs
 
 EVENT_FILE_MARK = "tfevents"  # events.out.tfevents.<time>.<host>...
 _DT_FLOAT, _DT_DOUBLE = 1, 2
@@ -147,14 +148,42 @@ def read_scalars(path: Path, notes: list[str]) -> tuple[list[int], list[str], li
     steps: list[int] = []
     tags: list[str] = []
     values: list[float] = []
+    epochs: dict[str, int] = {}  # tag -> epochs, for tags whose step starts again every epoch
     for file, renamed in sources:
+        first = len(steps)
         for step, tag, value in _scalars(file, notes):
             steps.append(step)
             tags.append(renamed.replace("*", tag))
             values.append(value)
+        steps[first:] = _numbered_across_epochs(steps[first:], tags[first:], epochs)
     if not steps:
         raise InputError(f"{path}: no scalars in its TensorBoard event files ({len(sources)})")
+    if epochs:
+        named = ", ".join(repr(tag) for tag in epochs)
+        notes.append(
+            f"the step of {named} starts again every epoch ({max(epochs.values())} epochs, e.g. "
+            "add_scalar(tag, value, batch_idx) inside the epoch loop): steps are numbered across "
+            "epochs, in logging order"
+        )
     return steps, tags, values, len(sources)
+
+
+def _numbered_across_epochs(steps: list[int], tags: list[str], epochs: dict[str, int]) -> list[int]:
+    """One event file's steps, each tag's numbered across epochs when its step starts again
+    every epoch (:mod:`lrwatch.sources.epoch_steps`). Per file: a second file starting at step
+    0 again is a rerun into the same log directory, or a resumed writer - not an epoch."""
+    ordered = np.asarray(steps, dtype=np.int64)
+    if ordered.size < 2 or bool(np.all(ordered[1:] >= ordered[:-1])):
+        return steps  # no step goes back: the usual file, checked in one pass
+    names = np.asarray(tags, dtype=object)
+    for tag in dict.fromkeys(tags):
+        rows = np.flatnonzero(names == tag)
+        logged = ordered[rows]
+        across = steps_across_epochs(logged)
+        if across is not None:
+            ordered[rows] = across
+            epochs[tag] = max(epochs.get(tag, 0), epochs_in(logged))
+    return ordered.tolist()
 
 
 def _named_as(child: Path, name: str) -> str:

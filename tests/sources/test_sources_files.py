@@ -659,12 +659,14 @@ def test_lines_ended_by_a_carriage_return_alone(tmp_path):
         load_run(stray)
 
 
-def _train_logging_the_batch_index(log, epochs: int = 4, batches: int = 25) -> list[float]:
+def _train_logging_the_batch_index(
+    log, epochs: int = 4, batches: int = 25, seed: int = 1
+) -> list[float]:
     """Real training that calls ``log(step, loss, lr)`` with the batch index as the step - a
     step that starts at 0 again every epoch. The losses, in order."""
     import torch
 
-    torch.manual_seed(1)
+    torch.manual_seed(seed)
     x = torch.randn(batches * 8, 6)
     y = x @ torch.randn(6, 1) + 0.1 * torch.randn(batches * 8, 1)
     model = torch.nn.Linear(6, 1)
@@ -710,8 +712,21 @@ def test_a_batch_index_logged_as_the_step_is_numbered_across_epochs(tmp_path, wr
     assert run.loss.steps.tolist() == list(range(100))
     np.testing.assert_allclose(run.loss.values, logged, rtol=1e-6)  # TensorBoard: float32
     assert run.lr.steps.tolist() == list(range(100))
+    example = "step=batch // 100" if writer == "csv" else "add_scalar(tag, value, batch_idx)"
+    tags = "'loss'" if writer == "csv" else "'loss', 'lr'"
     assert (
-        "the step of 'loss' starts again every epoch (4 epochs, e.g. step=batch // 100 inside "
-        "the epoch loop): steps are numbered across epochs, in logging order"
+        f"the step of {tags} starts again every epoch (4 epochs, e.g. {example} inside the epoch "
+        "loop): steps are numbered across epochs, in logging order"
     ) in read_notes(run)
     assert analyze(run).extras["verdict"] != "too_short"
+    if writer == "tensorboard":
+        # The script run again into the same log directory: a second event file starting at
+        # step 0 is a rerun, not a fifth epoch; its values win step for step, as before.
+        again = SummaryWriter(str(path), filename_suffix=".again")
+        rerun = _train_logging_the_batch_index(
+            lambda step, loss, lr: again.add_scalar("loss", loss, step), seed=2
+        )
+        again.close()
+        run = load_run(str(path))
+        assert run.loss.steps.tolist() == list(range(100))
+        np.testing.assert_allclose(run.loss.values, rerun, rtol=1e-6)

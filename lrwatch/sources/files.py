@@ -144,7 +144,7 @@ def load_file(
         if not keep.any():
             continue
         logged = steps[keep]  # in row order: the order they were logged in
-        across = steps_across_epochs(logged) if by_row_order else None
+        across = steps_across_epochs(logged, values[keep]) if by_row_order else None
         if across is not None:
             epochs[name] = epochs_in(logged)
             logged = across

@@ -354,7 +354,7 @@ def _numbered_across_epochs(
         if not _repeats_a_step(series.steps):
             continue
         steps, values = _in_logging_order_with_steps(tracking_uri, run_id, key)
-        across = steps_across_epochs(steps)
+        across = steps_across_epochs(steps, values)
         if across is not None:
             found[key] = (Series(across, values), epochs_in(steps))
     return found

@@ -155,7 +155,7 @@ def read_scalars(path: Path, notes: list[str]) -> tuple[list[int], list[str], li
             steps.append(step)
             tags.append(renamed.replace("*", tag))
             values.append(value)
-        steps[first:] = _numbered_across_epochs(steps[first:], tags[first:], epochs)
+        steps[first:] = _numbered_across_epochs(steps[first:], tags[first:], values[first:], epochs)
     if not steps:
         raise InputError(f"{path}: no scalars in its TensorBoard event files ({len(sources)})")
     if epochs:
@@ -168,7 +168,9 @@ def read_scalars(path: Path, notes: list[str]) -> tuple[list[int], list[str], li
     return steps, tags, values, len(sources)
 
 
-def _numbered_across_epochs(steps: list[int], tags: list[str], epochs: dict[str, int]) -> list[int]:
+def _numbered_across_epochs(
+    steps: list[int], tags: list[str], values: list[float], epochs: dict[str, int]
+) -> list[int]:
     """One event file's steps, each tag's numbered across epochs when its step starts again
     every epoch (:mod:`lrwatch.sources.epoch_steps`). Per file: a second file starting at step
     0 again is a rerun into the same log directory, or a resumed writer - not an epoch."""
@@ -179,7 +181,7 @@ def _numbered_across_epochs(steps: list[int], tags: list[str], epochs: dict[str,
     for tag in dict.fromkeys(tags):
         rows = np.flatnonzero(names == tag)
         logged = ordered[rows]
-        across = steps_across_epochs(logged)
+        across = steps_across_epochs(logged, np.asarray(values, dtype=np.float64)[rows])
         if across is not None:
             ordered[rows] = across
             epochs[tag] = max(epochs.get(tag, 0), epochs_in(logged))

@@ -666,9 +666,10 @@ def _train_logging_the_batch_index(
     step that starts at 0 again every epoch. The losses, in order."""
     import torch
 
-    torch.manual_seed(seed)
+    torch.manual_seed(1)  # the task: the same data in every run of the script
     x = torch.randn(batches * 8, 6)
     y = x @ torch.randn(6, 1) + 0.1 * torch.randn(batches * 8, 1)
+    torch.manual_seed(seed)  # the model's initial weights
     model = torch.nn.Linear(6, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.02)
     logged = []
@@ -730,3 +731,30 @@ def test_a_batch_index_logged_as_the_step_is_numbered_across_epochs(tmp_path, wr
         run = load_run(str(path))
         assert run.loss.steps.tolist() == list(range(100))
         np.testing.assert_allclose(run.loss.values, rerun, rtol=1e-6)
+
+
+def test_a_rerun_appended_to_the_same_file_is_not_a_second_epoch(tmp_path):
+    """A crashed job started again from scratch, appending to its log: the same steps again,
+    from the first level. Read as a second epoch, the loss jumped back up to where it began (and
+    this run was told to decay a plateau); the rerun's rows replace the first attempt's instead."""
+    import csv
+
+    path = tmp_path / "log.csv"
+    with path.open("w", newline="") as fh:
+        csv.writer(fh).writerow(["step", "loss", "lr"])
+
+    def attempt(seed: int, epochs: int) -> list[float]:
+        """One run of the script, appending a row per step (a global step from 0)."""
+        with path.open("a", newline="") as fh:
+            rows, step = csv.writer(fh), iter(range(10_000))
+            return _train_logging_the_batch_index(
+                lambda _, loss, lr: rows.writerow([next(step), loss, lr]), epochs=epochs, seed=seed
+            )
+
+    reruns = [attempt(1, epochs=4), attempt(2, epochs=2)]  # the rerun has not yet got as far
+    run = load_run(str(path))
+    assert run.loss.steps.tolist() == list(range(100))
+    np.testing.assert_allclose(run.loss.values[:50], reruns[1])
+    np.testing.assert_allclose(run.loss.values[50:], reruns[0][50:])
+    assert read_notes(run)[0].startswith("50 rows of 'loss' repeat an earlier step")
+    assert analyze(run).extras["verdict"] == "ok"  # read as epochs: a plateau warning

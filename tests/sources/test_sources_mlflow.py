@@ -240,13 +240,34 @@ def follow_a_run_counted_per_epoch(uri: str) -> None:
 def test_only_whole_repeated_epochs_are_numbered_across_epochs():
     from lrwatch.sources.epoch_steps import steps_across_epochs
 
-    assert steps_across_epochs(np.array([0, 1, 2, 0, 1, 2, 0, 1])).tolist() == list(range(8))
-    assert steps_across_epochs(np.array([0, 100, 200, 0, 100])).tolist() == [0, 100, 200, 300, 400]
-    assert steps_across_epochs(np.array([0, 1, 2, 3, 2, 3, 4])) is None  # resumed at step 2
-    assert steps_across_epochs(np.array([0, 1, 2, 0, 1, 2, 3])) is None  # rerun, got further
-    assert steps_across_epochs(np.array([0, 1, 2, 0, 2, 4])) is None  # not the same steps
-    assert steps_across_epochs(np.array([0, 1, 1, 0, 1, 1])) is None  # a step logged twice
-    assert steps_across_epochs(np.array([0, 1, 2, 3])) is None  # one climb: nothing repeats
+    def across(steps: list[int]):
+        falling = 1.0 / (1.0 + np.arange(len(steps)))  # a loss that carries on across epochs
+        found = steps_across_epochs(np.array(steps), falling)
+        return None if found is None else found.tolist()
+
+    assert across([0, 1, 2, 0, 1, 2, 0, 1]) == list(range(8))
+    assert across([0, 100, 200, 0, 100]) == [0, 100, 200, 300, 400]
+    assert across([0, 1, 2, 3, 2, 3, 4]) is None  # resumed at step 2
+    assert across([0, 1, 2, 0, 1, 2, 3]) is None  # rerun, got further
+    assert across([0, 1, 2, 0, 2, 4]) is None  # not the same steps
+    assert across([0, 1, 1, 0, 1, 1]) is None  # a step logged twice
+    assert across([0, 1, 2, 3]) is None  # one climb: nothing repeats
+
+
+def test_a_rerun_from_scratch_is_not_read_as_a_second_epoch():
+    """The same steps again, but starting over from the run's first level: a job run again
+    into the same run (or file), which read as a loss jumping back up mid-run."""
+    from lrwatch.sources.epoch_steps import steps_across_epochs
+
+    rng = np.random.default_rng(0)
+    attempt = 2.0 * np.exp(-np.arange(100) / 20) + 0.3 + 0.01 * rng.standard_normal(100)
+    steps = np.concatenate([np.arange(100), np.arange(60)])  # the rerun has reached step 59
+    rerun = np.concatenate([attempt, attempt[:60] + 0.01 * rng.standard_normal(60)])
+    assert steps_across_epochs(steps, rerun) is None
+    epochs = np.concatenate([attempt, 0.3 + 0.01 * rng.standard_normal(60)])  # carries on
+    assert steps_across_epochs(steps, epochs).tolist() == list(range(160))
+    flat = np.full(160, 0.1)  # a constant LR cannot tell: read as epochs
+    assert steps_across_epochs(steps, flat) is not None
 
 
 def test_unknown_run_and_experiment_are_input_errors(tracking_uri):

@@ -6,7 +6,9 @@ A record that runs past the end of the file, or whose bytes do not parse, has it
 checksum verified; others are taken as they are (a pure-Python CRC of every record's 8 length
 bytes alone slowed reading by a third: 100,000 steps, 0.85 -> 1.13 s). A sound length means a record cut off at the
 end (the writer was killed) or one damaged inside; a damaged length, which before read as a
-cut-off and lost the rest of the run unsaid, is skipped to the next sound record.
+cut-off and lost the rest of the run unsaid, is skipped to the next sound record. When a record
+fails, the one read just before it has its length verified too: a length damaged upwards whose
+payload still parsed (its own fields come first) sent reading into the middle of a later record.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ _MAX_RESYNC_BYTES = 1 << 16
 _CRC32C_POLY = 0x82F63B78  # Castagnoli, reflected
 _MASK_DELTA = 0xA282EAD8
 _TABLE: list[int] = []
-# What a payload that does not parse raises (lrwatch.sources.tensorboard's wire decoding).
-_PARSE_ERRORS = (IndexError, ValueError, struct.error)
+# What a payload that does not parse raises (lrwatch.sources.tensorboard's wire decoding); a
+# field of the wrong wire type (bytes where a step's varint belongs) raises TypeError.
+_PARSE_ERRORS = (IndexError, ValueError, TypeError, struct.error)
 
 Item = TypeVar("Item")
 
@@ -45,26 +48,30 @@ def records(
     Raises:
         NotTFRecord: the first record is damaged.
     """
-    offset = 0
+    offset, previous = 0, None  # previous: the last record read, its length unverified
     while offset < len(data):
-        if offset + _HEADER.size > len(data):
-            notes.append(f"{name}: its last record is cut off (the writer stopped): left out")
-            return
-        end = offset + _HEADER.size + _HEADER.unpack_from(data, offset)[0]
-        fits = end + _TRAILER <= len(data)
+        header_fits = offset + _HEADER.size <= len(data)
+        end = offset + _HEADER.size + _HEADER.unpack_from(data, offset)[0] if header_fits else 0
+        fits = header_fits and end + _TRAILER <= len(data)
         items = _parsed(parse, data[offset + _HEADER.size : end]) if fits else None
         if items is not None:
             yield from items
-            offset = end + _TRAILER
+            offset, previous = end + _TRAILER, offset
             continue
-        if sound_header(data, offset):
-            if not fits:
-                notes.append(f"{name}: its last record is cut off (the writer stopped): left out")
-                return
+        if previous is not None and not sound_header(data, previous):
+            # The record before had a damaged length whose payload still parsed (the real
+            # fields come first, and the bytes after them happened to read as fields too):
+            # reading went on from inside a later record. The damage is there; its scalars
+            # were the record's own.
+            offset, previous = previous, None
+        elif not header_fits or (not fits and sound_header(data, offset)):
+            notes.append(f"{name}: its last record is cut off (the writer stopped): left out")
+            return
+        elif sound_header(data, offset):
             notes.append(f"{name}: a damaged record at byte {offset}: left out")
-            offset = end + _TRAILER
+            offset, previous = end + _TRAILER, None
             continue
-        if offset == 0:
+        elif offset == 0:
             raise NotTFRecord(name)
         resumed = _next_sound_header(data, offset + 1)
         lost = (len(data) if resumed is None else resumed) - offset

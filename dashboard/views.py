@@ -17,6 +17,7 @@ from dash import dcc, html
 from dashboard import components, figures, ids, layout
 from dashboard.data import DashboardData, DataError
 from dashboard.data.curves import range_test_curve, sensitivity_curve
+from lrwatch.sources.files import read_notes
 from lrwatch.sources.mlflow_store import unstepped_note
 from lrwatch.store import display_uri
 
@@ -172,14 +173,16 @@ def run_view(data, run_id, smoothing, extra_keys, relayout, *, refresh: bool):
 
 
 def _run_note(run, last_step: int | None):
-    """What the page says above the chart: no loss yet, or a loss logged with no step."""
+    """What the page says above the chart: no loss yet, a loss logged with no step, or how the
+    loss was read (a sum of Ultralytics' loss parts)."""
     if run.loss is None:
         return layout.message("this run has no loss metric yet")
     if len(run.loss) > 1 and last_step == 0:
         # The store's latest loss point sits at step 0 though it has several: all of them do,
         # and they were read in logging order (the x axis is that order, not the run's steps).
         return layout.message(unstepped_note(len(run.loss), run.loss_key))
-    return None
+    notes = read_notes(run)
+    return layout.message("; ".join(notes)) if notes else None
 
 
 def run_figure(data, run_id, smoothing, extra_keys, relayout):

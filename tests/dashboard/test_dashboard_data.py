@@ -324,3 +324,5 @@ def test_an_ultralytics_run_is_shown_with_the_sum_of_its_loss_parts(tracking_uri
     assert loaded.report is not None and loaded.report.num_steps == 35
     summary = data.runs(loaded.summary.experiment_id)[0]
     assert data._load_for_analysis(summary).loss_key == "train/loss"
+    note = views.run_view(data, run_id, 0.6, [], None, refresh=False)[1]
+    assert "the loss 'train/loss' is the sum of the 3 loss parts logged" in str(note)

@@ -74,3 +74,26 @@ def healthy_run() -> Run:
     from lrwatch.tasks import TrainConfig, train
 
     return train(TrainConfig(task="mlp_regression", lr=0.05, steps=300, seed=0))
+
+
+def train_logging_each_batch(log, epochs: int = 4, batches: int = 25, seed: int = 1) -> list[float]:
+    """Real training (a linear model, SGD) that calls ``log(batch, loss, lr)`` after each
+    optimizer step, ``batch`` counting from 0 again every epoch. The losses, in order."""
+    import torch
+
+    torch.manual_seed(1)  # the task: the same data in every run of the script
+    x = torch.randn(batches * 8, 6)
+    y = x @ torch.randn(6, 1) + 0.1 * torch.randn(batches * 8, 1)
+    torch.manual_seed(seed)  # the model's initial weights
+    model = torch.nn.Linear(6, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.02)
+    logged = []
+    for _ in range(epochs):
+        for batch in range(batches):
+            loss = torch.nn.functional.mse_loss(model(x[batch::batches]), y[batch::batches])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            log(batch, loss.item(), optimizer.param_groups[0]["lr"])
+            logged.append(loss.item())
+    return logged

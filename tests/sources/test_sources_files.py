@@ -17,6 +17,7 @@ from lrwatch.analysis import analyze
 from lrwatch.errors import InputError
 from lrwatch.sources import load_run, load_runs, require_loss
 from lrwatch.sources.files import TAG_STEPS_FROM, load_file, read_notes, save_run_csv
+from tests.sources.conftest import train_logging_each_batch
 
 
 def _write(path, text: str):
@@ -659,31 +660,6 @@ def test_lines_ended_by_a_carriage_return_alone(tmp_path):
         load_run(stray)
 
 
-def _train_logging_the_batch_index(
-    log, epochs: int = 4, batches: int = 25, seed: int = 1
-) -> list[float]:
-    """Real training that calls ``log(step, loss, lr)`` with the batch index as the step - a
-    step that starts at 0 again every epoch. The losses, in order."""
-    import torch
-
-    torch.manual_seed(1)  # the task: the same data in every run of the script
-    x = torch.randn(batches * 8, 6)
-    y = x @ torch.randn(6, 1) + 0.1 * torch.randn(batches * 8, 1)
-    torch.manual_seed(seed)  # the model's initial weights
-    model = torch.nn.Linear(6, 1)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.02)
-    logged = []
-    for _ in range(epochs):
-        for batch in range(batches):
-            loss = torch.nn.functional.mse_loss(model(x[batch::batches]), y[batch::batches])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            log(batch, loss.item(), optimizer.param_groups[0]["lr"])
-            logged.append(loss.item())
-    return logged
-
-
 @pytest.mark.parametrize("writer", ["csv", "tensorboard"])
 def test_a_batch_index_logged_as_the_step_is_numbered_across_epochs(tmp_path, writer):
     """`writer.writerow([batch_idx, loss])` or TensorBoard's `add_scalar("loss", loss,
@@ -696,7 +672,7 @@ def test_a_batch_index_logged_as_the_step_is_numbered_across_epochs(tmp_path, wr
         with path.open("w", newline="") as fh:
             rows = csv.writer(fh)
             rows.writerow(["step", "loss", "lr"])
-            logged = _train_logging_the_batch_index(lambda *row: rows.writerow(row))
+            logged = train_logging_each_batch(lambda *row: rows.writerow(row))
     else:
         from torch.utils.tensorboard import SummaryWriter
 
@@ -707,7 +683,7 @@ def test_a_batch_index_logged_as_the_step_is_numbered_across_epochs(tmp_path, wr
             tb.add_scalar("loss", loss, step)
             tb.add_scalar("lr", lr, step)
 
-        logged = _train_logging_the_batch_index(log)
+        logged = train_logging_each_batch(log)
         tb.close()
     run = load_run(str(path))
     assert run.loss.steps.tolist() == list(range(100))
@@ -724,7 +700,7 @@ def test_a_batch_index_logged_as_the_step_is_numbered_across_epochs(tmp_path, wr
         # The script run again into the same log directory: a second event file starting at
         # step 0 is a rerun, not a fifth epoch; its values win step for step, as before.
         again = SummaryWriter(str(path), filename_suffix=".again")
-        rerun = _train_logging_the_batch_index(
+        rerun = train_logging_each_batch(
             lambda step, loss, lr: again.add_scalar("loss", loss, step), seed=2
         )
         again.close()
@@ -747,7 +723,7 @@ def test_a_rerun_appended_to_the_same_file_is_not_a_second_epoch(tmp_path):
         """One run of the script, appending a row per step (a global step from 0)."""
         with path.open("a", newline="") as fh:
             rows, step = csv.writer(fh), iter(range(10_000))
-            return _train_logging_the_batch_index(
+            return train_logging_each_batch(
                 lambda _, loss, lr: rows.writerow([next(step), loss, lr]), epochs=epochs, seed=seed
             )
 

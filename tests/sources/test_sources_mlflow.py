@@ -11,7 +11,7 @@ from lrwatch.errors import InputError
 from lrwatch.run import Run, Series
 from lrwatch.sources import RunRef, load_ref, load_run, load_runs
 from lrwatch.sources import mlflow_store as store
-from tests.sources.conftest import log_run_to_mlflow, log_unstepped
+from tests.sources.conftest import log_run_to_mlflow, log_unstepped, train_logging_each_batch
 
 # Logged out of order, with NaN, +/-inf and step 2 logged twice (the later value must win).
 ODD_STEPS = np.array([3, 0, 1, 2, 4, 2, 5])
@@ -135,25 +135,17 @@ def _train_logging_like_mlflows_quickstart(
     ``step=batch // 2`` - a step that starts at 0 again every epoch. The losses, in order;
     ``after_each_point(logged)`` is called after each point is logged (a live reader)."""
     import mlflow
-    import torch
 
-    torch.manual_seed(0)
-    x = torch.randn(batches * 16, 8)
-    y = x @ torch.randn(8, 1) + 0.1 * torch.randn(batches * 16, 1)
-    model = torch.nn.Linear(8, 1)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.02)
-    logged = []
-    for _ in range(epochs):
-        for batch in range(batches):
-            loss = torch.nn.functional.mse_loss(model(x[batch::batches]), y[batch::batches])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            if batch % 2 == 0:
-                mlflow.log_metric("loss", loss.item(), step=batch // 2)
-                logged.append(loss.item())
-                if after_each_point is not None:
-                    after_each_point(logged)
+    logged: list[float] = []
+
+    def log(batch: int, loss: float, lr: float) -> None:
+        if batch % 2 == 0:
+            mlflow.log_metric("loss", loss, step=batch // 2)
+            logged.append(loss)
+            if after_each_point is not None:
+                after_each_point(logged)
+
+    train_logging_each_batch(log, epochs=epochs, batches=batches)
     return logged
 
 

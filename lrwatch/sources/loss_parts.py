@@ -19,7 +19,7 @@ from lrwatch import keys
 from lrwatch.run import Run, Series
 from lrwatch.sources.files import TAG_READ_NOTES
 
-SUMMED_LOSS_KEY = keys.LOSS  # "train/loss": what Ultralytics calls the sum in its progress bar
+SUMMED_LOSS_KEY = keys.LOSS  # "train/loss", the name lrwatch's own logger gives the loss
 _PART = re.compile(r"^train/[a-z0-9]+_loss$")
 # Both are in every Ultralytics detection-family log and name no other tool's parts: a generic
 # "train/<x>_loss" set (a GAN's g_loss and d_loss) is no sum of one objective.

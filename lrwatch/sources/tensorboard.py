@@ -177,11 +177,14 @@ def _numbered_across_epochs(
     ordered = np.asarray(steps, dtype=np.int64)
     if ordered.size < 2 or bool(np.all(ordered[1:] >= ordered[:-1])):
         return steps  # no step goes back: the usual file, checked in one pass
-    names = np.asarray(tags, dtype=object)
-    for tag in dict.fromkeys(tags):
-        rows = np.flatnonzero(names == tag)
+    numbers = np.asarray(values, dtype=np.float64)
+    names, of_row = np.unique(np.asarray(tags, dtype=object), return_inverse=True)
+    by_tag = np.argsort(of_row, kind="stable")  # each tag's rows together, in logging order
+    bounds = np.searchsorted(of_row[by_tag], np.arange(names.size + 1))
+    for k, tag in enumerate(names.tolist()):
+        rows = by_tag[bounds[k] : bounds[k + 1]]
         logged = ordered[rows]
-        across = steps_across_epochs(logged, np.asarray(values, dtype=np.float64)[rows])
+        across = steps_across_epochs(logged, numbers[rows])
         if across is not None:
             ordered[rows] = across
             epochs[tag] = max(epochs.get(tag, 0), epochs_in(logged))

@@ -202,9 +202,9 @@ def test_reads_after_a_step_follow_a_live_run_counted_per_epoch(
 
 
 def follow_a_run_counted_per_epoch(uri: str) -> None:
-    """Train 3 epochs logged per epoch into the active tracking URI, reading ``uri`` after the
-    last step read every 3 points: the parts read add up to the whole run, numbered across
-    epochs."""
+    """Train 3 epochs with a step counted per epoch, logged to the active tracking URI, and
+    read ``uri`` after the last step read every 3 points: the parts read add up to the whole
+    run, numbered across epochs."""
     import mlflow
 
     from lrwatch.sources.mlflow_store import read_history

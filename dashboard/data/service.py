@@ -18,7 +18,10 @@ from dashboard.data.tracking import DataError, RunSummary
 from lrwatch import keys
 from lrwatch.analysis.findings import Finding, Report
 from lrwatch.run import Run
+from lrwatch.sources.epoch_steps import epoch_steps_note
+from lrwatch.sources.files import add_read_note
 from lrwatch.sources.loss_parts import add_summed_loss, loss_parts
+from lrwatch.sources.mlflow_store import first_step_count
 
 # Metrics offered as extra charts when a run logged them (besides loss and LR).
 EXTRA_CANDIDATES = ("val/loss", "val_loss", "valid_loss", "validation_loss", keys.GRAD_NORM)
@@ -136,7 +139,8 @@ class DashboardData:
                 # Cached before the run logged more (e.g. it finished while nobody watched it):
                 # fetch the points after the cached ones.
                 series = self.cache.refresh(self.tracking_uri, run_id, wanted, **resume)
-        run = _as_run(summary, series)
+            run = _as_run(summary, series)
+            _note_epoch_steps(self.tracking_uri, summary, run)
         report, error = None, None
         if run.loss is not None:
             try:
@@ -203,6 +207,20 @@ def _behind(cached, last_step: int | None) -> bool:
         return False
     cached_last = int(cached.steps[-1])
     return cached_last < last_step or (last_step == 0 and cached_last > 0)
+
+
+def _note_epoch_steps(tracking_uri: str, summary: RunSummary, run: Run) -> None:
+    """Say so, as `lrwatch analyze` does, when the loss's step starts again every epoch and was
+    read across epochs: its last step read lies past the store's last step, and its first step
+    was logged more than once (a live run's newest points alone pass the first test only)."""
+    loss = run.metrics.get(summary.loss_key) if summary.loss_key else None
+    if loss is None or not len(loss) or summary.last_step is None:
+        return
+    if int(loss.steps[-1]) <= summary.last_step:
+        return
+    epochs = first_step_count(tracking_uri, summary.id, summary.loss_key)
+    if epochs is not None and epochs > 1:
+        add_read_note(run, epoch_steps_note(summary.loss_key, epochs))
 
 
 def _as_run(summary: RunSummary, series: dict) -> Run:

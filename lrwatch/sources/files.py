@@ -419,6 +419,12 @@ def folder_files(folder: str | Path) -> list[Path]:
     return files + log_dirs
 
 
+def add_read_note(run: Run, note: str) -> None:
+    """Add a sentence to what :func:`read_notes` reports for ``run``."""
+    earlier = run.tags.get(TAG_READ_NOTES)
+    run.tags[TAG_READ_NOTES] = f"{earlier}\n{note}" if earlier else note
+
+
 def read_notes(run: Run) -> list[str]:
     """Sentences for the report: what reading the file left out, and steps numbered by row."""
     notes = [n for n in run.tags.get(TAG_READ_NOTES, "").split("\n") if n]

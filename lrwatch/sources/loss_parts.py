@@ -17,7 +17,7 @@ import numpy as np
 
 from lrwatch import keys
 from lrwatch.run import Run, Series
-from lrwatch.sources.files import TAG_READ_NOTES
+from lrwatch.sources.files import add_read_note
 
 SUMMED_LOSS_KEY = keys.LOSS  # "train/loss", the name lrwatch's own logger gives the loss
 _PART = re.compile(r"^train/[a-z0-9]+_loss$")
@@ -56,5 +56,4 @@ def add_summed_loss(run: Run) -> None:
         f"the loss 'train/loss' is the sum of the {len(parts)} loss parts logged ({named}), "
         "as Ultralytics trains on it (--loss-key train/box_loss reads one part alone)"
     )
-    earlier = run.tags.get(TAG_READ_NOTES)
-    run.tags[TAG_READ_NOTES] = f"{earlier}\n{note}" if earlier else note
+    add_read_note(run, note)

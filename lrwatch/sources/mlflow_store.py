@@ -364,11 +364,15 @@ def _sql_first_step_repeated(tracking_uri: str, run_id: str, keys: set[str]) -> 
     """The keys whose first step was logged more than once: a read after a step cannot follow
     them (a step counted per epoch, numbered across epochs by a whole read, logs its next epoch
     at steps the reader already holds), so they are read whole. One index look-up each."""
-    return {
-        key
-        for key in keys
-        if _sql_rows(tracking_uri, _FIRST_STEP_COUNT_SQL, [run_id, key, run_id, key])[0][0] > 1
-    }
+    return {key for key in keys if (first_step_count(tracking_uri, run_id, key) or 0) > 1}
+
+
+def first_step_count(tracking_uri: str, run_id: str, key: str) -> int | None:
+    """How many points metric ``key`` logged at its first step - for a step counted per epoch,
+    the epochs begun - from a SQL store (two index look-ups); None for other stores."""
+    if not is_sql_store(tracking_uri):
+        return None
+    return int(_sql_rows(tracking_uri, _FIRST_STEP_COUNT_SQL, [run_id, key, run_id, key])[0][0])
 
 
 def _repeats_a_step(steps: np.ndarray) -> bool:

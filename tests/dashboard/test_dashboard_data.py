@@ -235,7 +235,7 @@ def test_a_live_run_counted_per_epoch_shows_each_new_epoch(tracking_uri):
     """MLflow's quickstart logs ``step=batch // 100`` inside the epoch loop. Followed live, the
     dashboard's refresh asked for steps past the last one it held, so from the second epoch on
     (steps 0, 1, ... again) the chart never grew; now each refresh ends where a whole read
-    does."""
+    does, and the run page says how the steps were numbered, as `lrwatch analyze` does."""
     from tests.sources.test_sources_mlflow import _train_logging_like_mlflows_quickstart
 
     data = DashboardData(tracking_uri, cache=SeriesCache())
@@ -253,6 +253,8 @@ def test_a_live_run_counted_per_epoch_shows_each_new_epoch(tracking_uri):
     final = data.load(run_id, refresh=True).run.loss
     assert final.steps.tolist() == list(range(30))
     np.testing.assert_array_equal(final.values, logged)
+    note = views.run_view(data, run_id, 0.6, [], None, refresh=True)[1]
+    assert "the step of 'loss' starts again every epoch (3 epochs" in str(note)
 
 
 def _watched_steps(tracking_uri: str, watcher, value: float, count: int, last_step: int) -> None:
@@ -326,3 +328,19 @@ def test_an_ultralytics_run_is_shown_with_the_sum_of_its_loss_parts(tracking_uri
     assert data._load_for_analysis(summary).loss_key == "train/loss"
     note = views.run_view(data, run_id, 0.6, [], None, refresh=False)[1]
     assert "the loss 'train/loss' is the sum of the 3 loss parts logged" in str(note)
+
+
+def test_a_live_run_read_past_its_summary_gets_no_epoch_note(tracking_uri, live_run):
+    """The summary is read before the points: a run that logs in between has points past the
+    summary's last step, as a run numbered across epochs has - but its first step once."""
+    from dashboard.data import tracking
+    from dashboard.data.service import _as_run, _note_epoch_steps
+    from lrwatch.sources.files import read_notes
+
+    client, run_id, run, _ = live_run
+    summary = tracking.get_summary(tracking_uri, run_id)
+    log_points(client, run_id, run, start=60, stop=None, timestamp=int(time.time() * 1000))
+    read = _as_run(summary, SeriesCache().get(tracking_uri, run_id, [keys.LOSS, keys.LR]))
+    assert read.loss.steps[-1] > summary.last_step
+    _note_epoch_steps(tracking_uri, summary, read)
+    assert read_notes(read) == []

@@ -213,14 +213,15 @@ def _note_epoch_steps(tracking_uri: str, summary: RunSummary, run: Run) -> None:
     """Say so, as `lrwatch analyze` does, when the loss's step starts again every epoch and was
     read across epochs: its last step read lies past the store's last step, and its first step
     was logged more than once (a live run's newest points alone pass the first test only)."""
-    loss = run.metrics.get(summary.loss_key) if summary.loss_key else None
-    if loss is None or not len(loss) or summary.last_step is None:
+    key, last_step = summary.loss_key, summary.last_step
+    loss = run.metrics.get(key) if key else None
+    if key is None or loss is None or not len(loss) or last_step is None:
         return
-    if int(loss.steps[-1]) <= summary.last_step:
+    if int(loss.steps[-1]) <= last_step:
         return
-    epochs = first_step_count(tracking_uri, summary.id, summary.loss_key)
+    epochs = first_step_count(tracking_uri, summary.id, key)
     if epochs is not None and epochs > 1:
-        add_read_note(run, epoch_steps_note(summary.loss_key, epochs))
+        add_read_note(run, epoch_steps_note(key, epochs))
 
 
 def _as_run(summary: RunSummary, series: dict) -> Run:

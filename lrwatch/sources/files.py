@@ -64,7 +64,7 @@ def load_file(
 
     Args:
         path: a CSV, Parquet or JSON Lines file (one row per logged step), CSV and JSON Lines
-            also gzip-compressed.
+            also compressed (gzip, bz2, xz, a zip of one file).
         loss_key / lr_key: column names to use as loss and LR (found among common names if None).
         csv_engine: ``"numpy"`` or ``"arrow"`` (see :func:`lrwatch.sources.tables.read_table`).
         part: for a file holding several runs (a W&B chart export,
@@ -413,7 +413,7 @@ def folder_files(folder: str | Path) -> list[Path]:
     if not files and not log_dirs:
         suffixes = ", ".join(TABLE_SUFFIXES)
         raise InputError(
-            f"{folder}: no run files in this folder (looked for {suffixes}, also gzipped, and "
+            f"{folder}: no run files in this folder (looked for {suffixes}, also compressed, and "
             "TensorBoard event files)"
         )
     return files + log_dirs

@@ -1,5 +1,6 @@
 """Reading saved-run tables (CSV, Parquet, JSON Lines, Hugging Face ``trainer_state.json``)
-into columns of float64, also gzip-compressed (``run.csv.gz``).
+into columns of float64, also compressed as pandas' ``to_csv`` writes by suffix (``run.csv.gz``,
+``.bz2``, ``.xz``, a ``.zip`` holding the one table).
 
 A table is one row per logged step: a step column plus one column per metric. Each column comes
 back as ``(values, present)``: ``present`` is False where the row logged nothing for that metric
@@ -9,15 +10,17 @@ name, a timestamp string) are left out, each remembered with one of its cells so
 about a loss written as text (``"tensor(0.51, grad_fn=...)"``) can say so. A semicolon-separated
 CSV (a European spreadsheet's export) may use a decimal comma (``0,51``).
 
-A writer that crashed mid-line leaves a JSON Lines file (or a gzip stream) cut off at its end:
+A writer that crashed mid-line leaves a JSON Lines file (or a compressed stream) cut off at its end:
 the lines before the cut are read and a note says what was left out (:class:`Table`).
 
-Only numpy and the standard library are imported here (pyarrow for Parquet only), so
+Only numpy and the standard library are imported here (pyarrow for Parquet only; ``bz2``,
+``lzma`` and ``zipfile`` for such files only), so
 ``lrwatch analyze run.csv`` starts fast.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
@@ -37,10 +40,18 @@ Column = tuple[np.ndarray, np.ndarray]  # (float64 values, bool present)
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
-GZIP_SUFFIX = ".gz"  # any text table may be gzip-compressed: run.csv.gz, run.jsonl.gz
+# Any text table may be compressed with one of these (pandas' to_csv picks the codec from them).
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zip")
 TABLE_SUFFIXES = CSV_SUFFIXES + PARQUET_SUFFIXES + JSONL_SUFFIXES
 _PARQUET_MAGIC = b"PAR1"
 _GZIP_MAGIC = b"\x1f\x8b"
+_XZ_MAGIC = b"\xfd7zXZ\x00"
+_ZIP_MAGIC = b"PK\x03\x04"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+# "BZh", the block size (1-9), then the first block's magic (the digits of pi) or, for an empty
+# stream, the end-of-stream magic: a CSV could begin with "BZh", not with all of this.
+_BZIP2_MAGIC = re.compile(rb"BZh[1-9](1AY&SY|\x17rE8P\x90)")
+_CODEC_HEAD_BYTES = 10  # enough for every magic above
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 # Control characters other than tab and line ends: a table holds none, binary data many (1 in
 # 10 bytes of random data); one in a thousand leaves room for a stray form feed.
@@ -113,14 +124,15 @@ class Table:
 
 
 def table_suffix(path: Path) -> str:
-    """The table format's suffix, looking through ``.gz`` (``run.csv.gz`` -> ``.csv``)."""
+    """The table format's suffix, looking through a compression suffix (``run.csv.gz`` ->
+    ``.csv``)."""
     suffix = path.suffix.lower()
-    return Path(path.stem).suffix.lower() if suffix == GZIP_SUFFIX else suffix
+    return Path(path.stem).suffix.lower() if suffix in COMPRESSED_SUFFIXES else suffix
 
 
 def table_stem(path: Path) -> str:
     """The file name without its table suffixes (``lr0.1.csv.gz`` -> ``lr0.1``)."""
-    return Path(path.stem).stem if path.suffix.lower() == GZIP_SUFFIX else path.stem
+    return Path(path.stem).stem if path.suffix.lower() in COMPRESSED_SUFFIXES else path.stem
 
 
 def is_table_file(path: Path) -> bool:
@@ -143,6 +155,10 @@ def read_table(path: Path, *, csv_engine: str = "numpy") -> Table:
     head = _read_head(path)
     suffix = table_suffix(path)
     table = Table({})
+    if suffix in PARQUET_SUFFIXES and _codec(head[:_CODEC_HEAD_BYTES]) is not None:
+        # Parquet compresses its own columns: a compressed copy gains little, and is read by
+        # offset, which a compressed stream cannot give.
+        raise InputError(f"{path}: a compressed Parquet file: decompress it first")
     if head.startswith(_PARQUET_MAGIC) or suffix in PARQUET_SUFFIXES:
         table.columns = _read_parquet(path, table)
     else:
@@ -191,14 +207,13 @@ def column_names(path: Path) -> list[str]:
         return []  # a TensorBoard event file, a log directory, anything else
     try:
         with path.open("rb") as raw:
-            magic = raw.read(4)
-        if magic == _PARQUET_MAGIC or suffix in PARQUET_SUFFIXES:
+            head = raw.read(_CODEC_HEAD_BYTES)
+        if head.startswith(_PARQUET_MAGIC) or suffix in PARQUET_SUFFIXES:
             return _parquet_column_names(path)
-        opener = gzip.open if magic[:2] == _GZIP_MAGIC else open
-        with opener(path, "rb") as f:
+        with _opened_decompressed(path, _codec(head)) as f:
             first_line = f.readline(_MAX_HEADER_BYTES)
     except (OSError, EOFError, zlib.error):
-        return []
+        return []  # read_table says what is wrong
     text = first_line.decode("utf-8-sig", errors="replace").strip()
     if suffix in JSONL_SUFFIXES or text[:1] in ("{", "["):
         try:
@@ -250,9 +265,7 @@ def _decode(path: Path, notes: list[str]) -> tuple[bytes, str]:
     Text" export, Windows PowerShell's ``python train.py > log.csv``) is read as such. Text that
     is not UTF-8 (a run name in a Windows code page) is read as Latin-1, with a note: numbers
     are ASCII in every one of these encodings, so only text cells can differ."""
-    data = path.read_bytes()
-    if data.startswith(_GZIP_MAGIC):
-        data = _gunzip(path, data, notes)
+    data = _decompressed(path, path.read_bytes(), notes)
     if data.startswith(_UTF16_BOMS):
         try:
             text = data.decode("utf-16")
@@ -271,22 +284,140 @@ def _decode(path: Path, notes: list[str]) -> tuple[bytes, str]:
     return text.encode(), text
 
 
-def _gunzip(path: Path, data: bytes, notes: list[str]) -> bytes:
-    """The decompressed bytes; of a stream cut off at its end, its complete lines (with a note)."""
+def _codec(head: bytes) -> str | None:
+    """The compression a file's first bytes announce, if any. Told by those bytes, not the
+    suffix: a piped file has none, and names can lie."""
+    if head.startswith(_GZIP_MAGIC):
+        return "gzip"
+    if _BZIP2_MAGIC.match(head):
+        return "bz2"
+    if head.startswith(_XZ_MAGIC):
+        return "xz"
+    if head.startswith(_ZIP_MAGIC):
+        return "zip"
+    if head.startswith(_ZSTD_MAGIC):
+        return "zstd"
+    return None
+
+
+def _decompressed(path: Path, data: bytes, notes: list[str]) -> bytes:
+    """``data`` decompressed when its first bytes name a codec, else as it is."""
+    codec = _codec(data[:_CODEC_HEAD_BYTES])
+    if codec == "gzip":
+        return _decompress_stream(path, data, notes, codec, _gzip_decompressor, zlib.error)
+    if codec == "bz2":
+        import bz2
+
+        return _decompress_stream(path, data, notes, codec, bz2.BZ2Decompressor, OSError)
+    if codec == "xz":
+        import lzma
+
+        return _decompress_stream(path, data, notes, codec, lzma.LZMADecompressor, lzma.LZMAError)
+    if codec == "zip":
+        return _unzipped(path, data)
+    if codec == "zstd":
+        # Python 3.11's standard library has no zstd decoder, and one codec is not worth a
+        # dependency: say how to get the table out instead.
+        raise InputError(
+            f"{path}: zstd-compressed, which lrwatch does not read (it reads gzip, bz2, xz "
+            "and zip): decompress it first (zstd -d)"
+        )
+    return data
+
+
+def _gzip_decompressor():
+    return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+
+
+def _decompress_stream(
+    path: Path, data: bytes, notes: list[str], codec: str, decompressor, damage: type[Exception]
+) -> bytes:
+    """The decompressed bytes; of a stream cut off at its end, its complete lines (with a note).
+
+    ``decompressor()`` makes one of zlib's, bz2's or lzma's decompressor objects (they share
+    ``decompress``, ``eof`` and ``unused_data``), which raise ``damage`` on damaged data.
+    """
     parts = []
-    while data:  # one gzip file may hold several members, one after another
-        member = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    while data:  # one file may hold several streams, one after another (cat a.gz b.gz)
+        stream = decompressor()
         try:
-            parts.append(member.decompress(data))
-        except zlib.error:
-            raise InputError(f"{path}: a damaged gzip file ({GZIP_SUFFIX})") from None
-        if not member.eof:
+            parts.append(stream.decompress(data))
+        except damage:
+            raise InputError(f"{path}: a damaged {codec} file") from None
+        if not stream.eof:
             # Whatever follows the last newline of a cut stream is a partial line: left out.
             parts[-1] = parts[-1][: parts[-1].rfind(b"\n") + 1]
-            notes.append("the gzip file is cut off at its end: read the complete lines before it")
+            if not any(parts):
+                # bz2 decodes whole blocks of up to 900 kB: a cut inside the first holds nothing
+                raise InputError(f"{path}: the {codec} file is cut off before its first full line")
+            notes.append(
+                f"the {codec} file is cut off at its end: read the complete lines before it"
+            )
             break
-        data = member.unused_data
+        data = stream.unused_data
     return b"".join(parts)
+
+
+def _unzipped(path: Path, data: bytes) -> bytes:
+    """The one table a zip file holds (pandas' ``to_csv("run.csv.zip")`` writes one)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return archive.read(_zip_member(path, archive))
+    except zipfile.BadZipFile:
+        raise InputError(f"{path}: a damaged zip file (cut off, or not a zip)") from None
+    except RuntimeError:  # zipfile's "File ... is encrypted, password required"
+        raise InputError(f"{path}: an encrypted zip file: unzip it first") from None
+    except NotImplementedError:  # a compression method zipfile lacks (Deflate64)
+        raise InputError(
+            f"{path}: a zip file compressed in a way Python cannot read: unzip it first"
+        ) from None
+
+
+def _zip_member(path: Path, archive) -> str:
+    """The name of the zip file's one file (folders and macOS's ``__MACOSX/`` copies aside)."""
+    names = [
+        info.filename
+        for info in archive.infolist()
+        if not info.is_dir() and not info.filename.startswith("__MACOSX/")
+    ]
+    if len(names) != 1:
+        listed = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise InputError(
+            f"{path}: a zip file of {len(names)} files ({listed or 'none'}); lrwatch reads a zip "
+            "holding one table: unzip it and pass the files or their folder"
+        )
+    return names[0]
+
+
+@contextlib.contextmanager
+def _opened_decompressed(path: Path, codec: str | None):
+    """``path`` opened for reading its (decompressed) bytes as a stream. A damaged or
+    unreadable archive raises ``OSError`` (:func:`read_table` says what is wrong with it)."""
+    if codec not in ("bz2", "xz", "zip"):
+        with (gzip.open if codec == "gzip" else open)(path, "rb") as f:
+            yield f
+        return
+    import bz2  # these three only for such files: a plain CSV starts fast
+    import lzma
+    import zipfile
+
+    try:
+        if codec == "zip":
+            with zipfile.ZipFile(path) as archive, archive.open(_zip_member(path, archive)) as f:
+                yield f
+        else:
+            with (bz2.open if codec == "bz2" else lzma.open)(path, "rb") as f:
+                yield f
+    except (
+        lzma.LZMAError,
+        zipfile.BadZipFile,
+        InputError,
+        RuntimeError,
+        NotImplementedError,
+    ) as exc:
+        raise OSError(str(exc)) from None
 
 
 # --- CSV ------------------------------------------------------------------------------------

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import json
+import lzma
 import math
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -109,22 +113,91 @@ def test_a_broken_line_inside_json_lines_is_an_error_naming_it(tmp_path):
         load_run(_write(tmp_path / "broken_end.jsonl", '{"step": 0, "loss": 1.0}\n{"st\n'))
 
 
-def test_a_gzip_file_cut_off_reads_its_complete_lines(tmp_path, healthy_run):
+def test_what_pandas_to_csv_compresses_by_suffix_reads_like_the_plain_file(tmp_path, healthy_run):
+    # df.to_csv("run.csv.bz2") and friends pick the codec from the suffix; a user keeps the file.
+    frame = pd.read_csv(save_run_csv(healthy_run, tmp_path / "plain.csv"))
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    for name in ("a.csv.bz2", "b.csv.xz", "c.csv.zip", "d.jsonl.xz"):
+        if name.endswith(".jsonl.xz"):
+            frame.to_json(folder / name, orient="records", lines=True)
+        else:
+            frame.to_csv(folder / name, index=False)
+    # The codec is told by the first bytes, not the name: a piped file (saved as "stdin") has none.
+    (folder / "e.csv").write_bytes(bz2.compress((tmp_path / "plain.csv").read_bytes()))
+    runs = load_runs([str(folder)])
+    assert [r.name for r in runs] == ["a", "b", "c", "d", "e"]
+    for run in runs:
+        np.testing.assert_array_equal(run.loss.steps, healthy_run.loss.steps)
+        np.testing.assert_allclose(run.loss.values, healthy_run.loss.values, rtol=1e-9)
+        assert read_notes(run) == []
+
+
+@pytest.mark.parametrize(
+    ("suffix", "compress", "codec"),
+    [(".gz", gzip.compress, "gzip"), (".bz2", bz2.compress, "bz2"), (".xz", lzma.compress, "xz")],
+)
+def test_a_compressed_file_cut_off_reads_its_complete_lines(
+    tmp_path, healthy_run, suffix, compress, codec
+):
     plain = save_run_csv(healthy_run, tmp_path / "run.csv").read_bytes()
-    packed = gzip.compress(plain)
-    path = tmp_path / "cut.csv.gz"
-    path.write_bytes(packed[: len(packed) // 2])
+    # Two streams one after the other (``cat a.gz b.gz``, a log compressed as it was appended)
+    # are one file to decompress; the second one is cut off by a crash.
+    half = plain.index(b"\n", len(plain) // 2) + 1
+    second = compress(plain[half:])
+    path = tmp_path / f"cut.csv{suffix}"
+    path.write_bytes(compress(plain[:half]) + second[: len(second) // 2])
     run = load_run(str(path))
     n = len(run.loss)
-    assert 0 < n < len(healthy_run.loss)
+    assert plain[:half].count(b"\n") - 1 <= n < len(healthy_run.loss)
     np.testing.assert_array_equal(run.loss.values, healthy_run.loss.values[:n])  # no half row
     assert read_notes(run) == [
-        "the gzip file is cut off at its end: read the complete lines before it"
+        f"the {codec} file is cut off at its end: read the complete lines before it"
     ]
-    damaged = tmp_path / "damaged.csv.gz"
+    # Cut inside its first stream: bz2 decodes whole blocks, so it may hold no line at all.
+    cut_early = tmp_path / f"cut_early.csv{suffix}"
+    cut_early.write_bytes(compress(plain)[:32])
+    with pytest.raises(InputError, match=f"the {codec} file is cut off before its first full line"):
+        load_run(str(cut_early))
+    damaged = tmp_path / "damaged" / f"damaged.csv{suffix}"
+    damaged.parent.mkdir()
+    packed = compress(plain)
     damaged.write_bytes(packed[:20] + bytes(64) + packed[84:])
-    with pytest.raises(InputError, match="damaged.csv.gz: a damaged gzip file"):
+    with pytest.raises(InputError, match=f"damaged.csv{re.escape(suffix)}: a damaged {codec} file"):
         load_run(str(damaged))
+    # Read as a folder too (which first reads each file's header for the runs it may hold).
+    with pytest.raises(InputError, match="a damaged"):
+        load_runs([str(damaged.parent)])
+
+
+def test_a_zip_of_several_files_a_compressed_parquet_and_zstd_say_to_decompress_first(
+    tmp_path, healthy_run
+):
+    plain = save_run_csv(healthy_run, tmp_path / "run.csv").read_bytes()
+    several = tmp_path / "runs.zip"
+    with zipfile.ZipFile(several, "w") as archive:
+        archive.writestr("lr0.1.csv", plain)
+        archive.writestr("lr0.3.csv", plain)
+    with pytest.raises(InputError, match=re.escape("a zip file of 2 files (lr0.1.csv, lr0.3.csv)")):
+        load_run(str(several))
+    # One table and the folder entries and macOS copies a Finder zip adds is the one table.
+    finder = tmp_path / "finder.zip"
+    with zipfile.ZipFile(finder, "w") as archive:
+        archive.writestr("run/", b"")
+        archive.writestr("run/lr0.1.csv", plain)
+        archive.writestr("__MACOSX/run/._lr0.1.csv", b"\x00\x05\x16\x07")
+    np.testing.assert_array_equal(load_run(str(finder)).loss.values, healthy_run.loss.values)
+    (tmp_path / "cut.zip").write_bytes(finder.read_bytes()[:200])
+    with pytest.raises(InputError, match="cut.zip: a damaged zip file"):
+        load_runs([str(tmp_path / "cut.zip")])
+    packed_parquet = tmp_path / "run.parquet.gz"
+    packed_parquet.write_bytes(gzip.compress(b"PAR1" + bytes(64) + b"PAR1"))
+    with pytest.raises(InputError, match="run.parquet.gz: a compressed Parquet file: decompress"):
+        load_run(str(packed_parquet))
+    zstd = tmp_path / "run.csv.zst"
+    zstd.write_bytes(b"\x28\xb5\x2f\xfd" + bytes(32))  # a zstd frame's magic number
+    with pytest.raises(InputError, match="zstd-compressed, which lrwatch does not read"):
+        load_run(str(zstd))
 
 
 @pytest.mark.parametrize("engine", ["numpy", "arrow"])

@@ -234,11 +234,14 @@ def column_names(path: Path) -> list[str]:
 
 def _parquet_column_names(path: Path) -> list[str]:
     try:
+        import pyarrow as pa
         import pyarrow.parquet as pq
-
-        return list(pq.read_schema(path).names)
-    except (ImportError, OSError, ValueError):  # ArrowInvalid is a ValueError
+    except ImportError:
         return []  # read_table says what is wrong
+    try:
+        return list(pq.read_schema(path).names)
+    except (pa.ArrowException, OSError, ValueError):  # ArrowInvalid is a ValueError
+        return []
 
 
 def _read_head(path: Path) -> bytes:
@@ -365,7 +368,8 @@ def _unzipped(path: Path, data: bytes) -> bytes:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             return archive.read(_zip_member(path, archive))
-    except zipfile.BadZipFile:
+    # a bad directory (ValueError: "negative seek value"), bad data or a bad CRC
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError):
         raise InputError(f"{path}: a damaged zip file (cut off, or not a zip)") from None
     except RuntimeError:  # zipfile's "File ... is encrypted, password required"
         raise InputError(f"{path}: an encrypted zip file: unzip it first") from None
@@ -380,7 +384,7 @@ def _zip_member(path: Path, archive) -> str:
     names = [
         info.filename
         for info in archive.infolist()
-        if not info.is_dir() and not info.filename.startswith("__MACOSX/")
+        if not info.filename.endswith("/") and not info.filename.startswith("__MACOSX/")
     ]
     if len(names) != 1:
         listed = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
@@ -413,6 +417,7 @@ def _opened_decompressed(path: Path, codec: str | None):
     except (
         lzma.LZMAError,
         zipfile.BadZipFile,
+        ValueError,  # a zip's bad directory: "negative seek value"
         InputError,
         RuntimeError,
         NotImplementedError,
@@ -513,13 +518,18 @@ def _arrow_columns(arrow_table, table: Table) -> dict[str, Column]:
         kind = chunked.type
         if not name.strip():
             continue
-        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+        if not (
+            pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+        ):
             cells = chunked.drop_null()
             if len(cells):  # a column blank in every row (type null) is no column at all
                 table.add_text(name.strip(), _quote(cells[0].as_py()), chunked.to_pylist)
             continue
         present = ~np.asarray(chunked.is_null(), dtype=bool)
-        values = np.asarray(chunked.cast(pa.float64()).fill_null(np.nan), dtype=np.float64)
+        # safe=False: an integer beyond 2**53 (a time.time_ns() column) becomes the nearest
+        # float, as a CSV's digits do, where a safe cast refused the whole file.
+        values = chunked.cast(pa.float64(), safe=False).fill_null(np.nan)
+        values = np.asarray(values, dtype=np.float64)
         columns[name.strip()] = (values, present)
     return columns
 
@@ -816,6 +826,7 @@ def _read_parquet(path: Path, table: Table) -> dict[str, Column]:
 
     try:
         arrow_table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError):
+        arrow_table.column_names  # noqa: B018 - damaged metadata fails here (UnicodeDecodeError)
+    except (pa.ArrowException, OSError, ValueError):  # ArrowInvalid is a ValueError
         raise _not_a_table(path) from None
     return _arrow_columns(arrow_table, table)

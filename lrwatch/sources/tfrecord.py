@@ -26,8 +26,9 @@ _CRC32C_POLY = 0x82F63B78  # Castagnoli, reflected
 _MASK_DELTA = 0xA282EAD8
 _TABLE: list[int] = []
 # What a payload that does not parse raises (lrwatch.sources.tensorboard's wire decoding); a
-# field of the wrong wire type (bytes where a step's varint belongs) raises TypeError.
-_PARSE_ERRORS = (IndexError, ValueError, TypeError, struct.error)
+# field of the wrong wire type raises TypeError (bytes where a step's varint belongs) or
+# AttributeError (a number where a tag's text belongs: no .decode).
+_PARSE_ERRORS = (IndexError, ValueError, TypeError, AttributeError, struct.error)
 
 Item = TypeVar("Item")
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import bz2
+import decimal
 import gzip
+import io
 import json
 import lzma
 import math
@@ -168,6 +170,38 @@ def test_a_compressed_file_cut_off_reads_its_complete_lines(
     # Read as a folder too (which first reads each file's header for the runs it may hold).
     with pytest.raises(InputError, match="a damaged"):
         load_runs([str(damaged.parent)])
+
+
+@pytest.mark.parametrize("engine", ["numpy", "arrow"])
+def test_a_nanosecond_clock_and_a_decimal_column_beside_the_loss_are_read(
+    tmp_path, healthy_run, engine
+):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # df["time_ns"] = time.time_ns() (an int64 beyond 2**53) and a datetime column: pyarrow's
+    # safe cast to float refused the whole Parquet file ("Integer value ... not in range"),
+    # and the CSV too when read by the arrow engine (batches and large files).
+    steps = healthy_run.loss.steps
+    frame = pd.DataFrame(
+        {
+            "step": steps,
+            "loss": healthy_run.loss.values,
+            "lr": healthy_run.lr.values,
+            "time_ns": 1_795_423_882_341_636_209 + steps * 10**9,
+            "time": pd.date_range("2026-11-23", periods=steps.size, freq="s"),
+        }
+    )
+    frame.to_csv(tmp_path / "run.csv", index=False)
+    # A decimal column (Spark's DECIMAL) is a number too, not text.
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    decimals = pa.array([decimal.Decimal("0.25")] * steps.size, pa.decimal128(10, 4))
+    pq.write_table(table.append_column("val_loss", decimals), tmp_path / "run.parquet")
+    for name in ("run.parquet", "run.csv"):
+        run = load_file(tmp_path / name, csv_engine=engine)
+        np.testing.assert_allclose(run.loss.values, healthy_run.loss.values, rtol=1e-9)
+        assert run.metrics["time_ns"].values[0] == pytest.approx(1.795423882341636e18, rel=1e-15)
+    assert np.all(load_file(tmp_path / "run.parquet").metrics["val_loss"].values == 0.25)
 
 
 def test_a_zip_of_several_files_a_compressed_parquet_and_zstd_say_to_decompress_first(
@@ -807,3 +841,72 @@ def test_a_rerun_appended_to_the_same_file_is_not_a_second_epoch(tmp_path):
     np.testing.assert_allclose(run.loss.values[50:], reruns[0][50:])
     assert read_notes(run)[0].startswith("50 rows of 'loss' repeat an earlier step")
     assert analyze(run).extras["verdict"] == "ok"  # read as epochs: a plateau warning
+
+
+def _zip_of_one(data: bytes) -> bytes:
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("run.csv", data)
+    return packed.getvalue()
+
+
+_TABLE = b"step,loss,lr\n" + b"".join(b"%d,%.6f,0.1\n" % (i, 1 / (i + 1)) for i in range(200))
+_PACKED = {
+    ".gz": gzip.compress(_TABLE),
+    ".bz2": bz2.compress(_TABLE),
+    ".xz": lzma.compress(_TABLE),
+    ".zip": _zip_of_one(_TABLE),
+}
+
+
+@given(
+    suffix=st.sampled_from(sorted(_PACKED)),
+    cut=st.floats(0.0, 1.0),
+    flips=st.lists(st.tuples(st.floats(0.0, 1.0), st.integers(0, 255)), max_size=5),
+)
+def test_a_damaged_compressed_file_loads_or_is_an_input_error(tmp_path_factory, suffix, cut, flips):
+    data = bytearray(_PACKED[suffix])
+    for where, byte in flips:
+        data[int(where * (len(data) - 1))] = byte
+    _loads_or_is_an_input_error(
+        tmp_path_factory.mktemp("packed"), suffix, data[: max(1, int(cut * len(data)))]
+    )
+
+
+def _small_parquet() -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    steps = np.arange(12)
+    packed = io.BytesIO()
+    pq.write_table(
+        pa.table({"step": steps, "loss": 1 / (steps + 1.0), "lr": 0.1 + 0 * steps}), packed
+    )
+    return packed.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("suffix", "make", "bytes_set"),
+    [(".zip", lambda: _PACKED[".zip"], (0, 255)), (".parquet", _small_parquet, (255,))],
+)
+def test_any_byte_damaged_loads_or_is_an_input_error(tmp_path, suffix, make, bytes_set):
+    # Found by fuzzing, both as bare text from `lrwatch analyze` (naming no file) and as a
+    # traceback from load_runs: damage in a zip's data or directory raised zlib.error,
+    # EOFError, ValueError ("negative seek value") or IndexError (a nameless entry); in a
+    # Parquet file's footer, UnicodeDecodeError and ArrowNotImplementedError. Every byte
+    # (~1 s each).
+    packed = make()
+    for where in range(len(packed)):
+        for byte in bytes_set:
+            data = bytearray(packed)
+            data[where] = byte
+            _loads_or_is_an_input_error(tmp_path, suffix, data)
+
+
+def _loads_or_is_an_input_error(folder: Path, suffix: str, data: bytes) -> None:
+    path = folder / f"run{suffix}" if suffix == ".parquet" else folder / f"run.csv{suffix}"
+    path.write_bytes(bytes(data))
+    try:
+        load_runs([str(path)])  # a file's header is read first (runs_in_file), then the file
+    except InputError as exc:
+        assert "\n" not in str(exc) and str(path) in str(exc)

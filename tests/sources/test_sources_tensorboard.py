@@ -265,10 +265,26 @@ def test_event_files_without_scalars_or_damaged_are_one_line_errors(tmp_path):
         load_run(str(damaged))
 
 
-def test_a_sound_record_holding_fields_of_the_wrong_type_is_left_out(tmp_path, healthy_run):
-    """Framed soundly (its length's checksum holds) but its event's step field is bytes, not a
-    number - damage inside the payload, which is not checksummed. It raised a TypeError out of
-    `lrwatch analyze` (a traceback) instead of being left out as damaged."""
+_SUMMARY_TAG_AS_A_NUMBER = (
+    b"\x2a\x09"  # field 5, the summary: 9 bytes
+    b"\x0a\x07"  # its field 1, one value: 7 bytes
+    b"\x08\x07"  # the value's field 1, its tag, as a varint (7) where text belongs
+    b"\x15\x00\x00\x80\x3f"  # the value's field 2, simple_value 1.0
+)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"\x12\x01\x00", _SUMMARY_TAG_AS_A_NUMBER],
+    ids=["step-as-bytes", "tag-as-a-number"],
+)
+def test_a_sound_record_holding_fields_of_the_wrong_type_is_left_out(
+    tmp_path, healthy_run, payload
+):
+    """Framed soundly (its length's checksum holds) but a field has the wrong wire type - the
+    event's step as bytes, a scalar's tag as a number - damage inside the payload, which is not
+    checksummed. They raised a TypeError and an AttributeError (found by fuzzing) out of
+    `lrwatch analyze` instead of being left out as damaged."""
     import struct
 
     from lrwatch.sources.tfrecord import masked_crc32c
@@ -277,7 +293,6 @@ def test_a_sound_record_holding_fields_of_the_wrong_type_is_left_out(tmp_path, h
     (event_file,) = (tmp_path / "run").iterdir()
     sound = event_file.read_bytes()
     second = _record_offsets(sound)[1]
-    payload = b"\x12\x01\x00"  # field 2 (the step) as length-delimited bytes
     length = struct.pack("<Q", len(payload))
     record = length + struct.pack("<I", masked_crc32c(length)) + payload + b"\x00" * 4
     event_file.write_bytes(sound[:second] + record + sound[second:])

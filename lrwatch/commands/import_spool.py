@@ -36,6 +36,13 @@ def run(args) -> int:
         result = import_spool(path, tracking_uri=args.tracking_uri, experiment=args.experiment)
         print(describe_store(result.tracking_uri), file=sys.stderr)
         created = " (new run)" if result.created_run else ""
+        if result.damaged:
+            entries = "entry" if result.damaged == 1 else "entries"
+            print(
+                f"{path}: {result.damaged} damaged {entries} left out (a line or metric row "
+                "that is not a readable record); the rest was imported",
+                file=sys.stderr,
+            )
         print(
             f"{path}: run {result.run_id}{created}: {result.sent} values sent, "
             f"{result.already_there} already in the store"

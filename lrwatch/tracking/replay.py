@@ -28,6 +28,7 @@ class ImportResult:
     sent: int
     already_there: int
     created_run: bool
+    damaged: int = 0  # lines and metric rows left out: not a record (damage on disk)
 
 
 def import_spool(
@@ -46,7 +47,7 @@ def import_spool(
         raise InputError(f"no such spool file: {path}")
     try:
         summary = read_summary(path)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except ValueError as exc:
         raise InputError(f"{path} is not an lrwatch spool file") from exc
     header = summary.header
     uri = tracking_uri or header.get("tracking_uri")
@@ -76,7 +77,7 @@ def import_spool(
     # before the header said so (no "owns_run") were always lrwatch's own runs or unknown: end.
     if header.get("owns_run", True):
         _end_if_running(sink, run_id, summary.end_status or "KILLED")
-    return ImportResult(run_id, uri, sent, already_there, created)
+    return ImportResult(run_id, uri, sent, already_there, created, summary.damaged)
 
 
 def _find_or_create_run(sink: MlflowSink, run_id: str | None, header: dict) -> tuple[str, bool]:

@@ -129,54 +129,85 @@ class SpoolContents:
     tags: dict[str, str] = field(default_factory=dict)
     end_status: str | None = None
     metric_lines: int = 0
+    # Lines and metric rows left out as damaged (not a record, or a record of the wrong shape).
+    damaged: int = 0
 
 
-def read_lines(path: str | os.PathLike) -> Iterator[dict]:
-    """Every complete record in the file, in order; a torn or garbled line is skipped."""
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if not line.endswith("\n"):
+def read_lines(path: str | os.PathLike, damaged: list[int] | None = None) -> Iterator[dict]:
+    """Every complete record in the file, in order. A torn last line (the process died
+    mid-write) is ignored; a line that is not a JSON object in UTF-8 (damage on disk) is
+    skipped, and its number appended to ``damaged`` when given. Read as bytes, line by line: one
+    bad byte costs its line, not the file."""
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.endswith(b"\n"):
                 return  # torn final write
             try:
-                record = json.loads(line)
-            except ValueError:
-                continue
+                record = json.loads(line.decode("utf-8"))
+            except ValueError:  # UnicodeDecodeError is one
+                record = None
             if isinstance(record, dict):
                 yield record
+            elif damaged is not None:
+                damaged.append(number)
+
+
+def is_metric_row(row: object) -> bool:
+    """``[key, value, timestamp_ms, step]`` as the writer spools it (value may be NaN/inf)."""
+    return (
+        isinstance(row, list)
+        and len(row) == 4
+        and isinstance(row[0], str)
+        and isinstance(row[1], (int, float))
+        and all(isinstance(n, int) and not isinstance(n, bool) for n in row[2:])
+    )
+
+
+_RECORD_KINDS = ("header", "run", "params", "tags", "metrics", "end")  # others: a newer writer's
 
 
 def read_summary(path: str | os.PathLike) -> SpoolContents:
-    """Header, run id, params, tags and end status (metrics are streamed separately)."""
+    """Header, run id, params, tags and end status (metrics are streamed separately), and how
+    many damaged lines and metric rows the file holds (:attr:`SpoolContents.damaged`)."""
     header: dict | None = None
     contents = SpoolContents(path=Path(path), header={})
-    for record in read_lines(path):
+    damaged_lines: list[int] = []
+    for record in read_lines(path, damaged_lines):
         kind = record.get("type")
         if kind == "header":
             header = record
-            contents.run_id = record.get("run_id")
-        elif kind == "run":
-            contents.run_id = record.get("run_id")
-        elif kind == "params":
-            contents.params.update(record.get("params", {}))
-        elif kind == "tags":
-            contents.tags.update(record.get("tags", {}))
-        elif kind == "metrics":
+            contents.run_id = _text_or_none(record.get("run_id"))
+        elif kind == "run" and isinstance(record.get("run_id"), str):
+            contents.run_id = record["run_id"]
+        elif kind in ("params", "tags") and isinstance(record.get(kind), dict):
+            getattr(contents, kind).update({str(k): str(v) for k, v in record[kind].items()})
+        elif kind == "metrics" and isinstance(record.get("metrics"), list):
             contents.metric_lines += 1
-        elif kind == "end":
-            contents.end_status = record.get("status")
+            contents.damaged += sum(not is_metric_row(row) for row in record["metrics"])
+        elif kind == "end" and isinstance(record.get("status"), str):
+            contents.end_status = record["status"]
+        elif kind in _RECORD_KINDS or not isinstance(kind, str):
+            contents.damaged += 1  # garbled into valid JSON of the wrong shape
     if header is None:
         raise ValueError(f"{path} is not an lrwatch spool file (no header line)")
     contents.header = header
+    contents.damaged += len(damaged_lines)
     return contents
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def iter_metric_chunks(path: str | os.PathLike, chunk: int) -> Iterator[list[MetricRow]]:
     """Metric rows in file order, ``chunk`` at a time (bounded memory for any file size)."""
     pending: list[MetricRow] = []
     for record in read_lines(path):
-        if record.get("type") != "metrics":
+        if record.get("type") != "metrics" or not isinstance(record.get("metrics"), list):
             continue
-        for row in record.get("metrics", []):
+        for row in record["metrics"]:
+            if not is_metric_row(row):
+                continue  # damaged: read_summary counts it
             pending.append(tuple(row))
             if len(pending) >= chunk:
                 yield pending

@@ -114,6 +114,37 @@ def test_a_torn_last_line_is_ignored(tracking_uri, spool_dir, capsys):
     assert run.info.status == "KILLED"  # no end record: the process died
 
 
+def test_damage_inside_a_spool_costs_only_the_damaged_lines(tracking_uri, spool_dir, capsys):
+    """One bad byte on disk (not UTF-8) made the whole spool "not an lrwatch spool file", a
+    params record garbled into other JSON did the same, and one garbled metric row stopped the
+    import with "too many values to unpack": every step was lost. Now each costs its own line
+    or row, and the import says how many it left out."""
+    from lrwatch.tracking.spool import SpoolWriter
+
+    spool = SpoolWriter(spool_dir, {"tracking_uri": tracking_uri, "experiment": "damaged"})
+    spool.append([{"type": "params", "params": {"optimizer": "SGD"}}])
+    for step in range(10):  # one flush per step: one line each
+        rows = [[keys.LOSS, 1.0 / (step + 1), 1000 + step, step], [keys.LR, 0.1, 1000 + step, step]]
+        spool.append([{"type": "metrics", "metrics": rows}])
+    spool.append([{"type": "end", "status": "FINISHED"}])
+    spool.close(delete=False)
+    lines = spool.path.read_bytes().splitlines(keepends=True)
+    lines[1] = b'{"type": "params", "params": ["SGD"]}\n'  # garbled into other valid JSON
+    lines[4] = lines[4].replace(b"metrics", b"metr\xffcs", 1)  # step 2's line: not UTF-8
+    lines[7] = lines[7].replace(b'[["train/loss",', b'[["train/loss",9,')  # step 5: five fields
+    spool.path.write_bytes(b"".join(lines))
+
+    assert main(["import", str(spool.path)]) == 0
+    captured = capsys.readouterr()
+    assert "3 damaged entries left out" in captured.err
+    assert "17 values sent" in captured.out  # 20, less step 2's two rows and step 5's loss
+    client = mlflow.MlflowClient(tracking_uri)
+    run = client.search_runs([client.get_experiment_by_name("damaged").experiment_id])[0]
+    steps = [s for s, _ in history(tracking_uri, run.info.run_id, keys.LOSS)]
+    assert steps == [0, 1, 3, 4, 6, 7, 8, 9]
+    assert run.info.status == "FINISHED"
+
+
 def test_import_leaves_a_run_the_user_started_open(tracking_uri, capsys):
     """A watcher that joined the user's own run spools it; importing must not end that run."""
     client = mlflow.MlflowClient(tracking_uri)

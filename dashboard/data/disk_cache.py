@@ -19,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import zlib
 from pathlib import Path
+from zipfile import BadZipFile
 
 import numpy as np
 
@@ -58,8 +60,19 @@ class DiskCache:
         try:
             with np.load(path) as saved:
                 return Series(saved["steps"], saved["values"])
-        except (OSError, KeyError, ValueError):
-            return None  # missing or damaged: read from the store instead
+        # Missing or damaged (a crash can leave a renamed file empty; numpy raises EOFError,
+        # zipfile's BadZipFile or NotImplementedError, zlib.error for such files): read from
+        # the store instead.
+        except (
+            OSError,
+            KeyError,
+            ValueError,
+            EOFError,
+            BadZipFile,
+            NotImplementedError,
+            zlib.error,
+        ):
+            return None
 
     def save(
         self, tracking_uri: str, run_id: str, key: str, series: Series, *, generation: str = ""

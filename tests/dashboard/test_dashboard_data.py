@@ -180,13 +180,26 @@ def test_disk_copy_serves_a_restart_and_only_new_points_are_read(tracking_uri, l
     np.testing.assert_array_equal(series[keys.LOSS].values, full.values)
 
 
-def test_a_damaged_disk_copy_is_read_from_the_store_instead(tracking_uri, live_run, tmp_path):
+@pytest.mark.parametrize("damage", ["not an npz", "empty", "cut in half", "a header byte"])
+def test_a_damaged_disk_copy_is_read_from_the_store_instead(
+    tracking_uri, live_run, tmp_path, damage
+):
+    # An empty file (a crash after the rename, before the data reached the disk), a cut one
+    # and a damaged zip header raised EOFError and BadZipFile out of the load.
     from dashboard.data.disk_cache import DiskCache
 
     _, run_id, _, _ = live_run
     disk = DiskCache(tmp_path, min_points=10)
     SeriesCache(disk=disk).get(tracking_uri, run_id, [keys.LOSS])
-    disk.path(tracking_uri, run_id, keys.LOSS).write_bytes(b"not an npz")
+    path = disk.path(tracking_uri, run_id, keys.LOSS)
+    saved = path.read_bytes()
+    damaged = {
+        "not an npz": b"not an npz",
+        "empty": b"",
+        "cut in half": saved[: len(saved) // 2],
+        "a header byte": saved[:26] + b"\x00" + saved[27:],  # the first file name's length
+    }[damage]
+    path.write_bytes(damaged)
     fresh = SeriesCache(disk=disk)
     assert len(fresh.get(tracking_uri, run_id, [keys.LOSS])[keys.LOSS]) == 60
 

@@ -38,8 +38,8 @@ class RunResult:
     run: Run | None = None
     report: Report | None = None
     error: str | None = None
-    skipped: bool = False
-    notes: list[str] = field(default_factory=list)
+    skipped: str = ""  # why it was skipped (SkippedRun.reason); "" when it was not
+    notes: list[str] = field(default_factory=list)  # a skipped run's: the skip's message
 
     @property
     def label(self) -> str:
@@ -132,8 +132,8 @@ def _analyze_one(ref: RunRef, options: tuple) -> RunResult:
     loss_key, lr_key, keep_series, csv_engine = options
     try:
         run = load_ref(ref, loss_key=loss_key, lr_key=lr_key, csv_engine=csv_engine)
-    except SkippedRun:
-        return RunResult(ref, skipped=True)
+    except SkippedRun as skip:
+        return RunResult(ref, skipped=skip.reason, notes=[str(skip)])
     except InputError as exc:
         return RunResult(ref, error=str(exc))
     try:

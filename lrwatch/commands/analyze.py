@@ -139,15 +139,19 @@ def _analyse(specs: list[str], args):
 
 
 def _report(outcome, args) -> int:
+    from collections import Counter
+
     from lrwatch.analysis.findings import severity_rank
     from lrwatch.report_format import report_entry
+    from lrwatch.sources import SKIPPED_NO_LOSS
 
     results, errors = outcome
     errors = errors + [(r.label, r.error) for r in results if r.error]
     analysed = [r for r in results if r.report is not None]
     parents = _search_parents(analysed)
     analysed = [r for r in analysed if not any(r is parent for parent in parents)]
-    skipped = {"no loss": sum(r.skipped for r in results), "a search's parent run": len(parents)}
+    skipped = dict(Counter(r.skipped for r in results if r.skipped))
+    skipped["a search's parent run"] = len(parents)
     entries = [report_entry(r.report, _extras(r, analysed)) for r in analysed]
     from lrwatch.analysis.sweep import trial_runs
 
@@ -155,9 +159,12 @@ def _report(outcome, args) -> int:
     sweep = _sweep(trials, args.sweep)
     if not analysed and not errors:
         given = ", ".join(_specs(args))
-        no_loss = skipped["no loss"]
+        no_loss = skipped.get(SKIPPED_NO_LOSS, 0)
         errors.append((given, f"{given}: no run with a loss to analyse ({no_loss} logged no loss)"))
     _print(entries, (sweep, len(trials)), errors, skipped, args.format)
+    for result in results:
+        if result.skipped and result.ref.kind == "file":  # an experiment's parent runs: quiet
+            print(f"lrwatch: skipped {hide_passwords(result.notes[0])}", file=sys.stderr)
     if errors:
         return EXIT_BAD_INPUT
     if args.fail_on is not None:

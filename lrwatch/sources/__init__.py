@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from lrwatch.errors import InputError
 from lrwatch.run import Run
@@ -34,7 +35,18 @@ __all__ = [
 
 
 class SkippedRun(InputError):
-    """A run listed by an experiment that logged no loss (e.g. a parent run): not an error."""
+    """A run found by listing an experiment or a folder that is not a log of training steps - it
+    logged no loss (an experiment's parent run, a folder's ``config.json``), or it is a one-row
+    JSON document (``wandb-summary.json``, a manifest): not an error. ``reason`` says which."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+# Skip reasons (the summary line counts runs by them).
+SKIPPED_NO_LOSS = "no loss"
+SKIPPED_DOCUMENT = "a one-row JSON document"
 
 
 def load_run(
@@ -102,7 +114,8 @@ def load_ref(
     ``csv_engine="arrow"`` reads CSV files with pyarrow (faster per file; for batches).
 
     Raises:
-        SkippedRun: an experiment's run logged no loss (callers may skip it quietly).
+        SkippedRun: a run found by listing an experiment or a folder is not a log of steps
+            (callers may skip it quietly).
         InputError: anything else wrong with the input.
     """
     if ref.kind == "file":
@@ -124,11 +137,23 @@ def load_ref(
         add_summed_loss(run)  # Ultralytics logs only the parts of its loss
     try:
         require_loss(run, label=ref.label, where="metrics" if ref.kind == "mlflow" else "columns")
-    except InputError:
+    except InputError as exc:
         if ref.optional and run.loss is None:
-            raise SkippedRun(f"{ref.label}: no loss metric; skipped") from None
+            raise SkippedRun(str(exc), SKIPPED_NO_LOSS) from None
         raise
+    if ref.optional and ref.kind == "file" and _is_json_document(ref.target, run):
+        message = f"{ref.label}: one row of JSON, the settings or final numbers of a run, not a log"
+        raise SkippedRun(message, SKIPPED_DOCUMENT)
     return run
+
+
+def _is_json_document(path: str, run: Run) -> bool:
+    """A ``.json`` file of one row: the settings or final numbers of a run (a W&B
+    ``wandb-summary.json``, a sweep's manifest), not its log of steps. Found in a folder it is
+    left out; named on its own it is read (and is too short to judge)."""
+    from lrwatch.sources.tables import table_suffix
+
+    return table_suffix(Path(path)) == ".json" and run.loss is not None and len(run.loss) <= 1
 
 
 def _load_file_ref(ref: RunRef, **options) -> Run:

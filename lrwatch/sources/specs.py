@@ -49,7 +49,8 @@ class RunRef:
     """One run to load: a table file (``kind="file"``) or an MLflow run (``kind="mlflow"``).
 
     ``spec`` is what the user wrote (for messages); ``optional`` marks runs found by listing an
-    experiment, which are skipped (not an error) when they logged no loss - e.g. parent runs.
+    experiment or a folder, which are skipped (not an error) when they are no log of steps - a
+    parent run, a folder's ``config.json`` (see :class:`lrwatch.sources.SkippedRun`).
     ``part`` names one run of a file that holds several (a W&B chart export, a long table with
     a run column); such a file is read once for all of them (see ``files.load_file``).
     """
@@ -105,11 +106,11 @@ def expand(spec: str, *, tracking_uri: str | None = None) -> list[RunRef]:
     if kind == "file":
         return file_refs(value, spec)
     if kind == "folder":
-        return [ref for path in folder_files(value) for ref in file_refs(str(path), spec)]
+        return [ref for path in folder_files(value) for ref in file_refs(str(path), spec, True)]
     if kind == "stdin":
         return file_refs(str(saved_stdin()), spec)
     if kind == "pattern":
-        return [ref for path in pattern_runs(value) for ref in file_refs(path, spec)]
+        return [ref for path in pattern_runs(value) for ref in file_refs(path, spec, True)]
     from lrwatch.store import resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
@@ -146,13 +147,14 @@ def pattern_runs(pattern: str) -> list[str]:
     return list(dict.fromkeys(runs))  # "runs/**" matches a folder and the files in it
 
 
-def file_refs(path: str, spec: str) -> list[RunRef]:
+def file_refs(path: str, spec: str, found: bool = False) -> list[RunRef]:
     """One run per table file; one per run of a file holding several (a W&B chart export, a
-    long table with a run column)."""
+    long table with a run column). ``found``: the file was found by listing a folder or a glob
+    pattern, not named - one that is no log of steps is then skipped (``RunRef.optional``)."""
     runs = runs_in_file(Path(path))
     if len(runs) < 2:
-        return [RunRef("file", path, spec)]
-    return [RunRef("file", path, spec, part=run) for run in runs]
+        return [RunRef("file", path, spec, optional=found)]
+    return [RunRef("file", path, spec, optional=found, part=run) for run in runs]
 
 
 def _require_existing_sqlite_store(uri: str, spec: str, kind: str) -> None:

@@ -321,6 +321,45 @@ def test_experiment_runs_without_a_loss_are_skipped_not_errors(tracking_uri, cap
     assert "experiment:only-parents: no run with a loss to analyse (1 logged no loss)" in err
 
 
+def test_a_folder_s_files_that_are_no_log_of_steps_are_skipped_not_errors(
+    tmp_path, capsys, healthy_run
+):
+    """A Hugging Face output folder holds config.json beside trainer_state.json; a W&B run's
+    files/ holds wandb-summary.json (one row: its final numbers); the bundled sample_runs/ a
+    manifest. Each made `lrwatch analyze FOLDER` exit 2 or report a one-point "run"."""
+    save_run_csv(healthy_run, tmp_path / "metrics.csv")
+    (tmp_path / "config.json").write_text('{"hidden_size": 768, "num_hidden_layers": 12}')
+    (tmp_path / "wandb-summary.json").write_text('{"train/loss": 0.2, "_step": 999, "lr": 0.1}')
+    assert main(["analyze", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert out.count("Run ") == 1 and "Run metrics" in out
+    summary = out.rstrip().splitlines()[-1]
+    assert "1 skipped (no loss)" in summary and "1 skipped (a one-row JSON document)" in summary
+    assert err.splitlines() == [
+        f"lrwatch: skipped {tmp_path / 'config.json'}: no loss column among columns "
+        "(hidden_size, num_hidden_layers); name it with --loss-key",
+        f"lrwatch: skipped {tmp_path / 'wandb-summary.json'}: one row of JSON, the settings or "
+        "final numbers of a run, not a log",
+    ]
+    # Named on their own they are read as given: an error, and a run too short to judge.
+    assert main(["analyze", str(tmp_path / "config.json")]) == 2
+    assert main(["analyze", str(tmp_path / "wandb-summary.json")]) == 0
+    assert "Too short to judge" in capsys.readouterr().out
+    # A folder of nothing but such files has no run to analyse.
+    (tmp_path / "metrics.csv").unlink()
+    assert main(["analyze", str(tmp_path)]) == 2
+    assert "no run with a loss to analyse (1 logged no loss)" in capsys.readouterr().err
+
+
+def test_the_bundled_sample_folder_is_its_runs_alone(capsys):
+    from lrwatch.samples import sample_names, samples_dir
+
+    assert main(["analyze", str(samples_dir())]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\nRun ") + out.startswith("Run ") == len(sample_names())
+    assert "Run manifest" not in out
+
+
 def test_a_search_logged_as_nested_runs_is_a_sweep_of_its_trials(tracking_uri, capsys):
     """An Optuna/hyperopt search: a parent run with the search's params and best loss, each
     trial a nested run. Before: the parent's params kept the trials from reading as a sweep,

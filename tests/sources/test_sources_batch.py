@@ -11,17 +11,21 @@ from lrwatch.sources.files import save_run_csv
 def test_parallel_results_equal_serial_results_in_order(tmp_path, healthy_run, diverging_run):
     for i in range(6):
         save_run_csv(healthy_run if i % 2 else diverging_run, tmp_path / f"run{i}.csv")
-    (tmp_path / "run9.csv").write_text("step,accuracy\n0,0.5\n")  # bad: no loss column
+    (tmp_path / "run8.csv").write_text("step,loss\n0,tensor(0.5)\n")  # bad: a text loss
+    (tmp_path / "run9.csv").write_text("step,accuracy\n0,0.5\n")  # no loss: skipped in a folder
     refs, errors = expand_specs([str(tmp_path)])
-    assert errors == [] and len(refs) == 7
+    assert errors == [] and len(refs) == 8
     serial = list(analyze_refs(refs, workers=1))
     parallel = list(analyze_refs(refs, workers=2, keep_series=False))
     assert [r.label for r in parallel] == [r.label for r in serial] == [ref.target for ref in refs]
     for one, other in zip(serial[:6], parallel[:6]):
         assert one.report.to_dict() == other.report.to_dict()
         assert other.run.loss.steps[-1] == one.run.loss.steps[-1]  # metadata keeps the step range
-    assert serial[6].report is None and "no loss column" in serial[6].error
-    assert parallel[6].error == serial[6].error
+    assert serial[6].report is None and "holds text, not numbers" in serial[6].error
+    assert serial[7].report is None and serial[7].skipped == "no loss" and not serial[7].error
+    assert [(r.error, r.skipped, r.notes) for r in parallel[6:]] == [
+        (r.error, r.skipped, r.notes) for r in serial[6:]
+    ]
 
 
 def test_bad_specs_become_error_results(tmp_path, healthy_run):

@@ -107,7 +107,7 @@ class RangeTestResult:
 def find_lr(
     model,
     optimizer,
-    loss_fn: Callable,
+    loss_fn: Callable | None,
     data: Iterable,
     *,
     start_lr: float = 1e-7,
@@ -125,13 +125,15 @@ def find_lr(
 
     Each step takes the next ``(inputs, targets)`` batch from ``data`` (a DataLoader or any
     iterable, cycled when shorter than the test), sets every param group's LR, and takes one
-    optimizer step on ``loss_fn(model(inputs), targets)``.
+    optimizer step on ``loss_fn(model(inputs), targets)``. With ``loss_fn=None`` each batch is a
+    dict the model takes as keywords and computes its own loss from (a Hugging Face model and
+    batch with ``labels``): the step is on ``model(**batch).loss``.
 
     Args:
         model: a ``torch.nn.Module``; put on its device first (batches are moved to it).
         optimizer: an optimizer over ``model``'s parameters; its LR is overwritten during the test.
-        loss_fn: ``loss_fn(outputs, targets) -> scalar tensor``.
-        data: iterable of ``(inputs, targets)`` batches.
+        loss_fn: ``loss_fn(outputs, targets) -> scalar tensor``, or None (see above).
+        data: iterable of ``(inputs, targets)`` batches (of dicts for ``loss_fn=None``).
         start_lr / end_lr: the LR of the first and last step.
         num_steps: the most steps the test takes (stops earlier when the loss blows up).
         mode: ``exp`` (LR rises by a constant factor per step) or ``linear``.
@@ -268,11 +270,15 @@ def _run_steps(torch, model, optimizer, loss_fn, data, schedule, smooth, diverge
     losses: list[float] = []
     avg, best = 0.0, math.inf
     for step, lr in enumerate(schedule):
-        inputs, targets = _next_batch(batches, step)
+        batch = _next_batch(batches, step, keywords=loss_fn is None)
         for group in optimizer.param_groups:
             group["lr"] = float(lr)
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(_to(inputs, device, torch)), _to(targets, device, torch))
+        if loss_fn is None:  # the model takes the batch as keywords and computes its loss
+            loss = _model_loss(model(**_to(dict(batch), device, torch)))
+        else:
+            inputs, targets = batch
+            loss = loss_fn(model(_to(inputs, device, torch)), _to(targets, device, torch))
         loss.backward()
         optimizer.step()
         value = float(loss.detach())  # one sync per step: the stopping rule needs the value
@@ -307,24 +313,51 @@ def _cycled(data: Iterable) -> Iterator:
         iterator = iter(data)
 
 
-def _next_batch(batches: Iterator, step: int):
+def _next_batch(batches: Iterator, step: int, *, keywords: bool):
+    """The next batch: an ``(inputs, targets)`` pair, or with ``keywords`` a dict."""
     try:
         batch = next(batches)
     except StopIteration:
         raise InputError("data yielded no batches for the range test") from None
+    what = type(batch).__name__
+    if isinstance(batch, Mapping):
+        what += f" (keys {', '.join(map(repr, list(batch)[:5]))})"
+    if keywords:
+        if not isinstance(batch, Mapping):
+            raise InputError(
+                f"with loss_fn=None each batch must be a dict the model takes as keywords and "
+                f"computes its loss from (labels included); batch {step} was {what}"
+            )
+        return batch
     # A dict (a Hugging Face batch) or a tensor of two rows would unpack into its keys or rows
     # and fail deep inside the model: name it here instead.
     pair = isinstance(batch, Sequence) and not isinstance(batch, (str, bytes)) and len(batch) == 2
     if not pair:
-        what = type(batch).__name__
-        if isinstance(batch, Mapping):
-            what += f" (keys {', '.join(map(repr, list(batch)[:5]))})"
         raise InputError(
             f"each batch must be an (inputs, targets) pair; batch {step} was {what} - "
-            "map it, e.g. ((b['input'], b['label']) for b in loader)"
+            "map it, e.g. ((b['input'], b['label']) for b in loader), or pass loss_fn=None for "
+            "a model that takes a dict batch as keywords and returns its loss (Hugging Face)"
         )
-    inputs, targets = batch
-    return inputs, targets
+    return batch
+
+
+def _model_loss(outputs):
+    """The loss a model returned: ``outputs.loss`` (a Hugging Face ``ModelOutput``),
+    ``outputs["loss"]``, the first item of a tuple (``return_dict=False``), or the output."""
+    if isinstance(outputs, Mapping):
+        loss = outputs.get("loss")
+    elif hasattr(outputs, "loss"):
+        loss = outputs.loss
+    elif isinstance(outputs, (tuple, list)):
+        loss = outputs[0] if outputs else None
+    else:
+        loss = outputs
+    if getattr(loss, "ndim", None) != 0:
+        raise InputError(
+            "with loss_fn=None the model must return its loss (a Hugging Face model does when "
+            f"the batch holds labels); it returned {type(outputs).__name__} without one"
+        )
+    return loss
 
 
 def _to(value, device, torch):

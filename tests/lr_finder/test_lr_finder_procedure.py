@@ -154,6 +154,59 @@ def test_empty_or_malformed_data_is_an_input_error():
     find_lr(model, opt, loss_fn, [[inputs, targets]], num_steps=3, log=False)
 
 
+class _KeywordModel(torch.nn.Module):
+    """A Hugging Face model's contract: ``model(**batch)`` returns a dict-like output holding
+    ``loss`` when the batch holds ``labels`` (or a tuple, loss first, with return_dict=False)."""
+
+    def __init__(self, return_dict: bool = True) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(16, 32), torch.nn.Tanh(), torch.nn.Linear(32, 1)
+        )
+        self.return_dict = return_dict
+
+    def forward(self, input_ids, labels=None):
+        logits = self.net(input_ids)
+        loss = None if labels is None else torch.nn.functional.mse_loss(logits, labels)
+        if not self.return_dict:
+            return (logits,) if loss is None else (loss, logits)
+        return {"logits": logits} if loss is None else {"loss": loss, "logits": logits}
+
+
+@pytest.mark.parametrize("return_dict", [True, False])
+def test_a_model_that_computes_its_own_loss_from_a_dict_batch(return_dict):
+    # Hugging Face users had to wrap their model: find_lr took (inputs, targets) pairs only.
+    _, _, _, batches = task_setup(warm_steps=0)
+    pairs = list(itertools.islice(batches, 40))
+    dicts = [{"input_ids": x, "labels": y} for x, y in pairs]
+    model = _KeywordModel(return_dict)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    before = snapshot(model, optimizer)
+    by_keywords = find_lr(model, optimizer, None, dicts, num_steps=60, log=False)
+    assert_same_state(before, model, optimizer)
+
+    def loss_of(outputs, targets):  # the same loss, computed outside the model
+        logits = outputs["logits"] if return_dict else outputs[0]
+        return torch.nn.functional.mse_loss(logits, targets)
+
+    by_pairs = find_lr(model, optimizer, loss_of, pairs, num_steps=60, log=False)
+    assert len(by_keywords.losses) > 30
+    np.testing.assert_array_equal(by_keywords.lrs, by_pairs.lrs)
+    np.testing.assert_array_equal(by_keywords.losses, by_pairs.losses)
+    assert by_keywords.suggestion.lr == by_pairs.suggestion.lr
+
+
+def test_a_dict_batch_without_a_loss_or_a_pair_for_the_model_s_loss_is_an_input_error():
+    model = _KeywordModel()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    inputs, targets = torch.zeros(4, 16), torch.zeros(4, 1)
+    with pytest.raises(InputError, match="must return its loss .* returned dict without one"):
+        find_lr(model, optimizer, None, [{"input_ids": inputs}], log=False)  # no labels
+    with pytest.raises(InputError, match="with loss_fn=None each batch must be a dict"):
+        find_lr(model, optimizer, None, [(inputs, targets)], log=False)
+
+
 def test_public_api_points_at_the_lr_finder():
     assert lrwatch.find_lr is find_lr
     assert lrwatch.suggest_lr is lrwatch.lr_finder.suggest_lr

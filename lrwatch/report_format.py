@@ -54,13 +54,20 @@ def format_json(
     entries: Sequence[dict[str, Any]],
     sweep: Recommendation | None = None,
     errors: Sequence[tuple[str, str]] = (),
+    skipped: Sequence[tuple[str, str, str]] = (),
 ) -> str:
-    """The one JSON document ``--format json`` prints (standard JSON: no NaN literals)."""
+    """The one JSON document ``--format json`` prints (standard JSON: no NaN literals).
+
+    ``skipped``: ``(run, reason, message)`` of each run left out as no log of steps."""
     document: dict[str, Any] = {"runs": [_finite(e) for e in entries]}
     if sweep is not None:
         document["sweep"] = _finite(sweep.to_dict())
     if errors:
         document["errors"] = [{"run": spec, "error": message} for spec, message in errors]
+    if skipped:
+        document["skipped"] = [
+            {"run": run, "reason": reason, "message": message} for run, reason, message in skipped
+        ]
     return json.dumps(document, indent=2, allow_nan=False)
 
 

@@ -161,10 +161,12 @@ def _report(outcome, args) -> int:
         given = ", ".join(_specs(args))
         no_loss = skipped.get(SKIPPED_NO_LOSS, 0)
         errors.append((given, f"{given}: no run with a loss to analyse ({no_loss} logged no loss)"))
-    _print(entries, (sweep, len(trials)), errors, skipped, args.format)
-    for result in results:
-        if result.skipped and result.ref.kind == "file":  # an experiment's parent runs: quiet
-            print(f"lrwatch: skipped {hide_passwords(result.notes[0])}", file=sys.stderr)
+    skipped_results = [r for r in results if r.skipped]
+    skipped_runs = [(r.label, r.skipped, hide_passwords(r.notes[0])) for r in skipped_results]
+    _print(entries, (sweep, len(trials)), errors, (skipped, skipped_runs), args.format)
+    for result, (_, _, message) in zip(skipped_results, skipped_runs):
+        if result.ref.kind == "file":  # an experiment's parent runs: quiet
+            print(f"lrwatch: skipped {message}", file=sys.stderr)
     if errors:
         return EXIT_BAD_INPUT
     if args.fail_on is not None:
@@ -228,13 +230,16 @@ def _sweep(runs, wanted: bool | None):
     return analyze_sweep(runs) if wanted or looks_like_sweep(runs) else None
 
 
-def _print(entries, sweep_of, errors, skipped, output_format: str) -> None:
-    """``sweep_of``: the sweep's recommendation (or None) and how many runs it was drawn from."""
+def _print(entries, sweep_of, errors, skipped_of, output_format: str) -> None:
+    """``sweep_of``: the sweep's recommendation (or None) and how many runs it was drawn from;
+    ``skipped_of``: how many runs were skipped per reason, and ``(run, reason, message)`` of
+    each run skipped as no log of steps."""
     from lrwatch import report_format as fmt
 
     sweep, sweep_runs = sweep_of
+    skipped, skipped_runs = skipped_of
     if output_format == "json":
-        print(fmt.format_json(entries, sweep, errors))
+        print(fmt.format_json(entries, sweep, errors, skipped_runs))
     else:
         blocks = [fmt.format_entry_text(entry) for entry in entries]
         if sweep is not None:

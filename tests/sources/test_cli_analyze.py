@@ -341,6 +341,14 @@ def test_a_folder_s_files_that_are_no_log_of_steps_are_skipped_not_errors(
         f"lrwatch: skipped {tmp_path / 'wandb-summary.json'}: one row of JSON, the settings or "
         "final numbers of a run, not a log",
     ]
+    # --format json lists them, with why (an extra key: the contract's keys are unchanged).
+    assert main(["analyze", str(tmp_path), "--format", "json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert len(document["runs"]) == 1
+    assert [(s["run"], s["reason"]) for s in document["skipped"]] == [
+        (str(tmp_path / "config.json"), "no loss"),
+        (str(tmp_path / "wandb-summary.json"), "a one-row JSON document"),
+    ]
     # Named on their own they are read as given: an error, and a run too short to judge.
     assert main(["analyze", str(tmp_path / "config.json")]) == 2
     assert main(["analyze", str(tmp_path / "wandb-summary.json")]) == 0

@@ -24,8 +24,9 @@ DESCRIPTION = """Diagnose learning-rate problems in saved or logged runs.
 
 Each PATH_OR_RUN is read as, first match wins: runs:/RUN_ID (an MLflow run);
 experiment:NAME (every run of an MLflow experiment, NAME or id); an existing file (CSV,
-Parquet or JSON Lines, one row per logged step) or folder (each table file in it is a run); -
-(a table piped in: ssh gpu1 cat run.csv | lrwatch analyze -); a quoted glob pattern
+Parquet or JSON Lines, one row per logged step; also compressed) or folder (each table file
+in it is a run; one that is no log of steps, such as a config.json, is skipped); - (a table
+piped in: ssh gpu1 cat run.csv | lrwatch analyze -); a quoted glob pattern
 ('runs/**/*.csv': the run files it matches); a 32-hex MLflow run id; a path-like name (missing
 file); anything else is an experiment name."""
 

@@ -92,6 +92,7 @@ def watch(
     reduce = distributed.make_reducer(reduce_loss)
     if distributed.rank() != 0:
         return distributed.RankWatcher(reduce)
+    _warn_if_already_watched(optimizers)
     live = LiveDiagnosis(on_divergence) if analyze else None
     if run_id is not None:
         uri, owns_run = resolve_tracking_uri(tracking_uri), False
@@ -156,6 +157,22 @@ def watch(
     writer.start()
     lifecycle.register(watcher)
     return watcher
+
+
+def _warn_if_already_watched(optimizers: list) -> None:
+    """One warning when an open watcher already watches one of ``optimizers``: a notebook cell
+    run again (or after an interrupt) makes a new watcher while the first, never closed, keeps
+    its run RUNNING - and the dashboard following it live - until the kernel exits."""
+    for earlier in lifecycle.open_watchers():
+        if earlier.watches_any(optimizers):
+            log.warning(
+                "lrwatch: this optimizer is already watched by an open watcher (run %s, %d "
+                "steps); its run stays RUNNING until that watcher is closed (w.close(), or "
+                "`with lrwatch.watch(...) as w:`) or the process exits",
+                earlier.run_id,
+                earlier.step_count,
+            )
+            return
 
 
 def _active_run(tracking_uri: str | None) -> tuple[str | None, str, bool]:

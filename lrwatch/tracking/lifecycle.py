@@ -41,6 +41,11 @@ def forget(watcher) -> None:
     _open.discard(watcher)
 
 
+def open_watchers() -> list:
+    """The watchers made and not yet closed (a forked child's inherited copies among them)."""
+    return list(_open)
+
+
 def _close_at_exit() -> None:
     # After an uncaught exception the interpreter sets sys.last_type before atexit runs.
     _close_all("FAILED" if getattr(sys, "last_type", None) else "FINISHED", 10.0)

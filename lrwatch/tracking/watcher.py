@@ -256,6 +256,11 @@ class Watcher:
     def findings(self) -> list:
         return list(self._live.findings) if self._live is not None else []
 
+    def watches_any(self, optimizers: Sequence) -> bool:
+        """Whether this watcher, open and made by this process, watches one of ``optimizers``."""
+        mine = not self._closed and os.getpid() == self._owner_pid
+        return mine and any(o is p for o in optimizers for p in self._optimizers)
+
     @property
     def step_count(self) -> int:
         """How many ``w.step`` calls this watcher has had."""

@@ -430,3 +430,44 @@ def test_an_optimizer_prepared_by_accelerate_logs_the_lr_each_step_used(tracking
     params = mlflow.MlflowClient(tracking_uri).get_run(w.run_id).data.params
     assert (params[keys.PARAM_OPTIMIZER], params[keys.PARAM_SCHEDULER]) == ("SGD", "StepLR")
     assert params[keys.PARAM_PREFIX_OPTIMIZER + "momentum"] == "0.9"
+
+
+def test_watching_an_optimizer_an_open_watcher_watches_warns_once(tracking_uri, caplog):
+    """A notebook cell run again (or after an interrupt) makes a second watcher of the same
+    optimizer; the first, never closed, kept its run RUNNING - and the dashboard following it
+    live - until the kernel exited, without a word."""
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def train(w, steps: int) -> None:
+        for _ in range(steps):
+            optimizer.zero_grad()
+            loss = model(torch.randn(8, 4)).pow(2).mean()
+            loss.backward()
+            optimizer.step()
+            w.step(loss)
+
+    def already_watched() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "already watched" in r.getMessage()]
+
+    with caplog.at_level(logging.WARNING, logger="lrwatch"):
+        first = lrwatch.watch(optimizer, experiment="notebook")
+        train(first, 5)
+        second = lrwatch.watch(optimizer, experiment="notebook")  # the cell, run again
+        assert already_watched() == [
+            f"lrwatch: this optimizer is already watched by an open watcher (run "
+            f"{first.run_id}, 5 steps); its run stays RUNNING until that watcher is closed "
+            "(w.close(), or `with lrwatch.watch(...) as w:`) or the process exits"
+        ]
+        train(second, 5)
+        first.close()
+        second.close()
+        # Closed watchers, and an open one of another optimizer, are no reason to warn.
+        other = lrwatch.watch(torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1))
+        with lrwatch.watch(optimizer, experiment="notebook") as third:
+            train(third, 5)
+        other.close()
+    assert len(already_watched()) == 1
+    client = mlflow.MlflowClient(tracking_uri)
+    assert client.get_run(first.run_id).info.status == "FINISHED"
+    assert len(client.get_metric_history(second.run_id, keys.LOSS)) == 5

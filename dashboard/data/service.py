@@ -22,6 +22,7 @@ from lrwatch.sources.epoch_steps import epoch_steps_note
 from lrwatch.sources.files import add_read_note
 from lrwatch.sources.loss_parts import add_summed_loss, loss_parts
 from lrwatch.sources.mlflow_store import first_step_count
+from lrwatch.sources.range_tests import mark_range_test
 
 # Metrics offered as extra charts when a run logged them (besides loss and LR).
 EXTRA_CANDIDATES = ("val/loss", "val_loss", "valid_loss", "validation_loss", keys.GRAD_NORM)
@@ -237,4 +238,5 @@ def _as_run(summary: RunSummary, series: dict) -> Run:
         experiment_id=summary.experiment_id,
     )
     add_summed_loss(run)  # Ultralytics logs only the parts of its loss, as the CLI reads it
+    mark_range_test(run)  # an untagged range test, as the CLI reads it
     return run

@@ -332,6 +332,26 @@ def analyze_range_test(run: Run, *, method: str = DEFAULT_METHOD) -> Report:
     return Report(run.id, (), recommendation, schedule, int(lrs.size), extras)
 
 
+# The settings lrwatch.find_lr logs as params: the test's own, no part of the setup it tested.
+_RANGE_TEST_SETTINGS = frozenset(
+    {"start_lr", "end_lr", "num_steps", "mode", "smooth", "diverge_threshold"}
+)
+
+
+def may_have_tested(range_test: Run, run: Run) -> bool:
+    """Whether ``range_test`` may have tested ``run``'s setup: every param both record agrees
+    (case aside: ``adam`` and ``Adam``), LRs, seeds, names and the test's own settings aside.
+    Runs that record no params (saved files) cannot be told apart and count as the same."""
+    from lrwatch.analysis.sweep import varies_within_a_task
+
+    shared = (set(run.params) & set(range_test.params)) - _RANGE_TEST_SETTINGS
+    return all(
+        str(run.params[key]).lower() == str(range_test.params[key]).lower()
+        for key in shared
+        if not varies_within_a_task(key)
+    )
+
+
 def relate_lr_to_range_test(lr: float, range_test: Run) -> dict[str, Any] | None:
     """Where a training run's LR sits on an earlier range test, for its diagnosis to point back.
 
@@ -360,3 +380,33 @@ def relate_lr_to_range_test(lr: float, range_test: Run) -> dict[str, Any] | None
         "past_minimum": past_minimum,
         "message": f"The range test {range_test.id} puts lr={lr:.3g} {where}.",
     }
+
+
+# An LR that rises by a steady factor step after step across at least this many decades is a
+# range test's: no training schedule climbs 1000x geometrically (a warmup rises linearly, by a
+# decade or two; torch's LinearLR starts at a third of the rate, Hugging Face's at 1/warmup).
+RANGE_TEST_MIN_DECADES = 3.0
+# ... over at least this many logged points (fastai's and Lightning's tests take 100).
+RANGE_TEST_MIN_POINTS = 20
+# "Steady": log(LR) stays within this share of its span of a straight line in the step (float32
+# logging and a test logged every k-th step stay far inside; a linear ramp, read on a log scale,
+# bends by a quarter of its span or more).
+RANGE_TEST_MAX_DEVIATION = 0.02
+
+
+def rises_like_a_range_test(steps: np.ndarray, lrs: np.ndarray) -> bool:
+    """Whether an LR series is an exponential range test's: rising at every logged step, at a
+    steady geometric pace, across at least :data:`RANGE_TEST_MIN_DECADES` decades."""
+    lrs = np.asarray(lrs, dtype=np.float64)
+    if lrs.size < RANGE_TEST_MIN_POINTS or not lrs[0] > 0:
+        return False
+    # The span first, from two values: a training run (most of them) is ruled out at once.
+    span = float(np.log10(lrs[-1] / lrs[0])) if np.isfinite(lrs[-1]) and lrs[-1] > 0 else 0.0
+    if span < RANGE_TEST_MIN_DECADES:
+        return False
+    if not np.all(np.isfinite(lrs) & (lrs > 0)) or np.any(np.diff(lrs) <= 0):
+        return False
+    log_lr = np.log10(lrs)
+    x = np.asarray(steps, dtype=np.float64)
+    line = np.polyval(np.polyfit(x - x[0], log_lr, 1), x - x[0])
+    return float(np.max(np.abs(log_lr - line))) <= RANGE_TEST_MAX_DEVIATION * span

@@ -97,6 +97,12 @@ _SWEEP_VARYING = re.compile(
 )
 
 
+def varies_within_a_task(key: str) -> bool:
+    """Whether param ``key`` may differ between runs of one task: the LR, seeds, names, the
+    folders a run writes to (see :data:`_SWEEP_VARYING`)."""
+    return bool(_SWEEP_VARYING.search(key))
+
+
 # MLflow's tag naming the run a nested run belongs to (``mlflow.start_run(nested=True)``).
 PARENT_RUN_TAG = "mlflow.parentRunId"
 
@@ -126,7 +132,7 @@ def looks_like_sweep(runs: Sequence[Run]) -> bool:
         return False
 
     def task_params(run: Run) -> dict[str, str]:
-        return {k: v for k, v in run.params.items() if not _SWEEP_VARYING.search(k)}
+        return {k: v for k, v in run.params.items() if not varies_within_a_task(k)}
 
     first = task_params(runs[0])
     return all(task_params(run) == first for run in runs[1:])

@@ -207,13 +207,15 @@ def _extras(result, analysed) -> dict:
 
 
 def _relative_to_range_test(run, runs) -> dict | None:
-    """The diagnosis points back to the latest range test among the runs analysed with it."""
+    """The diagnosis points back to the latest range test among the runs analysed with it that
+    may have tested its setup (a quadratic's SGD run is not judged by an autoencoder's test)."""
+    from lrwatch.analysis.range_test import may_have_tested, relate_lr_to_range_test
+
     if run is None or run.is_range_test:
         return None
-    tests = [r for r in runs if r is not None and r.is_range_test]
+    tests = [r for r in runs if r is not None and r.is_range_test and may_have_tested(r, run)]
     if not tests:
         return None
-    from lrwatch.analysis.range_test import relate_lr_to_range_test
     from lrwatch.analysis.sweep import base_lr
 
     lr = base_lr(run)

@@ -135,6 +135,9 @@ def load_ref(
         from lrwatch.sources.loss_parts import add_summed_loss
 
         add_summed_loss(run)  # Ultralytics logs only the parts of its loss
+    from lrwatch.sources.range_tests import mark_range_test
+
+    mark_range_test(run)  # fastai's or Lightning's range test, saved without lrwatch's tag
     try:
         require_loss(run, label=ref.label, where="metrics" if ref.kind == "mlflow" else "columns")
     except InputError as exc:

@@ -357,3 +357,22 @@ def test_a_live_run_read_past_its_summary_gets_no_epoch_note(tracking_uri, live_
     assert read.loss.steps[-1] > summary.last_step
     _note_epoch_steps(tracking_uri, summary, read)
     assert read_notes(read) == []
+
+
+def test_an_untagged_range_test_is_shown_as_one(tracking_uri):
+    """As `lrwatch analyze` reads it: a range test logged by a loop of one's own, without
+    lrwatch's tag, gets the range-test view (loss against LR, the rate to start from)."""
+    from lrwatch.lr_finder import find_lr
+    from lrwatch.run import Run, Series
+    from tests.lr_finder.lr_finder_helpers import task_setup
+    from tests.sources.conftest import log_run_to_mlflow
+
+    model, optimizer, loss_fn, batches = task_setup()
+    test = find_lr(model, optimizer, loss_fn, batches, num_steps=120, log=False)
+    steps = np.arange(len(test.lrs))
+    metrics = {keys.LOSS: Series(steps, test.losses), keys.LR: Series(steps, test.lrs)}
+    run_id = log_run_to_mlflow(tracking_uri, Run("own-range-test", metrics=metrics))
+    loaded = DashboardData(tracking_uri, cache=SeriesCache()).load(run_id)
+    assert loaded.run.is_range_test
+    assert loaded.report.recommendation.action == "use_lr"
+    assert loaded.report.recommendation.suggested_lr == pytest.approx(test.suggestion.lr)

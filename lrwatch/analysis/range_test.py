@@ -398,10 +398,10 @@ def rises_like_a_range_test(steps: np.ndarray, lrs: np.ndarray) -> bool:
     """Whether an LR series is an exponential range test's: rising at every logged step, at a
     steady geometric pace, across at least :data:`RANGE_TEST_MIN_DECADES` decades."""
     lrs = np.asarray(lrs, dtype=np.float64)
-    if lrs.size < RANGE_TEST_MIN_POINTS or not lrs[0] > 0:
+    if lrs.size < RANGE_TEST_MIN_POINTS or not 0 < lrs[0] < lrs[-1] < np.inf:
         return False
     # The span first, from two values: a training run (most of them) is ruled out at once.
-    span = float(np.log10(lrs[-1] / lrs[0])) if np.isfinite(lrs[-1]) and lrs[-1] > 0 else 0.0
+    span = float(np.log10(lrs[-1]) - np.log10(lrs[0]))
     if span < RANGE_TEST_MIN_DECADES:
         return False
     if not np.all(np.isfinite(lrs) & (lrs > 0)) or np.any(np.diff(lrs) <= 0):

@@ -96,3 +96,29 @@ def test_a_range_test_logged_every_few_steps_in_float32_is_still_one():
     assert not rises_like_a_range_test(np.arange(100), short)
     linear = np.linspace(1e-7, 10, 200)  # a linear-mode test: tag it (find_lr does) to say so
     assert not rises_like_a_range_test(np.arange(200), linear)
+
+
+@pytest.mark.parametrize(
+    "lrs",
+    [[1e306] * 5 + [1e-300] * 30, list(np.geomspace(1e-300, 1e300, 30)), [np.nan] * 30],
+    ids=["huge-then-tiny", "six-hundred-decades", "nan"],
+)
+def test_lrs_at_the_float_limits_raise_no_numpy_warnings(lrs):
+    # Found by a damaged-file test: "overflow encountered in scalar multiply" on the terminal.
+    import warnings
+
+    from lrwatch.run import Run, Series
+    from lrwatch.sources.range_tests import mark_range_test
+
+    steps = np.arange(len(lrs))
+    run = Run(
+        "x",
+        metrics={
+            "train/loss": Series(steps, np.ones(steps.size)),
+            "lr": Series(steps, np.array(lrs)),
+        },
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mark_range_test(run)
+    assert run.is_range_test == (lrs[0] == 1e-300)

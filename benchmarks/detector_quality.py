@@ -2,10 +2,11 @@
 
 Usage::
 
-    python benchmarks/detector_quality.py            # the four final held-out sets (README figures)
+    python benchmarks/detector_quality.py            # the five final held-out sets (README figures)
     python benchmarks/detector_quality.py --set tuning_wide   # a set of the tuning pool
     python benchmarks/detector_quality.py --set final final2  # ... one table each, then pooled
     python benchmarks/detector_quality.py --rebuild  # retrain the runs (a few minutes)
+    python benchmarks/detector_quality.py --epochs 50  # the same runs as 50-point per-epoch logs
 
 A kind counts as *reported* for a run when the run has a finding of that kind at ``warning`` or
 ``critical`` severity (``info`` findings are notes, not alarms). Precision and recall are per
@@ -27,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from labelled_runs import SETS, load  # noqa: E402
+from labelled_runs import SETS, epoch_view, load  # noqa: E402
 
 from lrwatch.analysis.detectors import run_detectors  # noqa: E402
 from lrwatch.analysis.findings import KINDS, severity_rank  # noqa: E402
@@ -127,15 +128,26 @@ def recall_by_stride(runs) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--set", nargs="+", default=["final", "final2", "final3", "final4"], choices=tuple(SETS)
+        "--set",
+        nargs="+",
+        default=["final", "final2", "final3", "final4", "final5"],
+        choices=tuple(SETS),
     )
     parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        metavar="N",
+        help="judge each run as a per-epoch log: the mean loss of each of N equal stretches",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="list misclassified runs")
     args = parser.parse_args()
     pooled = []
     for name in args.set:
         t0 = time.perf_counter()
         runs = load(name, rebuild=args.rebuild)
+        if args.epochs:
+            runs = epoch_view(runs, args.epochs)
         print(
             f"{name}: {len(runs)} runs ({dict(Counter(r.label for r in runs))}) in "
             f"{time.perf_counter() - t0:.1f} s"

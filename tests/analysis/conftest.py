@@ -27,6 +27,17 @@ def lrs_used(make, *, steps: int, lr: float):
     return np.array(used)
 
 
+def per_epoch_log(run, epochs: int):
+    """A real run as a per-epoch log shows it: the mean loss of each of ``epochs`` equal
+    stretches, the rate at the end of each, at the global step each ends on (prepared)."""
+    from lrwatch.analysis.prepare import prepare_arrays
+
+    loss = run.loss.values.reshape(epochs, -1).mean(axis=1)
+    lr = run.lr.values.reshape(epochs, -1)[:, -1]
+    steps = run.loss.steps.reshape(epochs, -1)[:, -1]
+    return prepare_arrays(steps, loss, steps, lr)
+
+
 @functools.cache
 def _train_cached(**config):
     import torch

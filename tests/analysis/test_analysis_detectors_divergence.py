@@ -7,6 +7,7 @@ import pytest
 
 from lrwatch.analysis.detectors import detect_divergence, run_detectors
 from lrwatch.analysis.prepare import prepare, prepare_arrays
+from tests.analysis.conftest import per_epoch_log
 
 
 def kinds(prepared):
@@ -139,3 +140,14 @@ def test_a_loss_nan_from_step_0_blames_the_data_not_the_learning_rate():
     rec = report.recommendation
     assert rec.action == "check_training" and rec.suggested_lr == pytest.approx(1e-4)
     assert "before any update" in rec.message and "the data" in rec.message
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_one_lucky_epoch_of_a_slow_run_is_not_a_best_level_to_climb_away_from(
+    detectors_train, schedule
+):
+    # 300x below the best rate, as 40 epoch means: epoch 36 happens to dip 1.3 below its
+    # neighbours (~4 noise units). Read as the run's best level, the ordinary epochs after it
+    # "climbed away" by more than half of the run's small progress.
+    run = detectors_train(task="mlp_regression", lr=1e-4, schedule=schedule)
+    assert "divergence" not in kinds(per_epoch_log(run, 40))

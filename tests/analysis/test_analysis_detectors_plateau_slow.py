@@ -7,6 +7,7 @@ import pytest
 
 from lrwatch.analysis.detectors import detect_plateau, detect_slow_convergence, run_detectors
 from lrwatch.analysis.prepare import prepare, prepare_arrays
+from tests.analysis.conftest import per_epoch_log
 
 
 def kinds(prepared, min_severity="info"):
@@ -146,6 +147,28 @@ def test_a_plateau_after_a_climb_is_a_note_beside_the_divergence():
 def test_healthy_noisy_runs_get_no_warning(detectors_train, task, lr, schedule):
     prepared = prepare(detectors_train(task=task, lr=lr, schedule=schedule, seed=8, task_seed=8))
     assert kinds(prepared, "warning") == set()
+
+
+@pytest.mark.parametrize("epochs", [40, 50])
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+@pytest.mark.parametrize("seed", [8, 9])
+def test_a_healthy_per_epoch_log_still_falling_gently_is_not_slow_convergence(
+    detectors_train, seed, schedule, epochs
+):
+    # The best constant rate of mlp_regression (higher ones plateau higher) still improves
+    # gently at the end; the first epoch's mean holds the fast early drop. Starting the
+    # progress after three epochs read the gentle tail as most of it: "rate too small".
+    run = detectors_train(
+        task="mlp_regression", lr=0.03, schedule=schedule, seed=seed, task_seed=seed
+    )
+    assert kinds(per_epoch_log(run, epochs), "warning") == set()
+
+
+@pytest.mark.parametrize("epochs", [40, 50])
+@pytest.mark.parametrize("seed", [8, 9])
+def test_a_per_epoch_log_of_a_rate_far_too_small_is_slow_convergence(detectors_train, seed, epochs):
+    run = detectors_train(task="mlp_regression", lr=1e-4, seed=seed, task_seed=seed)
+    assert "slow_convergence" in kinds(per_epoch_log(run, epochs), "warning")
 
 
 def flat_with_level(level, *, seed=3):

@@ -36,7 +36,9 @@ detector change; ``final2`` (seeds 400-405, task_seeds 900-905, new batch sizes 
 same detectors (``final4`` also with a plateau change that made no difference there, and was
 dropped). ``final5`` (seeds 800-805, task_seeds 1200-1205) was built after two changes for short
 logs were set on the pool's per-epoch views (:class:`EpochView`) and evaluated once, step by step
-and per epoch. Unit-test fixtures use seeds 7-9 and are in none of them.
+and per epoch. ``adam`` (seeds 900-905, task_seeds 1300-1305) is the same construction under
+Adam, built and evaluated once with no detector change. Unit-test fixtures use seeds 7-9 and are
+in none of them.
 
 Runs are cached as ``artifacts/quality/<set>.pkl`` (gitignored) so the benchmark re-runs fast.
 """
@@ -73,6 +75,33 @@ PLATEAU_LRS = {
     "mlp_classification": (1.0, 1.5),
     "quadratic": (0.6, 1.0),
     "autoencoder": (0.3, 1.0),
+}
+# The same roles under Adam (set ``adam``): its best rates from a sweep over 1e-5..1 at 1000
+# steps (seeds 950-951 on problem instances 1350-1351, in no set), the other rates at the same
+# multiples of it as for SGD. Adam has no heavy-ball construction, so no oscillation runs.
+ADAM_BEST_LR = {
+    "mlp_regression": 0.03,
+    "mlp_classification": 0.003,
+    "quadratic": 0.01,
+    "autoencoder": 0.01,
+}
+ADAM_DIVERGE_LRS = {
+    "mlp_regression": (0.3, 1.0),
+    "mlp_classification": (0.03, 0.3),
+    "quadratic": (0.3, 1.0),
+    "autoencoder": (0.3, 1.0),
+}
+ADAM_SLOW_LRS = {
+    "mlp_regression": (1e-5, 1e-4),
+    "mlp_classification": (3e-6, 3e-5),
+    "quadratic": (1e-5, 1e-4),
+    "autoencoder": (1e-5, 1e-4),
+}
+ADAM_PLATEAU_LRS = {
+    "mlp_regression": (0.1, 0.15),
+    "mlp_classification": (0.01, 0.015),
+    "quadratic": (0.03, 0.05),
+    "autoencoder": (0.03, 0.05),
 }
 OSCILLATION_CONFIGS = ((0.01, 0.99), (0.03, 0.99), (0.1, 0.98))  # (lr, momentum) on quadratic
 FINITE_DIVERGENCE_CONFIGS = ((0.3, 0.98),)  # (lr, momentum) on quadratic
@@ -149,6 +178,15 @@ SETS = {
         "task_seeds": (1200, 1201, 1202, 1203, 1204, 1205),
         "batch_sizes": (38, 54, 70, 46, 62, 78),
         "log_every": (1, 2, 3, 1, 3, 2),
+    },
+    # Adam instead of SGD (the ADAM_* rates), built and evaluated once with no detector change:
+    # every threshold was set on SGD runs. New seeds, problem instances and batch sizes.
+    "adam": {
+        "optimizer": "adam",
+        "seeds": (900, 901, 902, 903, 904, 905),
+        "task_seeds": (1300, 1301, 1302, 1303, 1304, 1305),
+        "batch_sizes": (18, 82, 94, 74, 86, 92),
+        "log_every": (2, 1, 3, 3, 1, 2),
     },
 }
 STEPS = 1000
@@ -308,6 +346,12 @@ def build(set_name: str) -> list[LabelledRun]:
 
     torch.set_num_threads(1)
     spec = SETS[set_name]
+    optimizer = spec.get("optimizer", "sgd")
+    best_lr, diverge_lrs, slow_lrs, plateau_lrs = (
+        (ADAM_BEST_LR, ADAM_DIVERGE_LRS, ADAM_SLOW_LRS, ADAM_PLATEAU_LRS)
+        if optimizer == "adam"
+        else (BEST_LR, DIVERGE_LRS, SLOW_LRS, PLATEAU_LRS)
+    )
     out: list[LabelledRun] = []
 
     def add(role: str, cfg, twin: bool = False) -> None:
@@ -332,19 +376,26 @@ def build(set_name: str) -> list[LabelledRun]:
         every = spec["log_every"][i % len(spec["log_every"])]
         task_seed = spec.get("task_seeds", spec["seeds"])[i]
         base = TrainConfig(
-            steps=STEPS, seed=seed, task_seed=task_seed, batch_size=batch, log_every=every
+            optimizer=optimizer,
+            steps=STEPS,
+            seed=seed,
+            task_seed=task_seed,
+            batch_size=batch,
+            log_every=every,
         )
-        for task, best in BEST_LR.items():
+        for task, best in best_lr.items():
             cfg = base.with_(task=task)
-            for lr in DIVERGE_LRS[task]:
+            for lr in diverge_lrs[task]:
                 add("diverge", cfg.with_(lr=lr))
-            for lr in SLOW_LRS[task]:
+            for lr in slow_lrs[task]:
                 add("slow", cfg.with_(lr=lr))
-            for lr in PLATEAU_LRS[task]:
+            for lr in plateau_lrs[task]:
                 add("plateau", cfg.with_(lr=lr), twin=True)
             for lr in (best, best / 3):
                 for schedule in HEALTHY_SCHEDULES:
                     add("best", cfg.with_(lr=lr, schedule=schedule), twin=schedule == "constant")
+        if optimizer != "sgd":
+            continue
         quad = base.with_(task="quadratic")
         for lr, momentum in OSCILLATION_CONFIGS:
             add("oscillation", quad.with_(lr=lr, momentum=momentum))

@@ -386,6 +386,13 @@ def _zip_member(path: Path, archive) -> str:
         for info in archive.infolist()
         if not info.filename.endswith("/") and not info.filename.startswith("__MACOSX/")
     ]
+    spreadsheet = _spreadsheet_kind(archive, names)
+    if spreadsheet:
+        # An .xlsx or .ods file is a zip of XML parts: "a zip file of 9 files" said nothing.
+        raise InputError(
+            f"{path}: {spreadsheet}, which lrwatch does not read: save the sheet as CSV "
+            "(pandas.read_excel(path).to_csv(...), or the spreadsheet's Save As) and pass that"
+        )
     if len(names) != 1:
         listed = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
         raise InputError(
@@ -393,6 +400,21 @@ def _zip_member(path: Path, archive) -> str:
             "holding one table: unzip it and pass the files or their folder"
         )
     return names[0]
+
+
+# The part every Office Open XML workbook has, and the first bytes of an OpenDocument file's
+# ``mimetype`` part (the standard's way to tell its kind).
+_EXCEL_WORKBOOK_PART = "xl/workbook.xml"
+_OPENDOCUMENT_SPREADSHEET = b"application/vnd.oasis.opendocument.spreadsheet"
+
+
+def _spreadsheet_kind(archive, names: list[str]) -> str | None:
+    """``"an Excel workbook"`` / ``"an OpenDocument spreadsheet"`` for such a zip, else None."""
+    if _EXCEL_WORKBOOK_PART in names:
+        return "an Excel workbook"
+    if "mimetype" in names and archive.read("mimetype").startswith(_OPENDOCUMENT_SPREADSHEET):
+        return "an OpenDocument spreadsheet"
+    return None
 
 
 @contextlib.contextmanager

@@ -40,13 +40,21 @@ def test_no_two_quality_sets_share_a_seed_or_a_problem_instance():
         assert not tasks_a & tasks_b, (name_a, name_b)
 
 
-def test_unit_test_fixtures_use_no_quality_set_seed():
+def test_unit_test_fixtures_and_the_rate_sweep_use_no_quality_set_seed():
+    sweep = importlib.util.spec_from_file_location(
+        "best_rate_sweep", PATH.parent / "best_rate_sweep.py"
+    )
+    module = importlib.util.module_from_spec(sweep)
+    sweep.loader.exec_module(module)
+    sweep_seeds = set(module.SWEEP_SEEDS)
+    sweep_tasks = {seed + module.TASK_SEED_OFFSET for seed in module.SWEEP_SEEDS}
     for name, spec in _labelled_runs().SETS.items():
         seeds, tasks = _seeds(spec)
         assert not (seeds | tasks) & FIXTURE_SEEDS, name
+        assert not seeds & sweep_seeds and not tasks & sweep_tasks, name
 
 
-@pytest.mark.parametrize("last", ["final4", "final5"])
+@pytest.mark.parametrize("last", ["final4", "final5", "adam"])
 def test_the_last_held_out_sets_use_batch_sizes_no_other_set_uses(last):
     sets = _labelled_runs().SETS
     others = {b for name, spec in sets.items() if name != last for b in spec["batch_sizes"]}

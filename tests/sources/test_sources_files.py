@@ -234,6 +234,21 @@ def test_a_zip_of_several_files_a_compressed_parquet_and_zstd_say_to_decompress_
         load_run(str(zstd))
 
 
+def test_a_spreadsheet_says_to_save_the_sheet_as_csv(tmp_path, healthy_run):
+    # An .xlsx or .ods file is a zip of XML parts: it read as "a zip file of 9 files (...)".
+    frame = pd.DataFrame({"step": healthy_run.loss.steps, "loss": healthy_run.loss.values})
+    frame.to_excel(tmp_path / "run.xlsx", index=False)  # a real workbook, written by openpyxl
+    with pytest.raises(InputError, match=r"run.xlsx: an Excel workbook, .* save the sheet as CSV"):
+        load_run(str(tmp_path / "run.xlsx"))
+    # OpenDocument's first part is "mimetype", stored, naming the kind (LibreOffice's .ods).
+    with zipfile.ZipFile(tmp_path / "run.ods", "w") as archive:
+        archive.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+        archive.writestr("content.xml", "<office:document-content/>")
+        archive.writestr("META-INF/manifest.xml", "<manifest:manifest/>")
+    with pytest.raises(InputError, match="run.ods: an OpenDocument spreadsheet, .* as CSV"):
+        load_run(str(tmp_path / "run.ods"))
+
+
 @pytest.mark.parametrize("engine", ["numpy", "arrow"])
 def test_odd_but_valid_csv_is_cleaned(tmp_path, engine):
     text = (

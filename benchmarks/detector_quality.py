@@ -113,7 +113,7 @@ def recall_by_stride(runs) -> str:
     """Found/labelled per kind and logging stride, e.g. ``oscillation 1:12/12 2:6/12``."""
     found, labelled = Counter(), Counter()
     for run in runs:
-        stride = int(run.steps[1] - run.steps[0]) if len(run.steps) > 1 else 1
+        stride = run.log_every
         kinds = reported_kinds(run)
         for kind in run.labels - {"healthy"}:
             labelled[kind, stride] += 1

@@ -216,6 +216,11 @@ class LabelledRun:
         """One name for printing: the labels joined with '+', or 'excluded'."""
         return "+".join(sorted(self.labels)) or "excluded"
 
+    @property
+    def log_every(self) -> int:
+        """Steps between logged points (1, 2 or 3)."""
+        return int(self.steps[1] - self.steps[0]) if len(self.steps) > 1 else 1
+
 
 @dataclass
 class EpochView:
@@ -252,6 +257,11 @@ class EpochView:
     @property
     def label(self) -> str:
         return "+".join(sorted(self.labels)) or "excluded"
+
+    @property
+    def log_every(self) -> int:
+        """The run's own logging stride: each epoch's mean is over every k-th step."""
+        return self.run.log_every
 
 
 def epoch_view(runs: list[LabelledRun], epochs: int) -> list[EpochView]:

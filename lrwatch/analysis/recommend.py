@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from lrwatch.analysis.detectors.plateau import MIN_PLATEAU_POINTS
 from lrwatch.analysis.findings import KINDS, Finding, Recommendation, Schedule, severity_rank
 from lrwatch.analysis.prepare import PreparedRun
 from lrwatch.analysis.recommend_context import RunContext, at_lr, fmt, lr_phrase, scaled
@@ -302,13 +303,21 @@ def _keep(ctx: RunContext) -> Recommendation:
         under = "with no LR logged" + ("" if lr is None else f" (base LR {fmt(lr)})")
     else:
         under = f"{_under(ctx.schedule)} (LR {fmt(lr)})"
+    unjudged = ""
+    if p.n < MIN_PLATEAU_POINTS and ctx.schedule.kind in ("constant", "missing"):
+        # A per-epoch log of a constant rate: "keep" must not read as "no plateau either".
+        unjudged = (
+            f" A plateau is judged on {MIN_PLATEAU_POINTS} logged points or more, so whether a "
+            "decay would lower the loss further was not: log the loss more often to have it "
+            "checked."
+        )
     return Recommendation(
         action="keep",
         suggested_lr=lr,
         factor=1.0,
         message=(
             f"No problem found in {p.n} logged steps: the loss went from {start:.4g} to "
-            f"{end:.4g} {under}. Keep it."
+            f"{end:.4g} {under}. Keep it.{unjudged}"
         ),
         evidence={"initial_loss": start, "final_loss": end},
     )

@@ -145,6 +145,18 @@ def test_a_converged_plateau_under_a_constant_lr_keeps_it():
     assert "250" in rec.message
 
 
+def test_keep_on_a_short_constant_rate_log_says_a_plateau_was_not_judged():
+    # A 50-epoch log at a constant rate gets no plateau finding at all (64 points are needed):
+    # "No problem found. Keep it." read as "and no plateau either".
+    unjudged = "A plateau is judged on 64 logged points or more"
+    for lr in (np.full(50, 0.1), None):
+        assert unjudged in advise(decaying_loss(50), lr, []).message
+    # Judged when long enough; never a plateau under a decaying schedule.
+    assert unjudged not in advise(decaying_loss(64), np.full(64, 0.1), []).message
+    cosine = scheduled_lr(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, 50), steps=50)
+    assert unjudged not in advise(decaying_loss(50), cosine, []).message
+
+
 def test_plateau_at_the_end_of_annealing_is_convergence():
     lr = scheduled_lr(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, N))
     rec = advise(decaying_loss(), lr, [finding("plateau", 330, 399, "info")])

@@ -24,6 +24,10 @@ from lrwatch.analysis.prepare import PreparedRun, robust_median
 START_GRID = 20
 # Blocks inside a stretch for the wander measure: 16 medians give a stable spread.
 WANDER_BLOCKS = 16
+# A plateau is judged on runs of at least this many points (four per wander block). Fewer -
+# typically a per-epoch log - and the loss alone cannot tell a floor held up by the rate from
+# convergence well enough (README, "Per-epoch logs"): a "keep" recommendation then says so.
+MIN_PLATEAU_POINTS = 4 * WANDER_BLOCKS
 # Default warning thresholds (their reasons: see detect_plateau's Args).
 WANDER_WARNING = 1.6
 PERSISTENCE_WARNING = 0.18
@@ -86,7 +90,7 @@ def detect_plateau(
         return []
     y, noise = prepared.loss, prepared.noise
     n = y.size
-    if n < 4 * WANDER_BLOCKS or noise <= 0:
+    if n < MIN_PLATEAU_POINTS or noise <= 0:
         return []
     begin = _stretch_start(y, noise, min_fraction, flat_tolerance)
     if begin is None or not _lr_constant(prepared, begin):

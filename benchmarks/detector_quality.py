@@ -7,6 +7,7 @@ Usage::
     python benchmarks/detector_quality.py --set final final2  # ... one table each, then pooled
     python benchmarks/detector_quality.py --rebuild  # retrain the runs (a few minutes)
     python benchmarks/detector_quality.py --epochs 50  # the same runs as 50-point per-epoch logs
+    python benchmarks/detector_quality.py --ema 0.98   # ... as logs of a smoothed (EMA) loss
 
 A kind counts as *reported* for a run when the run has a finding of that kind at ``warning`` or
 ``critical`` severity (``info`` findings are notes, not alarms). Precision and recall are per
@@ -28,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from labelled_runs import SETS, epoch_view, load  # noqa: E402
+from labelled_runs import SETS, epoch_view, load, smoothed_view  # noqa: E402
 
 from lrwatch.analysis.detectors import run_detectors  # noqa: E402
 from lrwatch.analysis.findings import KINDS, severity_rank  # noqa: E402
@@ -140,6 +141,12 @@ def main() -> int:
         metavar="N",
         help="judge each run as a per-epoch log: the mean loss of each of N equal stretches",
     )
+    parser.add_argument(
+        "--ema",
+        type=float,
+        metavar="BETA",
+        help="judge each run as a log of its loss's moving average (fastai's smooth_loss: 0.98)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="list misclassified runs")
     args = parser.parse_args()
     pooled = []
@@ -148,6 +155,8 @@ def main() -> int:
         runs = load(name, rebuild=args.rebuild)
         if args.epochs:
             runs = epoch_view(runs, args.epochs)
+        elif args.ema:
+            runs = smoothed_view(runs, args.ema)
         print(
             f"{name}: {len(runs)} runs ({dict(Counter(r.label for r in runs))}) in "
             f"{time.perf_counter() - t0:.1f} s"

@@ -222,29 +222,19 @@ class LabelledRun:
         return int(self.steps[1] - self.steps[0]) if len(self.steps) > 1 else 1
 
 
-@dataclass
-class EpochView:
-    """A run as a per-epoch log shows it: the mean training loss of each of ``epochs`` equal
-    stretches of the run (what Keras, Lightning's ``on_epoch=True`` and most loops log), with the
-    rate in force at the end of each and the global step it ends at.
+class LoggedView:
+    """A run as a coarser or smoothed log shows it (:class:`EpochView`, :class:`SmoothedView`).
 
     Its labels are the run's, from its construction and its step-by-step loss, but for
-    ``oscillation``: a wave of 7-30 steps averages out of an epoch's mean, so it is neither
+    ``oscillation``: averaging or smoothing takes most of a 7-30-step wave out, so it is neither
     required nor (on a run made to oscillate) a false alarm.
     """
 
     run: LabelledRun
-    epochs: int
-
-    def __post_init__(self) -> None:
-        import numpy as np
-
-        loss, lr = np.asarray(self.run.loss, dtype=float), np.asarray(self.run.lr, dtype=float)
-        parts = np.array_split(np.arange(loss.size), min(self.epochs, loss.size))
-        self.steps = np.array([self.run.steps[p[-1]] for p in parts], dtype=float)
-        self.loss = np.array([loss[p].mean() for p in parts])  # NaN stays NaN: evidence
-        self.lr = np.array([lr[p[-1]] for p in parts])
-        self.name = f"{self.run.name}@{self.epochs}ep"
+    steps: object
+    loss: object
+    lr: object
+    name: str
 
     @property
     def labels(self) -> frozenset[str]:
@@ -260,14 +250,52 @@ class EpochView:
 
     @property
     def log_every(self) -> int:
-        """The run's own logging stride: each epoch's mean is over every k-th step."""
+        """The run's own logging stride (the view is made of every k-th step)."""
         return self.run.log_every
 
 
-def epoch_view(runs: list[LabelledRun], epochs: int) -> list[EpochView]:
+class EpochView(LoggedView):
+    """The mean training loss of each of ``epochs`` equal stretches of the run (what Keras,
+    Lightning's ``on_epoch=True`` and most loops log), with the rate in force at the end of
+    each and the global step it ends at."""
+
+    def __init__(self, run: LabelledRun, epochs: int) -> None:
+        import numpy as np
+
+        loss, lr = np.asarray(run.loss, dtype=float), np.asarray(run.lr, dtype=float)
+        parts = np.array_split(np.arange(loss.size), min(epochs, loss.size))
+        self.run, self.name = run, f"{run.name}@{epochs}ep"
+        self.steps = np.array([run.steps[p[-1]] for p in parts], dtype=float)
+        self.loss = np.array([loss[p].mean() for p in parts])  # NaN stays NaN: evidence
+        self.lr = np.array([lr[p[-1]] for p in parts])
+
+
+class SmoothedView(LoggedView):
+    """The loss as a running average logs it: an exponential moving average with factor
+    ``beta``, debiased as fastai's ``smooth_loss`` is (beta 0.98 there), at every logged step.
+    The first NaN/inf and what follows stay as logged (an average of them is NaN too)."""
+
+    def __init__(self, run: LabelledRun, beta: float) -> None:
+        import numpy as np
+
+        loss = np.asarray(run.loss, dtype=float)
+        finite = int(np.argmin(np.isfinite(loss))) if not np.isfinite(loss).all() else loss.size
+        smoothed, average = loss.copy(), 0.0
+        for i in range(finite):
+            average = beta * average + (1 - beta) * loss[i]
+            smoothed[i] = average / (1 - beta ** (i + 1))
+        self.run, self.name = run, f"{run.name}@ema{beta:g}"
+        self.steps, self.loss, self.lr = run.steps, smoothed, run.lr
+
+
+def epoch_view(runs: list[LabelledRun], epochs: int) -> list[LoggedView]:
     """The runs as per-epoch logs of ``epochs`` points (those left with a label)."""
-    views = [EpochView(run, epochs) for run in runs]
-    return [view for view in views if view.labels]
+    return [view for view in (EpochView(run, epochs) for run in runs) if view.labels]
+
+
+def smoothed_view(runs: list[LabelledRun], beta: float) -> list[LoggedView]:
+    """The runs as logs of an exponential moving average of the loss (those with a label)."""
+    return [view for view in (SmoothedView(run, beta) for run in runs) if view.labels]
 
 
 def final_level(values) -> float:

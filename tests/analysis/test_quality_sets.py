@@ -86,3 +86,13 @@ def test_climbed_away_is_the_issues_divergence():
     assert lr.climbed_away(np.append(falling, np.nan))
     # A high noisy floor that never came back up is not divergence.
     assert not lr.climbed_away(np.concatenate([np.linspace(10.0, 6.0, 100), np.full(900, 6.0)]))
+
+
+def test_a_smoothed_view_is_fastais_debiased_moving_average_up_to_the_first_nan():
+    lr = _labelled_runs()
+    loss = np.array([4.0, 2.0, 3.0, np.nan, 1.0])
+    run = lr.LabelledRun("best", "r", np.arange(5), loss, np.full(5, 0.1))
+    view = lr.SmoothedView(run, 0.5)
+    # m1 = 2 -> 2 / 0.5 = 4; m2 = 1 + 1 = 2 -> 2 / 0.75; m3 = 1 + 1.5 = 2.5 -> 2.5 / 0.875.
+    np.testing.assert_allclose(view.loss[:3], [4.0, 2.0 / 0.75, 2.5 / 0.875])
+    assert np.isnan(view.loss[3]) and view.loss[4] == 1.0  # as logged from the first NaN on

@@ -31,6 +31,11 @@ MAX_MEDIAN_POINTS = 20_000
 # Long runs are summarised as at most this many blocks (robust medians per block). 400 keeps
 # enough shape for a 4-block-wide event while making every detector O(n) then O(400).
 MAX_BLOCKS = 400
+# ... of at least this many points each, so a block's median is a level, not one point: the
+# lowest single point of n noisy ones sits 2-3 noise units below the level around it, and in a
+# per-epoch log of a rate far too small one lucky epoch read as the best level the loss then
+# "climbed away" from (divergence).
+MIN_BLOCK_POINTS = 3
 
 
 @dataclass(frozen=True)
@@ -105,8 +110,11 @@ class PreparedRun:
 
     @cached_property
     def blocks(self) -> Blocks:
-        """The finite prefix summarised as at most :data:`MAX_BLOCKS` robust blocks."""
-        return make_blocks(self.steps[: self.finite_end], self.finite_loss, MAX_BLOCKS)
+        """The finite prefix summarised as at most :data:`MAX_BLOCKS` robust blocks of at least
+        :data:`MIN_BLOCK_POINTS` points (a shorter prefix is one block)."""
+        n = self.finite_loss.size
+        most = min(MAX_BLOCKS, max(1, n // MIN_BLOCK_POINTS))
+        return make_blocks(self.steps[: self.finite_end], self.finite_loss, most)
 
     @property
     def lr_is_constant(self) -> bool:

@@ -35,11 +35,6 @@ LOST_ALL_SHARE = 1.5
 LOST_ALL_RISE_NOISE = 2.0
 # Blocks for the climb's onset: 200 resolve an onset to 0.5% of the run.
 ONSET_BLOCKS = 200
-# The best level is the lowest median of at least this many consecutive points. A run of up to
-# 800 points has 1-2 per summary block, and the lowest single point of n noisy ones sits 2-3
-# noise units below the level around it: in a per-epoch log of a rate far too small, one
-# lucky epoch made the loss "climb back" to its ordinary level and read as divergence.
-BEST_LEVEL_POINTS = 3
 
 
 def detect_divergence(
@@ -150,10 +145,7 @@ def _finite_climb(
         return []
     head = max(3, int(np.ceil(0.02 * n)))  # the starting level: median of the first 2%
     start_level = robust_median(y[:head])
-    blocks = prepared.blocks
-    if blocks.size < BEST_LEVEL_POINTS:
-        blocks = make_blocks(prepared.steps, y, n // BEST_LEVEL_POINTS)
-    best_level = float(np.min(blocks.median))
+    best_level = float(np.min(prepared.blocks.median))  # blocks of 3+ points: a level
     end_level = robust_median(y[-tail:])
     rise = end_level - best_level
     noise = prepared.noise

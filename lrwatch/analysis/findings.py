@@ -134,6 +134,10 @@ class Schedule:
 
     def describe(self) -> str:
         text = self.kind.replace("_", " ")
+        if self.kind == "plateau_reductions":
+            # Drops by one factor at irregular steps are also what MultiStepLR's milestones
+            # ([30, 60, 80] for ResNet) give; the LR alone cannot tell the two apart.
+            text = "plateau-reduction or multi-step"
         if self.kind == "wsd":
             shape = str(self.details.get("decay_shape", "")).replace("_", " ")
             decay = f"{'an' if shape[:1] in ('e', 'i') else 'a'} {shape} decay"

@@ -161,6 +161,16 @@ def test_reduce_lr_on_plateau_from_a_real_training_run():
     assert analyze(run).schedule.kind == "plateau_reductions"
 
 
+def test_uneven_multistep_milestones_are_described_as_either_schedule():
+    # MultiStepLR([30, 60, 80]) drops by one factor at uneven steps, as ReduceLROnPlateau does:
+    # the description named only the latter ("plateau reductions") for a preset schedule.
+    lr = lrs_used(lambda o: torch.optim.lr_scheduler.MultiStepLR(o, [30, 60, 80]), steps=90, lr=0.1)
+    schedule = recognize_schedule(np.arange(90), lr)
+    assert schedule.kind == "plateau_reductions"
+    assert schedule.details["drop_steps"] == [30, 60, 80]
+    assert schedule.describe() == "plateau-reduction or multi-step"
+
+
 def test_kinds_are_declared():
     assert {"missing", "one_cycle", "plateau_reductions", "unknown"} <= set(KINDS)
 

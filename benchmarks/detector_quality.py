@@ -135,13 +135,14 @@ def main() -> int:
         choices=tuple(SETS),
     )
     parser.add_argument("--rebuild", action="store_true")
-    parser.add_argument(
+    view = parser.add_mutually_exclusive_group()
+    view.add_argument(
         "--epochs",
         type=int,
         metavar="N",
         help="judge each run as a per-epoch log: the mean loss of each of N equal stretches",
     )
-    parser.add_argument(
+    view.add_argument(
         "--ema",
         type=float,
         metavar="BETA",

@@ -20,6 +20,7 @@ from lrwatch.sources import long_format, tensorboard, wandb_export
 from lrwatch.sources.epoch_steps import epoch_steps_note, epochs_in, steps_across_epochs
 from lrwatch.sources.tables import (
     EPOCH_COLUMNS,
+    SPREADSHEET_SUFFIXES,
     STEP_COLUMNS,
     TABLE_SUFFIXES,
     Table,
@@ -412,9 +413,18 @@ def folder_files(folder: str | Path) -> list[Path]:
     log_dirs = tensorboard.log_dirs(folder)
     if not files and not log_dirs:
         suffixes = ", ".join(TABLE_SUFFIXES)
+        sheets = sorted(
+            p.name for p in folder.iterdir() if p.suffix.lower() in SPREADSHEET_SUFFIXES
+        )
+        unread = (
+            f"; its spreadsheets ({', '.join(sheets[:3])}{', ...' if len(sheets) > 3 else ''}) "
+            "are not read: save their sheets as CSV"
+            if sheets
+            else ""
+        )
         raise InputError(
             f"{folder}: no run files in this folder (looked for {suffixes}, also compressed, and "
-            "TensorBoard event files)"
+            f"TensorBoard event files){unread}"
         )
     return files + log_dirs
 

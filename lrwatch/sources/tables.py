@@ -402,6 +402,8 @@ def _zip_member(path: Path, archive) -> str:
     return names[0]
 
 
+# Spreadsheet files lrwatch does not read (a folder holding only these says so).
+SPREADSHEET_SUFFIXES = (".xlsx", ".xls", ".ods")
 # The part every Office Open XML workbook has, and the first bytes of an OpenDocument file's
 # ``mimetype`` part (the standard's way to tell its kind).
 _EXCEL_WORKBOOK_PART = "xl/workbook.xml"

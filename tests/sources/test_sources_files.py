@@ -247,6 +247,9 @@ def test_a_spreadsheet_says_to_save_the_sheet_as_csv(tmp_path, healthy_run):
         archive.writestr("META-INF/manifest.xml", "<manifest:manifest/>")
     with pytest.raises(InputError, match="run.ods: an OpenDocument spreadsheet, .* as CSV"):
         load_run(str(tmp_path / "run.ods"))
+    # A folder of them only: "no run files" said nothing about the spreadsheets beside it.
+    with pytest.raises(InputError, match=re.escape("its spreadsheets (run.ods, run.xlsx) are not")):
+        load_runs([str(tmp_path)])
 
 
 @pytest.mark.parametrize("engine", ["numpy", "arrow"])

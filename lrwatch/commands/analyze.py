@@ -24,7 +24,7 @@ DESCRIPTION = """Diagnose learning-rate problems in saved or logged runs.
 
 Each PATH_OR_RUN is read as, first match wins: runs:/RUN_ID (an MLflow run);
 experiment:NAME (every run of an MLflow experiment, NAME or id); an existing file (CSV,
-Parquet or JSON Lines, one row per logged step; also compressed) or folder (each table file
+Parquet, Feather or JSON Lines, one row per logged step; also compressed) or folder (each table file
 in it is a run; one that is no log of steps, such as a config.json, is skipped); - (a table
 piped in: ssh gpu1 cat run.csv | lrwatch analyze -); a quoted glob pattern
 ('runs/**/*.csv': the run files it matches); a 32-hex MLflow run id; a path-like name (missing
@@ -43,7 +43,10 @@ def register(subparsers) -> None:
         "inputs",
         nargs="*",
         metavar="PATH_OR_RUN",
-        help="files (CSV, Parquet, JSON Lines, TensorBoard event files), folders, MLflow runs",
+        help=(
+            "files (CSV, Parquet, Feather, JSON Lines, TensorBoard event files), folders, "
+            "MLflow runs"
+        ),
     )
     parser.add_argument(
         "--experiment",

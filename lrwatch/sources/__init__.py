@@ -1,4 +1,4 @@
-"""Loading runs: saved tables (CSV, Parquet, JSON Lines), folders of them, and MLflow.
+"""Loading runs: saved tables (CSV, Parquet, Feather, JSON Lines), folders of them, and MLflow.
 
 A *spec* names runs; see :mod:`lrwatch.sources.specs` for how a string is read (``runs:/ID``,
 ``experiment:NAME``, an existing file or folder, a 32-hex run id, else an experiment name).

@@ -1,4 +1,5 @@
-"""Saved runs on disk: one table file per run (CSV, Parquet, JSON Lines), or a folder of them.
+"""Saved runs on disk: one table file per run (CSV, Parquet, Feather, JSON Lines), or a folder
+of them.
 
 The step comes from the first column named like a step (:data:`STEP_COLUMNS`); a file without
 one uses its epoch column when that counts one row per epoch, else the row index, and the run
@@ -64,8 +65,8 @@ def load_file(
     """One saved run from a table file (or a TensorBoard log directory or event file).
 
     Args:
-        path: a CSV, Parquet or JSON Lines file (one row per logged step), CSV and JSON Lines
-            also compressed (gzip, bz2, xz, a zip of one file).
+        path: a CSV, Parquet, Feather or JSON Lines file (one row per logged step), CSV and
+            JSON Lines also compressed (gzip, bz2, xz, a zip of one file).
         loss_key / lr_key: column names to use as loss and LR (found among common names if None).
         csv_engine: ``"numpy"`` or ``"arrow"`` (see :func:`lrwatch.sources.tables.read_table`).
         part: for a file holding several runs (a W&B chart export,

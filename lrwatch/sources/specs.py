@@ -12,7 +12,8 @@ How a spec (a command-line argument or a ``load_run`` argument) is read, first m
    matches, as above: a quoted pattern, or one from a shell that does not expand it (Windows),
    reaches lrwatch unexpanded.
 6. 32 hexadecimal characters (an MLflow run id) -> an MLflow run.
-7. a name ending in ``.csv``, ``.parquet``, ``.jsonl``... or containing ``/`` -> a file (missing).
+7. a name ending in ``.csv``, ``.parquet``, ``.feather``, ``.jsonl``... or containing ``/`` -> a
+   file (missing).
 8. anything else -> an MLflow experiment name.
 
 MLflow specs use the tracking URI given, else ``MLFLOW_TRACKING_URI``, else the embedded default

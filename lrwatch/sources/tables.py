@@ -1,4 +1,5 @@
-"""Reading saved-run tables (CSV, Parquet, JSON Lines, Hugging Face ``trainer_state.json``)
+"""Reading saved-run tables (CSV, Parquet, Feather / Arrow IPC, JSON Lines, Hugging Face
+``trainer_state.json``)
 into columns of float64, also compressed as pandas' ``to_csv`` writes by suffix (``run.csv.gz``,
 ``.bz2``, ``.xz``, a ``.zip`` holding the one table).
 
@@ -13,9 +14,9 @@ CSV (a European spreadsheet's export) may use a decimal comma (``0,51``).
 A writer that crashed mid-line leaves a JSON Lines file (or a compressed stream) cut off at its end:
 the lines before the cut are read and a note says what was left out (:class:`Table`).
 
-Only numpy and the standard library are imported here (pyarrow for Parquet only; ``bz2``,
-``lzma`` and ``zipfile`` for such files only), so
-``lrwatch analyze run.csv`` starts fast.
+Only numpy and the standard library are imported here (pyarrow for Parquet and Feather only;
+``bz2``, ``lzma`` and ``zipfile`` for such files only), so ``lrwatch analyze run.csv`` starts
+fast.
 """
 
 from __future__ import annotations
@@ -39,11 +40,17 @@ Column = tuple[np.ndarray, np.ndarray]  # (float64 values, bool present)
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
+# pandas' to_feather and polars' write_ipc: the Arrow IPC file format (Feather V2), also its
+# stream format and the deprecated Feather V1.
+ARROW_IPC_SUFFIXES = (".feather", ".arrow", ".ipc", ".arrows")
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 # Any text table may be compressed with one of these (pandas' to_csv picks the codec from them).
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zip")
-TABLE_SUFFIXES = CSV_SUFFIXES + PARQUET_SUFFIXES + JSONL_SUFFIXES
+TABLE_SUFFIXES = CSV_SUFFIXES + PARQUET_SUFFIXES + ARROW_IPC_SUFFIXES + JSONL_SUFFIXES
 _PARQUET_MAGIC = b"PAR1"
+# An Arrow IPC file (Feather V2) and a Feather V1 file begin so; an Arrow IPC stream (no magic)
+# with the continuation marker of its first message, bytes no text file begins with.
+_ARROW_IPC_MAGICS = (b"ARROW1", b"FEA1", b"\xff\xff\xff\xff")
 _GZIP_MAGIC = b"\x1f\x8b"
 _XZ_MAGIC = b"\xfd7zXZ\x00"
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -155,12 +162,15 @@ def read_table(path: Path, *, csv_engine: str = "numpy") -> Table:
     head = _read_head(path)
     suffix = table_suffix(path)
     table = Table({})
-    if suffix in PARQUET_SUFFIXES and _codec(head[:_CODEC_HEAD_BYTES]) is not None:
-        # Parquet compresses its own columns: a compressed copy gains little, and is read by
-        # offset, which a compressed stream cannot give.
-        raise InputError(f"{path}: a compressed Parquet file: decompress it first")
-    if head.startswith(_PARQUET_MAGIC) or suffix in PARQUET_SUFFIXES:
+    binary = _binary_format(head, suffix)
+    if binary and _codec(head[:_CODEC_HEAD_BYTES]) is not None:
+        # Parquet and Arrow compress their own columns: a compressed copy gains little, and is
+        # read by offset, which a compressed stream cannot give.
+        raise InputError(f"{path}: a compressed {binary} file: decompress it first")
+    if binary == "Parquet":
         table.columns = _read_parquet(path, table)
+    elif binary == "Feather":
+        table.columns = _arrow_columns(_arrow_ipc_table(path), table)
     else:
         data, text = _decode(path, table.notes)
         if suffix in JSONL_SUFFIXES or text.lstrip()[:1] in ("{", "["):
@@ -208,11 +218,14 @@ def column_names(path: Path) -> list[str]:
     try:
         with path.open("rb") as raw:
             head = raw.read(_CODEC_HEAD_BYTES)
-        if head.startswith(_PARQUET_MAGIC) or suffix in PARQUET_SUFFIXES:
+        binary = _binary_format(head, suffix)
+        if binary == "Parquet":
             return _parquet_column_names(path)
+        if binary == "Feather":
+            return list(_arrow_ipc_table(path).column_names)
         with _opened_decompressed(path, _codec(head)) as f:
             first_line = f.readline(_MAX_HEADER_BYTES)
-    except (OSError, EOFError, zlib.error):
+    except (OSError, EOFError, zlib.error, InputError):
         return []  # read_table says what is wrong
     text = first_line.decode("utf-8-sig", errors="replace").strip()
     if suffix in JSONL_SUFFIXES or text[:1] in ("{", "["):
@@ -260,7 +273,19 @@ def _read_head(path: Path) -> bytes:
 
 
 def _not_a_table(path: Path) -> InputError:
-    return InputError(f"{path}: not a table (expected CSV, Parquet or JSON Lines)")
+    return InputError(f"{path}: not a table (expected CSV, Parquet, Feather or JSON Lines)")
+
+
+def _binary_format(head: bytes, suffix: str) -> str | None:
+    """``"Parquet"`` or ``"Feather"`` (any Arrow IPC file or stream) by the file's magic, else
+    by its suffix; None for a text table."""
+    if head.startswith(_PARQUET_MAGIC):
+        return "Parquet"
+    if head.startswith(_ARROW_IPC_MAGICS):
+        return "Feather"
+    if suffix in PARQUET_SUFFIXES:
+        return "Parquet"
+    return "Feather" if suffix in ARROW_IPC_SUFFIXES else None
 
 
 def _decode(path: Path, notes: list[str]) -> tuple[bytes, str]:
@@ -854,3 +879,37 @@ def _read_parquet(path: Path, table: Table) -> dict[str, Column]:
     except (pa.ArrowException, OSError, ValueError):  # ArrowInvalid is a ValueError
         raise _not_a_table(path) from None
     return _arrow_columns(arrow_table, table)
+
+
+def _arrow_ipc_table(path: Path):
+    """The table of a Feather / Arrow IPC file, or of an Arrow IPC stream (no magic, no footer:
+    what ``pyarrow.ipc.new_stream`` and polars' ``write_ipc_stream`` write).
+
+    Raises:
+        InputError: neither.
+    """
+    import warnings
+
+    from lrwatch.errors import require
+
+    feather = require("pyarrow.feather", "parquet", package="pyarrow")
+    import pyarrow as pa
+
+    # Damaged metadata fails only when the names are read (UnicodeDecodeError, a ValueError
+    # like ArrowInvalid), so they are read here.
+    try:
+        with warnings.catch_warnings():
+            # Feather V1 still reads, with a DeprecationWarning that is no news to the reader.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            arrow_table = feather.read_table(path)
+        arrow_table.column_names  # noqa: B018
+        return arrow_table
+    except (pa.ArrowException, OSError, ValueError):
+        pass
+    try:
+        with pa.ipc.open_stream(path) as reader:
+            arrow_table = reader.read_all()
+        arrow_table.column_names  # noqa: B018
+        return arrow_table
+    except (pa.ArrowException, OSError, ValueError):
+        raise _not_a_table(path) from None

@@ -65,6 +65,35 @@ def test_parquet_and_json_lines_hold_the_same_run(tmp_path, healthy_run):
         np.testing.assert_array_equal(run.loss.steps, healthy_run.loss.steps)
 
 
+def test_feather_and_arrow_ipc_files_and_streams_hold_the_same_run(tmp_path, diverging_run):
+    # pandas' to_feather (Feather V2: an Arrow IPC file), the deprecated Feather V1, and an
+    # Arrow IPC stream, which has no magic and is known by its first bytes when unnamed (piped).
+    import pyarrow as pa
+    import pyarrow.feather as feather
+
+    frame = pd.read_csv(save_run_csv(diverging_run, tmp_path / "run.csv"))
+    frame.to_feather(tmp_path / "v2.feather")  # pandas writes the NaN loss as a null
+    with pytest.warns(DeprecationWarning):
+        feather.write_feather(frame, tmp_path / "v1.feather", version=1)
+    arrow_table = pa.Table.from_pandas(frame)
+    with pa.ipc.new_stream(tmp_path / "stream.arrows", arrow_table.schema) as writer:
+        writer.write_table(arrow_table)
+    (tmp_path / "unnamed").write_bytes((tmp_path / "stream.arrows").read_bytes())
+    for name in ("v2.feather", "v1.feather", "stream.arrows", "unnamed"):
+        run = load_run(str(tmp_path / name))
+        np.testing.assert_array_equal(run.loss.steps, diverging_run.loss.steps)
+        np.testing.assert_array_equal(run.loss.values, diverging_run.loss.values)  # NaN == NaN
+        assert not np.isfinite(run.loss.values[-1]), name  # the divergence's evidence
+        assert analyze(run).findings[0].kind == "divergence", name
+    assert {r.name for r in load_runs([str(tmp_path)])} == {"run", "v2", "v1", "stream"}
+    (tmp_path / "run.feather.gz").write_bytes(gzip.compress((tmp_path / "v2.feather").read_bytes()))
+    with pytest.raises(InputError, match="run.feather.gz: a compressed Feather file: decompress"):
+        load_run(str(tmp_path / "run.feather.gz"))
+    (tmp_path / "cut.feather").write_bytes((tmp_path / "v2.feather").read_bytes()[:300])
+    with pytest.raises(InputError, match=r"cut.feather: not a table \(expected CSV, Parquet, Fea"):
+        load_run(str(tmp_path / "cut.feather"))
+
+
 def test_a_folder_is_one_run_per_table_file(tmp_path, healthy_run, diverging_run):
     save_run_csv(healthy_run, tmp_path / "a.csv")
     save_run_csv(diverging_run, tmp_path / "b.csv")
@@ -891,21 +920,36 @@ def test_a_damaged_compressed_file_loads_or_is_an_input_error(tmp_path_factory, 
     )
 
 
-def _small_parquet() -> bytes:
+def _small_arrow_table():
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     steps = np.arange(12)
+    return pa.table({"step": steps, "loss": 1 / (steps + 1.0), "lr": 0.1 + 0 * steps})
+
+
+def _small_parquet() -> bytes:
+    import pyarrow.parquet as pq
+
     packed = io.BytesIO()
-    pq.write_table(
-        pa.table({"step": steps, "loss": 1 / (steps + 1.0), "lr": 0.1 + 0 * steps}), packed
-    )
+    pq.write_table(_small_arrow_table(), packed)
+    return packed.getvalue()
+
+
+def _small_feather() -> bytes:
+    import pyarrow.feather as feather
+
+    packed = io.BytesIO()
+    feather.write_feather(_small_arrow_table(), packed)
     return packed.getvalue()
 
 
 @pytest.mark.parametrize(
     ("suffix", "make", "bytes_set"),
-    [(".zip", lambda: _PACKED[".zip"], (0, 255)), (".parquet", _small_parquet, (255,))],
+    [
+        (".zip", lambda: _PACKED[".zip"], (0, 255)),
+        (".parquet", _small_parquet, (255,)),
+        (".feather", _small_feather, (255,)),
+    ],
 )
 def test_any_byte_damaged_loads_or_is_an_input_error(tmp_path, suffix, make, bytes_set):
     # Found by fuzzing, both as bare text from `lrwatch analyze` (naming no file) and as a
@@ -922,7 +966,8 @@ def test_any_byte_damaged_loads_or_is_an_input_error(tmp_path, suffix, make, byt
 
 
 def _loads_or_is_an_input_error(folder: Path, suffix: str, data: bytes) -> None:
-    path = folder / f"run{suffix}" if suffix == ".parquet" else folder / f"run.csv{suffix}"
+    binary = suffix in (".parquet", ".feather")
+    path = folder / f"run{suffix}" if binary else folder / f"run.csv{suffix}"
     path.write_bytes(bytes(data))
     try:
         load_runs([str(path)])  # a file's header is read first (runs_in_file), then the file

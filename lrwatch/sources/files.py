@@ -126,6 +126,13 @@ def load_file(
         raise InputError(f"{path}: holds one run, not several: no run {part!r} in it")
     columns = table.columns
     if step_name is None:
+        # A step column of text (timestamps, "12/500") is no step: say so, not just "no step
+        # column", before falling back to an epoch column or the row numbers.
+        notes += [
+            f"{table.describe_text(name)}: not used as the step"
+            for name in STEP_COLUMNS
+            if name in table.text_columns
+        ][:1]
         step_name = _epoch_as_step(columns)
     steps, row_ok = _steps(columns, step_name, notes)
     tags = {TAG_STEPS_FROM: step_name or STEPS_FROM_ROW_INDEX}

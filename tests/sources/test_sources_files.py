@@ -464,6 +464,14 @@ def test_no_step_column_uses_the_row_index_and_says_so(tmp_path):
     assert run.loss.steps.tolist() == [0, 1]
     assert run.tags[TAG_STEPS_FROM] == "row index"
     assert "row numbers" in read_notes(run)[0]
+    # A step column of timestamps was reported as "no step column", as if it were not there.
+    rows = ["step,loss", "2024-01-01 00:00:00,1.0", "2024-01-01 00:00:01,0.8"]
+    run = load_run(_write(tmp_path / "t.csv", "\n".join(rows) + "\n"))
+    assert run.loss.steps.tolist() == [0, 1]
+    assert read_notes(run) == [
+        "column 'step' holds text, not numbers ('2024-01-01 00:00:00'): not used as the step",
+        "no step column: steps are row numbers (0, 1, 2, ...)",
+    ]
 
 
 def test_a_per_epoch_log_counts_steps_in_its_epochs(tmp_path, diverging_run):

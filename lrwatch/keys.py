@@ -38,6 +38,10 @@ TAG_SAMPLE = "lrwatch.sample"  # name of a bundled sample run (idempotent demo l
 # Set by the logger when a job resumed from a checkpoint logs again steps the run already holds:
 # JSON {"step", "earlier_last_step", "time"}. Readers that cached those steps read them again.
 TAG_RESUMED = "lrwatch.resumed"
+# Set by `lrwatch import` on a run made from a saved file: which file, and a digest of its data
+# (the same data is imported once).
+TAG_IMPORTED_FROM = "lrwatch.imported_from"
+TAG_IMPORTED_DIGEST = "lrwatch.imported_digest"
 
 # Params the logger records about the optimizer and scheduler.
 PARAM_OPTIMIZER = "optimizer"

@@ -87,13 +87,17 @@ def test_what_counts_as_landed():
     assert filter_landed([("lr", 0.1, 1, 0)], landed) == [("lr", 0.1, 1, 0)]  # a new key
 
 
-def test_import_rejects_a_missing_or_foreign_file_in_one_line(tmp_path, capsys):
+def test_import_rejects_a_missing_or_foreign_file_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
     assert main(["import", str(tmp_path / "missing.jsonl")]) == 2
+    # Neither a spool nor a saved run (a JSON Lines run table is imported as a run).
     foreign = tmp_path / "data.jsonl"
-    foreign.write_text('{"step": 1, "loss": 0.5}\n')
+    foreign.write_text('{"note": "hello"}\n')
     assert main(["import", str(foreign)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and all(line.startswith("lrwatch: error:") for line in err)
+    errors = [line for line in err if line.startswith("lrwatch: error:")]
+    assert len(errors) == 2 and all(line.startswith("lrwatch: ") for line in err), err
+    assert not (tmp_path / "mlflow.db").exists()  # nothing to import: no store made
 
 
 def test_a_torn_last_line_is_ignored(tracking_uri, spool_dir, capsys):

@@ -16,7 +16,7 @@ import sys
 
 from lrwatch import __version__
 
-COMMANDS = ("analyze", "dashboard", "demo", "import_spool")
+COMMANDS = ("analyze", "dashboard", "demo", "import_runs")
 EXIT_OK, EXIT_FAIL_ON, EXIT_BAD_INPUT = 0, 1, 2
 
 

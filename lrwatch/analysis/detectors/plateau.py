@@ -24,6 +24,13 @@ from lrwatch.analysis.prepare import PreparedRun, robust_median
 START_GRID = 20
 # Blocks inside a stretch for the wander measure: 16 medians give a stable spread.
 WANDER_BLOCKS = 16
+# Each block's median is taken over at most this many evenly strided points. The thresholds were
+# set on runs of up to 1,000 points (blocks of up to 62), and the test stays what it was there
+# on longer runs: with all of a long block's points, the median's standard error shrinks with
+# the run's length, and the slow curvature of a loss still converging (an exponential tail
+# after a linear detrend) read as a wandering floor - a 30,000-step run converging like a
+# 1,000-step one got a plateau warning.
+WANDER_BLOCK_POINTS = 64
 # A plateau is judged on runs of at least this many points (four per wander block). Fewer -
 # typically a per-epoch log - and the loss alone cannot tell a floor held up by the rate from
 # convergence well enough (README, "Per-epoch logs"): a "keep" recommendation then says so.
@@ -182,11 +189,12 @@ def _wander(stretch: np.ndarray, noise: float) -> float:
     """Spread of detrended block medians over the spread per-step noise alone would give."""
     size = stretch.size // WANDER_BLOCKS
     body = stretch[: size * WANDER_BLOCKS].reshape(WANDER_BLOCKS, size)
-    medians = np.median(body[:, :: max(1, size // 2000)], axis=1)
+    sampled = body[:, :: -(-size // WANDER_BLOCK_POINTS)]  # at most WANDER_BLOCK_POINTS each
+    medians = np.median(sampled, axis=1)
     t = np.arange(WANDER_BLOCKS, dtype=np.float64)
     residual = medians - np.polyval(np.polyfit(t, medians, 1), t)
     spread = 1.4826 * np.median(np.abs(residual - np.median(residual)))
-    expected = block_median_noise(noise, size)
+    expected = block_median_noise(noise, sampled.shape[1])
     return float(spread / expected) if expected > 0 else 0.0
 
 

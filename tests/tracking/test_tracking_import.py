@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 import mlflow
+import numpy as np
+import pytest
 import torch
 
 import lrwatch
@@ -236,3 +238,20 @@ def test_a_run_the_store_refuses_is_kept_whole_and_imported_under_another_name(
     points = history(tracking_uri, run.info.run_id, keys.LOSS)
     assert [s for s, _ in points] == list(range(60))
     assert [v for _, v in points] == [float(torch.tensor(v)) for v in losses]
+
+
+@pytest.mark.server
+def test_saved_runs_go_into_a_tracking_server_once(mlflow_server, tmp_path, capsys):
+    # The REST path: a shared server, not a local store (search, create, log, end over HTTP).
+    from lrwatch.sources import load_runs
+    from lrwatch.sources.files import save_run_csv
+
+    run = train(TrainConfig(task="mlp_regression", lr=0.05, steps=200))
+    path = save_run_csv(run, tmp_path / "lr0.05.csv")
+    argv = ["import", str(path), "--tracking-uri", mlflow_server.uri, "--experiment", "sweep"]
+    assert main(argv) == 0 and "(new run)" in capsys.readouterr().out
+    assert main(argv) == 0 and "already holds this data" in capsys.readouterr().out
+    (stored,) = load_runs(["experiment:sweep"], tracking_uri=mlflow_server.uri)
+    assert stored.name == "lr0.05" and stored.status == "finished"
+    np.testing.assert_array_equal(stored.loss.values, run.loss.values)
+    assert float(stored.params[keys.PARAM_BASE_LR]) == 0.05

@@ -222,7 +222,7 @@ def column_names(path: Path) -> list[str]:
         if binary == "Parquet":
             return _parquet_column_names(path)
         if binary == "Feather":
-            return list(_arrow_ipc_table(path).column_names)
+            return _arrow_ipc_column_names(path)
         with _opened_decompressed(path, _codec(head)) as f:
             first_line = f.readline(_MAX_HEADER_BYTES)
     except (OSError, EOFError, zlib.error, InputError):
@@ -913,3 +913,21 @@ def _arrow_ipc_table(path: Path):
         return arrow_table
     except (pa.ArrowException, OSError, ValueError):
         raise _not_a_table(path) from None
+
+
+def _arrow_ipc_column_names(path: Path) -> list[str]:
+    """A Feather / Arrow IPC file's or stream's column names, from its schema alone (a Feather
+    V1 file, which has no IPC schema, is read whole).
+
+    Raises:
+        InputError: not such a file.
+    """
+    import pyarrow as pa
+
+    for open_schema in (pa.ipc.open_file, pa.ipc.open_stream):
+        try:
+            with open_schema(path) as reader:
+                return list(reader.schema.names)
+        except (pa.ArrowException, OSError, ValueError):  # UnicodeDecodeError: a ValueError
+            continue
+    return list(_arrow_ipc_table(path).column_names)

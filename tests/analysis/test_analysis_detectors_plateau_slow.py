@@ -207,7 +207,7 @@ def _same_shape_at(points: int, level_of_time, seed: int):
 def test_a_run_converging_smoothly_is_no_floor_however_long(points, time_constant):
     # The block medians of a long run are precise: the slow curvature of a loss still
     # converging (an exponential tail, after the linear detrend) read as a wandering level, and
-    # 30,000- and 300,000-step runs got "a floor the learning rate holds it at" (wander 2.9-14)
+    # 30,000- and 300,000-step runs got "a floor the learning rate holds it at" (wander 2.9, 6.9)
     # where the same curve at 1,000 steps got a note.
     prepared = _same_shape_at(points, lambda t: 0.3 + 2.0 * np.exp(-t / time_constant), seed=0)
     found = detect_plateau(prepared)  # none at all where the run still clearly improves

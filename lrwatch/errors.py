@@ -13,13 +13,18 @@ class MissingDependency(LrwatchError):
     """An optional dependency is needed; the message holds the exact ``pip install`` line."""
 
 
-def require(module: str, extra: str, package: str | None = None):
-    """Import ``module`` or raise :class:`MissingDependency` naming the install line."""
+def require(module: str, install: str):
+    """Import ``module`` or raise :class:`MissingDependency` naming the install line.
+
+    ``install`` is what follows ``pip install``: an lrwatch extra (``"lrwatch[torch]"``) where one
+    exists, else the package itself (``"lightning"``).
+    """
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError as exc:
+        name = module.split(".")[0]
         raise MissingDependency(
-            f"{package or module} is needed for this; install it with: pip install 'lrwatch[{extra}]'"
+            f"{name} is needed for this; install it with: pip install '{install}'"
         ) from exc

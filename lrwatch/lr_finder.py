@@ -158,7 +158,7 @@ def find_lr(
                                  torch.nn.functional.cross_entropy, train_loader)
         optimizer.param_groups[0]["lr"] = result.suggestion.lr
     """
-    torch = require("torch", "torch")
+    torch = require("torch", "lrwatch[torch]")
     _check_arguments(start_lr, end_lr, num_steps, mode, smooth, diverge_threshold, method)
     params = {
         "start_lr": start_lr,
@@ -210,7 +210,7 @@ def find_lr_on_task(config, **kwargs) -> RangeTestResult:
     ``config.with_(lr=suggestion.lr)``. ``kwargs`` go to :func:`find_lr` (``log`` defaults to
     False here).
     """
-    torch = require("torch", "torch")
+    torch = require("torch", "lrwatch[torch]")
     from lrwatch import tasks
 
     torch.manual_seed(config.seed)

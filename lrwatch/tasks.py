@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # mypy reads torch's own types; at runtime a missing torch na
     import torch
     from torch import nn
 else:
-    torch = require("torch", "torch")
+    torch = require("torch", "lrwatch[torch]")
     nn = torch.nn
 
 TASKS = ("mlp_regression", "mlp_classification", "quadratic", "autoencoder")

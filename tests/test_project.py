@@ -95,3 +95,44 @@ def test_series_cleaning_sorts_collapses_and_restores_infinity():
 def test_run_finds_loss_and_lr_among_common_names():
     run = Run(id="r", metrics={"learning_rate": Series([0], [0.1]), "loss": Series([0], [1.0])})
     assert (run.loss_key, run.lr_key) == ("loss", "learning_rate")
+
+
+def _install_lines_lrwatch_can_print() -> list[str]:
+    """The second argument of every ``require(module, install)`` call in the packages."""
+    import ast
+
+    found = []
+    for path in [
+        *ROOT.joinpath("lrwatch").rglob("*.py"),
+        *ROOT.joinpath("dashboard").rglob("*.py"),
+    ]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "require":
+                found.append(ast.literal_eval(node.args[1]))
+    return found
+
+
+def test_every_install_line_names_an_extra_that_exists():
+    # `pip install 'lrwatch[parquet]'` (an extra that never existed) only warns and installs
+    # nothing new, so a missing-dependency message naming it would leave the user stuck.
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    lines = _install_lines_lrwatch_can_print()
+    assert len(lines) >= 5
+    for line in lines:
+        extra = re.fullmatch(r"lrwatch\[(\w+)\]", line)
+        assert extra is None or extra.group(1) in extras, line
+        assert extra or re.fullmatch(r"[a-z][a-z0-9_-]*", line), line
+
+
+def test_a_missing_dependency_is_one_line_with_its_install_command():
+    from lrwatch.errors import MissingDependency, require
+
+    with pytest.raises(MissingDependency) as caught:
+        require("no_such_module_lrwatch.sub", "no-such-package")
+    assert str(caught.value) == (
+        "no_such_module_lrwatch is needed for this; install it with: pip install 'no-such-package'"
+    )

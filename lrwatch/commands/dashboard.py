@@ -35,7 +35,7 @@ def run(args) -> int:
     # A store that is down may come up while the page is open; a scheme no store has cannot.
     uri = check_tracking_uri(resolve_tracking_uri(args.tracking_uri))
     check_port_free(args.host, args.port)
-    require("dash", "dashboard", "dash")
+    require("dash", "dash")
     from dashboard.app import dashboard_url, serve
 
     print(describe_store(uri), file=sys.stderr)

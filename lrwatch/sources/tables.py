@@ -870,7 +870,7 @@ def _json_lines(path: Path, text: str, notes: list[str]) -> list:
 def _read_parquet(path: Path, table: Table) -> dict[str, Column]:
     from lrwatch.errors import require
 
-    pq = require("pyarrow.parquet", "parquet", package="pyarrow")
+    pq = require("pyarrow.parquet", "pyarrow")
     import pyarrow as pa
 
     try:
@@ -892,7 +892,7 @@ def _arrow_ipc_table(path: Path):
 
     from lrwatch.errors import require
 
-    feather = require("pyarrow.feather", "parquet", package="pyarrow")
+    feather = require("pyarrow.feather", "pyarrow")
     import pyarrow as pa
 
     # Damaged metadata fails only when the names are read (UnicodeDecodeError, a ValueError

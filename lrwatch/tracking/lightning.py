@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # mypy reads Lightning's own types; at runtime a missing one 
     from lrwatch.tracking.distributed import RankWatcher
     from lrwatch.tracking.watcher import Watcher
 else:
-    pl = require("lightning.pytorch", "lightning", package="lightning")
+    pl = require("lightning.pytorch", "lightning")
 
 
 class LrwatchCallback(pl.Callback):

@@ -48,6 +48,7 @@ def register(app: Dash, data: DashboardData) -> None:
         Output(ids.EXTRA_METRICS, "options"),
         Output(ids.RUN_REFRESH, "disabled"),
         Output(ids.RUN_PARAMS, "children"),
+        Output(ids.EXTRA_METRICS_BOX, "style"),
         Input(ids.RUN_ID, "data"),
         Input(ids.SMOOTHING, "value"),
         Input(ids.EXTRA_METRICS, "value"),

@@ -23,6 +23,7 @@ RANGE_TEST_GRAPH = "range-test-graph"  # the container; the chart inside it:
 RANGE_TEST_FIGURE = "range-test-figure"
 SMOOTHING = "smoothing"
 EXTRA_METRICS = "extra-metrics"
+EXTRA_METRICS_BOX = "extra-metrics-box"  # its label with it: hidden while there are none
 RECOMMENDATION = "recommendation"
 RECOMMENDATION_CARD = "recommendation-card"
 SCHEDULE = "schedule"

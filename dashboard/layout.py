@@ -85,6 +85,12 @@ def runs_page(experiments: Sequence[tuple[str, str]], selected: str | None) -> h
     )  # fmt: skip
 
 
+def extra_metrics_style(*, shown: bool) -> dict:
+    """The extra-metrics box: a label with no checkboxes beside it says nothing, so it is hidden
+    for a run that logged no metric worth an extra chart."""
+    return {"width": "50%", "display": "inline-block" if shown else "none", "verticalAlign": "top"}
+
+
 def run_page(run_id: str) -> html.Div:
     return html.Div(
         [
@@ -99,7 +105,7 @@ def run_page(run_id: str) -> html.Div:
                     style={"width": "45%", "display": "inline-block"}),
                 html.Div([html.Label("extra metrics"), dcc.Checklist(
                     id=ids.EXTRA_METRICS, options=[], value=[], inline=True)],
-                    style={"width": "50%", "display": "inline-block", "verticalAlign": "top"}),
+                    id=ids.EXTRA_METRICS_BOX, style=extra_metrics_style(shown=False)),
             ]),
             html.Div(id=ids.RANGE_TEST_GRAPH),
             html.Div([

@@ -149,7 +149,7 @@ def run_view(data, run_id, smoothing, extra_keys, relayout, *, refresh: bool):
         text = _problem(exc)
         fig = figures.figure_message(text)
         return (fig, layout.message(text, kind="error"), run_id, "", None, None, None,
-                None, [], True, None)  # fmt: skip
+                None, [], True, None, layout.extra_metrics_style(shown=False))  # fmt: skip
     run, report = loaded.run, loaded.report
     fig = figures.figure_run(run, loaded.findings, smoothing=float(smoothing or 0),
                              extra_keys=extra_keys or (), x_range=x_range_from(relayout))  # fmt: skip
@@ -169,6 +169,7 @@ def run_view(data, run_id, smoothing, extra_keys, relayout, *, refresh: bool):
         [{"label": k, "value": k} for k in extra_options],
         not loaded.is_running,
         components.params_table(loaded.summary.params, loaded.summary.tags),
+        layout.extra_metrics_style(shown=bool(extra_options)),
     )
 
 

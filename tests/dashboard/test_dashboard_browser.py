@@ -76,6 +76,8 @@ def test_run_page_shows_charts_and_recommendation(served, browser, dashboard_sto
         "return (g.layout.shapes || []).filter(s => s.xref === 'x').length;"
     )
     assert shaded == len(report.findings)  # one band per finding on the loss panel
+    # Only a loss and an LR logged: no "extra metrics" label standing beside nothing.
+    assert not browser.find_element(By.ID, ids.EXTRA_METRICS_BOX).is_displayed()
     _screenshot(browser, "run")
     # a run that blew up: its findings shaded, its NaN/inf losses marked
     _open(browser, f"{url}/run/{dashboard_store.sweep[0.3]}")

@@ -102,6 +102,29 @@ def test_run_without_a_loss_metric_is_drawn_as_a_message(tracking_uri):
     assert "no loss metric" in str(note)
 
 
+def test_the_extra_metrics_box_shows_only_with_extra_metrics(tracking_uri):
+    # It showed its label beside no checkbox at all for a run with only a loss and an LR.
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    data = DashboardData(tracking_uri)
+    shown = {}
+    for name, extra in [("plain", None), ("validated", "val_loss"), ("two-groups", "lr/pg1")]:
+        run_id = client.create_run("0", run_name=name).info.run_id
+        for step in range(5):
+            client.log_metric(run_id, keys.LOSS, 1.0 / (step + 1), step=step)
+            client.log_metric(run_id, keys.LR, 0.1, step=step)
+            if extra:
+                client.log_metric(run_id, extra, 0.5, step=step)
+        outputs = views.run_view(data, run_id, 0.6, [], None, refresh=False)
+        shown[name] = ([o["value"] for o in outputs[8]], outputs[-1]["display"])
+    assert shown == {
+        "plain": ([], "none"),
+        "validated": (["val_loss"], "inline-block"),
+        "two-groups": (["lr/pg1"], "inline-block"),
+    }
+    failed = views.run_view(data, "0123456789abcdef0123456789abcdef", 0.6, [], None, refresh=False)
+    assert failed[-1]["display"] == "none"
+
+
 def test_empty_experiment_says_so(tracking_uri):
     experiment_id = mlflow.MlflowClient(tracking_uri=tracking_uri).create_experiment("empty")
     rows, message, refresh_disabled = views.runs_table(DashboardData(tracking_uri), experiment_id)

@@ -109,7 +109,10 @@ def for_divergence(ctx: RunContext, f: Finding) -> Recommendation:
     early = f.start_step - int(ctx.p.steps[0]) <= EARLY_FRACTION * ctx.span
     progressed = _progressed_before(ctx, f)
     evidence.update(early=early, improved_before=progressed)
-    if early and not progressed:
+    # A log that ends at the blow-up spans only the steps before it, so "early" says nothing
+    # there: with fewer points before the onset than a level needs, the run had no time to train.
+    at_start = early or ctx.index_range(f)[0] < MIN_LEVEL_POINTS
+    if at_start and not progressed:
         return Recommendation(
             action="decrease_lr",
             suggested_lr=scaled(lr, NO_PROGRESS_DIVERGENCE_FACTOR),

@@ -78,6 +78,20 @@ def test_divergence_from_the_first_step_without_warmup_cuts_tenfold():
     assert rec.factor == pytest.approx(0.1)
 
 
+@pytest.mark.parametrize("onset, crash", [(3, 13), (2, 18)])
+def test_a_run_that_crashed_within_a_few_steps_never_trained(onset, crash):
+    # A log that ends at the blow-up spans only its few steps, so a divergence at step 3 of 14
+    # was not "early" (10% of the span), and the run was told it "trained until step 3" and sat
+    # "just above the stable edge" (x0.3), though it had no time to improve at all.
+    loss = np.full(crash + 1, 2.3)
+    loss[onset:] = 2.3 * np.exp(0.8 * np.arange(crash + 1 - onset))
+    loss[-1] = np.inf
+    rec = advise(loss, np.full(crash + 1, 3.0), [finding("divergence", onset, crash)])
+    assert rec.action == "decrease_lr"
+    assert rec.factor == pytest.approx(0.1) and rec.suggested_lr == pytest.approx(0.3)
+    assert "never improved" in rec.message
+
+
 def test_early_divergence_after_progress_without_warmup_adds_warmup():
     rec = advise(blow_up(decaying_loss(), 30), np.full(N, 0.5), [finding("divergence", 30)])
     assert rec.action == "add_warmup"

@@ -23,12 +23,13 @@ _MLFLOW_HTTP_DEFAULTS = {
 DESCRIPTION = """Diagnose learning-rate problems in saved or logged runs.
 
 Each PATH_OR_RUN is read as, first match wins: runs:/RUN_ID (an MLflow run);
-experiment:NAME (every run of an MLflow experiment, NAME or id); an existing file (CSV,
-Parquet, Feather or JSON Lines, one row per logged step; also compressed) or folder (each table file
-in it is a run; one that is no log of steps, such as a config.json, is skipped); - (a table
-piped in: ssh gpu1 cat run.csv | lrwatch analyze -); a quoted glob pattern
-('runs/**/*.csv': the run files it matches); a 32-hex MLflow run id; a path-like name (missing
-file); anything else is an experiment name."""
+experiment:NAME (every run of an MLflow experiment, NAME or id); an MLflow UI address
+('http://HOST:5000/#/experiments/ID/runs/RUN_ID', or an experiment's: read from that
+server); an existing file (CSV, Parquet, Feather or JSON Lines, one row per logged step; also
+compressed) or folder (each table file in it is a run; one that is no log of steps, such as a
+config.json, is skipped); - (a table piped in: ssh gpu1 cat run.csv | lrwatch analyze -); a
+quoted glob pattern ('runs/**/*.csv': the run files it matches); a 32-hex MLflow run id; a
+path-like name (missing file); anything else is an experiment name."""
 
 
 def register(subparsers) -> None:
@@ -115,14 +116,17 @@ def _specs(args) -> list[str]:
 
 def _announce_tracking_store(specs: list[str], explicit_uri: str | None) -> None:
     from lrwatch.sources import needs_mlflow
+    from lrwatch.sources.specs import spec_tracking_uri
 
-    if not any(needs_mlflow(spec) for spec in specs):
+    stores = [spec_tracking_uri(spec, explicit_uri) for spec in specs if needs_mlflow(spec)]
+    if not stores:
         return
     for name, value in _MLFLOW_HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)
-    from lrwatch.store import describe_store, resolve_tracking_uri
+    from lrwatch.store import describe_store
 
-    print(describe_store(resolve_tracking_uri(explicit_uri)), file=sys.stderr)
+    for uri in dict.fromkeys(stores):  # a UI address names its own server
+        print(describe_store(uri), file=sys.stderr)
 
 
 def _analyse(specs: list[str], args):

@@ -4,6 +4,8 @@ How a spec (a command-line argument or a ``load_run`` argument) is read, first m
 
 1. ``runs:/RUN_ID`` (anything after the id, like ``runs:/ID/model``, is ignored) -> an MLflow run.
 2. ``experiment:NAME`` -> every run of that MLflow experiment (``NAME`` may also be an id).
+   An MLflow UI address copied from the browser (``http://HOST:5000/#/experiments/1/runs/ID``,
+   ``.../#/experiments/1``) -> that run, or every run of that experiment, on that server.
 3. an existing file -> one saved run (one per run of a W&B chart export or of a long table
    with a run column); an existing folder -> each table file in it, and each TensorBoard log
    directory at or below it, is one run.
@@ -17,7 +19,7 @@ How a spec (a command-line argument or a ``load_run`` argument) is read, first m
 8. anything else -> an MLflow experiment name.
 
 MLflow specs use the tracking URI given, else ``MLFLOW_TRACKING_URI``, else the embedded default
-(:func:`lrwatch.store.resolve_tracking_uri`). MLflow is imported only for MLflow specs.
+(:func:`lrwatch.store.resolve_tracking_uri`); a UI address uses the server it names. MLflow is imported only for MLflow specs.
 """
 
 from __future__ import annotations
@@ -41,6 +43,13 @@ EXPERIMENT_PREFIX = "experiment:"
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 # What makes a spec a glob pattern (Python's glob: *, ?, [...]; ** with recursive=True).
 _GLOB = re.compile(r"[*?\[]")
+# The MLflow UI's address of an experiment or a run: the server (with any path prefix the UI is
+# served under) before "#/", then the UI's route; a tab or a query after it (".../model-metrics",
+# "?o=...") is ignored.
+_UI_ADDRESS = re.compile(
+    r"^(?P<server>https?://[^#\s]+?)/?#/experiments/(?P<experiment>[^/?#\s]+)"
+    r"(?:/runs/(?P<run>[0-9a-f]{32}))?(?:[/?].*)?$"
+)
 # Longest MLflow error text kept in the one-line message (they can hold whole HTML pages).
 _MAX_ERROR_CHARS = 240
 
@@ -79,6 +88,10 @@ def classify(spec: str) -> tuple[str, str]:
         return "run", spec[len(RUN_PREFIX) :].strip("/").split("/", 1)[0]
     if spec.startswith(EXPERIMENT_PREFIX):
         return "experiment", spec[len(EXPERIMENT_PREFIX) :]
+    address = _UI_ADDRESS.match(spec)
+    if address:
+        run = address.group("run")
+        return ("run", run) if run else ("experiment", address.group("experiment"))
     path = Path(spec)
     if path.is_dir():
         return "folder", spec
@@ -94,6 +107,22 @@ def classify(spec: str) -> tuple[str, str]:
 
 def needs_mlflow(spec: str) -> bool:
     return classify(spec)[0] in ("run", "experiment")
+
+
+def is_ui_address(spec: str) -> bool:
+    """An MLflow UI address of a run or an experiment (``http://HOST:5000/#/experiments/...``)."""
+    return bool(_UI_ADDRESS.match(spec.strip()))
+
+
+def spec_tracking_uri(spec: str, tracking_uri: str | None) -> str:
+    """The store an MLflow spec is read from: the server a UI address names, else the tracking
+    URI given, else ``MLFLOW_TRACKING_URI``, else the embedded default."""
+    address = _UI_ADDRESS.match(spec.strip())
+    if address:
+        return address.group("server")
+    from lrwatch.store import resolve_tracking_uri
+
+    return resolve_tracking_uri(tracking_uri)
 
 
 def expand(spec: str, *, tracking_uri: str | None = None) -> list[RunRef]:
@@ -112,13 +141,11 @@ def expand(spec: str, *, tracking_uri: str | None = None) -> list[RunRef]:
         return file_refs(str(saved_stdin()), spec)
     if kind == "pattern":
         return [ref for path in pattern_runs(value) for ref in file_refs(path, spec, True)]
-    from lrwatch.store import resolve_tracking_uri
-
-    uri = resolve_tracking_uri(tracking_uri)
+    uri = spec_tracking_uri(spec, tracking_uri)
     _require_existing_sqlite_store(uri, spec, kind)
     if kind == "run":
         return [RunRef("mlflow", value, spec, uri)]
-    return experiment_runs(value, uri, spec=spec)
+    return experiment_runs(value, uri, spec=spec, by_id=is_ui_address(spec))
 
 
 def pattern_runs(pattern: str) -> list[str]:
@@ -172,16 +199,21 @@ def _require_existing_sqlite_store(uri: str, spec: str, kind: str) -> None:
     raise InputError(f"{spec!r}: {what} (tracking store {display_uri(uri)} does not exist)")
 
 
-def experiment_runs(name_or_id: str, tracking_uri: str, *, spec: str | None = None) -> list[RunRef]:
-    """Every active run of an MLflow experiment (by name, else by id), oldest first."""
+def experiment_runs(
+    name_or_id: str, tracking_uri: str, *, spec: str | None = None, by_id: bool = False
+) -> list[RunRef]:
+    """Every active run of an MLflow experiment (by name, else by id; ``by_id``: by id only,
+    as a UI address names it), oldest first."""
     spec = spec or f"{EXPERIMENT_PREFIX}{name_or_id}"
     store = display_uri(tracking_uri)
     with mlflow_errors(tracking_uri):
         client = _client(tracking_uri)
-        experiment = client.get_experiment_by_name(name_or_id)
-        if experiment is None and name_or_id.isdigit():
+        experiment = None if by_id else client.get_experiment_by_name(name_or_id)
+        if experiment is None and (by_id or name_or_id.isdigit()):
             experiment = _experiment_by_id(client, name_or_id)
         if experiment is None:
+            if by_id:
+                raise InputError(f"no experiment with id {name_or_id!r} in tracking store {store}")
             if spec.startswith(EXPERIMENT_PREFIX):
                 raise InputError(f"no experiment {name_or_id!r} in tracking store {store}")
             raise InputError(

@@ -101,11 +101,11 @@ def import_saved_runs(
 
 
 def _saved_run_refs(spec: str) -> list:
-    from lrwatch.sources.specs import classify, expand
+    from lrwatch.sources.specs import classify, expand, is_ui_address
 
     kind, value = classify(spec)
-    if kind == "run":
-        raise InputError(f"{spec}: an MLflow run is in a store already; import saved run files")
+    if kind == "run" or is_ui_address(spec):
+        raise InputError(f"{spec}: MLflow runs are in a store already; import saved run files")
     if kind == "experiment" or (kind == "file" and not Path(value).exists()):
         raise InputError(f"{value}: no such file or folder")
     return expand(spec)

@@ -191,6 +191,46 @@ def test_mlflow_run_id_runs_uri_and_experiment(tracking_uri, capsys, healthy_run
         ]
 
 
+@pytest.mark.server
+def test_an_mlflow_ui_address_pasted_from_the_browser(
+    tmp_path, _migrated_mlflow_db, healthy_run, diverging_run
+):
+    # People copy a run's address out of the MLflow UI; it was read as a missing file
+    # ("http:/127.0.0.1:5000/#/experiments/1/runs/...: no such file").
+    import shutil
+
+    from tests.tracking.conftest import MlflowServer
+
+    shutil.copy(_migrated_mlflow_db, tmp_path / "server.db")
+    server = MlflowServer(f"sqlite:///{tmp_path / 'server.db'}", free_port(), tmp_path)
+    server.start()
+    try:
+        first = log_run_to_mlflow(server.uri, healthy_run, experiment="ui")
+        second = log_run_to_mlflow(server.uri, diverging_run, experiment="ui")
+        from mlflow import MlflowClient
+
+        experiment = MlflowClient(server.uri).get_experiment_by_name("ui").experiment_id
+        ui = f"{server.uri}/#/experiments/{experiment}"
+        elsewhere = f"sqlite:///{tmp_path / 'other.db'}"  # the address names its own server
+        cases = [
+            (f"{ui}/runs/{first}", [first]),
+            (f"{ui}/runs/{second}/model-metrics", [second]),
+            (f"{ui}?searchFilter=&orderByKey=attributes.start_time", [first, second]),
+        ]
+        for spec, expected in cases:
+            result = _cli(spec, "--format", "json", "--tracking-uri", elsewhere, cwd=tmp_path)
+            assert result.returncode == 0, result.stderr
+            assert [e["run"] for e in _strict_json(result.stdout)["runs"]] == expected
+            assert result.stderr.splitlines()[0] == f"lrwatch: tracking store {server.uri}"
+        unknown = _cli(f"{server.uri}/#/experiments/999", cwd=tmp_path)
+        assert unknown.returncode == 2 and unknown.stderr.splitlines()[-1] == (
+            f"lrwatch: error: no experiment with id '999' in tracking store {server.uri}"
+        )
+    finally:
+        server.stop()
+    assert not (tmp_path / "other.db").exists()
+
+
 def test_unknown_run_and_experiment_exit_2(tracking_uri, capsys):
     assert main(["analyze", "0123456789abcdef0123456789abcdef"]) == 2
     assert "no run '0123456789abcdef0123456789abcdef'" in capsys.readouterr().err

@@ -99,7 +99,8 @@ def test_what_is_no_saved_run_is_one_line_and_writes_no_store(tmp_path, monkeypa
     for spec, says in (
         ("missing.csv", "missing.csv: no such file or folder"),
         ("my-experiment", "my-experiment: no such file or folder"),
-        ("runs:/0123456789abcdef0123456789abcdef", "an MLflow run is in a store already"),
+        ("runs:/0123456789abcdef0123456789abcdef", "MLflow runs are in a store already"),
+        ("http://127.0.0.1:9/#/experiments/1", "MLflow runs are in a store already"),
         ("text.csv", "text.csv: no numeric rows besides the step column"),
     ):
         assert main(["import", spec, "--tracking-uri", uri]) == 2, spec

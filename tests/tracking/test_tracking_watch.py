@@ -323,6 +323,39 @@ def test_a_tensor_lr_is_logged_with_the_value_each_step_used(tracking_uri):
     assert logged == pytest.approx(used) and used[0] != pytest.approx(used[-1])
 
 
+def test_a_compiled_optimizer_step_is_not_broken_by_the_lr_snapshot(tracking_uri):
+    # PyTorch's recipe for a compiled optimizer: a tensor LR, and step() + scheduler.step()
+    # under torch.compile. Traced, lrwatch's pre-hook broke the graph at its Tensor.item(), with
+    # a 25-line warning through lrwatch's code. (backend="eager": the tracing is what matters.)
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=torch.tensor(0.01))
+    scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, 1.0, 0.1, total_iters=10)
+
+    @torch.compile(backend="eager")
+    def step():
+        optimizer.step()
+        scheduler.step()
+
+    used = []
+    with lrwatch.watch(optimizer, flush_interval=0.05) as w:
+        for _ in range(12):
+            loss = model(torch.randn(8, 4)).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            used.append(float(optimizer.param_groups[0]["lr"]))
+            step()
+            w.step(loss)
+    breaks = [reason.splitlines()[0] for reason in counters["graph_break"]]
+    assert not [reason for reason in breaks if "item()" in reason], breaks
+    logged = [value for _, value in history(tracking_uri, w.run_id, keys.LR)]
+    assert logged == pytest.approx(used) and used[0] != pytest.approx(used[-1])
+
+
 def test_queued_lr_copies_are_converted_in_one_batch_per_flush():
     # What the watcher queues for a tensor LR on a device: a copy per step (here on the CPU,
     # the same code path), read on the writer thread together with the losses.

@@ -60,11 +60,14 @@ def _first_words(message: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _version(run: Run) -> tuple[int, int]:
+def _version(run: Run) -> tuple[int, int, bool]:
+    """What a report depends on besides the run's id: its loss points, and whether it still runs
+    (a running run's slow progress is a note, judged when it ends)."""
     loss = run.loss
+    running = run.status == "running"
     if loss is None or not len(loss):
-        return (0, -1)
-    return (len(loss), int(loss.steps[-1]))
+        return (0, -1, running)
+    return (len(loss), int(loss.steps[-1]), running)
 
 
 class ReportCache:
@@ -76,7 +79,7 @@ class ReportCache:
 
     def __init__(self, analyze: Callable[[Run], Report] | None = None) -> None:
         self._analyze = analyze
-        self._reports: dict[CacheKey, tuple[tuple[int, int], Report]] = {}
+        self._reports: dict[CacheKey, tuple[tuple[int, int, bool], Report]] = {}
         self._failed: dict[CacheKey, str] = {}
         self._lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue()

@@ -173,8 +173,8 @@ def _diagnosis(summary: RunSummary, report: Report | None, logged: list[Finding]
     """The findings a run is shown with. While it runs: the analysis of what it logged so far
     plus the logger's live findings (tags), which may have seen what the points read so far do
     not show yet. Once it has ended, the analysis of the whole run alone, as `lrwatch analyze`
-    gives it: a live alert the whole run does not bear out (slow progress early in a run that
-    then converged) is no longer its diagnosis."""
+    gives it: a live alert the whole run does not bear out (a plateau seen mid-run that the
+    loss then left) is no longer its diagnosis."""
     if report is None:
         return list(logged)
     if summary.status == "running":

@@ -12,7 +12,14 @@ Example::
 from __future__ import annotations
 
 from lrwatch.analysis.detectors import MIN_STEPS_TO_JUDGE, run_detectors
-from lrwatch.analysis.findings import Finding, Recommendation, Report, Schedule, severity_rank
+from lrwatch.analysis.findings import (
+    Finding,
+    Recommendation,
+    Report,
+    Schedule,
+    severity_rank,
+    while_running,
+)
 from lrwatch.analysis.prepare import prepare
 from lrwatch.analysis.recommend import primary_finding, recommend
 from lrwatch.analysis.recommend_groups import with_group_rates
@@ -39,7 +46,9 @@ def analyze(run: Run) -> Report:
     An LR range test (tag ``lrwatch.range_test=true``) is analysed as one instead.
 
     Args:
-        run: any :class:`~lrwatch.run.Run` with a loss series; the LR series is optional.
+        run: any :class:`~lrwatch.run.Run` with a loss series; the LR series is optional. A run
+            whose status is ``running`` is judged as the run so far: steady slow progress is a
+            note until it ends (:func:`~lrwatch.analysis.findings.while_running`).
 
     Returns:
         A :class:`Report`; ``extras["verdict"]`` is ``"too_short"`` (fewer than
@@ -57,6 +66,8 @@ def analyze(run: Run) -> Report:
         return analyze_range_test(run)
     prepared = prepare(run)
     findings = tuple(run_detectors(prepared))
+    if run.status == "running":  # judged on the run so far: see findings.while_running
+        findings = tuple(while_running(f) for f in findings)
     schedule = recognize_schedule(prepared.lr_steps, prepared.lr_values)
     recommendation = recommend(
         prepared, findings, schedule, params=run.params, min_points=MIN_STEPS_TO_JUDGE

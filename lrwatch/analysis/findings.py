@@ -14,7 +14,7 @@ Extra keys are welcome; the ones above may not change meaning.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 KINDS = ("divergence", "oscillation", "plateau", "slow_convergence")
@@ -189,3 +189,47 @@ class Report:
         }
         out.update(_json_number(dict(self.extras)))
         return out
+
+
+# Mid-run, a healthy run is still descending steadily, which is what slow convergence judges at
+# a run's end. Fed point by point (chunks of 10), 138 of the 690 healthy labelled runs of the
+# five final sets (20%) got a live slow-convergence warning in their first ~300 of 1,000 steps,
+# all of them the steady-progress kind; the no-progress kind (a loss that never measurably
+# moved) warned on none of them and on 189 of the 240 slow runs. So while a run is running,
+# steady progress is a note, judged as a warning only once the run has ended.
+
+
+def while_running(finding: Finding) -> Finding:
+    """``finding`` as a run that has not ended yet shows it: slow convergence of the
+    steady-progress kind becomes an ``info`` note that says so; others stay as they are."""
+    if finding.kind != "slow_convergence" or finding.evidence.get("no_progress"):
+        return finding
+    if severity_rank(finding.severity) <= severity_rank("info"):
+        return finding
+    share = finding.evidence.get("late_share_of_progress")
+    latest = f" (the latest third brought {share:.0%} of the progress so far)" if share else ""
+    message = (
+        f"Up to step {finding.end_step} the loss is still falling steadily{latest}: early in a "
+        "run a good rate does this too, so whether the rate is too small is judged when the run "
+        "ends."
+    )
+    return replace(
+        finding, severity="info", message=message, evidence={**finding.evidence, "run_ended": False}
+    )
+
+
+def is_provisional(finding: Finding) -> bool:
+    """A note :func:`while_running` made: judged again when the run ends."""
+    return finding.evidence.get("run_ended") is False
+
+
+def supersedes(new: Finding, old: Finding, tol: float = 0.0) -> bool:
+    """``new`` is the end-of-run judgment of the provisional note ``old`` (same kind, spans
+    within ``tol`` steps of each other)."""
+    return (
+        is_provisional(old)
+        and not is_provisional(new)
+        and new.kind == old.kind
+        and new.start_step <= old.end_step + tol
+        and new.end_step >= old.start_step - tol
+    )

@@ -28,7 +28,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from lrwatch.analysis.detectors.plateau import MIN_PLATEAU_POINTS
-from lrwatch.analysis.findings import KINDS, Finding, Recommendation, Schedule, severity_rank
+from lrwatch.analysis.findings import (
+    KINDS,
+    Finding,
+    Recommendation,
+    Schedule,
+    is_provisional,
+    severity_rank,
+)
 from lrwatch.analysis.prepare import PreparedRun
 from lrwatch.analysis.recommend_context import RunContext, at_lr, fmt, lr_phrase, scaled
 from lrwatch.analysis.recommend_divergence import for_divergence, recovered_spike
@@ -267,6 +274,20 @@ def _for_slow(ctx: RunContext, f: Finding) -> Recommendation:
                 f"copy). If all that holds, the LR is far too small: try {lr_phrase(base, factor)}."
             ),
             evidence={"lr_in_force": lr, "fallback_lr": scaled(base, factor)},
+        )
+    if is_provisional(f):
+        # The run is still running: a good rate also falls steadily early on (findings.py).
+        return Recommendation(
+            action="keep",
+            suggested_lr=base,
+            factor=1.0,
+            message=(
+                f"Up to step {f.end_step} the loss is still falling steadily "
+                f"{at_lr(base, which)}, as a good rate's does early in a run: keep training. If "
+                f"it still falls this steadily when the run ends, the rate was too small: use "
+                f"{lr_phrase(base, factor)} next time."
+            ),
+            evidence={"lr_in_force": lr, "base_lr": base, "if_still_slow_lr": scaled(base, factor)},
         )
     what = (
         "did not measurably improve" if f.evidence.get("no_progress") else "is still falling slowly"

@@ -3,7 +3,10 @@
 Contract: the logger feeds new points; :meth:`OnlineAnalyzer.update` returns only findings not
 reported before, so each is tagged and logged once. A finding is "the same" as a reported one when
 it has the same kind and its step span overlaps the reported span (within a tolerance); a reported
-finding is never retracted, so the live view does not flip-flop.
+finding is never retracted, so the live view does not flip-flop. The one exception is a
+provisional note (steady slow progress while the run runs: see
+:func:`lrwatch.analysis.findings.while_running`), which :meth:`OnlineAnalyzer.finalize` replaces
+by the warning or drops, as the whole run shows.
 
 Memory is bounded for arbitrarily long runs: the most recent ``recent_points`` points are kept at
 full resolution; older ones are folded into at most ``max_blocks`` block aggregates (step range,
@@ -26,7 +29,13 @@ from lrwatch.analysis.detectors import (
     detect_oscillation,
     run_detectors,
 )
-from lrwatch.analysis.findings import Finding, Schedule
+from lrwatch.analysis.findings import (
+    Finding,
+    Schedule,
+    is_provisional,
+    supersedes,
+    while_running,
+)
 from lrwatch.analysis.prepare import prepare_arrays, robust_diff_noise
 from lrwatch.analysis.schedule import recognize_schedule
 
@@ -115,10 +124,18 @@ class OnlineAnalyzer:
         return self._evaluate(final=False)
 
     def finalize(self) -> list[Finding]:
-        """Evaluate now and report every candidate, confirmed or not (call at the run's end)."""
+        """Evaluate now and report every candidate, confirmed or not (call at the run's end).
+
+        Provisional notes (judged at the end: see
+        :func:`~lrwatch.analysis.findings.while_running`) the whole run does not bear out are
+        dropped from :attr:`findings`; those it does are replaced by the new finding.
+        """
         if self.total_points == 0:
             return []
-        return self._evaluate(final=True)
+        new = self._evaluate(final=True)
+        self._reported = [f for f in self._reported if not is_provisional(f)]
+        self._spans = [s for s in self._spans if not s[3]]
+        return new
 
     def view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(steps, losses, lrs)``: the folded past (one point per block), then recent points.
@@ -260,6 +277,8 @@ class OnlineAnalyzer:
             candidates += self._early_divergence(_prepared(*self.view()) if folded else prepared)
         self.schedule = recognize_schedule(prepared.lr_steps, prepared.lr_values)
         self._update_alarm()
+        if not final:
+            candidates = [while_running(f) for f in candidates]
         tol = self._tolerance(prepared.steps)
         new, pending = [], []
         for f in candidates:
@@ -270,7 +289,7 @@ class OnlineAnalyzer:
                 default=0,
             )
             if final or f.kind == "divergence" or seen >= self.confirm:
-                self._report(f)
+                self._report(f, tol)
                 new.append(f)
             else:
                 pending.append((f, seen))
@@ -302,16 +321,30 @@ class OnlineAnalyzer:
         return max(self.min_new_points * spacing, 0.05 * float(steps[-1] - steps[0]))
 
     def _already_reported(self, f: Finding, tol: float) -> bool:
+        """Reported before - unless only as a provisional note (see
+        :func:`~lrwatch.analysis.findings.while_running`) that ``f`` now judges."""
         for span in self._spans:
-            kind, start, end = span
+            kind, start, end, provisional = span
             if kind == f.kind and f.start_step <= end + tol and f.end_step >= start - tol:
+                if provisional and not is_provisional(f):
+                    return False
                 span[1], span[2] = min(start, f.start_step), max(end, f.end_step)
                 return True
         return False
 
-    def _report(self, f: Finding) -> None:
+    def _report(self, f: Finding, tol: float = 0.0) -> None:
+        """Report ``f``, in place of the provisional note of the same event, if any."""
+        self._reported = [g for g in self._reported if not supersedes(f, g, tol)]
+        self._spans = [s for s in self._spans if not supersedes(f, _span_note(s), tol)]
         self._reported.append(f)
-        self._spans.append([f.kind, f.start_step, f.end_step])
+        self._spans.append([f.kind, f.start_step, f.end_step, is_provisional(f)])
+
+
+def _span_note(span: list) -> Finding:
+    """A reported span (kind, start, end, provisional) as a finding, to compare with one."""
+    kind, start, end, provisional = span
+    evidence = {"run_ended": False} if provisional else {}
+    return Finding(kind, int(start), int(end), "info", "", evidence)
 
 
 def _prepared(steps, loss, lr):

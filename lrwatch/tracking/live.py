@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from lrwatch import keys
-from lrwatch.analysis.findings import Finding, severity_rank
+from lrwatch.analysis.findings import Finding, is_provisional, severity_rank, supersedes
 from lrwatch.tracking.sink import MAX_TAG_VALUE
 
 log = logging.getLogger("lrwatch")
@@ -76,6 +76,9 @@ class LiveDiagnosis:
     def _record(self, new: list[Finding]) -> dict[str, str]:
         tags: dict[str, str] = {}
         for finding in new:
+            # A warning judged at the run's end replaces the note the same event had while the
+            # run ran (slow convergence: see lrwatch.analysis.findings.while_running).
+            self.findings = [g for g in self.findings if not supersedes(finding, g)]
             self.findings.append(finding)
             # An info finding (a plateau that looks like convergence) is a note, not a warning.
             level = logging.INFO if finding.severity == "info" else logging.WARNING
@@ -92,11 +95,19 @@ class LiveDiagnosis:
         return tags
 
     def finish(self) -> dict[str, str]:
-        """At the run's end: report every candidate finding (the analyzer's final evaluation)."""
+        """At the run's end: report every candidate finding (the analyzer's final evaluation),
+        and drop the provisional notes the whole run did not bear out."""
         finalize = getattr(self.analyzer, "finalize", None)
         if finalize is None:
             return {}
-        return self._record(finalize())
+        tags = self._record(finalize())
+        settled = [f for f in self.findings if not is_provisional(f)]
+        if len(settled) < len(self.findings):
+            self.findings = settled
+            tags[keys.TAG_FINDINGS] = findings_tag(settled)
+            worst = max(settled, key=lambda f: severity_rank(f.severity), default=None)
+            tags[keys.TAG_WORST] = worst.severity if worst else "none"
+        return tags
 
     def _schedule_text(self) -> str | None:
         # The analyzer may recognise the schedule as it goes; the contract leaves it optional.

@@ -8,6 +8,7 @@ import math
 import time
 
 import mlflow
+import numpy as np
 import pytest
 
 import lrwatch
@@ -100,3 +101,25 @@ def test_an_info_finding_is_logged_as_info_not_as_a_warning(tracking_uri, caplog
         level = logging.INFO if finding.severity == "info" else logging.WARNING
         text = f"lrwatch: {finding.kind}: {finding.message}"
         assert [r.levelno for r in caplog.records if r.getMessage() == text] == [level]
+
+
+def test_the_runs_end_settles_a_slow_convergence_note_in_the_tags():
+    # While a run runs, steady progress is only a note ("judged when the run ends"); at the end
+    # the tag holds the judgment: the warning for a loss still falling in a straight line, and
+    # nothing for a healthy run that went on to converge (the note is dropped, not left behind).
+    from lrwatch.tracking.live import LiveDiagnosis
+
+    healthy = train(TrainConfig(task="autoencoder", lr=0.0333, steps=1000, seed=0))
+    rng = np.random.default_rng(0)
+    straight = 2.0 - 0.0015 * np.arange(1000) + 0.02 * rng.standard_normal(1000)
+    for losses, judged in ((healthy.loss.values, []), (straight, ["warning"])):
+        live = LiveDiagnosis()
+        for first in range(0, 1000, 10):
+            live.feed([(k, float(losses[k]), 0.01) for k in range(first, first + 10)])
+        assert [f.severity for f in live.findings if f.kind == "slow_convergence"] == ["info"]
+        tags = live.finish()
+        tagged = json.loads(tags[keys.TAG_FINDINGS])
+        assert [f["severity"] for f in tagged if f["kind"] == "slow_convergence"] == judged
+        assert sorted((f["kind"], f["severity"]) for f in tagged) == sorted(
+            (f.kind, f.severity) for f in live.findings
+        )

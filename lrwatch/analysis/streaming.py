@@ -332,7 +332,7 @@ class OnlineAnalyzer:
                 return True
         return False
 
-    def _report(self, f: Finding, tol: float = 0.0) -> None:
+    def _report(self, f: Finding, tol: float) -> None:
         """Report ``f``, in place of the provisional note of the same event, if any."""
         self._reported = [g for g in self._reported if not supersedes(f, g, tol)]
         self._spans = [s for s in self._spans if not supersedes(f, _span_note(s), tol)]

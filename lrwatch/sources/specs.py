@@ -19,7 +19,8 @@ How a spec (a command-line argument or a ``load_run`` argument) is read, first m
 8. anything else -> an MLflow experiment name.
 
 MLflow specs use the tracking URI given, else ``MLFLOW_TRACKING_URI``, else the embedded default
-(:func:`lrwatch.store.resolve_tracking_uri`); a UI address uses the server it names. MLflow is imported only for MLflow specs.
+(:func:`lrwatch.store.resolve_tracking_uri`); a UI address uses the server it names. MLflow is
+imported only for MLflow specs.
 """
 
 from __future__ import annotations

@@ -125,6 +125,30 @@ def test_the_extra_metrics_box_shows_only_with_extra_metrics(tracking_uri):
     assert failed[-1]["display"] == "none"
 
 
+def test_a_running_runs_steady_progress_is_a_note_until_it_ends(tracking_uri):
+    # The run page and badge of a run still training judge the run so far: a loss falling in a
+    # straight line is a note and `keep`; once the run has ended, the same points are the
+    # slow-convergence warning (the report cache must not serve the running-time report).
+    from mlflow.entities import Metric
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    run_id = client.create_run("0", run_name="straight").info.run_id
+    rng = np.random.default_rng(0)
+    loss = 2.0 - 0.0015 * np.arange(600) + 0.02 * rng.standard_normal(600)
+    rows = [Metric(keys.LOSS, float(v), 1000 + k, k) for k, v in enumerate(loss)]
+    rows += [Metric(keys.LR, 0.01, 1000 + k, k) for k in range(600)]
+    for first in range(0, len(rows), 1000):
+        client.log_batch(run_id, metrics=rows[first : first + 1000], synchronous=True)
+    data = DashboardData(tracking_uri)
+    running = data.load(run_id)
+    client.set_terminated(run_id, status="FINISHED")
+    ended = data.load(run_id)
+    assert [(f.kind, f.severity) for f in running.findings] == [("slow_convergence", "info")]
+    assert running.report.recommendation.action == "keep"
+    assert [(f.kind, f.severity) for f in ended.findings] == [("slow_convergence", "warning")]
+    assert ended.report.recommendation.action == "increase_lr"
+
+
 def test_empty_experiment_says_so(tracking_uri):
     experiment_id = mlflow.MlflowClient(tracking_uri=tracking_uri).create_experiment("empty")
     rows, message, refresh_disabled = views.runs_table(DashboardData(tracking_uri), experiment_id)

@@ -13,6 +13,7 @@ from urllib.parse import quote
 from dash import html
 
 from dashboard import ids
+from dashboard.data import liveness
 from dashboard.figures import SEVERITY_COLOURS
 from lrwatch.analysis.findings import Finding, Recommendation, Report, Schedule
 
@@ -96,8 +97,23 @@ def params_table(params: dict[str, str], tags: dict[str, str]):
     return html.Table(rows, style={"fontSize": "13px"})
 
 
-def status_line(status: str | None, points: int, last_step: int | None, report: Report | None):
-    parts = [f"status: {status or 'unknown'}", f"{points:,} points"]
+def status_line(
+    status: str | None,
+    points: int,
+    last_step: int | None,
+    report: Report | None,
+    silent: tuple[float, float] | None = None,
+):
+    """One line above the chart; ``silent``: (seconds since the last point, usual seconds between
+    points) of a running run that stopped logging (:func:`dashboard.data.liveness.silent_for_s`)."""
+    state = status or "unknown"
+    if silent is not None:
+        quiet, gap = silent
+        state += (
+            f" - no new point for {liveness.duration(quiet)} (usually one every "
+            f"{liveness.duration(gap)}): the job may have stopped without ending its run"
+        )
+    parts = [f"status: {state}", f"{points:,} points"]
     if last_step is not None:
         parts.append(f"last step {last_step:,}")
     if report is not None and report.worst_severity:

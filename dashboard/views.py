@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Sequence
 from urllib.parse import parse_qs, unquote
 
 from dash import dcc, html
 
 from dashboard import components, figures, ids, layout
-from dashboard.data import DashboardData, DataError
+from dashboard.data import DashboardData, DataError, liveness
 from dashboard.data.curves import range_test_curve, sensitivity_curve
 from lrwatch.sources.files import read_notes
 from lrwatch.sources.mlflow_store import unstepped_note
@@ -159,7 +160,9 @@ def run_view(data, run_id, smoothing, extra_keys, relayout, *, refresh: bool):
         fig,
         _run_note(run, loaded.summary.last_step),
         run.display_name(),
-        components.status_line(loaded.summary.status, points, last, report),
+        components.status_line(
+            loaded.summary.status, points, last, report, _silence(loaded, points)
+        ),
         components.recommendation_card(
             report.recommendation if report else None, error=loaded.analysis_error
         ),  # fmt: skip
@@ -170,6 +173,14 @@ def run_view(data, run_id, smoothing, extra_keys, relayout, *, refresh: bool):
         not loaded.is_running,
         components.params_table(loaded.summary.params, loaded.summary.tags),
         layout.extra_metrics_style(shown=bool(extra_options)),
+    )
+
+
+def _silence(loaded, points: int) -> tuple[float, float] | None:
+    summary = loaded.summary
+    now_ms = int(time.time() * 1000)
+    return liveness.silent_for_s(
+        summary.status, summary.start_time_ms, summary.last_logged_ms, points, now_ms
     )
 
 

@@ -44,6 +44,7 @@ class RunSummary:
     metric_keys: tuple[str, ...]
     tags: dict[str, str] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
+    last_logged_ms: int | None = None  # the latest loss point's timestamp
 
     @property
     def is_range_test(self) -> bool:
@@ -130,13 +131,14 @@ def summarize(run) -> RunSummary:
     info, data = run.info, run.data
     params, tags = dict(data.params), dict(data.tags)
     # RunData keeps the latest Metric objects (with their step) beside the value-only dict.
-    latest = {m.key: m.step for m in getattr(data, "_metric_objs", [])}
+    latest = {m.key: m for m in getattr(data, "_metric_objs", [])}
     loss_key = keys.find_loss_key(data.metrics)
+    last = latest.get(loss_key) if loss_key else None
     return RunSummary(
         id=info.run_id,
         name=info.run_name or tags.get("mlflow.runName", ""),
         status=run_status(info.status),
-        last_step=latest.get(loss_key) if loss_key else None,
+        last_step=last.step if last is not None else None,
         base_lr=params.get(keys.PARAM_BASE_LR) or params.get("lr"),
         optimizer=params.get(keys.PARAM_OPTIMIZER),
         start_time_ms=info.start_time,
@@ -144,6 +146,7 @@ def summarize(run) -> RunSummary:
         metric_keys=tuple(sorted(data.metrics)),
         tags=tags,
         params=params,
+        last_logged_ms=last.timestamp if last is not None else None,
     )
 
 

@@ -149,6 +149,50 @@ def test_a_running_runs_steady_progress_is_a_note_until_it_ends(tracking_uri):
     assert ended.report.recommendation.action == "increase_lr"
 
 
+@pytest.mark.parametrize(
+    "status, last_point_ago_s, gap_s, silent",
+    [
+        ("running", 2 * 3600, 1.0, True),  # a step a second, nothing for 2 hours
+        ("running", 10 * 60, 1.0, False),  # a checkpoint or an evaluation: under 15 min
+        ("running", 3 * 3600, 1800.0, False),  # a per-epoch log: 30 min a point is its pace
+        ("running", 6 * 3600, 1800.0, True),  # ...but 12 of its gaps is not
+        ("finished", 2 * 3600, 1.0, False),
+    ],
+)
+def test_a_running_run_that_stopped_logging_is_called_silent(
+    status, last_point_ago_s, gap_s, silent
+):
+    from dashboard.data.liveness import silent_for_s
+
+    now_ms = 10**13
+    last_ms = now_ms - int(last_point_ago_s * 1000)
+    start_ms = last_ms - int(99 * gap_s * 1000)  # 100 points
+    assert (silent_for_s(status, start_ms, last_ms, 100, now_ms) is not None) is silent
+
+
+def test_the_run_page_says_when_a_running_run_went_silent(tracking_uri):
+    # A job killed by SIGKILL or the OOM killer leaves its MLflow run RUNNING for good: the page
+    # said "status: running" and kept polling, with no hint that nothing had come for hours.
+    from mlflow.entities import Metric
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    now_ms = int(time.time() * 1000)
+    lines = {}
+    for name, last_ms in (("killed", now_ms - 3 * 3600 * 1000), ("alive", now_ms - 5000)):
+        start_ms = last_ms - 200 * 1000  # 200 points, one a second
+        run_id = client.create_run("0", run_name=name, start_time=start_ms).info.run_id
+        rows = [Metric(keys.LOSS, 1.0 / (k + 1), start_ms + 1000 * k, k) for k in range(201)]
+        client.log_batch(run_id, metrics=rows, synchronous=True)
+        lines[name] = views.run_view(
+            DashboardData(tracking_uri), run_id, 0.6, [], None, refresh=False
+        )[3]
+    assert lines["killed"].startswith(
+        "status: running - no new point for 3 h (usually one every 1 s): the job may have "
+        "stopped without ending its run | 201 points"
+    ), lines["killed"]
+    assert lines["alive"].startswith("status: running | 201 points"), lines["alive"]
+
+
 def test_empty_experiment_says_so(tracking_uri):
     experiment_id = mlflow.MlflowClient(tracking_uri=tracking_uri).create_experiment("empty")
     rows, message, refresh_disabled = views.runs_table(DashboardData(tracking_uri), experiment_id)

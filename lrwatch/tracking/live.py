@@ -86,9 +86,7 @@ class LiveDiagnosis:
             if finding.kind == "divergence":
                 self._act(finding)
         if new:
-            tags[keys.TAG_FINDINGS] = findings_tag(self.findings)
-            worst = max(self.findings, key=lambda f: severity_rank(f.severity))
-            tags[keys.TAG_WORST] = worst.severity
+            tags.update(self._findings_tags())
         schedule = self._schedule_text()
         if schedule and schedule != self._last_schedule:
             self._last_schedule = tags[keys.TAG_SCHEDULE] = schedule
@@ -104,10 +102,16 @@ class LiveDiagnosis:
         settled = [f for f in self.findings if not is_provisional(f)]
         if len(settled) < len(self.findings):
             self.findings = settled
-            tags[keys.TAG_FINDINGS] = findings_tag(settled)
-            worst = max(settled, key=lambda f: severity_rank(f.severity), default=None)
-            tags[keys.TAG_WORST] = worst.severity if worst else "none"
+            tags.update(self._findings_tags())
         return tags
+
+    def _findings_tags(self) -> dict[str, str]:
+        """The findings tag and the worst severity (``none`` when no finding is left)."""
+        worst = max(self.findings, key=lambda f: severity_rank(f.severity), default=None)
+        return {
+            keys.TAG_FINDINGS: findings_tag(self.findings),
+            keys.TAG_WORST: worst.severity if worst else "none",
+        }
 
     def _schedule_text(self) -> str | None:
         # The analyzer may recognise the schedule as it goes; the contract leaves it optional.

@@ -75,3 +75,39 @@ def test_logging_every_tenth_step_reports_the_period_in_steps():
 def test_thresholds_are_validated():
     with pytest.raises(ValueError, match="peak_share"):
         detect_oscillation(prepare_arrays(np.arange(3), np.ones(3)), peak_share=2.0)
+
+
+def overfit_one_batch(seed: int, *, steps: int = 2000, momentum: float = 0.0):
+    """The "overfit one batch" check: an MLP trained on a single fixed batch (full-batch
+    gradient descent, no minibatch noise), SGD at 0.01, the loss of every step (prepared)."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=momentum)
+    x, y = torch.randn(32, 16), torch.randn(32, 1)
+    losses = []
+    for _ in range(steps):
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return prepare_arrays(np.arange(steps), np.array(losses))
+
+
+@pytest.mark.parametrize("seed", [30, 35])
+def test_a_loss_falling_at_every_step_by_alternating_amounts_is_not_oscillation(seed):
+    # Gradient descent zigzags across one sharp direction while the loss falls from ~1 to
+    # ~1e-6: its decrements alternate (a strong period-2 peak), but the loss never rises. It
+    # was reported as an oscillation, with "halve the LR", on a run converging fast.
+    prepared = overfit_one_batch(seed)
+    assert np.all(np.diff(prepared.loss[prepared.steps >= 500]) < 0)  # the premise
+    assert detect_oscillation(prepared) == []
+    assert "oscillation" not in kinds(prepared)
+
+
+def test_heavy_ball_momentum_on_one_batch_still_oscillates():
+    # The same full-batch run with momentum 0.99: the loss swings up and down while it falls.
+    (finding,) = detect_oscillation(overfit_one_batch(30, momentum=0.99))
+    assert finding.start_step < 500

@@ -228,6 +228,13 @@ def test_healthy_run_keeps_and_short_run_is_not_judged():
     assert rec.action == "none" and "too short to judge" in rec.message.lower()
 
 
+def test_keep_says_where_the_loss_started_not_where_its_first_5_percent_sat():
+    # 20,000 steps falling fast from 2.2: the first 5% (1,000 steps) have a median of ~0.2.
+    rec = advise(decaying_loss(20_000), np.full(20_000, 0.1), [])
+    assert rec.action == "keep" and "the loss went from 2.1" in rec.message, rec.message
+    assert rec.evidence["initial_loss"] == pytest.approx(2.15, abs=0.05)
+
+
 def test_keep_names_the_schedule_in_plain_english():
     """'under a exponential schedule' and 'under a unknown schedule' read as typos."""
     exponential = scheduled_lr(lambda opt: torch.optim.lr_scheduler.ExponentialLR(opt, 0.995))

@@ -151,3 +151,54 @@ def test_one_lucky_epoch_of_a_slow_run_is_not_a_best_level_to_climb_away_from(
     # "climbed away" by more than half of the run's small progress.
     run = detectors_train(task="mlp_regression", lr=1e-4, schedule=schedule)
     assert "divergence" not in kinds(per_epoch_log(run, 40))
+
+
+def test_a_run_thrown_off_by_its_first_steps_that_never_gets_back_is_divergence(detectors_train):
+    # Adam at 1.0 (100x its best rate on this task): the first updates throw the autoencoder
+    # from 3.15 to ~30, and it settles at a noisy floor above where the untrained model began.
+    # Its best level is a dip of that floor, so the climb test saw nothing: "keep, converged".
+    from lrwatch.analysis import analyze
+
+    run = detectors_train(task="autoencoder", lr=1.0, optimizer="adam")
+    prepared = prepare(run)
+    (finding,) = detect_divergence(prepared)
+    assert finding.severity == "critical" and finding.start_step == 1
+    assert finding.evidence["first_loss"] == pytest.approx(prepared.loss[0])
+    assert finding.evidence["end_level"] >= prepared.loss[0]
+    assert "worse than it started" in finding.message
+    rec = analyze(run).recommendation
+    assert rec.action == "decrease_lr" and rec.factor == pytest.approx(0.1)
+
+
+def thrown_or_not(first: float, *, smoothed: bool = False, back_to: float = 5.0) -> np.ndarray:
+    """2,000 points at a level of 5 (noise 0.2) after a first loss of ``first``; the first 2%
+    at 8 when ``first`` is below 5 by a lot: a jump. ``smoothed``: an EMA (beta 0.9) of it."""
+    rng = np.random.default_rng(3)
+    loss = back_to + 0.2 * rng.standard_normal(2000)
+    loss[1:40] += 3.0 if first < 4.0 else 0.0
+    loss[0] = first
+    if smoothed:
+        ema, out = loss[0], [loss[0]]
+        for value in loss[1:]:
+            ema = 0.9 * ema + 0.1 * value
+            out.append(ema)
+        loss = np.array(out)
+    return loss
+
+
+@pytest.mark.parametrize(
+    ("first", "back_to", "smoothed", "found"),
+    [
+        (3.0, 5.0, False, True),  # jumped from 3 to 8, ended at 5: never back below 3
+        (3.0, 2.9, False, False),  # the same jump, but it ended below its first loss
+        (4.4, 5.0, False, False),  # a first loss 3 noise units low, no jump: not judged
+        (3.0, 5.0, True, False),  # a smoothed log: its step noise says nothing about one point
+    ],
+)
+def test_thrown_off_needs_a_jump_an_end_above_the_first_loss_and_a_raw_log(
+    first, back_to, smoothed, found
+):
+    loss = thrown_or_not(first, smoothed=smoothed, back_to=back_to)
+    findings = detect_divergence(prepare_arrays(np.arange(loss.size), loss))
+    thrown = [f for f in findings if "first_loss" in f.evidence]
+    assert bool(thrown) == found

@@ -104,7 +104,7 @@ def detect_plateau(
         return []
     stretch = y[begin:]
     wander = _wander(stretch, noise)
-    persistence = _persistence(stretch)
+    persistence = lag1_persistence(stretch)
     fraction = (n - begin) / n
     level = robust_median(stretch)
     held_up = not _at_zero(y, level) and (
@@ -138,7 +138,9 @@ def wanders(values: np.ndarray, noise: float) -> bool:
     correlated (the plateau warning's tests at their defaults). A loss whose parameters barely
     move shows neither: consecutive minibatch losses are then independent draws.
     """
-    return _wander(values, noise) >= WANDER_WARNING or _persistence(values) >= PERSISTENCE_WARNING
+    return (
+        _wander(values, noise) >= WANDER_WARNING or lag1_persistence(values) >= PERSISTENCE_WARNING
+    )
 
 
 def _at_zero(y: np.ndarray, level: float) -> bool:
@@ -198,7 +200,7 @@ def _wander(stretch: np.ndarray, noise: float) -> float:
     return float(spread / expected) if expected > 0 else 0.0
 
 
-def _persistence(stretch: np.ndarray) -> float:
+def lag1_persistence(stretch: np.ndarray) -> float:
     """Lag-1 autocorrelation of the ranks of the linearly detrended stretch (its last points).
 
     Ranks make a few spikes weightless; 0 for white noise, towards 1 for a wandering level.

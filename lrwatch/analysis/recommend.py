@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from lrwatch.analysis.detectors._common import block_median_noise
 from lrwatch.analysis.detectors.plateau import MIN_PLATEAU_POINTS
 from lrwatch.analysis.findings import (
     KINDS,
@@ -59,6 +60,10 @@ NO_PROGRESS_SLOW_FACTOR = 10.0
 ZERO_LR_SHARE = 0.5
 # A healthy run's "keep" states where the loss started: the median of its first this many points.
 START_POINTS = 5
+# ... and, at a constant rate, that the loss was still falling when the run ended: the median of
+# its last fifth below that of the fifth before by this share of the run's progress and by 3
+# standard errors (the quality sets' label rule for "still clearly improving").
+STILL_FALLING_SHARE = 0.05
 
 
 def primary_finding(findings: Sequence[Finding]) -> Finding | None:
@@ -341,13 +346,37 @@ def _keep(ctx: RunContext) -> Recommendation:
             "decay would lower the loss further was not: log the loss more often to have it "
             "checked."
         )
+    evidence = {"initial_loss": start, "final_loss": end}
+    falling = ""
+    if ctx.schedule.kind in ("constant", "missing"):
+        drop = _last_fifth_drop(finite, p.noise, start - end)
+        if drop is not None:
+            evidence["last_fifth_drop"] = drop
+            falling = (
+                f" It was still falling when the run ended ({fmt(drop)} lower over its last "
+                "fifth): more steps would take it lower; with a fixed budget, a higher LR may "
+                "get there sooner."
+            )
     return Recommendation(
         action="keep",
         suggested_lr=lr,
         factor=1.0,
         message=(
             f"No problem found in {p.n} logged steps: the loss went from {start:.4g} to "
-            f"{end:.4g} {under}. Keep it.{unjudged}"
+            f"{end:.4g} {under}. Keep it.{falling}{unjudged}"
         ),
-        evidence={"initial_loss": start, "final_loss": end},
+        evidence=evidence,
     )
+
+
+def _last_fifth_drop(loss: np.ndarray, noise: float, progress: float) -> float | None:
+    """How far the median of the last fifth sits below that of the fifth before, when that is
+    clearly more than noise and a real share of the run's progress (else None)."""
+    fifth = loss.size // 5
+    if fifth < 3 or progress <= 0:
+        return None
+    drop = float(np.median(loss[-2 * fifth : -fifth]) - np.median(loss[-fifth:]))
+    standard_error = block_median_noise(noise, fifth)
+    if drop > STILL_FALLING_SHARE * progress and drop > 3 * standard_error:
+        return drop
+    return None

@@ -235,6 +235,17 @@ def test_keep_says_where_the_loss_started_not_where_its_first_5_percent_sat():
     assert rec.evidence["initial_loss"] == pytest.approx(2.15, abs=0.05)
 
 
+def test_keep_at_a_constant_rate_says_when_the_loss_was_still_falling_at_the_end():
+    still_falling = decaying_loss() - 0.002 * np.arange(N)  # 0.16 lower over the last fifth
+    rec = advise(still_falling, np.full(N, 0.1), [])
+    assert rec.action == "keep" and "still falling when the run ended (0.16" in rec.message
+    assert rec.evidence["last_fifth_drop"] == pytest.approx(0.16, abs=0.01)
+    converged = advise(decaying_loss(), np.full(N, 0.1), [])
+    assert "still falling" not in converged.message and "last_fifth_drop" not in converged.evidence
+    # Under a decaying schedule a loss falls to the end as the LR anneals: nothing to add.
+    assert "still falling" not in advise(still_falling, scheduled_lr(cosine_to_zero), []).message
+
+
 def test_keep_names_the_schedule_in_plain_english():
     """'under a exponential schedule' and 'under a unknown schedule' read as typos."""
     exponential = scheduled_lr(lambda opt: torch.optim.lr_scheduler.ExponentialLR(opt, 0.995))

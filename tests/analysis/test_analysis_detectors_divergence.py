@@ -202,3 +202,12 @@ def test_thrown_off_needs_a_jump_an_end_above_the_first_loss_and_a_raw_log(
     findings = detect_divergence(prepare_arrays(np.arange(loss.size), loss))
     thrown = [f for f in findings if "first_loss" in f.evidence]
     assert bool(thrown) == found
+
+
+def test_a_wandering_floor_far_above_the_first_loss_is_still_thrown_off(detectors_train):
+    # Adam at 10 (1000x its best rate): a floor at ~15x the first loss that wanders (lag-1
+    # persistence ~0.8, as in a smoothed log, where one point's distance from the level is
+    # uncertain). No noise puts a loss at 3x its first value or more: it is still reported.
+    prepared = prepare(detectors_train(task="autoencoder", lr=10.0, optimizer="adam"))
+    (finding,) = detect_divergence(prepared)
+    assert finding.evidence["end_level"] >= 3 * finding.evidence["first_loss"]

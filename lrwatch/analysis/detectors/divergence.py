@@ -51,6 +51,11 @@ THROWN_OFF_MIN_POINTS = 100
 # still one raw draw: a 1000x too small rate, logged so, sat "4 noise units" low at its first
 # point on 38 runs of the labelled sets' EMA views (persistence 0.50-1.0).
 THROWN_OFF_MAX_PERSISTENCE = 0.5
+# ... unless a positive loss ended at this multiple of its first value or more: no noise makes
+# that, however the loss was logged. (A floor held up by a far too high rate wanders, so its
+# losses are correlated too: SGD at 1000x its best rate took a char-level LM from 4.6 to 109.)
+# In the EMA views above the first 2% sat at most 2.03x the first point.
+THROWN_OFF_SURE_RATIO = 3.0
 
 
 def detect_divergence(
@@ -207,7 +212,8 @@ def _thrown_off(
     first = float(y[0])
     if not (start_level > first + THROWN_OFF_JUMP_NOISE * noise and end_level >= first):
         return []
-    if lag1_persistence(y[y.size // 2 :]) >= THROWN_OFF_MAX_PERSISTENCE:
+    sure = first > 0 and end_level >= THROWN_OFF_SURE_RATIO * first
+    if not sure and lag1_persistence(y[y.size // 2 :]) >= THROWN_OFF_MAX_PERSISTENCE:
         return []
     start, head_end = int(prepared.steps[1]), int(prepared.steps[head - 1])
     message = (

@@ -18,6 +18,7 @@ from dash import dcc, html
 from dashboard import components, figures, ids, layout
 from dashboard.data import DashboardData, DataError, liveness
 from dashboard.data.curves import range_test_curve, sensitivity_curve
+from lrwatch.analysis.sweep import diverged_in
 from lrwatch.sources.files import read_notes
 from lrwatch.sources.mlflow_store import unstepped_note
 from lrwatch.store import display_uri
@@ -229,8 +230,9 @@ def compare_view(data: DashboardData, run_ids: Sequence[str], smoothing):
         return empty, empty, None, layout.message(text, kind="error")
     runs = [item.run for item in loaded]
     overlay = figures.figure_compare(runs, smoothing=float(smoothing or 0))
+    diverged = {item.run.id for item in loaded if diverged_in(item.findings)}
     try:
-        curve = sensitivity_curve(runs)
+        curve = sensitivity_curve(runs, diverged=diverged)
     except Exception as exc:  # noqa: BLE001 - the overlay still helps
         return overlay, figures.figure_message(_problem(exc)), None, None
     recommendation = curve.recommendation

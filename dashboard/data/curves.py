@@ -7,7 +7,7 @@ lrwatch), the chart says so instead of failing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,21 +53,24 @@ def range_test_curve(run: Run, report: Report | None = None) -> RangeTestCurve:
     return RangeTestCurve(lrs, losses, smoothed, float(lr), method)
 
 
-def sensitivity_curve(runs: Sequence[Run]) -> SensitivityCurve:
+def sensitivity_curve(
+    runs: Sequence[Run], *, diverged: Collection[str] | None = None
+) -> SensitivityCurve:
     """Final loss against base LR for a sweep (inf = diverged), with the sweep's recommendation.
 
     Points come from :func:`lrwatch.analysis.sweep.sensitivity_curve`, the pick from
-    :func:`lrwatch.analysis.analyze_sweep` (None when the sweep gives no verdict).
+    :func:`lrwatch.analysis.analyze_sweep` (None when the sweep gives no verdict);
+    ``diverged``: the ids of the runs whose report found a critical divergence, when known.
     """
     from lrwatch.analysis.sweep import analyze_sweep
     from lrwatch.analysis.sweep import sensitivity_curve as points_of
 
-    points = points_of(list(runs))
+    points = points_of(list(runs), diverged=diverged)
     names = {run.id: run.display_name() for run in runs}
     lrs = np.array([p.lr for p in points], dtype=float)
     losses = np.array([p.final_loss for p in points], dtype=float)
     labels = [names.get(p.run, p.run) for p in points]
-    recommendation = analyze_sweep(list(runs))
+    recommendation = analyze_sweep(list(runs), diverged=diverged)
     note = None
     if len(set(lrs.tolist())) < 2:
         note = "a sweep needs runs at two or more learning rates (a base LR param each)"

@@ -14,13 +14,13 @@ Example::
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-from lrwatch.analysis.findings import Recommendation
+from lrwatch.analysis.findings import Finding, Recommendation
 from lrwatch.analysis.recommend_context import base_lr_from_params, fmt
 from lrwatch.run import Run
 
@@ -138,9 +138,29 @@ def looks_like_sweep(runs: Sequence[Run]) -> bool:
     return all(task_params(run) == first for run in runs[1:])
 
 
-def sensitivity_curve(runs: Sequence[Run]) -> list[SweepPoint]:
+def diverged_in(findings: Sequence[Finding]) -> bool:
+    """Whether a run's findings hold a critical divergence: it diverged, for the sweep too."""
+    return any(f.kind == "divergence" and f.severity == "critical" for f in findings)
+
+
+def _analysis_says_diverged(run: Run) -> bool:
+    from lrwatch.analysis.detectors import detect_divergence
+    from lrwatch.analysis.prepare import prepare
+
+    return diverged_in(detect_divergence(prepare(run)))
+
+
+def sensitivity_curve(
+    runs: Sequence[Run], *, diverged: Collection[str] | None = None
+) -> list[SweepPoint]:
     """One :class:`SweepPoint` per trial run (:func:`trial_runs`) with a loss and a base LR,
-    sorted by LR."""
+    sorted by LR.
+
+    A run diverged when :func:`final_loss` says so or when its own analysis found a critical
+    divergence (one that stayed finite: a loss thrown to 20x its first value by the first
+    steps still has a final level). ``diverged``: the ids of the runs whose analysis did, when
+    the caller analysed them already; else the divergence detector judges each run here.
+    """
     points = []
     for run in trial_runs(runs):
         loss = run.loss
@@ -148,22 +168,28 @@ def sensitivity_curve(runs: Sequence[Run]) -> list[SweepPoint]:
         if loss is None or loss.is_empty or lr is None:
             continue
         values = loss.cleaned().values
-        final, diverged = final_loss(values)
+        final, gone = final_loss(values)
+        if not gone and (
+            run.id in diverged if diverged is not None else _analysis_says_diverged(run)
+        ):
+            final, gone = float("inf"), True
         finite = values[np.isfinite(values)]
         best = float(finite.min()) if finite.size else float("nan")
-        points.append(SweepPoint(run.id, lr, final, best, diverged))
+        points.append(SweepPoint(run.id, lr, final, best, gone))
     return sorted(points, key=lambda p: (p.lr, p.run))
 
 
-def analyze_sweep(runs: Sequence[Run]) -> Recommendation | None:
+def analyze_sweep(
+    runs: Sequence[Run], *, diverged: Collection[str] | None = None
+) -> Recommendation | None:
     """The sweep's recommendation, or ``None`` with fewer than two distinct LRs.
 
     Returns a :class:`Recommendation` with action ``use_lr`` (best inside the grid),
     ``decrease_lr`` / ``increase_lr`` (best at an edge: extend the sweep that way, or every run
     diverged). ``evidence["curve"]`` holds the points ``[{lr, final_loss, best_loss, diverged,
-    run}]`` for the dashboard's sensitivity plot.
+    run}]`` for the dashboard's sensitivity plot. ``diverged``: as for :func:`sensitivity_curve`.
     """
-    curve = _one_point_per_lr(sensitivity_curve(runs))
+    curve = _one_point_per_lr(sensitivity_curve(runs, diverged=diverged))
     if len(curve) < 2:
         return None
     lrs = np.array([p.lr for p in curve])

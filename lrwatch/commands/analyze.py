@@ -161,10 +161,11 @@ def _report(outcome, args) -> int:
     skipped = dict(Counter(r.skipped for r in results if r.skipped))
     skipped["a search's parent run"] = len(parents)
     entries = [report_entry(r.report, _extras(r, analysed)) for r in analysed]
-    from lrwatch.analysis.sweep import trial_runs
+    from lrwatch.analysis.sweep import diverged_in, trial_runs
 
     trials = trial_runs([r.run for r in analysed])
-    sweep = _sweep(trials, args.sweep)
+    diverged = {r.run.id for r in analysed if diverged_in(r.report.findings)}
+    sweep = _sweep(trials, args.sweep, diverged)
     if not analysed and not errors:
         given = ", ".join(_specs(args))
         no_loss = skipped.get(SKIPPED_NO_LOSS, 0)
@@ -230,14 +231,17 @@ def _relative_to_range_test(run, runs) -> dict | None:
     return relate_lr_to_range_test(lr, latest) if lr is not None else None
 
 
-def _sweep(runs, wanted: bool | None):
-    """The sweep recommendation: when asked (--sweep), or when the runs look like one sweep."""
+def _sweep(runs, wanted: bool | None, diverged: set[str]):
+    """The sweep recommendation: when asked (--sweep), or when the runs look like one sweep.
+    ``diverged``: the ids of the runs whose report found a critical divergence."""
     if len(runs) < 2 or wanted is False:
         return None
     from lrwatch.analysis import analyze_sweep
     from lrwatch.analysis.sweep import looks_like_sweep
 
-    return analyze_sweep(runs) if wanted or looks_like_sweep(runs) else None
+    if wanted or looks_like_sweep(runs):
+        return analyze_sweep(runs, diverged=diverged)
+    return None
 
 
 def _print(entries, sweep_of, errors, skipped_of, output_format: str) -> None:

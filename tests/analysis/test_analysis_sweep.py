@@ -197,3 +197,24 @@ def test_a_parent_run_of_the_trials_is_no_point_of_the_curve(sweep):
     assert sensitivity_curve([parent, *trials]) == sensitivity_curve(sweep)
     assert looks_like_sweep([parent, *trials])
     assert len(sensitivity_curve([parent, *sweep])) == len(sweep) + 1  # not a parent of these
+
+
+def test_a_run_its_analysis_calls_diverged_is_diverged_on_the_curve_too():
+    # Adam at 10 (1000x its best rate) throws the autoencoder from 3.2 to a floor near 46: a
+    # finite final loss, but its analysis reports a critical divergence. The sweep said that
+    # run "did not diverge" beside a report that it did.
+    runs = [
+        train(TrainConfig(task="autoencoder", optimizer="adam", lr=lr, steps=400, seed=8))
+        for lr in (0.001, 0.01, 0.1, 10.0)
+    ]
+    thrown = runs[-1]
+    assert np.isfinite(thrown.loss.values).all() and not final_loss(thrown.loss.values)[1]
+    (point,) = [p for p in sensitivity_curve(runs) if p.run == thrown.id]
+    assert point.diverged and point.final_loss == float("inf")
+    rec = analyze_sweep(runs)
+    assert "0.001 to 0.1 did not diverge" in rec.message, rec.message
+    # A caller that analysed the runs already says which diverged; the curve takes its word.
+    (point,) = [p for p in sensitivity_curve(runs, diverged=set()) if p.run == thrown.id]
+    assert not point.diverged
+    (point,) = [p for p in sensitivity_curve(runs, diverged={thrown.id}) if p.run == thrown.id]
+    assert point.diverged

@@ -570,3 +570,20 @@ def test_a_dash_with_nothing_piped_in_says_so_instead_of_waiting(tmp_path):
         "lrwatch: error: '-' reads a run from standard input, but nothing is piped in "
         "(e.g. cat run.csv | lrwatch analyze -)\n"
     )
+
+
+def test_the_sweep_section_calls_diverged_what_the_runs_reports_call_diverged(tmp_path, capsys):
+    from lrwatch.tasks import TrainConfig, train
+
+    paths = []
+    for lr in (0.001, 0.01, 10.0):  # Adam at 10: thrown off by its first steps, finite
+        run = train(TrainConfig(task="autoencoder", optimizer="adam", lr=lr, steps=400, seed=8))
+        paths.append(str(save_run_csv(run, tmp_path / f"lr{lr}.csv")))
+    assert main(["analyze", *paths, "--sweep", "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    thrown = out["runs"][-1]
+    assert thrown["findings"][0]["kind"] == "divergence"
+    assert thrown["findings"][0]["severity"] == "critical"
+    curve = {point["lr"]: point for point in out["sweep"]["evidence"]["curve"]}
+    assert curve[10.0]["diverged"] and not curve[0.01]["diverged"]
+    assert "0.001 to 0.01 did not diverge" in out["sweep"]["message"]

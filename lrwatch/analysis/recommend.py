@@ -37,7 +37,7 @@ from lrwatch.analysis.findings import (
     is_provisional,
     severity_rank,
 )
-from lrwatch.analysis.prepare import PreparedRun
+from lrwatch.analysis.prepare import PreparedRun, robust_median
 from lrwatch.analysis.recommend_context import RunContext, at_lr, fmt, lr_phrase, scaled
 from lrwatch.analysis.recommend_divergence import for_divergence, recovered_spike
 
@@ -375,7 +375,7 @@ def _last_fifth_drop(loss: np.ndarray, noise: float, progress: float) -> float |
     fifth = loss.size // 5
     if fifth < 3 or progress <= 0:
         return None
-    drop = float(np.median(loss[-2 * fifth : -fifth]) - np.median(loss[-fifth:]))
+    drop = robust_median(loss[-2 * fifth : -fifth]) - robust_median(loss[-fifth:])
     standard_error = block_median_noise(noise, fifth)
     if drop > STILL_FALLING_SHARE * progress and drop > 3 * standard_error:
         return drop

@@ -106,6 +106,8 @@ def for_divergence(ctx: RunContext, f: Finding) -> Recommendation:
                 message=message,
                 evidence=evidence,
             )
+    if f.evidence.get("came_back"):
+        return _blown_up_at_start(ctx, f, lr)
     early = f.start_step - int(ctx.p.steps[0]) <= EARLY_FRACTION * ctx.span
     progressed = _progressed_before(ctx, f)
     evidence.update(early=early, improved_before=progressed)
@@ -151,6 +153,24 @@ def for_divergence(ctx: RunContext, f: Finding) -> Recommendation:
             "started with a single bad batch."
         ),
         evidence=evidence,
+    )
+
+
+def _blown_up_at_start(ctx: RunContext, f: Finding, lr: float | None) -> Recommendation:
+    """The first steps threw the loss to 3x its first value or more, and it came back."""
+    first, level = f.evidence["first_loss"], f.evidence["start_level"]
+    return Recommendation(
+        action="decrease_lr",
+        suggested_lr=scaled(lr, NO_PROGRESS_DIVERGENCE_FACTOR),
+        factor=NO_PROGRESS_DIVERGENCE_FACTOR,
+        message=(
+            f"The first steps {at_lr(lr)} threw the loss from {fmt(first)} to around "
+            f"{fmt(level)} (up to step {f.end_step}) before it came back: the LR is far "
+            f"too high, and the level the loss settled at is likely held up by it. Use "
+            f"{lr_phrase(lr, NO_PROGRESS_DIVERGENCE_FACTOR)}; a warmup would only carry the "
+            "same LR past the first steps."
+        ),
+        evidence={"finding_start_step": f.start_step, "lr_in_force": lr},
     )
 
 

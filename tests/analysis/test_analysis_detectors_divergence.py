@@ -211,3 +211,32 @@ def test_a_wandering_floor_far_above_the_first_loss_is_still_thrown_off(detector
     prepared = prepare(detectors_train(task="autoencoder", lr=10.0, optimizer="adam"))
     (finding,) = detect_divergence(prepared)
     assert finding.evidence["end_level"] >= 3 * finding.evidence["first_loss"]
+
+
+def test_a_blow_up_in_the_first_steps_that_came_back_is_a_warning_to_lower_the_lr(
+    detectors_train,
+):
+    # Adam at 1.0 (33x its best rate) throws the MLP from 9.1 to ~1,200 in its first 20 steps;
+    # the loss comes back to ~3 (the best rate reaches far lower) and looked converged: "keep".
+    from lrwatch.analysis import analyze
+
+    run = detectors_train(task="mlp_regression", lr=1.0, optimizer="adam")
+    report = analyze(run)
+    (divergence,) = [f for f in report.findings if f.kind == "divergence"]
+    assert divergence.severity == "warning" and divergence.evidence["came_back"]
+    assert divergence.start_step == 1 and divergence.end_step < 50
+    assert divergence.evidence["start_level"] >= 3 * divergence.evidence["first_loss"]
+    assert divergence.evidence["end_level"] < divergence.evidence["first_loss"]
+    rec = report.recommendation
+    assert rec.action == "decrease_lr" and rec.suggested_lr == pytest.approx(0.1)
+
+
+def test_the_floor_after_a_blow_up_that_came_back_keeps_its_own_plateau_warning(
+    detectors_train,
+):
+    # Beside a divergence that stayed up, a plateau is the level it climbed to (a note); after
+    # one that came back, it is a floor of its own, still a warning when held up by the rate.
+    prepared = prepare(detectors_train(task="autoencoder", lr=1.0, optimizer="adam", seed=8))
+    findings = {f.kind: f for f in run_detectors(prepared)}
+    assert findings["divergence"].evidence.get("came_back")
+    assert findings["plateau"].severity == "warning"

@@ -59,7 +59,9 @@ def run_detectors(prepared: PreparedRun) -> list[Finding]:
         findings: list[Finding] = []
         for detect in DETECTORS.values():
             findings.extend(detect(prepared))
-    kinds = {f.kind for f in findings}
+    # A loss that blew up in its first steps and came back has a floor of its own after that:
+    # such a divergence does not make a plateau a note (below).
+    kinds = {f.kind for f in findings if not f.evidence.get("came_back")}
     if "oscillation" in kinds:
         # A loss that bounces and still falls is slowed by the bouncing; reading it as "rate
         # too small" would advise the opposite of the fix.

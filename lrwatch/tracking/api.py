@@ -59,7 +59,8 @@ def watch(
         model: whose parameters' gradients ``grad_norm`` covers (default: the first optimizer's).
         flush_interval: seconds between background flushes (spool write + MLflow batch).
         on_divergence: ``"warn"`` (log it), ``"stop"`` (raise :class:`DivergenceError` at the next
-            ``w.step``) or a callable receiving the divergence finding (background thread).
+            ``w.step``) or a callable receiving the divergence finding (background thread);
+            not for a blow-up in the first steps the loss already came back from.
         reduce_loss: ``"mean"`` averages the loss across torch.distributed ranks (a collective:
             syncs every step). Only rank 0 writes either way.
         spool_dir: directory of the local spool (default ``$LRWATCH_SPOOL_DIR`` or

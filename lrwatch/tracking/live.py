@@ -83,7 +83,9 @@ class LiveDiagnosis:
             # An info finding (a plateau that looks like convergence) is a note, not a warning.
             level = logging.INFO if finding.severity == "info" else logging.WARNING
             log.log(level, "lrwatch: %s: %s", finding.kind, finding.message)
-            if finding.kind == "divergence":
+            # A loss its first steps blew up that has come back is training again: reported,
+            # but no reason to stop the run.
+            if finding.kind == "divergence" and not finding.evidence.get("came_back"):
                 self._act(finding)
         if new:
             tags.update(self._findings_tags())

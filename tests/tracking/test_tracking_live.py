@@ -123,3 +123,17 @@ def test_the_runs_end_settles_a_slow_convergence_note_in_the_tags():
         assert sorted((f["kind"], f["severity"]) for f in tagged) == sorted(
             (f.kind, f.severity) for f in live.findings
         )
+
+
+def test_stop_on_divergence_leaves_running_a_run_whose_first_steps_blew_up_and_came_back():
+    # Adam at 1.0 throws the MLP from 9.1 to ~3,600 in two steps; by the first evaluation it is
+    # back below 9.1. The blow-up is reported (decrease the LR), but the run trains: not stopped.
+    from lrwatch.tracking.live import LiveDiagnosis
+
+    run = train(TrainConfig(task="mlp_regression", optimizer="adam", lr=1.0, seed=7, task_seed=7))
+    losses = run.loss.values
+    live = LiveDiagnosis("stop")
+    for first in range(0, losses.size, 10):
+        live.feed([(k, float(losses[k]), 1.0) for k in range(first, first + 10)])
+    assert [f.evidence.get("came_back") for f in live.findings if f.kind == "divergence"] == [True]
+    assert not live.stop_requested

@@ -55,8 +55,9 @@ THROWN_OFF_MAX_PERSISTENCE = 0.5
 # that, however the loss was logged. (A floor held up by a far too high rate wanders, so its
 # losses are correlated too: SGD at 1000x its best rate took a char-level LM from 4.6 to 109.)
 # The same multiple over the first 2% is a blow-up even when the loss then came back below its
-# first value: a `warning` (Adam at 33x its best rate took an MLP from 9 to a median of 390,
-# then to 2.4, and was "keep, converged"). On the ten labelled sets the first 2% sat at most
+# first value: a `warning` (Adam at 33x its best rate took an MLP from 9.1 to a median of ~1,200
+# over its first 20 steps, then back to 2.8, and was "keep, converged"). On the ten labelled
+# sets the first 2% sat at most
 # 2.52x the first point (1.78x on healthy runs; 2.03x in their EMA views).
 THROWN_OFF_RATIO = 3.0
 
@@ -201,9 +202,9 @@ def _finite_climb(
 def _thrown_off(
     prepared: PreparedRun, head: int, start_level: float, end_level: float
 ) -> list[Finding]:
-    """A loss that jumped far above its first value in the run's first steps: ``critical`` when
-    it never got back below it, ``warning`` when it came back from 3x (:data:`THROWN_OFF_RATIO`)
-    or more (:data:`THROWN_OFF_JUMP_NOISE` and below).
+    """A loss whose first 2% sit far above its first value (:data:`THROWN_OFF_JUMP_NOISE`):
+    ``critical`` when it never got back below that value, ``warning`` when it came back from
+    :data:`THROWN_OFF_RATIO` times it or more (the constants above give the conditions).
 
     A rate far too high (Adam at 100x its best) can throw the model off in its first update,
     after which the loss settles at a noisy floor, above where the untrained model started or
@@ -217,7 +218,10 @@ def _thrown_off(
     if not start_level > first + THROWN_OFF_JUMP_NOISE * noise:
         return []
     start, head_end = int(prepared.steps[1]), int(prepared.steps[head - 1])
-    jump = f"from its first value {fmt(first)} it jumped to a median of {fmt(start_level)} up "
+    jump = (
+        f"from its first value {fmt(first)} it jumped to a median of {fmt(start_level)} up to "
+        f"step {head_end}"
+    )
     evidence = {
         "first_loss": first,
         "start_level": start_level,
@@ -228,8 +232,8 @@ def _thrown_off(
         if not (first > 0 and start_level >= THROWN_OFF_RATIO * first):
             return []
         message = (
-            f"The loss blew up in its first steps: {jump}to step {head_end} "
-            f"({start_level / first:.3g}x), then came back (it ended at {fmt(end_level)})."
+            f"The loss blew up in its first steps: {jump} ({start_level / first:.3g}x), then "
+            f"came back (it ended at {fmt(end_level)})."
         )
         evidence["came_back"] = True
         return [Finding("divergence", start, head_end, "warning", message, evidence)]
@@ -237,8 +241,7 @@ def _thrown_off(
     if not sure and lag1_persistence(y[y.size // 2 :]) >= THROWN_OFF_MAX_PERSISTENCE:
         return []
     message = (
-        f"The loss diverged at step {start}: {jump}to step {head_end} and never came back "
-        f"below {fmt(first)} (it ended at {fmt(end_level)}): training left the model worse "
-        "than it started."
+        f"The loss diverged at step {start}: {jump} and never came back below {fmt(first)} "
+        f"(it ended at {fmt(end_level)}): training left the model worse than it started."
     )
     return [Finding("divergence", start, int(prepared.steps[-1]), "critical", message, evidence)]

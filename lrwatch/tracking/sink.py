@@ -8,13 +8,15 @@ in with plain SQL (:mod:`lrwatch.tracking.sql_metrics`, ~7x less Python time). F
 retries with backoff 2, up to 244 s of blocking per call against a dead server) would stall the
 writer, which has its own retry-with-backoff and a disk spool. Setting
 ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` process-wide would also change the user's own MLflow calls,
-so the writer passes its limits per request instead.
+so the writer passes its limits per request instead. The metrics of a ``runs/log-batch`` request
+are written as JSON directly (:func:`_metric_json`), not through MLflow's entities and protobuf.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -208,7 +210,7 @@ class MlflowSink:
                 sent += len(chunk)
                 continue
             try:
-                self._log_batch(run_id, metrics=_metrics(chunk))
+                self._log_batch(run_id, metrics=chunk)
                 sent += len(chunk)
                 self._accepted_keys.update(row[0] for row in chunk)
             except Exception as exc:
@@ -256,7 +258,7 @@ class MlflowSink:
         by_key: dict[str, list[MetricRow]] = {}
         for row in rows:
             by_key.setdefault(row[0], []).append(row)
-        batches = {key: {"metrics": _metrics(key_rows)} for key, key_rows in by_key.items()}
+        batches = {key: {"metrics": key_rows} for key, key_rows in by_key.items()}
         refused = self._send_each(run_id, batches, "metric name", "its values are")
         self.refused_keys.update(refused)
         return sum(len(key_rows) for key, key_rows in by_key.items() if key not in refused)
@@ -319,28 +321,48 @@ class MlflowSink:
             raise
 
     def _send_batch(self, run_id: str, *, metrics=(), params=(), tags=()) -> None:
+        """``metrics`` are rows ``(key, value, timestamp_ms, step)``; params and tags MLflow's
+        ``Param`` / ``RunTag``."""
         if not self._rest:
             self.client.log_batch(
-                run_id, metrics=metrics, params=params, tags=tags, synchronous=True
+                run_id, metrics=_metrics(metrics), params=params, tags=tags, synchronous=True
             )
             return
-        from mlflow.protos.service_pb2 import LogBatch
-        from mlflow.utils.proto_json_utils import message_to_json
+        body: dict = {"run_id": run_id}
+        if params or tags:
+            from mlflow.protos.service_pb2 import LogBatch
+            from mlflow.utils.proto_json_utils import message_to_json
 
-        # Through the proto so NaN/inf are encoded the way the server parses them.
-        request = LogBatch(
-            run_id=run_id,
-            metrics=[m.to_proto() for m in metrics],
-            params=[p.to_proto() for p in params],
-            tags=[t.to_proto() for t in tags],
-        )
-        self._call("runs/log-batch", "POST", json.loads(message_to_json(request)))
+            request = LogBatch(
+                run_id=run_id,
+                params=[p.to_proto() for p in params],
+                tags=[t.to_proto() for t in tags],
+            )
+            body = json.loads(message_to_json(request))
+        if metrics:
+            body["metrics"] = [_metric_json(row) for row in metrics]
+        self._call("runs/log-batch", "POST", body)
 
 
 def _metrics(rows: Sequence[MetricRow]) -> list:
     from mlflow.entities import Metric
 
     return [Metric(k, float(v), int(ts), int(s)) for k, v, ts, s in rows]
+
+
+# How protobuf's JSON mapping writes a double that JSON has no number for: the server parses
+# these strings back (what MLflow's own client sends for a NaN or infinite metric).
+_NON_FINITE_JSON = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def _metric_json(row: MetricRow) -> dict:
+    """One metric of a ``runs/log-batch`` request body, written directly: through MLflow's
+    ``Metric`` and protobuf's JSON encoder (indented, so pure Python) a request cost ~16 us of
+    GIL-holding Python per metric, this way ~4 us (``benchmarks/logger_overhead.py --writer``)."""
+    key, value, timestamp, step = row
+    value = float(value)
+    encoded = value if math.isfinite(value) else _NON_FINITE_JSON[repr(value)]
+    return {"key": key, "value": encoded, "timestamp": int(timestamp), "step": int(step)}
 
 
 def _warn_restored(name: str) -> None:

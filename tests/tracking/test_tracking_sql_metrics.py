@@ -26,7 +26,13 @@ BATCHES = [
     # same step again later, and a tie broken by the value.
     [("loss", 1.2, 1020, 2), ("lr", 0.1, 1020, 2), ("loss", 9.0, 1060, 1)],
     [("loss", 0.7, 1070, 5), ("lr", 0.05, 1070, 5), ("lr", 0.04, 1070, 5), ("lr", 0.06, 1070, 5)],
-    [("grad_norm", 3.0, 1080, 6), ("loss", 0.6, 1080, 6)],
+    # More rows than one SQLite statement takes (150), and not a multiple of it.
+    [
+        row
+        for i in range(7, 407)
+        for row in (("loss", 1 / i, 1000 + 10 * i, i), ("lr", 0.01, 1075, i))
+    ],
+    [("grad_norm", 3.0, 9000, 407), ("loss", 0.6, 9000, 407)],
 ]
 
 
@@ -104,8 +110,31 @@ def test_a_deleted_run_takes_no_direct_write(tracking_uri, monkeypatch):
     run_id, sink = _write_all(tracking_uri, monkeypatch, direct=True)
     mlflow.MlflowClient(tracking_uri).delete_run(run_id)
     with pytest.raises(RunNotActive):
-        sink.log_metrics(run_id, [("loss", 0.5, 2000, 7)])
-    assert (
-        max(m.step for m in mlflow.MlflowClient(tracking_uri).get_metric_history(run_id, "loss"))
-        == 6
+        sink.log_metrics(run_id, [("loss", 0.5, 20_000, 10_000)])
+    landed = mlflow.MlflowClient(tracking_uri).get_metric_history(run_id, "loss")
+    assert max(m.step for m in landed) == max(row[3] for batch in BATCHES for row in batch)
+
+
+@pytest.mark.server
+def test_metrics_sent_to_a_tracking_server_land_as_mlflows_own_client_sends_them(mlflow_server):
+    # The sink writes a runs/log-batch body itself (MLflow's proto JSON encoder cost ~16 us of
+    # Python per metric): NaN, +/-inf, float round trips and the ordering of latest_metrics
+    # must come out as they do from MlflowClient.log_batch through the same server.
+    from mlflow.entities import Metric
+
+    sink = MlflowSink(mlflow_server.uri)
+    ours = sink.create_run("rest", None, {})
+    for batch in BATCHES:
+        sink.log_metrics(ours, batch + [("tiny", 1e-300, 1000, 0), ("third", 0.1 + 0.2, 1000, 0)])
+    client = mlflow.MlflowClient(mlflow_server.uri)
+    theirs = client.create_run(client.get_experiment_by_name("rest").experiment_id).info.run_id
+    for batch in BATCHES:
+        extra = [("tiny", 1e-300, 1000, 0), ("third", 0.1 + 0.2, 1000, 0)]
+        client.log_batch(theirs, metrics=[Metric(k, v, ts, s) for k, v, ts, s in batch + extra])
+    assert sink.direct_sql_rows == 0
+    assert _tables(mlflow_server.backend_store_uri, ours) == _tables(
+        mlflow_server.backend_store_uri, theirs
     )
+    assert client.get_run(ours).data.metrics == client.get_run(theirs).data.metrics
+    nan_rows = [row for row in _tables(mlflow_server.backend_store_uri, ours)["metrics"] if row[4]]
+    assert len(nan_rows) == 1

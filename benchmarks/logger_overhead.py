@@ -12,6 +12,7 @@ lrwatch's ``close()`` (final flush at the end of training) is reported separatel
 
     python benchmarks/logger_overhead.py            # CPU table
     python benchmarks/logger_overhead.py --cuda     # CUDA loops: lrwatch vs none vs per-step .item()
+    python benchmarks/logger_overhead.py --writer   # the background writer's CPU per step, per store
 """
 
 from __future__ import annotations
@@ -72,12 +73,27 @@ class Loop:
     def step(self, i: int):
         if self.kind == "bare":
             return self.bare_loss
+        if self.kind == "python":
+            # ~0.6 ms of Python between 20 tiny torch ops, each of which releases the GIL: the
+            # worst case for a background thread, which must win the GIL from this one.
+            tiny = self.bare_loss
+            for _ in range(20):
+                _python_work()
+                tiny = tiny + 1
+            return self.bare_loss
         inputs, targets = self.fixed[i % len(self.fixed)]
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.task.loss_fn(self.model(inputs), targets)
         loss.backward()
         self.optimizer.step()
         return loss
+
+
+def _python_work(n: int = 1000) -> int:
+    total = 0
+    for k in range(n):
+        total += k
+    return total
 
 
 def _sync(device: str) -> None:
@@ -106,6 +122,120 @@ def run_lrwatch(loop, steps, store, device="cpu", analyze=True):
     start = time.perf_counter()
     assert w.close(timeout_s=300)
     return wall, cpu, time.perf_counter() - start
+
+
+def writer_cpu(steps, store, analyze=True) -> float:
+    """CPU seconds per step that lrwatch spends off the training thread: the background writer
+    (spool, live analysis, sending) while a loop of ~0.5 ms steps runs, plus ``close()``'s final
+    flush.
+
+    Off the training thread is the process's CPU time minus the training thread's during the
+    loop, so it needs no hook into the writer. On a GPU loop the Python part of it is GIL time
+    the training thread waits for; a SQL driver's own work (inside SQLite) releases the GIL.
+    """
+    loop = Loop("bare")
+    w = lrwatch.watch(loop.optimizer, tracking_uri=store, experiment="bench", analyze=analyze)
+    # Not counted: the first flush, which connects to the store and creates the run, once.
+    for i in range(10):
+        w.step(loop.step(i))
+    while w.run_id is None:
+        time.sleep(0.05)
+    time.sleep(0.5)  # that flush's sending
+    start_process, start_thread = time.process_time(), time.thread_time()
+    for i in range(10, steps + 10):
+        w.step(loop.step(i))
+        if i % 10 == 9:
+            time.sleep(0.005)  # a GPU's share of the steps, while the training thread waits
+    loop_thread = time.thread_time() - start_thread
+    assert w.close(timeout_s=300)
+    return (time.process_time() - start_process - loop_thread) / steps
+
+
+def writer_table(args) -> None:
+    """Per kind of store: the writer's CPU per step (bare loop), and what lrwatch adds to the wall
+    time of two loops whose torch ops release the GIL, as a GPU loop's kernel launches do: the
+    small CPU training loop, and a Python-bound one (see ``Loop.step``). The writer's Python runs
+    in between and must win the GIL back each time. Medians of interleaved repeats; wall time as
+    paired ratios, each lrwatch run against a run without logging just before it."""
+    import mlflow
+
+    root = Path(tempfile.mkdtemp(prefix="lrwatch-bench-writer-"))
+    sqlite = f"sqlite:///{root}/mlflow.db"
+    mlflow.MlflowClient(sqlite).search_experiments()  # migrate before timing anything
+    server = _start_mlflow_server(root)
+    stores = [
+        ("SQLite, direct SQL", sqlite, "1"),
+        ("SQLite, MLflow's log_batch", sqlite, "0"),
+        ("mlflow server (HTTP)", server[0], "1"),
+    ]
+    cpu: dict[str, list[float]] = {name: [] for name, _, _ in stores}
+    added: dict[tuple[str, str], list[float]] = {}
+    try:
+        for _ in range(args.repeats):
+            for name, uri, direct in stores:
+                os.environ["LRWATCH_DIRECT_SQL"] = direct
+                cpu[name].append(writer_cpu(args.writer_steps, uri))
+                for kind, steps in (("train", args.train_steps), ("python", args.train_steps)):
+                    none = run_none(Loop(kind), steps, uri)[0]
+                    watched = run_lrwatch(Loop(kind), steps, uri)[0]
+                    added.setdefault((name, kind), []).append(watched / none - 1)
+    finally:
+        _stop(server[1])
+        os.environ.pop("LRWATCH_DIRECT_SQL", None)
+    print(f"torch {torch.__version__}, MLflow {mlflow.__version__}, {os.cpu_count()} CPUs; "
+          f"loss + LR each step; medians (range) of {args.repeats}")  # fmt: skip
+    print(f"{'store':28} {'writer cpu us/step':>20}   {'wall added: training loop':>30}"
+          f"   {'Python-bound loop':>22}")  # fmt: skip
+
+    def spread(values: list[float], scale: float, fmt: str) -> str:
+        low, mid, high = min(values) * scale, statistics.median(values) * scale, max(values) * scale
+        return f"{mid:{fmt}} ({low:{fmt}} to {high:{fmt}})"
+
+    for name, _, _ in stores:
+        print(f"{name:28} {spread(cpu[name], 1e6, '.1f'):>20}   "
+              f"{spread(added[(name, 'train')], 100, '+.1f'):>30}   "
+              f"{spread(added[(name, 'python')], 100, '+.1f'):>22}")  # fmt: skip
+
+
+def _start_mlflow_server(root: Path):
+    """A local ``mlflow server`` on a free port over its own SQLite store: (uri, process). It
+    shares this machine's cores with the loops, so its own work counts in their wall time."""
+    import socket
+    import subprocess
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+        "--workers", "1", "--backend-store-uri", f"sqlite:///{root}/server.db",
+        "--default-artifact-root", str(root / "artifacts"),
+    ]  # fmt: skip
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # no job runners
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: stopped with its uvicorn worker
+    )
+    uri = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=1):
+                return uri, process
+        except OSError:
+            time.sleep(0.2)
+    _stop(process)
+    raise SystemExit("mlflow server did not start")
+
+
+def _stop(process) -> None:
+    import signal
+
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def run_item(loop, steps, store, device="cpu"):
@@ -226,12 +356,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000, help="bare-loop steps")
     parser.add_argument("--train-steps", type=int, default=2_000, help="training-loop steps")
     parser.add_argument("--mlflow-steps", type=int, default=50, help="steps for log_metric")
+    parser.add_argument("--writer-steps", type=int, default=10_000, help="steps for --writer")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--cuda", action="store_true", help="CUDA training loop instead")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--cuda", action="store_true", help="CUDA training loop instead")
+    mode.add_argument(
+        "--writer", action="store_true", help="the background writer's CPU per step, per store"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)  # steady timings: no intra-op thread pool fighting the writer
     os.environ.setdefault("LRWATCH_SPOOL_DIR", tempfile.mkdtemp(prefix="lrwatch-bench-spool-"))
-    cuda_table(args) if args.cuda else cpu_table(args)
+    if args.writer:
+        writer_table(args)
+    else:
+        cuda_table(args) if args.cuda else cpu_table(args)
 
 
 if __name__ == "__main__":

@@ -124,7 +124,7 @@ def run_lrwatch(loop, steps, store, device="cpu", analyze=True):
     return wall, cpu, time.perf_counter() - start
 
 
-def writer_cpu(steps, store, analyze=True) -> float:
+def writer_cpu(steps, store) -> float:
     """CPU seconds per step that lrwatch spends off the training thread: the background writer
     (spool, live analysis, sending) while a loop of ~0.5 ms steps runs, plus ``close()``'s final
     flush.
@@ -134,7 +134,7 @@ def writer_cpu(steps, store, analyze=True) -> float:
     the training thread waits for; a SQL driver's own work (inside SQLite) releases the GIL.
     """
     loop = Loop("bare")
-    w = lrwatch.watch(loop.optimizer, tracking_uri=store, experiment="bench", analyze=analyze)
+    w = lrwatch.watch(loop.optimizer, tracking_uri=store, experiment="bench")
     # Not counted: the first flush, which connects to the store and creates the run, once.
     for i in range(10):
         w.step(loop.step(i))

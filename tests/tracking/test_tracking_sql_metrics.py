@@ -122,14 +122,14 @@ def test_metrics_sent_to_a_tracking_server_land_as_mlflows_own_client_sends_them
     # must come out as they do from MlflowClient.log_batch through the same server.
     from mlflow.entities import Metric
 
+    extra = [("tiny", 1e-300, 1000, 0), ("third", 0.1 + 0.2, 1000, 0)]  # float round trips
     sink = MlflowSink(mlflow_server.uri)
     ours = sink.create_run("rest", None, {})
     for batch in BATCHES:
-        sink.log_metrics(ours, batch + [("tiny", 1e-300, 1000, 0), ("third", 0.1 + 0.2, 1000, 0)])
+        sink.log_metrics(ours, batch + extra)
     client = mlflow.MlflowClient(mlflow_server.uri)
     theirs = client.create_run(client.get_experiment_by_name("rest").experiment_id).info.run_id
     for batch in BATCHES:
-        extra = [("tiny", 1e-300, 1000, 0), ("third", 0.1 + 0.2, 1000, 0)]
         client.log_batch(theirs, metrics=[Metric(k, v, ts, s) for k, v, ts, s in batch + extra])
     assert sink.direct_sql_rows == 0
     assert _tables(mlflow_server.backend_store_uri, ours) == _tables(

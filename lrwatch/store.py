@@ -83,6 +83,40 @@ def file_store_refusal(error_text: str) -> str | None:
     )
 
 
+# MLflow's error codes for a server's HTTP 401 and 403 (its basic-auth app, or a proxy before it).
+LOGIN_ERRORS = ("UNAUTHENTICATED", "PERMISSION_DENIED")
+
+
+def login_refusal(exc: BaseException) -> str | None:
+    """How to say a server's refusal of the login in one line (after the server's name), with
+    the setting that fixes it; None when ``exc`` is no such refusal.
+
+    MLflow's own text ("API request to endpoint ... failed with error code 401 != 200. Response
+    body: 'You are not authenticated. Please see https://...'") names neither the login it sent
+    nor the environment variables a client reads it from.
+    """
+    code = getattr(exc, "error_code", None)
+    if code not in LOGIN_ERRORS:
+        return None
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if code == "PERMISSION_DENIED":
+        who = f"user {user!r}" if user else "this login"
+        return (
+            f"denied {who} permission (HTTP 403): ask the server's admin for access (EDIT on "
+            "the experiment to log to it, READ to read it)"
+        )
+    if user:
+        return (
+            f"did not accept the login of user {user!r} (HTTP 401): check MLFLOW_TRACKING_PASSWORD"
+        )
+    if os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        return "did not accept MLFLOW_TRACKING_TOKEN (HTTP 401): it may have expired"
+    return (
+        "asks for a login (HTTP 401): set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+        "(or MLFLOW_TRACKING_TOKEN)"
+    )
+
+
 def describe_store(uri: str) -> str:
     """One line for stderr, so a person always knows which store a command used."""
     if uri == DEFAULT_TRACKING_URI:

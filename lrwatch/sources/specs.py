@@ -37,7 +37,7 @@ from lrwatch.sources.files import folder_files, runs_in_file
 from lrwatch.sources.stdin import STDIN_NAME, STDIN_SPEC, saved_stdin
 from lrwatch.sources.tables import is_table_file
 from lrwatch.sources.tensorboard import EVENT_FILE_MARK
-from lrwatch.store import display_uri, file_store_refusal
+from lrwatch.store import display_uri, file_store_refusal, login_refusal
 
 RUN_PREFIX = "runs:/"
 EXPERIMENT_PREFIX = "experiment:"
@@ -281,6 +281,9 @@ def describe_mlflow_failure(tracking_uri: str, exc: BaseException) -> str:
     refusal = file_store_refusal(text)
     if refusal:
         return f"{display_uri(tracking_uri)} {refusal}"
+    refusal = login_refusal(exc)
+    if refusal:
+        return f"tracking server {display_uri(tracking_uri)} {refusal}"
     for clue, reason in _NETWORK_CLUES:
         if clue in lowered:
             return f"cannot reach tracking server {display_uri(tracking_uri)} ({reason})"

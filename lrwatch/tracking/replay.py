@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lrwatch.errors import InputError
+from lrwatch.sources.specs import mlflow_errors
 from lrwatch.store import display_uri
 from lrwatch.tracking.sink import MlflowSink
 from lrwatch.tracking.spool import iter_metric_chunks, read_summary
@@ -54,29 +55,32 @@ def import_spool(
     from lrwatch.store import resolve_tracking_uri
 
     uri = resolve_tracking_uri(uri)
-    sink = MlflowSink(uri)
-    if experiment is not None:
-        header = {**header, "experiment": experiment}
-    run_id, created = _find_or_create_run(sink, summary.run_id, header)
+    # A server that is down or refuses the login is one line naming the fix, not MLflow's text.
+    with mlflow_errors(uri):
+        sink = MlflowSink(uri)
+        if experiment is not None:
+            header = {**header, "experiment": experiment}
+        run_id, created = _find_or_create_run(sink, summary.run_id, header)
     if created:
         # Recorded in the spool, so importing the same file again finds this run.
         with open(path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps({"type": "run", "run_id": run_id}) + "\n")
-    if summary.params:
-        sink.log_params(run_id, summary.params)
-    if summary.tags:
-        sink.set_tags(run_id, summary.tags)
-    landed = sink.latest_landed(run_id)
-    sent = already_there = 0
-    for chunk in iter_metric_chunks(path, CHUNK_ROWS):
-        rows = filter_landed(chunk, landed)
-        already_there += len(chunk) - len(rows)
-        if rows:  # the store may refuse a metric name: it says so, and those are not "sent"
-            sent += sink.log_metrics(run_id, rows)
-    # A run lrwatch joined (mlflow.start_run() or run_id=) is the user's to end; spools written
-    # before the header said so (no "owns_run") were always lrwatch's own runs or unknown: end.
-    if header.get("owns_run", True):
-        _end_if_running(sink, run_id, summary.end_status or "KILLED")
+    with mlflow_errors(uri):
+        if summary.params:
+            sink.log_params(run_id, summary.params)
+        if summary.tags:
+            sink.set_tags(run_id, summary.tags)
+        landed = sink.latest_landed(run_id)
+        sent = already_there = 0
+        for chunk in iter_metric_chunks(path, CHUNK_ROWS):
+            rows = filter_landed(chunk, landed)
+            already_there += len(chunk) - len(rows)
+            if rows:  # the store may refuse a metric name: it says so, and those are not "sent"
+                sent += sink.log_metrics(run_id, rows)
+        # A run lrwatch joined (mlflow.start_run() or run_id=) is the user's to end; spools written
+        # before the header said so (no "owns_run") were always lrwatch's own runs or unknown: end.
+        if header.get("owns_run", True):
+            _end_if_running(sink, run_id, summary.end_status or "KILLED")
     return ImportResult(run_id, uri, sent, already_there, created, summary.damaged)
 
 

@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Literal
 
-from lrwatch.store import file_store_refusal, hide_passwords
+from lrwatch.store import LOGIN_ERRORS, file_store_refusal, hide_passwords, login_refusal
 from lrwatch.tracking.records import RowBuilder, drain
 from lrwatch.tracking.sink import MAX_METRICS_PER_REQUEST, MlflowSink, is_permanent, split
 from lrwatch.tracking.spool import SpoolWriter, iter_metric_chunks
@@ -285,7 +285,13 @@ class Writer:
         except Exception as exc:
             if not is_permanent(exc):
                 raise
-            if getattr(exc, "error_code", None) == "INVALID_STATE":
+            code = getattr(exc, "error_code", None)
+            if code in LOGIN_ERRORS:
+                # The login stopped working mid-run (a password changed, a token expired, access
+                # revoked): every later request would be refused too, one warning per flush.
+                self._stop_sending(exc, "stopped taking this run's data", "fix the login")
+                return
+            if code == "INVALID_STATE":
                 # The run is no longer active (deleted while training ran): every later request
                 # would be refused the same way, one warning per flush.
                 fix = f"restore the run (mlflow runs restore --run-id {run_id})"
@@ -327,5 +333,8 @@ def short_error(exc: BaseException) -> str:
     refusal = file_store_refusal(text)
     if refusal:
         return f"the store {refusal}"
+    refusal = login_refusal(exc)
+    if refusal:
+        return f"the server {refusal}"
     text = hide_passwords(text) or type(exc).__name__
     return text if len(text) < 300 else text[:297] + "..."

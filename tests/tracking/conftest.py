@@ -18,9 +18,14 @@ from tests.net import free_port
 class MlflowServer:
     """`mlflow server` on 127.0.0.1 over ``backend_store_uri``; can be killed and restarted."""
 
-    def __init__(self, backend_store_uri: str, port: int, workdir: Path) -> None:
+    def __init__(
+        self, backend_store_uri: str, port: int, workdir: Path, *, admin_password: str = ""
+    ) -> None:
         self.backend_store_uri, self.port, self.workdir = backend_store_uri, port, workdir
         self.uri = f"http://127.0.0.1:{port}"
+        # Set: MLflow's basic-auth app, which creates the user "admin" with this password (its
+        # user database lands in ``workdir``) and answers 401/403 like a team's shared server.
+        self.admin_password = admin_password
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout_s: float = 90.0) -> None:
@@ -36,6 +41,12 @@ class MlflowServer:
             "--backend-store-uri", self.backend_store_uri,
             "--default-artifact-root", str(self.workdir / "artifacts"),
         ]  # fmt: skip
+        if self.admin_password:
+            command += ["--app-name", "basic-auth"]
+            env.update(
+                MLFLOW_AUTH_ADMIN_PASSWORD=self.admin_password,
+                MLFLOW_FLASK_SERVER_SECRET_KEY="lrwatch-tests",
+            )
         self.process = subprocess.Popen(
             command,
             env=env,

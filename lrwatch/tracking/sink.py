@@ -60,6 +60,15 @@ class RunNotActive(Exception):
         super().__init__(f"run {run_id} was deleted")
 
 
+class RunNotFound(Exception):
+    """The run is gone for good (deleted, then ``mlflow gc``): MLflow's code and words for it."""
+
+    error_code = "RESOURCE_DOES_NOT_EXIST"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"Run with id={run_id} not found")
+
+
 def is_permanent(exc: BaseException) -> bool:
     """True when the store rejected the request itself (retrying would fail the same way)."""
     return getattr(exc, "error_code", None) in _PERMANENT_ERRORS
@@ -228,8 +237,8 @@ class MlflowSink:
 
         try:
             writer.write(run_id, rows)
-        except (RunNotActive, sqlalchemy.exc.OperationalError):
-            raise  # a deleted run, or the database is down: handled like log_batch's errors
+        except (RunNotActive, RunNotFound, sqlalchemy.exc.OperationalError):
+            raise  # a deleted or removed run, the database down: handled like log_batch's errors
         except Exception as exc:  # noqa: BLE001 - anything else: MLflow's own path from now on
             logging.getLogger("lrwatch").debug("lrwatch: direct SQL writes off (%r)", exc)
             self._sql_writer = None

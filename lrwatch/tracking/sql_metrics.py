@@ -9,8 +9,8 @@ given to the driver as SQL text, 8.5 ms, most of it inside SQLite, which release
 
 What MLflow's ``_log_metrics`` does is kept: NaN is stored as value 0 with ``is_nan``, +/-inf as
 +/-1.8e308; a row identical to a stored one is skipped (its primary key); ``latest_metrics``
-keeps per key the row greatest by (step, timestamp, value); a run that is not active takes
-nothing (:class:`~lrwatch.tracking.sink.RunNotActive`). The tables are MLflow's own models, so
+keeps per key the row greatest by (step, timestamp, value); a run that is not active, or no
+longer there, takes nothing (:class:`~lrwatch.tracking.sink.RunNotActive`, ``RunNotFound``). The tables are MLflow's own models, so
 the columns are those of the installed MLflow. Metric names are not validated here: the sink
 sends a name through ``log_batch`` (which validates it) before it takes this path.
 """
@@ -90,7 +90,7 @@ class SqlMetricWriter:
         """Insert ``rows`` and update ``latest_metrics``, or raise (nothing written)."""
         from sqlalchemy import select
 
-        from lrwatch.tracking.sink import RunNotActive
+        from lrwatch.tracking.sink import RunNotActive, RunNotFound
 
         values = [_metric_row(run_id, *row) for row in rows]
         latest_by_key: dict[str, tuple] = {}
@@ -103,6 +103,8 @@ class SqlMetricWriter:
             stage = connection.execute(
                 select(self.runs.c.lifecycle_stage).where(self.runs.c.run_uuid == run_id)
             ).scalar()
+            if stage is None:
+                raise RunNotFound(run_id)
             if stage != "active":
                 raise RunNotActive(run_id)
             if self._multi_row is not None:

@@ -123,16 +123,17 @@ class Writer:
         timeout. The spool keeps everything; the warning names the command that uploads it once
         the cause is fixed (``--experiment`` for a name the store rejects).
         """
-        self._stop_sending(exc, "refused to create the run", "fix the cause")
+        self._stop_sending(exc, "refused to create the run", "fix the cause, then upload it with")
 
     def _stop_sending(self, exc: BaseException, what: str, fix: str) -> None:
+        """One warning for the whole run; ``fix`` leads up to the ``lrwatch import`` command."""
         self._refused = exc
         self.outbox.clear()
         self._outbox_rows = 0
         self._replay_spool = False
         if self.spool.complete:
-            log.warning("lrwatch: the tracking store %s (%s); every step stays in %s - %s, then "
-                        "upload it with: lrwatch import %s",
+            log.warning("lrwatch: the tracking store %s (%s); every step stays in %s - %s: "
+                        "lrwatch import %s",
                         what, short_error(exc), self.spool.path, fix, self.spool.path)  # fmt: skip
         else:
             log.warning("lrwatch: the tracking store %s (%s), and the spool file could not be "
@@ -289,12 +290,20 @@ class Writer:
             if code in LOGIN_ERRORS:
                 # The login stopped working mid-run (a password changed, a token expired, access
                 # revoked): every later request would be refused too, one warning per flush.
-                self._stop_sending(exc, "stopped taking this run's data", "fix the login")
+                fix = "fix the login, then upload it with"
+                self._stop_sending(exc, "stopped taking this run's data", fix)
+                return
+            if code == "RESOURCE_DOES_NOT_EXIST":
+                # The run was removed for good (deleted, then `mlflow gc`): no later request can
+                # land, and an import makes a new run for the spool.
+                self._stop_sending(exc, "no longer has this run", "upload it to a new run with")
                 return
             if code == "INVALID_STATE":
                 # The run is no longer active (deleted while training ran): every later request
                 # would be refused the same way, one warning per flush.
-                fix = f"restore the run (mlflow runs restore --run-id {run_id})"
+                fix = (
+                    f"restore the run (mlflow runs restore --run-id {run_id}), then upload it with"
+                )
                 self._stop_sending(exc, "no longer takes data for this run", fix)
                 return
             self._unexpected(exc, f"the tracking store refused {item[0]}; dropped")

@@ -1,5 +1,5 @@
 """What can go wrong beside the training loop: the store refuses one metric name or the whole
-run (deleted while training), the disk refuses the spool (full, or a read-only home), a forked
+run (deleted while training, or removed for good), the disk refuses the spool (full, or a read-only home), a forked
 child process exits.
 
 Each used to print a warning at every flush, stop the script, or end the run early; the name
@@ -141,6 +141,51 @@ def test_a_run_deleted_mid_run_keeps_every_step_for_import_after_restore(
     assert lrwatch_import().returncode == 0
     for key in (keys.LOSS, keys.LR):
         assert steps_of(store_uri, w.run_id, key) == list(range(CONFIG.steps))
+
+
+def test_a_run_removed_for_good_mid_run_is_one_warning_and_import_makes_a_new_run(
+    store_uri, request, spool_dir, caplog, monkeypatch
+):
+    monkeypatch.setenv("LRWATCH_STRICT", "0")
+    database = request.getfixturevalue("tracking_uri")
+    if store_uri != database:
+        database = request.getfixturevalue("mlflow_server").backend_store_uri
+    loop = ManualLoop(CONFIG)
+    with caplog.at_level(logging.WARNING, logger="lrwatch"):
+        w = lrwatch.watch(
+            loop.optimizer, tracking_uri=store_uri, flush_interval=0.05, analyze=False
+        )
+        for step in loop.steps(w):
+            if step == 50:
+                # What `mlflow gc` does to a deleted run, in one step (between the two, the
+                # logger would meet the deleted run of the test above).
+                mlflow.MlflowClient(database)._tracking_client.store._hard_delete_run(w.run_id)
+            time.sleep(0.002)
+        started = time.monotonic()
+        assert not w.close(timeout_s=30)
+        assert time.monotonic() - started < 5
+    (spool,) = spool_dir.iterdir()
+    # Before: "the tracking store refused metrics; dropped: Run with id=... not found" at every
+    # flush for the rest of the run.
+    (line,) = _messages(caplog)
+    assert line.startswith("lrwatch: the tracking store no longer has this run (")
+    assert (
+        f"Run with id={w.run_id} not found" in line
+    )  # MLflow's words (a server prefixes its code)
+    assert line.endswith(
+        f"; every step stays in {spool} - upload it to a new run with: lrwatch import {spool}"
+    )
+    imported = subprocess.run(
+        [sys.executable, "-m", "lrwatch.cli", "import", str(spool), "--tracking-uri", store_uri],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert imported.returncode == 0, imported.stderr
+    (run,) = mlflow.MlflowClient(store_uri).search_runs(["0"])
+    assert run.info.run_id != w.run_id
+    for key in (keys.LOSS, keys.LR):
+        assert steps_of(store_uri, run.info.run_id, key) == list(range(CONFIG.steps))
 
 
 @pytest.mark.server

@@ -62,7 +62,8 @@ def import_spool(
             header = {**header, "experiment": experiment}
         run_id, created = _find_or_create_run(sink, summary.run_id, header)
     if created:
-        # Recorded in the spool, so importing the same file again finds this run.
+        # Recorded in the spool, so importing the same file again finds this run. (Outside
+        # mlflow_errors: a spool that cannot be written is not the store's failure.)
         with open(path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps({"type": "run", "run_id": run_id}) + "\n")
     with mlflow_errors(uri):

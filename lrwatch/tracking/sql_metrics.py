@@ -10,9 +10,10 @@ given to the driver as SQL text, 8.5 ms, most of it inside SQLite, which release
 What MLflow's ``_log_metrics`` does is kept: NaN is stored as value 0 with ``is_nan``, +/-inf as
 +/-1.8e308; a row identical to a stored one is skipped (its primary key); ``latest_metrics``
 keeps per key the row greatest by (step, timestamp, value); a run that is not active, or no
-longer there, takes nothing (:class:`~lrwatch.tracking.sink.RunNotActive`, ``RunNotFound``). The tables are MLflow's own models, so
-the columns are those of the installed MLflow. Metric names are not validated here: the sink
-sends a name through ``log_batch`` (which validates it) before it takes this path.
+longer there, takes nothing (:class:`~lrwatch.tracking.sink.RunNotActive`, ``RunNotFound``).
+The tables are MLflow's own models, so the columns are those of the installed MLflow. Metric
+names are not validated here: the sink sends a name through ``log_batch`` (which validates it)
+before it takes this path.
 """
 
 from __future__ import annotations

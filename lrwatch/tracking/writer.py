@@ -286,25 +286,9 @@ class Writer:
         except Exception as exc:
             if not is_permanent(exc):
                 raise
-            code = getattr(exc, "error_code", None)
-            if code in LOGIN_ERRORS:
-                # The login stopped working mid-run (a password changed, a token expired, access
-                # revoked): every later request would be refused too, one warning per flush.
-                fix = "fix the login, then upload it with"
-                self._stop_sending(exc, "stopped taking this run's data", fix)
-                return
-            if code == "RESOURCE_DOES_NOT_EXIST":
-                # The run was removed for good (deleted, then `mlflow gc`): no later request can
-                # land, and an import makes a new run for the spool.
-                self._stop_sending(exc, "no longer has this run", "upload it to a new run with")
-                return
-            if code == "INVALID_STATE":
-                # The run is no longer active (deleted while training ran): every later request
-                # would be refused the same way, one warning per flush.
-                fix = (
-                    f"restore the run (mlflow runs restore --run-id {run_id}), then upload it with"
-                )
-                self._stop_sending(exc, "no longer takes data for this run", fix)
+            refusal = _whole_run_refusal(getattr(exc, "error_code", None), run_id)
+            if refusal is not None:
+                self._stop_sending(exc, *refusal)
                 return
             self._unexpected(exc, f"the tracking store refused {item[0]}; dropped")
         self.outbox.popleft()
@@ -331,6 +315,23 @@ class Writer:
         log.warning("lrwatch: %s: %s", what, short_error(exc))
         if self.error is None:
             self.error = exc
+
+
+def _whole_run_refusal(code: str | None, run_id: str) -> tuple[str, str] | None:
+    """For a store's refusal that every later request of the run would meet too (else one
+    warning per flush): what the store did, and what leads up to the ``lrwatch import`` command
+    (see :meth:`Writer._stop_sending`). None for a refusal of one request's content."""
+    if code in LOGIN_ERRORS:
+        # The login stopped working mid-run: a password changed, a token expired, access revoked.
+        return "stopped taking this run's data", "fix the login, then upload it with"
+    if code == "RESOURCE_DOES_NOT_EXIST":
+        # The run was removed for good (deleted, then `mlflow gc`): an import makes a new run.
+        return "no longer has this run", "upload it to a new run with"
+    if code == "INVALID_STATE":
+        # The run is no longer active: deleted while training ran.
+        restore = f"restore the run (mlflow runs restore --run-id {run_id}), then upload it with"
+        return "no longer takes data for this run", restore
+    return None
 
 
 # SQLAlchemy ends its errors with a link to its error-code page: not news in a one-line warning.

@@ -1,6 +1,6 @@
 """What can go wrong beside the training loop: the store refuses one metric name or the whole
-run (deleted while training, or removed for good), the disk refuses the spool (full, or a read-only home), a forked
-child process exits.
+run (deleted while training, or removed for good), the disk refuses the spool (full, or a
+read-only home), a forked child process exits.
 
 Each used to print a warning at every flush, stop the script, or end the run early; the name
 and the spool write also lost the loss and LR rows that went with them.

@@ -41,6 +41,14 @@ def _messages(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "lrwatch"]
 
 
+def lrwatch_import(spool: Path, store_uri: str) -> subprocess.CompletedProcess:
+    """``lrwatch import SPOOL --tracking-uri STORE`` in a fresh process, as a user runs it."""
+    command = [sys.executable, "-m", "lrwatch.cli", "import", str(spool)]
+    return subprocess.run(
+        [*command, "--tracking-uri", store_uri], capture_output=True, text=True, timeout=120
+    )
+
+
 def test_a_metric_name_the_store_refuses_costs_only_its_own_values(store_uri, spool_dir, caplog):
     loop = ManualLoop(CONFIG)
     with caplog.at_level(logging.WARNING, logger="lrwatch"):
@@ -124,21 +132,14 @@ def test_a_run_deleted_mid_run_keeps_every_step_for_import_after_restore(
     assert "no longer takes data for this run" in lrwatch_lines[0]
     assert f"mlflow runs restore --run-id {w.run_id}" in lrwatch_lines[0]
     (spool,) = spool_dir.iterdir()
-
-    def lrwatch_import() -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "lrwatch.cli", "import", str(spool)]
-        return subprocess.run(
-            [*command, "--tracking-uri", store_uri], capture_output=True, text=True, timeout=120
-        )
-
-    refused = lrwatch_import()
+    refused = lrwatch_import(spool, store_uri)
     assert refused.returncode == 2
     assert refused.stderr.splitlines()[-1] == (
         f"lrwatch: error: run {w.run_id} was deleted in {store_uri}: restore it "
         f"(mlflow runs restore --run-id {w.run_id}), then import again"
     )
     client.restore_run(w.run_id)
-    assert lrwatch_import().returncode == 0
+    assert lrwatch_import(spool, store_uri).returncode == 0
     for key in (keys.LOSS, keys.LR):
         assert steps_of(store_uri, w.run_id, key) == list(range(CONFIG.steps))
 
@@ -169,18 +170,12 @@ def test_a_run_removed_for_good_mid_run_is_one_warning_and_import_makes_a_new_ru
     # flush for the rest of the run.
     (line,) = _messages(caplog)
     assert line.startswith("lrwatch: the tracking store no longer has this run (")
-    assert (
-        f"Run with id={w.run_id} not found" in line
-    )  # MLflow's words (a server prefixes its code)
+    # MLflow's words (a server prefixes its code).
+    assert f"Run with id={w.run_id} not found" in line
     assert line.endswith(
         f"; every step stays in {spool} - upload it to a new run with: lrwatch import {spool}"
     )
-    imported = subprocess.run(
-        [sys.executable, "-m", "lrwatch.cli", "import", str(spool), "--tracking-uri", store_uri],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    imported = lrwatch_import(spool, store_uri)
     assert imported.returncode == 0, imported.stderr
     (run,) = mlflow.MlflowClient(store_uri).search_runs(["0"])
     assert run.info.run_id != w.run_id

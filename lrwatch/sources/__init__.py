@@ -181,6 +181,21 @@ def require_loss(run: Run, *, label: str | None = None, where: str = "columns") 
         wanted = f"no column {run.loss_key!r}" if run.loss_key else "no loss column"
         if where != "columns":
             wanted = wanted.replace("column", "metric")
+        elif run.loss_key is None and _all_numbers(run.metrics):
+            raise InputError(
+                f"{label}: no header row: the first row holds numbers ({found}), not column "
+                "names; add one, such as step,loss,lr"
+            )
         raise InputError(f"{label}: {wanted} among {where} ({found}); name it with --loss-key")
     if run.metrics[run.loss_key].is_empty:
         raise InputError(f"{label}: the loss {run.loss_key!r} has no numeric rows")
+
+
+def _all_numbers(names) -> bool:
+    """Every column name reads as a number: a table written without its header row
+    (``to_csv(header=False)``), whose first row of values became the column names."""
+    try:
+        [float(name) for name in names]
+    except ValueError:
+        return False
+    return bool(names)

@@ -75,8 +75,10 @@ def test_analysing_a_csv_imports_neither_mlflow_dash_nor_torch(healthy_csv):
             b"step,accuracy\n0,0.5\n",
             "no loss column among columns (accuracy); name it with --loss-key",
         ),
+        # Before: "no loss column among columns (0, 2.5, 0.1); name it with --loss-key".
+        (b"0,2.5,0.1\n1,2.4,0.1\n", "no header row: the first row holds numbers (0, 2.5, 0.1)"),
     ],
-    ids=["missing", "garbage", "no-loss"],
+    ids=["missing", "garbage", "no-loss", "no-header"],
 )
 def test_bad_input_in_a_real_process_is_one_line_and_exit_2(tmp_path, content, message):
     path = tmp_path / "run.csv"

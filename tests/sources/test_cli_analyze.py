@@ -510,7 +510,9 @@ def test_a_run_piped_into_standard_input_is_analysed_as_stdin(tmp_path, healthy_
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     parquet = tmp_path / "diverging.parquet"
-    pd.read_csv(save_run_csv(diverging_run, tmp_path / "d.csv")).to_parquet(parquet)
+    pd.read_csv(
+        save_run_csv(diverging_run, tmp_path / "d.csv"), float_precision="round_trip"
+    ).to_parquet(parquet)
     csv_text = Path(healthy_csv).read_bytes()
     for data in (csv_text, parquet.read_bytes()):
         piped = _cli(

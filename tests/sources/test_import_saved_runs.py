@@ -27,9 +27,9 @@ def test_a_folder_of_saved_runs_is_imported_once_and_reads_back_as_it_was(
     folder = tmp_path / "runs"
     folder.mkdir()
     save_run_csv(healthy_run, folder / "healthy.csv")
-    pd.read_csv(save_run_csv(diverging_run, tmp_path / "d.csv")).to_feather(
-        folder / "lr0.2.feather"
-    )
+    pd.read_csv(
+        save_run_csv(diverging_run, tmp_path / "d.csv"), float_precision="round_trip"
+    ).to_feather(folder / "lr0.2.feather")
     (folder / "config.json").write_text(json.dumps({"lr": 0.2}))  # no log of steps: skipped
 
     assert main(["import", str(folder), "--tracking-uri", tracking_uri]) == 0

@@ -87,18 +87,29 @@ def file_store_refusal(error_text: str) -> str | None:
 LOGIN_ERRORS = ("UNAUTHENTICATED", "PERMISSION_DENIED")
 
 
-def login_refusal(exc: BaseException) -> str | None:
+def login_refusal(exc: BaseException, uri: str | None = None) -> str | None:
     """How to say a server's refusal of the login in one line (after the server's name), with
     the setting that fixes it; None when ``exc`` is no such refusal.
 
     MLflow's own text ("API request to endpoint ... failed with error code 401 != 200. Response
     body: 'You are not authenticated. Please see https://...'") names neither the login it sent
-    nor the environment variables a client reads it from.
+    nor the environment variables a client reads it from. A login written into the tracking URI
+    (``https://bob:PASSWORD@host``) is sent too when those variables are unset, as ``requests``
+    reads it from the URL.
     """
     code = getattr(exc, "error_code", None)
     if code not in LOGIN_ERRORS:
         return None
     user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    in_uri = None if user or os.environ.get("MLFLOW_TRACKING_TOKEN") else uri_user(uri or "")
+    if in_uri:
+        if code == "PERMISSION_DENIED":
+            user = in_uri
+        else:
+            return (
+                f"did not accept the login of user {in_uri!r} given in the tracking URI (HTTP "
+                "401): check the password in it"
+            )
     if code == "PERMISSION_DENIED":
         who = f"user {user!r}" if user else "this login"
         return (
@@ -133,13 +144,22 @@ def display_uri(uri: str) -> str:
     The user part ends at the *last* ``@`` of the host part, so an unescaped ``@`` in a password
     is hidden too.
     """
-    scheme, sep, rest = uri.partition("://")
-    netloc, slash, path = rest.partition("/")
-    userinfo, at, host = netloc.rpartition("@")
-    if not (sep and at and ":" in userinfo):
+    user = uri_user(uri)
+    if user is None:
         return uri
-    user = userinfo.split(":", 1)[0]
+    scheme, _, rest = uri.partition("://")
+    netloc, slash, path = rest.partition("/")
+    host = netloc.rpartition("@")[2]
     return f"{scheme}://{user}:***@{host}{slash}{path}"
+
+
+def uri_user(uri: str) -> str | None:
+    """The user of a ``scheme://user:password@host/...`` URI; None without a password in it."""
+    _, sep, rest = uri.partition("://")
+    userinfo, at, _ = rest.partition("/")[0].rpartition("@")
+    if not (sep and at and ":" in userinfo):
+        return None
+    return userinfo.split(":", 1)[0]
 
 
 _URI_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")

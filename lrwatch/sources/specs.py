@@ -281,7 +281,7 @@ def describe_mlflow_failure(tracking_uri: str, exc: BaseException) -> str:
     refusal = file_store_refusal(text)
     if refusal:
         return f"{display_uri(tracking_uri)} {refusal}"
-    refusal = login_refusal(exc)
+    refusal = login_refusal(exc, tracking_uri)
     if refusal:
         return f"tracking server {display_uri(tracking_uri)} {refusal}"
     for clue, reason in _NETWORK_CLUES:

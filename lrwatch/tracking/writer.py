@@ -134,10 +134,12 @@ class Writer:
         if self.spool.complete:
             log.warning("lrwatch: the tracking store %s (%s); every step stays in %s - %s: "
                         "lrwatch import %s",
-                        what, short_error(exc), self.spool.path, fix, self.spool.path)  # fmt: skip
+                        what, short_error(exc, self.sink.tracking_uri),
+                        self.spool.path, fix, self.spool.path)  # fmt: skip
         else:
             log.warning("lrwatch: the tracking store %s (%s), and the spool file could not be "
-                        "written: the steps it does not hold are lost", what, short_error(exc))  # fmt: skip
+                        "written: the steps it does not hold are lost",
+                        what, short_error(exc, self.sink.tracking_uri))  # fmt: skip
         if self.error is None:
             self.error = exc
 
@@ -338,12 +340,13 @@ def _whole_run_refusal(code: str | None, run_id: str) -> tuple[str, str] | None:
 _SQLALCHEMY_BACKGROUND = re.compile(r"\s*\(Background on this error at: [^)]*\)")
 
 
-def short_error(exc: BaseException) -> str:
+def short_error(exc: BaseException, uri: str | None = None) -> str:
+    """``exc`` in one line for a warning; ``uri``, the store's, words a login it carries."""
     text = _SQLALCHEMY_BACKGROUND.sub("", " ".join(str(exc).split()))
     refusal = file_store_refusal(text)
     if refusal:
         return f"the store {refusal}"
-    refusal = login_refusal(exc)
+    refusal = login_refusal(exc, uri)
     if refusal:
         return f"the server {refusal}"
     text = hide_passwords(text) or type(exc).__name__

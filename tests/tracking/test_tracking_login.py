@@ -228,3 +228,44 @@ def test_readers_refused_a_login_say_which_setting_to_fix(login_server, monkeypa
     with pytest.raises(DataError) as refused:  # what the dashboard's pages show
         DashboardData(login_server.uri).experiments()
     assert str(refused.value) == f"experiments: tracking server {login_server.uri} {says}"
+
+
+def test_a_login_in_the_tracking_uri_is_sent_and_a_wrong_one_named(
+    login_server, spool_dir, caplog, monkeypatch
+):
+    """``https://user:PASSWORD@host`` works (``requests`` sends it when the variables are unset);
+    a wrong password in it was answered "set MLFLOW_TRACKING_USERNAME and ..._PASSWORD"."""
+    monkeypatch.setenv("LRWATCH_STRICT", "0")
+    with as_admin():
+        admin_client(login_server).create_user("dave", PASSWORD)
+    scheme, _, host = login_server.uri.partition("://")
+    good_uri = f"{scheme}://dave:{PASSWORD}@{host}"
+    loop = ManualLoop(CONFIG)
+    with lrwatch.watch(
+        loop.optimizer, tracking_uri=good_uri, experiment="dave's", analyze=False
+    ) as w:
+        for _ in loop.steps(w):
+            pass
+    assert steps_of(good_uri, w.run_id, keys.LOSS) == list(range(CONFIG.steps))
+
+    wrong_uri, shown = f"{scheme}://dave:not-the-password@{host}", f"{scheme}://dave:***@{host}"
+    says = (
+        "did not accept the login of user 'dave' given in the tracking URI (HTTP 401): check the "
+        "password in it"
+    )
+    analyzed = lrwatch_cli("analyze", "Default", "--tracking-uri", wrong_uri)
+    assert analyzed.returncode == 2
+    assert analyzed.stderr.splitlines()[-1] == f"lrwatch: error: tracking server {shown} {says}"
+    assert "not-the-password" not in analyzed.stderr
+    with pytest.raises(DataError) as refused:
+        DashboardData(wrong_uri).experiments()
+    assert str(refused.value) == f"experiments: tracking server {shown} {says}"
+    loop = ManualLoop(CONFIG)
+    with (
+        caplog.at_level(logging.WARNING, logger="lrwatch"),
+        lrwatch.watch(loop.optimizer, tracking_uri=wrong_uri, analyze=False) as w,
+    ):
+        for _ in loop.steps(w):
+            pass
+    (line,) = lrwatch_lines(caplog)
+    assert f"(the server {says}); every step stays in {spool_dir}" in line

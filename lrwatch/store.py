@@ -100,28 +100,28 @@ def login_refusal(exc: BaseException, uri: str | None = None) -> str | None:
     code = getattr(exc, "error_code", None)
     if code not in LOGIN_ERRORS:
         return None
-    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
-    in_uri = None if user or os.environ.get("MLFLOW_TRACKING_TOKEN") else uri_user(uri or "")
-    if in_uri:
-        if code == "PERMISSION_DENIED":
-            user = in_uri
-        else:
-            return (
-                f"did not accept the login of user {in_uri!r} given in the tracking URI (HTTP "
-                "401): check the password in it"
-            )
+    env_user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    uri_login = None if env_user or token else uri_user(uri or "")
     if code == "PERMISSION_DENIED":
+        user = env_user or uri_login
         who = f"user {user!r}" if user else "this login"
         return (
             f"denied {who} permission (HTTP 403): ask the server's admin for access (EDIT on "
             "the experiment to log to it, READ to read it)"
         )
-    if user:
+    if env_user:
         return (
-            f"did not accept the login of user {user!r} (HTTP 401): check MLFLOW_TRACKING_PASSWORD"
+            f"did not accept the login of user {env_user!r} (HTTP 401): check "
+            "MLFLOW_TRACKING_PASSWORD"
         )
-    if os.environ.get("MLFLOW_TRACKING_TOKEN"):
+    if token:
         return "did not accept MLFLOW_TRACKING_TOKEN (HTTP 401): it may have expired"
+    if uri_login:
+        return (
+            f"did not accept the login of user {uri_login!r} given in the tracking URI (HTTP "
+            "401): check the password in it"
+        )
     return (
         "asks for a login (HTTP 401): set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
         "(or MLFLOW_TRACKING_TOKEN)"

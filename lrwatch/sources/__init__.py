@@ -181,7 +181,7 @@ def require_loss(run: Run, *, label: str | None = None, where: str = "columns") 
         wanted = f"no column {run.loss_key!r}" if run.loss_key else "no loss column"
         if where != "columns":
             wanted = wanted.replace("column", "metric")
-        elif run.loss_key is None and _all_numbers(run.metrics):
+        elif run.loss_key is None and run.metrics and all(map(_is_number, run.metrics)):
             raise InputError(
                 f"{label}: no header row: the first row holds numbers ({found}), not column "
                 "names; add one, such as step,loss,lr"
@@ -191,11 +191,11 @@ def require_loss(run: Run, *, label: str | None = None, where: str = "columns") 
         raise InputError(f"{label}: the loss {run.loss_key!r} has no numeric rows")
 
 
-def _all_numbers(names) -> bool:
-    """Every column name reads as a number: a table written without its header row
-    (``to_csv(header=False)``), whose first row of values became the column names."""
+def _is_number(column_name: str) -> bool:
+    """A column named by a number: in a table written without its header row
+    (``to_csv(header=False)``), its first row of values became the column names."""
     try:
-        [float(name) for name in names]
+        float(column_name)
     except ValueError:
         return False
-    return bool(names)
+    return True

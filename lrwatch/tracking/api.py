@@ -199,7 +199,7 @@ def _join_at(sink: MlflowSink, writer: Writer, run_id: str, start_step: int | No
                 "lrwatch: cannot read the last step of run %s (%s); numbering from 0 - pass "
                 "start_step= when resuming",
                 run_id,
-                short_error(exc),
+                short_error(exc, sink.tracking_uri),
             )
         return start_step or 0
     last = None if landed is None else landed[0]

@@ -134,12 +134,10 @@ class Writer:
         if self.spool.complete:
             log.warning("lrwatch: the tracking store %s (%s); every step stays in %s - %s: "
                         "lrwatch import %s",
-                        what, short_error(exc, self.sink.tracking_uri),
-                        self.spool.path, fix, self.spool.path)  # fmt: skip
+                        what, self._describe(exc), self.spool.path, fix, self.spool.path)  # fmt: skip
         else:
             log.warning("lrwatch: the tracking store %s (%s), and the spool file could not be "
-                        "written: the steps it does not hold are lost",
-                        what, short_error(exc, self.sink.tracking_uri))  # fmt: skip
+                        "written: the steps it does not hold are lost", what, self._describe(exc))  # fmt: skip
         if self.error is None:
             self.error = exc
 
@@ -270,7 +268,7 @@ class Writer:
             # One warning per outage; the retries after it only at debug level.
             level = logging.WARNING if self._failures == 0 else logging.DEBUG
             log.log(level, "lrwatch: tracking store unavailable (%s); buffering to %s and "
-                    "retrying", short_error(exc), self.spool.where)  # fmt: skip
+                    "retrying", self._describe(exc), self.spool.where)  # fmt: skip
             self._failures += 1
             self._backoff = min(self._backoff * 2, BACKOFF_MAX_S)
 
@@ -310,13 +308,17 @@ class Writer:
             action()
             return True
         except Exception as exc:  # noqa: BLE001
-            log.warning("lrwatch: %s", short_error(exc))
+            log.warning("lrwatch: %s", self._describe(exc))
             return False
 
     def _unexpected(self, exc: BaseException, what: str = "logger error") -> None:
-        log.warning("lrwatch: %s: %s", what, short_error(exc))
+        log.warning("lrwatch: %s: %s", what, self._describe(exc))
         if self.error is None:
             self.error = exc
+
+    def _describe(self, exc: BaseException) -> str:
+        """``exc`` in one line, a login refusal worded for the store's URI (which may hold it)."""
+        return short_error(exc, self.sink.tracking_uri)
 
 
 def _whole_run_refusal(code: str | None, run_id: str) -> tuple[str, str] | None:

@@ -24,6 +24,7 @@ The store is built once with ``MlflowClient.log_batch`` (about 20 minutes for 1M
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import socket
@@ -33,6 +34,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -145,13 +147,12 @@ def _wait_http(url: str, timeout_s: float = 120) -> None:
     raise RuntimeError(f"no answer from {url}")
 
 
-def time_mlflow_ui_endpoint(uri: str, run_ids: dict[int, str]) -> dict[int, tuple[float, int]]:
-    """Seconds for the UI's two sampled-history requests, and the loss points returned."""
-    import json
-
+@contextlib.contextmanager
+def local_mlflow_server(store_uri: str) -> Iterator[str]:
+    """A real ``mlflow server --workers 1`` over ``store_uri`` on 127.0.0.1; yields its URI."""
     port = _free_port()
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    command = ["mlflow", "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
+    command = ["mlflow", "server", "--backend-store-uri", store_uri, "--host", "127.0.0.1",
                "--port", str(port), "--workers", "1"]  # fmt: skip
     server = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -159,6 +160,17 @@ def time_mlflow_ui_endpoint(uri: str, run_ids: dict[int, str]) -> dict[int, tupl
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_http(base + "/health")
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def time_mlflow_ui_endpoint(uri: str, run_ids: dict[int, str]) -> dict[int, tuple[float, int]]:
+    """Seconds for the UI's two sampled-history requests, and the loss points returned."""
+    import json
+
+    with local_mlflow_server(uri) as base:
         out = {}
         for n, run_id in run_ids.items():
             urls = [f"{base}/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval?run_ids={run_id}"
@@ -168,9 +180,6 @@ def time_mlflow_ui_endpoint(uri: str, run_ids: dict[int, str]) -> dict[int, tupl
             )
             out[n] = (seconds, len(json.loads(bodies[0]).get("metrics", [])))
         return out
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def time_browser(

@@ -3,8 +3,10 @@
 ``MlflowClient.get_metric_history`` builds one Python ``Metric`` object per point (~3.4 s per
 100k points, ~40 s per 1M on SQLite). For SQL-backed stores (``sqlite``, ``postgresql``,
 ``mysql``, ``mssql`` URIs) this module reads MLflow's ``metrics`` table directly with a read-only
-``SELECT`` into numpy instead; for every other store (an ``http(s)`` server, a file store,
-Databricks) it falls back to the client. MLflow stays the source of truth: nothing is written.
+``SELECT`` into numpy instead; a tracking server (``http(s)``) is read through its REST API
+(:mod:`lrwatch.sources.mlflow_rest`: plain JSON, and only the new points of a running run);
+every other store (a file store, Databricks) through the client. MLflow stays the source of
+truth: nothing is written.
 
 Public functions (all return cleaned data, see :meth:`lrwatch.run.Series.cleaned`):
 
@@ -29,6 +31,7 @@ import numpy as np
 from lrwatch.errors import InputError
 from lrwatch.keys import find_loss_key
 from lrwatch.run import Run, Series
+from lrwatch.sources import mlflow_rest
 from lrwatch.sources.epoch_steps import epoch_steps_note, epochs_in, steps_across_epochs
 from lrwatch.sources.files import TAG_READ_NOTES, repeated_steps_note
 from lrwatch.store import check_tracking_uri, display_uri
@@ -110,7 +113,9 @@ def read_histories(
             read_whole = _sql_first_step_repeated(tracking_uri, run_id, set(raw) - set(in_order))
             if read_whole:
                 raw.update(_sql_histories(tracking_uri, run_id, sorted(read_whole), None))
-    else:  # the client reads every point anyway
+    elif after_step is not None and mlflow_rest.is_rest_store(tracking_uri):
+        raw, in_order, read_whole = _rest_histories_after(tracking_uri, run_id, wanted, after_step)
+    else:  # other stores are read whole
         raw, in_order = _client_histories(tracking_uri, run_id, wanted)
         read_whole = set(raw)
     numbered = number_in_logging_order(in_order)
@@ -256,23 +261,61 @@ def _client_histories(
     tracking_uri: str, run_id: str, keys: list[str] | None
 ) -> tuple[dict[str, Series], dict[str, InLoggingOrder]]:
     """Raw series through the client, and apart from them the unstepped ones in logging order."""
-    client = mlflow_client(tracking_uri)
-    if keys is None:
-        keys = sorted(client.get_run(run_id).data.metrics)
-    out, in_order = {}, {}
-    for key in keys:
-        history = client.get_metric_history(run_id, key)
-        steps = np.fromiter((m.step for m in history), np.int64, len(history))
-        values = np.fromiter((m.value for m in history), np.float64, len(history))
-        if _at_one_step(steps):
-            stamps = np.fromiter((m.timestamp for m in history), np.int64, len(history))
-            # Stable: points of one millisecond keep the order the store returned them in (a
-            # file store: the order they were logged in).
-            order = np.argsort(stamps, kind="stable")
-            in_order[key] = (stamps[order], values[order])
-            continue
-        out[key] = Series(steps, values)
+    out: dict[str, Series] = {}
+    in_order: dict[str, InLoggingOrder] = {}
+    for key in _metric_keys(tracking_uri, run_id) if keys is None else keys:
+        _sort_in(key, _all_points(tracking_uri, run_id, key), out, in_order)
     return out, in_order
+
+
+def _rest_histories_after(
+    tracking_uri: str, run_id: str, keys: list[str] | None, after_step: int
+) -> tuple[dict[str, Series], dict[str, InLoggingOrder], set[str]]:
+    """A tracking server's points after ``after_step``, as :func:`_client_histories` returns
+    them, and the keys that had to be read whole (see :func:`mlflow_rest.points_after`)."""
+    out: dict[str, Series] = {}
+    in_order: dict[str, InLoggingOrder] = {}
+    whole = set()
+    for key in _metric_keys(tracking_uri, run_id) if keys is None else keys:
+        points, is_whole = mlflow_rest.points_after(tracking_uri, run_id, key, after_step)
+        if is_whole:
+            whole.add(key)
+            _sort_in(key, points, out, in_order)
+        else:
+            out[key] = Series(points[0], points[1])
+    return out, in_order, whole & set(out)
+
+
+def _metric_keys(tracking_uri: str, run_id: str) -> list[str]:
+    return sorted(mlflow_client(tracking_uri).get_run(run_id).data.metrics)
+
+
+def _all_points(tracking_uri: str, run_id: str, key: str) -> mlflow_rest.Points:
+    """Every point of one metric through the client, or a tracking server's REST API."""
+    if mlflow_rest.is_rest_store(tracking_uri):
+        return mlflow_rest.all_points(tracking_uri, run_id, key)
+    history = mlflow_client(tracking_uri).get_metric_history(run_id, key)
+    steps = np.fromiter((m.step for m in history), np.int64, len(history))
+    values = np.fromiter((m.value for m in history), np.float64, len(history))
+    stamps = np.fromiter((m.timestamp for m in history), np.int64, len(history))
+    return steps, values, stamps
+
+
+def _sort_in(
+    key: str,
+    points: mlflow_rest.Points,
+    out: dict[str, Series],
+    in_order: dict[str, InLoggingOrder],
+) -> None:
+    """File one metric's points under ``out``, or under ``in_order`` when all sit at one step."""
+    steps, values, stamps = points
+    if _at_one_step(steps):
+        # Stable: points of one millisecond keep the order the store returned them in (a
+        # file store: the order they were logged in).
+        order = np.argsort(stamps, kind="stable")
+        in_order[key] = (stamps[order], values[order])
+    else:
+        out[key] = Series(steps, values)
 
 
 # --- metrics logged without a step ----------------------------------------------------------------
@@ -388,10 +431,9 @@ def _in_logging_order_with_steps(
     if is_sql_store(tracking_uri):
         table = _sql_rows_in_logging_order(tracking_uri, run_id, key)
         return table[:, 1].astype(np.int64), table[:, 2]
-    history = mlflow_client(tracking_uri).get_metric_history(run_id, key)
-    history = sorted(history, key=lambda m: m.timestamp)  # stable: the store's order in a ms
-    steps = np.fromiter((m.step for m in history), np.int64, len(history))
-    return steps, np.fromiter((m.value for m in history), np.float64, len(history))
+    steps, values, stamps = _all_points(tracking_uri, run_id, key)
+    order = np.argsort(stamps, kind="stable")  # stable: the store's order within a millisecond
+    return steps[order], values[order]
 
 
 def _sql_one_step(tracking_uri: str, run_id: str, key: str) -> bool:

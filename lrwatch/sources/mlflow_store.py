@@ -283,7 +283,7 @@ def _rest_histories_after(
             _sort_in(key, points, out, in_order)
         else:
             out[key] = Series(points[0], points[1])
-    return out, in_order, whole & set(out)
+    return out, in_order, whole
 
 
 def _metric_keys(tracking_uri: str, run_id: str) -> list[str]:

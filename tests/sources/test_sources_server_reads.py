@@ -70,8 +70,8 @@ def logged_runs(server, healthy_run) -> dict[str, str]:
     from mlflow import MlflowClient
 
     client = MlflowClient(server.uri)
-    ids["unstepped"] = client.create_run(client.get_experiment_by_name("reads").experiment_id)
-    ids["unstepped"] = ids["unstepped"].info.run_id
+    experiment_id = client.get_experiment_by_name("reads").experiment_id
+    ids["unstepped"] = client.create_run(experiment_id).info.run_id
     log_unstepped(server.uri, ids["unstepped"], loss, [0.1, 0.05, 0.025])
     return ids
 
@@ -154,20 +154,22 @@ def test_a_run_followed_while_the_logger_writes_to_the_server_loses_no_point(
     run: dict[str, str] = {}
 
     def train() -> None:
-        with lrwatch.watch(optimizer, experiment="follow", tracking_uri=server.uri,
-                           flush_interval=0.2) as watcher:  # fmt: skip
-            run["id"] = watcher.run_id
-            started.set()
-            for step in range(8_000):
-                batch = torch.randint(0, 1024, (32,))
-                loss = torch.nn.functional.mse_loss(model(x[batch]), y[batch])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                watcher.step(loss)
-                if step % 500 == 0:
-                    time.sleep(0.05)  # the logger's flushes land between the reads
-        finished.set()
+        try:
+            with lrwatch.watch(optimizer, experiment="follow", tracking_uri=server.uri,
+                               flush_interval=0.2) as watcher:  # fmt: skip
+                run["id"] = watcher.run_id
+                started.set()
+                for step in range(8_000):
+                    batch = torch.randint(0, 1024, (32,))
+                    loss = torch.nn.functional.mse_loss(model(x[batch]), y[batch])
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                    watcher.step(loss)
+                    if step % 500 == 0:
+                        time.sleep(0.05)  # the logger's flushes land between the reads
+        finally:
+            finished.set()  # also when training failed: the comparison below then fails
 
     from dashboard.data.cache import SeriesCache
 

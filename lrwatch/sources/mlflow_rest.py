@@ -113,7 +113,7 @@ def _server_version(tracking_uri: str) -> tuple[int, ...] | None:
     MLflow server, or a proxy passing only the API)."""
     from mlflow.utils.rest_utils import http_request
 
-    response = http_request(_host_creds(tracking_uri), "/version", "GET")
+    response = http_request(host_creds(tracking_uri), "/version", "GET")
     if response.status_code == 404:
         return None
     response.raise_for_status()
@@ -178,12 +178,12 @@ def _get(tracking_uri: str, endpoint: str, params: dict) -> dict:
     from mlflow.utils.rest_utils import http_request, verify_rest_response
 
     response = http_request(
-        _host_creds(tracking_uri), f"/api/2.0/mlflow/{endpoint}", "GET", params=params
+        host_creds(tracking_uri), f"/api/2.0/mlflow/{endpoint}", "GET", params=params
     )
     return json.loads(verify_rest_response(response, endpoint).text or "{}")
 
 
-def _host_creds(tracking_uri: str):
+def host_creds(tracking_uri: str):
     """The server's address, login and TLS settings, as MLflow's client reads them."""
     from lrwatch.sources.mlflow_store import mlflow_client
 

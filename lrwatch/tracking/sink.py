@@ -117,7 +117,9 @@ class MlflowSink:
     def _call(self, endpoint: str, method: str, body: dict) -> dict:
         from mlflow.utils.rest_utils import http_request, verify_rest_response
 
-        creds = self.client._tracking_client.store.get_host_creds()
+        from lrwatch.sources.mlflow_rest import host_creds
+
+        creds = host_creds(self.tracking_uri)
         payload = {"params": body} if method == "GET" else {"json": body}
         response = http_request(
             creds,

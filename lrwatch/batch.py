@@ -131,7 +131,9 @@ def _analyze_one(ref: RunRef, options: tuple) -> RunResult:
 
     loss_key, lr_key, keep_series, csv_engine = options
     try:
-        run = load_ref(ref, loss_key=loss_key, lr_key=lr_key, csv_engine=csv_engine)
+        run = load_ref(
+            ref, loss_key=loss_key, lr_key=lr_key, csv_engine=csv_engine, analysed_only=True
+        )
     except SkippedRun as skip:
         return RunResult(ref, skipped=skip.reason, notes=[str(skip)])
     except InputError as exc:

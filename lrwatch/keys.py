@@ -119,7 +119,9 @@ def find_loss_key(names: Iterable[str]) -> str | None:
     return ranked[0] if ranked else None
 
 
-def _group_order(name: str) -> tuple:
+def group_order(name: str) -> tuple:
+    """Sort key for LR keys: group 0's first, then numbered groups by number (pg2 before
+    pg10), then named ones by name."""
     numbered = _NUMBERED_GROUP.search(name)
     number = int(re.sub(r"\D", "", numbered.group(0))) if numbered else 0
     return ("/" in name, numbered is None, number, name)
@@ -154,7 +156,7 @@ def find_lr_key(names: Iterable[str]) -> str | None:
     lightning = sorted(n for n in names if _LIGHTNING_LR.match(n) and not n.endswith("-momentum"))
     # Prefer a group-0 name (no group suffix), then the lowest numbered group (pg10 after pg9),
     # then a named group by name (which of them was first in the optimizer is not logged).
-    lightning.sort(key=_group_order)
+    lightning.sort(key=group_order)
     if lightning:
         return lightning[0]
     fallback = sorted(n for n in names if is_lr_key(n))

@@ -6,7 +6,7 @@ dashboard draws one. Nothing passes raw MLflow objects or ad-hoc dicts across mo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -72,6 +72,19 @@ def restore_infinities(values: np.ndarray) -> np.ndarray:
     return restored
 
 
+@dataclass(frozen=True)
+class UnreadSeries:
+    """Metric keys a run logged that its loader left unread, and ``read(names)`` to read them.
+
+    Through a tracking server each metric is a read of its own, so ``lrwatch analyze`` and the
+    dashboard read a run's loss and LR alone; the analysis reads the other param groups' LRs
+    only when its recommendation scales them (:mod:`lrwatch.analysis.recommend_groups`).
+    """
+
+    names: tuple[str, ...]
+    read: Callable[[Sequence[str]], dict[str, Series]]
+
+
 @dataclass
 class Run:
     """A training run: identity and metadata plus step-indexed metric series.
@@ -85,6 +98,8 @@ class Run:
         status: ``running``, ``finished``, ``failed`` or ``None`` when unknown (files).
         loss_key / lr_key: the metric keys chosen as loss and learning rate; found among common
             names when not given (see :mod:`lrwatch.keys`).
+        unread: metrics the run logged beyond ``metrics``, read on demand (an MLflow run read
+            for its analysis); ``None`` when ``metrics`` holds them all.
     """
 
     id: str
@@ -98,6 +113,7 @@ class Run:
     experiment_id: str | None = None
     loss_key: str | None = None
     lr_key: str | None = None
+    unread: UnreadSeries | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.loss_key is None:
@@ -141,6 +157,7 @@ class Run:
             experiment_id=self.experiment_id,
             loss_key=self.loss_key,
             lr_key=self.lr_key,
+            unread=self.unread,
         )
 
     def display_name(self) -> str:

@@ -7,7 +7,7 @@ with its report, several runs for comparison) and hand the result to a pure figu
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from dashboard.data import tracking
@@ -17,11 +17,11 @@ from dashboard.data.reports import ReportCache, badge_text, merge_findings
 from dashboard.data.tracking import DataError, RunSummary
 from lrwatch import keys
 from lrwatch.analysis.findings import Finding, Report
-from lrwatch.run import Run
+from lrwatch.run import Run, Series, UnreadSeries
 from lrwatch.sources.epoch_steps import epoch_steps_note
 from lrwatch.sources.files import add_read_note
-from lrwatch.sources.loss_parts import add_summed_loss, loss_parts
-from lrwatch.sources.mlflow_store import first_step_count
+from lrwatch.sources.loss_parts import add_summed_loss
+from lrwatch.sources.mlflow_store import analysed_keys, first_step_count
 from lrwatch.sources.range_tests import mark_range_test
 
 # Metrics offered as extra charts when a run logged them (besides loss and LR).
@@ -108,13 +108,14 @@ class DashboardData:
         return None
 
     def _load_for_analysis(self, summary: RunSummary) -> Run:
-        wanted = [k for k in (summary.loss_key, keys.find_lr_key(summary.metric_keys)) if k]
-        wanted += loss_parts(summary.metric_keys)
         from lrwatch.sources.mlflow_store import read_histories
 
         # Straight from the store, not through the cache: a table of 1,000 runs would evict
         # the series of the runs a person is looking at.
-        return _as_run(summary, read_histories(self.tracking_uri, summary.id, wanted))
+        def read(names: Sequence[str]) -> dict[str, Series]:
+            return read_histories(self.tracking_uri, summary.id, names)
+
+        return _as_run(summary, read(_analysed_keys(summary)), read)
 
     # --- run view ------------------------------------------------------------------------------
 
@@ -127,12 +128,15 @@ class DashboardData:
         Raises :class:`DataError` for an unknown run or an unreadable store.
         """
         summary = tracking.get_summary(self.tracking_uri, run_id)
-        candidates = [summary.loss_key, keys.find_lr_key(summary.metric_keys), *extra_keys]
-        candidates += loss_parts(summary.metric_keys)  # summed into the loss by _as_run
-        wanted = [k for k in candidates if k and k in summary.metric_keys]
+        candidates = [*_analysed_keys(summary), *extra_keys]
+        wanted = [k for k in dict.fromkeys(candidates) if k in summary.metric_keys]
         read = self.cache.refresh if refresh else self.cache.get
         # A job resumed from a checkpoint logs again steps the cache may hold (see SeriesCache).
         resume = _resume(summary)
+
+        def read_more(names: Sequence[str]) -> dict[str, Series]:
+            return self.cache.get(self.tracking_uri, run_id, names, **resume)
+
         with tracking.mlflow_errors(self.tracking_uri, f"metrics of run {run_id}"):
             series = read(self.tracking_uri, run_id, wanted, **resume)
             cached_loss = series.get(summary.loss_key) if summary.loss_key else None
@@ -140,7 +144,7 @@ class DashboardData:
                 # Cached before the run logged more (e.g. it finished while nobody watched it):
                 # fetch the points after the cached ones.
                 series = self.cache.refresh(self.tracking_uri, run_id, wanted, **resume)
-            run = _as_run(summary, series)
+            run = _as_run(summary, series, read_more)
             _note_epoch_steps(self.tracking_uri, summary, run)
         report, error = None, None
         if run.loss is not None:
@@ -225,7 +229,21 @@ def _note_epoch_steps(tracking_uri: str, summary: RunSummary, run: Run) -> None:
         add_read_note(run, epoch_steps_note(key, epochs))
 
 
-def _as_run(summary: RunSummary, series: dict) -> Run:
+def _analysed_keys(summary: RunSummary) -> list[str]:
+    """The series `lrwatch analyze` reads first: the loss (or its parts, summed into it by
+    :func:`_as_run`) and group 0's LR; the LR alone while a run has no loss yet."""
+    analysed = analysed_keys(summary.metric_keys, None, None)
+    return analysed or [k for k in (keys.find_lr_key(summary.metric_keys),) if k]
+
+
+def _as_run(
+    summary: RunSummary,
+    series: dict,
+    read: Callable[[Sequence[str]], dict[str, Series]] | None = None,
+) -> Run:
+    """The run to draw and analyse; its other metrics left unread, for ``read`` to fetch when the
+    analysis asks (other param groups' LRs, for a recommendation that scales them)."""
+    others = tuple(k for k in summary.metric_keys if k not in series)
     run = Run(
         id=summary.id,
         name=summary.name,
@@ -236,6 +254,7 @@ def _as_run(summary: RunSummary, series: dict) -> Run:
         status=summary.status,
         start_time_ms=summary.start_time_ms,
         experiment_id=summary.experiment_id,
+        unread=UnreadSeries(others, read) if read else None,
     )
     add_summed_loss(run)  # Ultralytics logs only the parts of its loss, as the CLI reads it
     mark_range_test(run)  # an untagged range test, as the CLI reads it

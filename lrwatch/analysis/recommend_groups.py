@@ -19,7 +19,7 @@ import numpy as np
 
 from lrwatch import keys
 from lrwatch.analysis.findings import Recommendation
-from lrwatch.run import Run
+from lrwatch.run import Run, Series
 
 # Actions whose suggested LR is group 0's rate times ``factor``.
 SCALING_ACTIONS = ("decrease_lr", "increase_lr", "lower_peak_lr", "decay_lr")
@@ -40,8 +40,8 @@ def with_group_rates(recommendation: Recommendation, run: Run) -> Recommendation
     ):
         return recommendation
     rates = {}
-    for key in keys.sibling_group_keys(run.lr_key, run.lr_group_keys):
-        ratio = _ratio_to_group0(run, key)
+    for key, group in _sibling_groups(run).items():
+        ratio = _ratio_to_group0(group, run.lr)
         if ratio is not None and abs(ratio - 1) > _SAME_RATE:
             rates[key] = float(f"{recommendation.suggested_lr * ratio:.3g}")
     if not rates:
@@ -58,11 +58,23 @@ def with_group_rates(recommendation: Recommendation, run: Run) -> Recommendation
     return dataclasses.replace(recommendation, message=message, evidence=evidence)
 
 
-def _ratio_to_group0(run: Run, key: str) -> float | None:
+def _sibling_groups(run: Run) -> dict[str, Series]:
+    """The LR series of group 0's sibling groups, in group order; those the loader left unread
+    (:class:`lrwatch.run.UnreadSeries`) are read now."""
+    assert run.lr_key is not None
+    unread = [name for name in run.unread.names if keys.is_lr_key(name)] if run.unread else []
+    siblings = keys.sibling_group_keys(run.lr_key, dict.fromkeys(run.lr_group_keys + unread))
+    siblings.sort(key=keys.group_order)
+    series = {key: run.metrics[key] for key in siblings if key in run.metrics}
+    missing = [key for key in siblings if key not in series]
+    if missing and run.unread is not None:
+        series.update(run.unread.read(missing))
+    return {key: series[key] for key in siblings if key in series}
+
+
+def _ratio_to_group0(group: Series, first: Series) -> float | None:
     """The group's LR over group 0's at the steps both logged (median: a group that a scheduler
     moves in step with group 0 has one ratio throughout)."""
-    group, first = run.metrics[key], run.lr
-    assert first is not None
     common, at_group, at_first = np.intersect1d(group.steps, first.steps, return_indices=True)
     if common.size == 0:
         return None

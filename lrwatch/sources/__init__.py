@@ -108,10 +108,13 @@ def load_ref(
     loss_key: str | None = None,
     lr_key: str | None = None,
     csv_engine: str = "numpy",
+    analysed_only: bool = False,
 ) -> Run:
     """Load one :class:`RunRef` and check it has a loss to analyse.
 
     ``csv_engine="arrow"`` reads CSV files with pyarrow (faster per file; for batches).
+    ``analysed_only`` reads only the loss and LR series of an MLflow run (see
+    :func:`lrwatch.sources.mlflow_store.read_run`); a file is read whole either way.
 
     Raises:
         SkippedRun: a run found by listing an experiment or a folder is not a log of steps
@@ -127,7 +130,9 @@ def load_ref(
         # expand() always sets the URI; a RunRef built by hand may leave it to the default store.
         uri = resolve_tracking_uri(ref.tracking_uri)
         with mlflow_errors(uri):
-            run = read_run(uri, ref.target, loss_key=loss_key, lr_key=lr_key)
+            run = read_run(
+                uri, ref.target, loss_key=loss_key, lr_key=lr_key, analysed_only=analysed_only
+            )
         if lr_key and lr_key not in run.metrics:
             found = ", ".join(run.metrics) or "none"
             raise InputError(f"{ref.label}: no metric {lr_key!r} (--lr-key); metrics: {found}")

@@ -24,16 +24,17 @@ import functools
 import itertools
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from lrwatch.errors import InputError
-from lrwatch.keys import find_loss_key
-from lrwatch.run import Run, Series
+from lrwatch.keys import find_loss_key, find_lr_key
+from lrwatch.run import Run, Series, UnreadSeries
 from lrwatch.sources import mlflow_rest
 from lrwatch.sources.epoch_steps import epoch_steps_note, epochs_in, steps_across_epochs
 from lrwatch.sources.files import TAG_READ_NOTES, repeated_steps_note
+from lrwatch.sources.loss_parts import loss_parts
 from lrwatch.store import check_tracking_uri, display_uri
 
 # URI schemes whose store is a SQL database holding MLflow's ``metrics`` table.
@@ -145,25 +146,44 @@ def list_metric_keys(tracking_uri: str, run_id: str) -> list[str]:
 
 
 def read_run(
-    tracking_uri: str, run_id: str, *, loss_key: str | None = None, lr_key: str | None = None
+    tracking_uri: str,
+    run_id: str,
+    *,
+    loss_key: str | None = None,
+    lr_key: str | None = None,
+    analysed_only: bool = False,
 ) -> Run:
     """Run ``run_id`` with its params, tags, status, start time, name and every metric series.
+
+    ``analysed_only`` reads the loss and the LR alone (:func:`analysed_keys`), the run's other
+    metrics left to ``Run.unread``: through a tracking server each metric is a paged read of its
+    own, and a 10k-step run logging 20 per-layer gradient norms a step took 9.6 s to read whole,
+    0.94 s so (``benchmarks/server_reads.py``). When the loss cannot be named from the keys
+    alone, or has no points, every series is read, so what the run lacks is worded as for a
+    whole read.
 
     Raises:
         InputError: the run does not exist in this store.
     """
     info, data = _get_run(tracking_uri, run_id)
+    names = sorted(data.metrics)
+    wanted = analysed_keys(names, loss_key, lr_key) if analysed_only else None
     repeats: dict[str, int] = {}
     unstepped: dict[str, int] = {}
     epochs: dict[str, int] = {}
-    metrics = read_histories(
-        tracking_uri,
-        run_id,
-        sorted(data.metrics) or None,
-        repeats=repeats,
-        unstepped=unstepped,
-        epochs=epochs,
-    )
+
+    def read(keys: list[str] | None) -> dict[str, Series]:
+        return read_histories(
+            tracking_uri, run_id, keys, repeats=repeats, unstepped=unstepped, epochs=epochs
+        )
+
+    metrics = read(wanted or names or None)
+    unread = None
+    if wanted and wanted[0] not in metrics:
+        metrics = read(names)
+    elif wanted:
+        left = tuple(name for name in names if name not in wanted)
+        unread = UnreadSeries(left, lambda keys: read_histories(tracking_uri, run_id, keys))
     tags = dict(data.tags)
     loss = loss_key or find_loss_key(metrics)
     # Read with the run like a file's notes (lrwatch.sources.files.read_notes); not stored.
@@ -185,7 +205,26 @@ def read_run(
         experiment_id=info.experiment_id,
         loss_key=loss_key,
         lr_key=lr_key,
+        unread=unread,
     )
+
+
+def analysed_keys(
+    names: Sequence[str], loss_key: str | None, lr_key: str | None
+) -> list[str] | None:
+    """The metric keys an analysis reads first among ``names``: the loss (or the Ultralytics
+    parts it is summed from), then param group 0's LR; ``None`` when the loss cannot be named
+    from the keys alone, or a key asked for is not among them (read everything then). The other
+    groups' LRs are read only for a recommendation that scales them."""
+    if loss_key is None and (parts := loss_parts(names)):
+        loss = parts
+    else:
+        found = loss_key or find_loss_key(names)
+        loss = [found] if found is not None and found in names else []
+    if not loss or (lr_key is not None and lr_key not in names):
+        return None
+    rate = lr_key or find_lr_key(names)
+    return list(dict.fromkeys(loss + ([rate] if rate else [])))
 
 
 def run_status(mlflow_status: str) -> str | None:

@@ -467,3 +467,27 @@ def test_an_untagged_range_test_is_shown_as_one(tracking_uri):
     assert loaded.run.is_range_test
     assert loaded.report.recommendation.action == "use_lr"
     assert loaded.report.recommendation.suggested_lr == pytest.approx(test.suggestion.lr)
+
+
+def test_run_page_and_table_recommend_as_the_cli_for_a_run_with_param_groups(tracking_uri):
+    """A recommendation that scales the LR names every param group's new rate. The dashboard
+    read only group 0's LR, so its card lacked the other groups' rates that `lrwatch analyze`
+    gives (and the run page showed the table's report, made the same way)."""
+    from lrwatch.batch import analyze_specs
+    from lrwatch.tasks import TrainConfig, train
+    from tests.sources.conftest import log_run_to_mlflow
+    from tests.sources.test_sources_mlflow import _run_with_other_metrics
+
+    diverging = train(TrainConfig(task="mlp_regression", lr=0.2, steps=400, seed=0))
+    run_id = log_run_to_mlflow(tracking_uri, _run_with_other_metrics(diverging))
+    [cli] = analyze_specs([run_id], tracking_uri=tracking_uri)
+    expected = cli.report.recommendation.to_dict()
+    assert list(expected["evidence"]["group_lrs"]) == ["lr/pg1"]
+
+    data = DashboardData(tracking_uri, cache=SeriesCache())
+    summary = data.runs(data.load(run_id).summary.experiment_id)[0]
+    table = data.reports.report(tracking_uri, data._load_for_analysis(summary))
+    assert table.recommendation.to_dict() == expected
+    loaded = DashboardData(tracking_uri, cache=SeriesCache()).load(run_id)
+    assert loaded.report.recommendation.to_dict() == expected
+    assert sorted(loaded.run.metrics) == ["lr", "train/loss"]  # lr/pg1 read for the report only

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -375,3 +376,85 @@ def test_a_live_run_logged_without_steps_refreshes_with_its_new_points(tracking_
     assert later["lr"].steps.tolist() == [0, 100, 200]
     newer = store.read_histories(tracking_uri, run_id, ["loss"], after_step=249)["loss"]
     assert newer.steps.tolist() == list(range(250, loss.size))
+
+
+def _run_with_other_metrics(run: Run) -> Run:
+    """The loss and two param groups' LRs, beside what a real script logs too: per-layer
+    gradient norms, a held-out loss, Lightning's momentum (which is not an LR)."""
+    steps = run.loss.steps
+    metrics = dict(run.metrics)
+    metrics["lr/pg1"] = Series(steps, run.lr.values * 10)
+    for layer in range(3):
+        metrics[f"grad_norm/layer{layer}"] = Series(
+            steps, np.linspace(1.0, 2.0 + layer, steps.size)
+        )
+    metrics["val_loss"] = Series(steps[::50], run.loss.values[::50] + 0.1)
+    metrics["lr-SGD-momentum"] = Series(steps, np.full(steps.size, 0.9))
+    return Run(id="many", name="many", params=dict(run.params), metrics=metrics)
+
+
+def test_analyze_reads_the_loss_and_lr_alone_and_reports_as_on_the_whole_run(
+    tracking_uri, healthy_run, diverging_run
+):
+    """Through a tracking server each metric is a paged read of its own: a run logging 20
+    gradient norms a step took 10x as long to read whole as its loss and LR alone. The other
+    param groups' LRs are read when the recommendation scales them, and only then."""
+    from lrwatch.analysis import analyze
+    from lrwatch.batch import analyze_specs
+
+    for run, scaled in ((diverging_run, True), (healthy_run, False)):
+        run_id = log_run_to_mlflow(tracking_uri, _run_with_other_metrics(run))
+        [result] = analyze_specs([f"runs:/{run_id}"], tracking_uri=tracking_uri)
+        assert sorted(result.run.metrics) == ["lr", "train/loss"]
+        whole = store.read_run(tracking_uri, run_id)
+        assert len(whole.metrics) == 8 and whole.unread is None
+        assert result.report.to_dict() == analyze(whole).to_dict()
+
+        loaded = load_ref(RunRef("mlflow", run_id, run_id, tracking_uri), analysed_only=True)
+        read_later = _record_reads(loaded)
+        recommendation = analyze(loaded).recommendation
+        assert read_later == ([["lr/pg1"]] if scaled else []), recommendation.action
+        assert ("group_lrs" in recommendation.evidence) is scaled
+
+
+def _record_reads(run: Run) -> list[list[str]]:
+    """Record, in the list returned, each read of a series the loader left unread."""
+    calls: list[list[str]] = []
+    read = run.unread.read
+    run.unread = dataclasses.replace(
+        run.unread, read=lambda names: calls.append(list(names)) or read(names)
+    )
+    return calls
+
+
+def test_a_key_the_run_lacks_is_worded_with_every_metric_it_has(tracking_uri, diverging_run):
+    from lrwatch.batch import analyze_specs
+
+    run_id = log_run_to_mlflow(tracking_uri, _run_with_other_metrics(diverging_run))
+    for option in ({"loss_key": "train/nll"}, {"lr_key": "lr/pg7"}):
+        [result] = analyze_specs([run_id], tracking_uri=tracking_uri, **option)
+        assert "grad_norm/layer2" in result.error and "val_loss" in result.error, option
+
+
+def test_analysed_keys_are_the_loss_or_its_parts_then_group_0s_lr():
+    names = ["grad_norm/layer0", "lr", "lr-SGD-momentum", "lr/pg1", "train/loss", "val_loss"]
+    assert store.analysed_keys(names, None, None) == ["train/loss", "lr"]
+    assert store.analysed_keys(names, "val_loss", "lr/pg1") == ["val_loss", "lr/pg1"]
+    lightning = ["epoch", "lr-Adam/pg2", "lr-Adam/pg1", "train_loss_step", "val_acc"]
+    assert store.analysed_keys(lightning, None, None) == ["train_loss_step", "lr-Adam/pg1"]
+    yolo = [
+        "lr/pg0",
+        "lr/pg1",
+        "metrics/mAP50",
+        "train/box_loss",
+        "train/cls_loss",
+        "train/dfl_loss",
+    ]
+    assert store.analysed_keys(yolo, None, None) == [
+        "train/box_loss", "train/cls_loss", "train/dfl_loss", "lr/pg0",
+    ]  # fmt: skip
+    assert store.analysed_keys(["loss"], None, None) == ["loss"]  # no LR logged
+    # Nothing to name the loss by, or a key asked for that the run lacks: read everything.
+    assert store.analysed_keys(["accuracy", "lr"], None, None) is None
+    assert store.analysed_keys(names, "train/nll", None) is None
+    assert store.analysed_keys(names, None, "lr/pg7") is None

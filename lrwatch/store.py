@@ -83,6 +83,27 @@ def file_store_refusal(error_text: str) -> str | None:
     )
 
 
+# Substrings of requests/urllib3 and database-driver errors (wrapped in MLflow's text) -> a
+# short reason.
+_NETWORK_CLUES = (
+    ("connection refused", "connection refused"),
+    ("name or service not known", "unknown host"),
+    ("nodename nor servname", "unknown host"),
+    ("temporary failure in name resolution", "unknown host"),
+    ("timed out", "timed out"),
+    ("max retries exceeded", "no answer"),
+    ("connection aborted", "connection aborted"),
+)
+
+
+def network_reason(error_text: str) -> str | None:
+    """A short reason ("connection refused", "unknown host", ...) when ``error_text`` is a
+    network failure, else None: the rest of such text (~400 characters of urllib3's pool and
+    retry details) tells a person nothing more."""
+    lowered = error_text.lower()
+    return next((reason for clue, reason in _NETWORK_CLUES if clue in lowered), None)
+
+
 # MLflow's error codes for a server's HTTP 401 and 403 (its basic-auth app, or a proxy before it).
 LOGIN_ERRORS = ("UNAUTHENTICATED", "PERMISSION_DENIED")
 

@@ -37,7 +37,7 @@ from lrwatch.sources.files import folder_files, runs_in_file
 from lrwatch.sources.stdin import STDIN_NAME, STDIN_SPEC, saved_stdin
 from lrwatch.sources.tables import is_table_file
 from lrwatch.sources.tensorboard import EVENT_FILE_MARK
-from lrwatch.store import display_uri, file_store_refusal, login_refusal
+from lrwatch.store import display_uri, file_store_refusal, login_refusal, network_reason
 
 RUN_PREFIX = "runs:/"
 EXPERIMENT_PREFIX = "experiment:"
@@ -277,31 +277,18 @@ def mlflow_errors(tracking_uri: str) -> Iterator[None]:
 def describe_mlflow_failure(tracking_uri: str, exc: BaseException) -> str:
     """One line: 'cannot reach' for network failures, else MLflow's own (shortened) text."""
     text = " ".join(str(exc).split())
-    lowered = text.lower()
     refusal = file_store_refusal(text)
     if refusal:
         return f"{display_uri(tracking_uri)} {refusal}"
     refusal = login_refusal(exc, tracking_uri)
     if refusal:
         return f"tracking server {display_uri(tracking_uri)} {refusal}"
-    for clue, reason in _NETWORK_CLUES:
-        if clue in lowered:
-            return f"cannot reach tracking server {display_uri(tracking_uri)} ({reason})"
+    reason = network_reason(text)
+    if reason:
+        return f"cannot reach tracking server {display_uri(tracking_uri)} ({reason})"
     if len(text) > _MAX_ERROR_CHARS:
         text = text[: _MAX_ERROR_CHARS - 3] + "..."
     return f"cannot read tracking store {display_uri(tracking_uri)}: {text}"
-
-
-# Substrings of requests/urllib3 errors (wrapped in MlflowException text) -> a short reason.
-_NETWORK_CLUES = (
-    ("connection refused", "connection refused"),
-    ("name or service not known", "unknown host"),
-    ("nodename nor servname", "unknown host"),
-    ("temporary failure in name resolution", "unknown host"),
-    ("timed out", "timed out"),
-    ("max retries exceeded", "no answer"),
-    ("connection aborted", "connection aborted"),
-)
 
 
 def _is_mlflow_failure(exc: Exception) -> bool:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 
 from lrwatch import __version__, keys
 from lrwatch.errors import InputError
-from lrwatch.store import display_uri, resolve_tracking_uri
+from lrwatch.store import resolve_tracking_uri
 from lrwatch.tracking import distributed, lifecycle
 from lrwatch.tracking.live import LiveDiagnosis
 from lrwatch.tracking.params import optimizer_params
@@ -105,7 +105,7 @@ def watch(
     def create_run() -> str:
         return sink.create_run(experiment, run_name, tags)
 
-    refused = None
+    refused = unreachable = None
     if run_id is None:
         try:
             run_id = create_run()
@@ -113,13 +113,13 @@ def watch(
             if is_permanent(exc):
                 refused = exc  # the writer says so, naming the spool that keeps every step
             else:
-                # An InputError already names the store (password hidden); others do not.
-                why = (
-                    exc
+                # An InputError already names the store (password hidden); others as the writer
+                # words an outage later in the run.
+                unreachable = (
+                    str(exc)
                     if isinstance(exc, InputError)
-                    else f"cannot reach {display_uri(uri)} ({exc})"
+                    else f"tracking store unavailable ({short_error(exc, uri)})"
                 )
-                log.warning("lrwatch: %s; logging to the spool meanwhile", why)
     header = {
         "tracking_uri": uri,
         "run_id": run_id,
@@ -130,9 +130,11 @@ def watch(
         "owns_run": owns_run,
     }
     spool = SpoolWriter(spool_dir, header)
+    if unreachable is not None:  # the writer's first failure then says nothing more
+        log.warning("lrwatch: %s; buffering to %s and retrying", unreachable, spool.where)
     writer = Writer(
         deque(), sink, spool, run_id=run_id, create_run=create_run,
-        flush_interval=flush_interval, live=live,
+        flush_interval=flush_interval, live=live, outage_reported=unreachable is not None,
     )  # fmt: skip
     if refused is not None:
         writer.refuse(refused)

@@ -31,7 +31,14 @@ from collections import deque
 from collections.abc import Callable
 from typing import Literal
 
-from lrwatch.store import LOGIN_ERRORS, file_store_refusal, hide_passwords, login_refusal
+from lrwatch.store import (
+    LOGIN_ERRORS,
+    display_uri,
+    file_store_refusal,
+    hide_passwords,
+    login_refusal,
+    network_reason,
+)
 from lrwatch.tracking.records import RowBuilder, drain
 from lrwatch.tracking.sink import MAX_METRICS_PER_REQUEST, MlflowSink, is_permanent, split
 from lrwatch.tracking.spool import SpoolWriter, iter_metric_chunks
@@ -81,6 +88,7 @@ class Writer:
         create_run: Callable[[], str],
         flush_interval: float,
         live=None,
+        outage_reported: bool = False,
     ) -> None:
         self.queue = queue
         self.sink = sink
@@ -96,7 +104,9 @@ class Writer:
         self._uncertain = False  # a request failed: it may have landed, check before resending
         self._retry_at = 0.0
         self._backoff = BACKOFF_START_S
-        self._failures = 0  # failed attempts in a row
+        # Failed attempts in a row; one when the caller already warned that the store is down
+        # (the first failure's warning would say it again).
+        self._failures = 1 if outage_reported else 0
         # The store refused to create the run for good (a name it rejects, no permission):
         # nothing is sent any more, every step stays in the spool for `lrwatch import`.
         self._refused: BaseException | None = None
@@ -351,5 +361,8 @@ def short_error(exc: BaseException, uri: str | None = None) -> str:
     refusal = login_refusal(exc, uri)
     if refusal:
         return f"the server {refusal}"
+    reason = network_reason(text)
+    if reason:
+        return f"cannot reach {display_uri(uri)}: {reason}" if uri else reason
     text = hide_passwords(text) or type(exc).__name__
     return text if len(text) < 300 else text[:297] + "..."

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -47,11 +49,41 @@ def test_server_killed_and_restarted_mid_run_loses_and_duplicates_nothing(
     assert not list(spool_dir.iterdir())
     # The backlog went the spool-replay way, and the warning blames the outage.
     assert "tracking store unreachable for long: over 200 values wait" in caplog.text
+    # The outage is one short line with the reason, not ~300 characters of urllib3's retries.
+    (outage,) = [r.getMessage() for r in caplog.records if "unavailable" in r.getMessage()]
+    reason = r"(connection refused|connection aborted|no answer)"
+    assert re.match(rf"lrwatch: tracking store unavailable \(cannot reach {re.escape(mlflow_server.uri)}: {reason}\); buffering to ", outage), outage  # fmt: skip
     for key in (keys.LOSS, keys.LR):
         assert steps_of(mlflow_server.uri, w.run_id, key) == list(range(config.steps))
     run = mlflow.MlflowClient(mlflow_server.uri).get_run(w.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params["optimizer"] == "Adam"
+
+
+@pytest.mark.server
+def test_a_server_down_when_training_starts_is_one_short_line_naming_the_spool(
+    tracking_uri, spool_dir, caplog, capsys
+):
+    """It was two lines of ~400 characters each (urllib3's pool and retry details, twice)."""
+    down = f"http://127.0.0.1:{free_port()}"
+    loop = ManualLoop(TrainConfig(task="mlp_regression", lr=0.05, steps=40))
+    with caplog.at_level(logging.DEBUG, logger="lrwatch"):
+        w = lrwatch.watch(loop.optimizer, tracking_uri=down, experiment="down", flush_interval=0.05)
+        for _ in loop.steps(w):
+            time.sleep(0.005)  # the writer retries while the loop runs
+        w.close(timeout_s=5)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    (spool,) = spool_dir.iterdir()
+    assert warnings[0] == (
+        f"lrwatch: tracking store unavailable (cannot reach {down}: connection refused); "
+        f"buffering to {spool} and retrying"
+    )
+    assert not [m for m in warnings[1:] if "unavailable" in m or "cannot reach" in m], warnings
+    assert f"lrwatch import {spool}" in warnings[-1]
+    assert "run " in _import(spool, tracking_uri, capsys)  # and every step is in the spool:
+    client = mlflow.MlflowClient(tracking_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("down").experiment_id])
+    assert steps_of(tracking_uri, run.info.run_id, keys.LOSS) == list(range(40))
 
 
 def _start_child(uri: str, flush_interval: float, steps: int) -> subprocess.Popen:

@@ -27,6 +27,7 @@ import itertools
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -710,6 +711,19 @@ class _ReadOnlySqlite:
 
 def _sqlite_connect(tracking_uri: str) -> _ReadOnlySqlite:
     return _ReadOnlySqlite(sqlite_path(tracking_uri))
+
+
+def holds_mlflow_tables(path: str | Path) -> bool:
+    """Whether the SQLite file at ``path`` holds MLflow's ``runs`` table (False for an empty
+    file, another application's database, or no SQLite database at all)."""
+    try:
+        with _ReadOnlySqlite(str(path)) as conn:
+            found = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'"
+            ).fetchone()
+    except (InputError, sqlite3.Error):
+        return False
+    return found is not None
 
 
 def sqlite_path(tracking_uri: str) -> str:

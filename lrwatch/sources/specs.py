@@ -187,17 +187,24 @@ def file_refs(path: str, spec: str, found: bool = False) -> list[RunRef]:
 
 
 def _require_existing_sqlite_store(uri: str, spec: str, kind: str) -> None:
-    """Reading must not create a store: MLflow would make an empty ``mlflow.db`` on first use."""
+    """Reading must not create a store: MLflow would make an empty ``mlflow.db`` on first use,
+    and write its tables into any other SQLite file named as the store (an empty one, an app's
+    database given by mistake)."""
     if not uri.lower().startswith("sqlite:///"):
         return
-    from lrwatch.sources.mlflow_store import sqlite_path
+    from lrwatch.sources.mlflow_store import holds_mlflow_tables, sqlite_path
 
-    if Path(sqlite_path(uri)).exists():
-        return
+    path = Path(sqlite_path(uri))
     what = {"run": "no run", "experiment": "no experiment"}[kind]
     if kind == "experiment" and not spec.startswith(EXPERIMENT_PREFIX):
         what = "no such file, run id or experiment"
-    raise InputError(f"{spec!r}: {what} (tracking store {display_uri(uri)} does not exist)")
+    if not path.exists():
+        raise InputError(f"{spec!r}: {what} (tracking store {display_uri(uri)} does not exist)")
+    if not holds_mlflow_tables(path):
+        raise InputError(
+            f"{spec!r}: {what} ({display_uri(uri)} is no MLflow tracking store: it holds none "
+            "of MLflow's tables)"
+        )
 
 
 def experiment_runs(

@@ -347,6 +347,27 @@ def test_reading_never_creates_a_tracking_store(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "mlflow.db").exists()
 
 
+def test_reading_writes_no_tables_into_a_sqlite_file_that_is_not_mlflows(tmp_path, capsys):
+    """MLflow's client created its tables in whatever SQLite file was named as the store."""
+    import sqlite3
+
+    app = tmp_path / "app.db"
+    with sqlite3.connect(app) as conn:
+        conn.execute("CREATE TABLE users (name TEXT)")
+    (tmp_path / "empty.db").touch()
+    for store in (app, tmp_path / "empty.db"):
+        uri = f"sqlite:///{store}"
+        for spec in ("0123456789abcdef0123456789abcdef", "experiment:sweep"):
+            assert main(["analyze", spec, "--tracking-uri", uri]) == 2
+            err = capsys.readouterr().err.strip().splitlines()[-1]
+            assert err.endswith(
+                f"({uri} is no MLflow tracking store: it holds none of MLflow's tables)"
+            )
+    with sqlite3.connect(app) as conn:
+        assert conn.execute("SELECT name FROM sqlite_master").fetchall() == [("users",)]
+    assert (tmp_path / "empty.db").stat().st_size == 0
+
+
 def test_experiment_runs_without_a_loss_are_skipped_not_errors(tracking_uri, capsys, healthy_run):
     from lrwatch.run import Run, Series
 

@@ -230,24 +230,32 @@ def analysed_keys(
     return list(dict.fromkeys(loss + ([rate] if rate else [])))
 
 
-def sqlite_experiment_run_ids(
+def sql_experiment_run_ids(
     tracking_uri: str, name_or_id: str, *, by_id: bool = False
 ) -> list[str] | None:
-    """The active runs of an active experiment of a SQLite store, oldest first, as
-    ``search_runs`` lists them, read without importing MLflow (see :func:`_sqlite_run`).
-    ``None`` when the experiment is not found, deleted or holds no run, or the tables are not
-    MLflow's: the client then says what is wrong, as before."""
+    """The active runs of an active experiment of a SQL store, oldest first, as ``search_runs``
+    lists them, read without importing MLflow (see :func:`_sql_run`). ``None`` when the
+    experiment is not found, deleted or holds no run, or the tables are not MLflow's: the
+    client then says what is wrong, as before.
+
+    Raises:
+        InputError: a database server that does not answer.
+    """
+    _check_database_reachable(tracking_uri)
     try:
-        with _sqlite_connect(tracking_uri) as conn:
-            found = None if by_id else conn.execute(_EXPERIMENT_SQL, [name_or_id]).fetchone()
-            if found is None and (by_id or name_or_id.isdigit()):
-                found = conn.execute(_EXPERIMENT_BY_ID_SQL, [int(name_or_id)]).fetchone()
-            if found is None or found[1] != "active":
-                return None
-            rows = conn.execute(_EXPERIMENT_RUNS_SQL, [found[0]]).fetchall()
-    except (InputError, sqlite3.Error, ValueError):
+        found = None if by_id else _first_row(tracking_uri, _EXPERIMENT_SQL, name_or_id)
+        if found is None and (by_id or name_or_id.isdigit()):
+            found = _first_row(tracking_uri, _EXPERIMENT_BY_ID_SQL, int(name_or_id))
+        if found is None or found[1] != "active":
+            return None
+        rows = _sql_rows(tracking_uri, _EXPERIMENT_RUNS_SQL, [found[0]])
+    except Exception:  # noqa: BLE001 - not MLflow's tables, any driver's error: the client words it
         return None
     return [run_id for (run_id,) in rows] or None
+
+
+def _first_row(tracking_uri: str, sql: str, value) -> tuple | None:
+    return next(iter(_sql_rows(tracking_uri, sql, [value])), None)
 
 
 def run_status(mlflow_status: str) -> str | None:
@@ -284,12 +292,16 @@ def mlflow_client(tracking_uri: str):
     from mlflow import MlflowClient
 
     check_tracking_uri(tracking_uri)
-    if is_sql_store(tracking_uri) and _scheme(tracking_uri) != "sqlite":
+    if is_sql_store(tracking_uri):
         _check_database_reachable(tracking_uri)
     return MlflowClient(tracking_uri=tracking_uri)
 
 
 def _check_database_reachable(tracking_uri: str) -> None:
+    """Raise :class:`InputError` at once when a database server does not answer (SQLite files
+    need no check)."""
+    if _scheme(tracking_uri) == "sqlite":
+        return
     from lrwatch.sources.specs import describe_mlflow_failure
 
     try:
@@ -320,8 +332,8 @@ class _RunMeta:
 
 
 def _get_run(tracking_uri: str, run_id: str) -> _RunMeta:
-    if _scheme(tracking_uri) == "sqlite":
-        found = _sqlite_run(tracking_uri, run_id)
+    if is_sql_store(tracking_uri):
+        found = _sql_run(tracking_uri, run_id)
         if found is not None:
             return found
     from mlflow.exceptions import MlflowException
@@ -341,25 +353,29 @@ def _get_run(tracking_uri: str, run_id: str) -> _RunMeta:
     )  # fmt: skip
 
 
-def _sqlite_run(tracking_uri: str, run_id: str) -> _RunMeta | None:
-    """The run straight from a SQLite store's tables, as ``get_run`` gives it, without MLflow:
-    importing it made `lrwatch analyze RUN_ID` take 3.3 s instead of 0.35 s, and its ORM took
-    ~10 ms a run (``benchmarks/mlflow_analyze.py``). ``None`` when the run is not there or the
-    tables are not MLflow's (an old schema, another database): the client then says what is
-    wrong, as before."""
+def _sql_run(tracking_uri: str, run_id: str) -> _RunMeta | None:
+    """The run straight from a SQL store's tables, as ``get_run`` gives it, without MLflow:
+    importing it made `lrwatch analyze RUN_ID` take 3.3 s instead of 0.35 s on SQLite, and its
+    ORM took ~10 ms a run (``benchmarks/mlflow_analyze.py``). ``None`` when the run is not there
+    or the tables are not MLflow's (an old schema, another database): the client then says
+    what is wrong, as before.
+
+    Raises:
+        InputError: a database server that does not answer (checked first, so that the client
+            does not wait on it a second time).
+    """
+    _check_database_reachable(tracking_uri)
     try:
-        with _sqlite_connect(tracking_uri) as conn:
-            row = conn.execute(_RUN_SQL, [run_id]).fetchone()
-            if row is None:
-                return None
-            params = dict(conn.execute(_PARAMS_SQL, [run_id]).fetchall())
-            tags = dict(conn.execute(_TAGS_SQL, [run_id]).fetchall())
-            keys = conn.execute(_KEYS_SQL.format(q='"'), [run_id]).fetchall()
-    except (InputError, sqlite3.Error):
+        row = _first_row(tracking_uri, _RUN_SQL, run_id)
+        if row is None:
+            return None
+        params = dict(_sql_rows(tracking_uri, _PARAMS_SQL, [run_id]))
+        tags = dict(_sql_rows(tracking_uri, _TAGS_SQL, [run_id]))
+        keys = sorted(key for (key,) in _sql_rows(tracking_uri, _KEYS_SQL, [run_id]))
+    except Exception:  # noqa: BLE001 - not MLflow's tables, any driver's error: the client words it
         return None
     uuid, name, status, start_time, experiment_id = row
-    metric_keys = sorted(key for (key,) in keys)
-    return _RunMeta(uuid, name, status, start_time, str(experiment_id), params, tags, metric_keys)
+    return _RunMeta(uuid, name, status, start_time, str(experiment_id), params, tags, keys)
 
 
 def _client_histories(
@@ -577,18 +593,21 @@ _AFTER_STEP_SQL = " AND {q}step{q} > ?"
 # PyMySQL: "pyformat"; pyodbc and pysqlite: "qmark"); other drivers are called through SQLAlchemy.
 _DRIVER_PARAMETER_MARKERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 _KEYS_SQL = "SELECT DISTINCT {q}key{q} FROM {q}latest_metrics{q} WHERE {q}run_uuid{q} = ?"
-_RUN_SQL = "SELECT run_uuid, name, status, start_time, experiment_id FROM runs WHERE run_uuid = ?"
-_PARAMS_SQL = "SELECT key, value FROM params WHERE run_uuid = ?"
-_EXPERIMENT_SQL = "SELECT experiment_id, lifecycle_stage FROM experiments WHERE name = ?"
-_EXPERIMENT_BY_ID_SQL = (
-    "SELECT experiment_id, lifecycle_stage FROM experiments WHERE experiment_id = ?"
+_RUN_SQL = (
+    "SELECT {q}run_uuid{q}, {q}name{q}, {q}status{q}, {q}start_time{q}, {q}experiment_id{q}"
+    " FROM {q}runs{q} WHERE {q}run_uuid{q} = ?"
 )
+_PARAMS_SQL = "SELECT {q}key{q}, {q}value{q} FROM {q}params{q} WHERE {q}run_uuid{q} = ?"
+_TAGS_SQL = "SELECT {q}key{q}, {q}value{q} FROM {q}tags{q} WHERE {q}run_uuid{q} = ?"
+_EXPERIMENT_COLUMNS = "SELECT {q}experiment_id{q}, {q}lifecycle_stage{q} FROM {q}experiments{q}"
+_EXPERIMENT_SQL = _EXPERIMENT_COLUMNS + " WHERE {q}name{q} = ?"
+_EXPERIMENT_BY_ID_SQL = _EXPERIMENT_COLUMNS + " WHERE {q}experiment_id{q} = ?"
 # search_runs' order: the one asked for (start time), nulls last, then the run id.
 _EXPERIMENT_RUNS_SQL = (
-    "SELECT run_uuid FROM runs WHERE experiment_id = ? AND lifecycle_stage = 'active'"
-    " ORDER BY start_time IS NULL, start_time, run_uuid"
+    "SELECT {q}run_uuid{q} FROM {q}runs{q}"
+    " WHERE {q}experiment_id{q} = ? AND {q}lifecycle_stage{q} = 'active'"
+    " ORDER BY {q}start_time{q} IS NULL, {q}start_time{q}, {q}run_uuid{q}"
 )
-_TAGS_SQL = "SELECT key, value FROM tags WHERE run_uuid = ?"
 # Two scalar subqueries: each is one index look-up, where MIN and MAX in one SELECT scan the run.
 _STEP_RANGE_SQL = (
     "SELECT (SELECT MIN({q}step{q}) FROM {q}metrics{q} WHERE {q}run_uuid{q} = ? AND {q}key{q} = ?),"

@@ -213,10 +213,10 @@ def experiment_runs(
     """Every active run of an MLflow experiment (by name, else by id; ``by_id``: by id only,
     as a UI address names it), oldest first."""
     spec = spec or f"{EXPERIMENT_PREFIX}{name_or_id}"
-    if tracking_uri.lower().startswith("sqlite:"):
-        from lrwatch.sources.mlflow_store import sqlite_experiment_run_ids
+    from lrwatch.sources.mlflow_store import is_sql_store, sql_experiment_run_ids
 
-        found = sqlite_experiment_run_ids(tracking_uri, name_or_id, by_id=by_id)
+    if is_sql_store(tracking_uri):
+        found = sql_experiment_run_ids(tracking_uri, name_or_id, by_id=by_id)
         if found:
             return [RunRef("mlflow", rid, spec, tracking_uri, optional=True) for rid in found]
     store = display_uri(tracking_uri)

@@ -462,18 +462,17 @@ def test_analysed_keys_are_the_loss_or_its_parts_then_group_0s_lr():
     assert store.analysed_keys(names, None, "lr/pg7") is None
 
 
-@pytest.fixture
-def sweep_store(tracking_uri, healthy_run, diverging_run) -> dict[str, str]:
-    """A SQLite store as MLflow's client writes it: an experiment of runs with params and tags
-    (two started in the same millisecond), a deleted run, a run in another experiment."""
+def log_sweep(uri: str, healthy_run: Run, diverging_run: Run) -> dict[str, str]:
+    """A store as MLflow's client writes it: an experiment of runs with params and tags (two
+    started in the same millisecond), a deleted run, a run in another experiment. Ids by name."""
     import mlflow
     from mlflow.entities import Metric
 
-    client = mlflow.MlflowClient(tracking_uri)
+    client = mlflow.MlflowClient(uri)
     ids = {
-        "healthy": log_run_to_mlflow(tracking_uri, healthy_run, experiment="sweep"),
-        "diverging": log_run_to_mlflow(tracking_uri, diverging_run, experiment="sweep"),
-        "other": log_run_to_mlflow(tracking_uri, healthy_run, experiment="other"),
+        "healthy": log_run_to_mlflow(uri, healthy_run, experiment="sweep"),
+        "diverging": log_run_to_mlflow(uri, diverging_run, experiment="sweep"),
+        "other": log_run_to_mlflow(uri, healthy_run, experiment="other"),
     }
     experiment_id = client.get_experiment_by_name("sweep").experiment_id
     for name in ("twin-b", "twin-a", "deleted"):
@@ -486,52 +485,62 @@ def sweep_store(tracking_uri, healthy_run, diverging_run) -> dict[str, str]:
     return ids
 
 
-def test_a_sqlite_store_is_read_without_mlflow_as_its_client_reads_it(
-    sweep_store, tracking_uri, monkeypatch
-):
-    """Importing MLflow took 1-4 s of `lrwatch analyze RUN_ID` on the default store, whose
-    analysis takes ~0.1 s; its ORM ~10 ms a run more. Runs and experiments of a SQLite store
-    are now read from its tables, and must come out as the client gives them."""
+def assert_read_as_its_client_reads_it(uri: str, ids: dict[str, str], monkeypatch) -> None:
+    """Runs and experiments read from a SQL store's tables equal what MLflow's client gives."""
     from lrwatch.sources import specs
 
-    run_ids = [v for k, v in sweep_store.items() if k != "experiment_id"]
-    direct = {rid: store.read_run(tracking_uri, rid) for rid in run_ids}
+    run_ids = [v for k, v in ids.items() if k != "experiment_id"]
+    direct = {rid: store.read_run(uri, rid) for rid in run_ids}
     specs_direct = {
-        spec: [ref.target for ref in specs.expand(spec)]
-        for spec in ("experiment:sweep", "sweep", sweep_store["experiment_id"], "other")
+        spec: [ref.target for ref in specs.expand(spec, tracking_uri=uri)]
+        for spec in ("experiment:sweep", "sweep", ids["experiment_id"], "other")
     }
     # Oldest first; the two started in the same millisecond by run id; no deleted run.
-    assert specs_direct["sweep"] == [
-        *sorted([sweep_store["twin-a"], sweep_store["twin-b"]]),
-        sweep_store["healthy"],
-        sweep_store["diverging"],
-    ]
+    twins = sorted([ids["twin-a"], ids["twin-b"]])
+    assert specs_direct["sweep"] == [*twins, ids["healthy"], ids["diverging"]]
 
-    monkeypatch.setattr(store, "_sqlite_run", lambda *args: None)
-    monkeypatch.setattr(store, "sqlite_experiment_run_ids", lambda *args, **kw: None)
+    monkeypatch.setattr(store, "_sql_run", lambda *args: None)
+    monkeypatch.setattr(store, "sql_experiment_run_ids", lambda *args, **kw: None)
     for rid, run in direct.items():
-        through_client = store.read_run(tracking_uri, rid)
+        through_client = store.read_run(uri, rid)
         fields = {**vars(run), "metrics": None}
         assert fields == {**vars(through_client), "metrics": None}, rid
         assert run.metrics.keys() == through_client.metrics.keys()
         for key, series in run.metrics.items():
             np.testing.assert_array_equal(series.values, through_client.metrics[key].values)
     for spec, targets in specs_direct.items():
-        assert targets == [ref.target for ref in specs.expand(spec)], spec
+        assert targets == [ref.target for ref in specs.expand(spec, tracking_uri=uri)], spec
 
 
-def test_analysing_a_run_or_an_experiment_of_a_sqlite_store_does_not_import_mlflow(
-    sweep_store, tracking_uri
-):
+def assert_analysed_without_importing_mlflow(
+    uri: str, ids: dict[str, str], heavy: tuple[str, ...] = ("mlflow",)
+) -> None:
     code = (
-        "import sys; from lrwatch.cli import main; rc = main(['analyze', *sys.argv[1:]]); "
-        "heavy = [m for m in ('mlflow', 'sqlalchemy') if m in sys.modules]; "
+        "import sys; from lrwatch.cli import main; rc = main(['analyze', *sys.argv[2:]]); "
+        "heavy = [m for m in sys.argv[1].split(',') if m in sys.modules]; "
         "print('HEAVY', heavy, rc, file=sys.stderr)"
     )
-    for spec in (sweep_store["healthy"], "experiment:sweep"):
-        args = [spec, "--tracking-uri", tracking_uri, "--format", "json"]
+    for spec in (ids["healthy"], "experiment:sweep"):
+        args = [",".join(heavy), spec, "--tracking-uri", uri, "--format", "json"]
         out = subprocess.run(
             [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120
         )
         assert "HEAVY [] 0" in out.stderr, out.stderr
-        assert sweep_store["healthy"] in out.stdout
+        assert ids["healthy"] in out.stdout
+
+
+def test_a_sqlite_store_is_read_without_mlflow_as_its_client_reads_it(
+    tracking_uri, healthy_run, diverging_run, monkeypatch
+):
+    """Importing MLflow took 3 s of `lrwatch analyze RUN_ID` on the default store, whose
+    analysis takes ~0.1 s; its ORM ~10 ms a run more. Runs and experiments of a SQL store are
+    now read from its tables, and must come out as the client gives them."""
+    ids = log_sweep(tracking_uri, healthy_run, diverging_run)
+    assert_read_as_its_client_reads_it(tracking_uri, ids, monkeypatch)
+
+
+def test_analysing_a_run_or_an_experiment_of_a_sqlite_store_does_not_import_mlflow(
+    tracking_uri, healthy_run, diverging_run
+):
+    ids = log_sweep(tracking_uri, healthy_run, diverging_run)
+    assert_analysed_without_importing_mlflow(tracking_uri, ids, heavy=("mlflow", "sqlalchemy"))

@@ -23,7 +23,10 @@ from tests.sources.test_cli_analyze import _cli
 from tests.sources.test_sources_mlflow import (
     ODD_TIMES,
     _odd_run,
+    assert_analysed_without_importing_mlflow,
+    assert_read_as_its_client_reads_it,
     follow_a_run_counted_per_epoch,
+    log_sweep,
 )
 from tests.tracking.conftest import MlflowServer
 from tests.tracking.tracking_loops import train_watched
@@ -43,6 +46,16 @@ def test_a_select_only_login_is_enough_to_analyse_a_postgres_store(
     assert not any(f["severity"] != "info" for f in report["findings"])
     run = load_run(run_id, tracking_uri=reader_uri)
     np.testing.assert_array_equal(run.loss.values, healthy_run.loss.values)
+
+
+def test_runs_and_experiments_of_a_postgres_store_are_read_as_its_client_reads_them(
+    postgres_cluster, postgres_uri, healthy_run, diverging_run, monkeypatch
+):
+    """From its tables, without importing MLflow (3 s of the command), through a login that
+    may only SELECT: the analysis of a run or an experiment never needs MLflow's client."""
+    ids = log_sweep(postgres_uri, healthy_run, diverging_run)
+    assert_analysed_without_importing_mlflow(postgres_cluster.reader_uri(postgres_uri), ids)
+    assert_read_as_its_client_reads_it(postgres_uri, ids, monkeypatch)
 
 
 def test_direct_reads_of_a_postgres_store_equal_mlflows_own(postgres_uri):

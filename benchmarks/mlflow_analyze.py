@@ -8,7 +8,7 @@ then times, median of ``--repeats``:
 - ``lrwatch analyze experiment:sweep --format json`` (every run, and the sweep section).
 
 Runs and experiments of a SQLite store are read from its tables, without importing MLflow
-(``lrwatch.sources.mlflow_store``); before, MLflow's import and its ORM's ``get_run`` were most
+(``lrwatch.sources.mlflow_sql``); before, MLflow's import and its ORM's ``get_run`` were most
 of both times. Usage::
 
     python benchmarks/mlflow_analyze.py [--runs 200] [--steps 2000] [--repeats 5]

@@ -7,8 +7,10 @@ uses, so ``lrwatch``, ``mlflow ui`` and other tools see the same runs.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import threading
 from urllib.parse import urlsplit
 
 from lrwatch.errors import InputError
@@ -194,3 +196,19 @@ def hide_passwords(text: str) -> str:
     that quote a URI from elsewhere (MLflow's, SQLAlchemy's).
     """
     return _URI_IN_TEXT.sub(lambda match: display_uri(match.group(0)), text)
+
+
+def one_per_uri(build):
+    """Decorate ``build(tracking_uri)``: one object per URI (a client, a database engine), built
+    on first use under a lock."""
+    built: dict[str, object] = {}
+    lock = threading.Lock()
+
+    @functools.wraps(build)
+    def get(tracking_uri: str):
+        with lock:
+            if tracking_uri not in built:
+                built[tracking_uri] = build(tracking_uri)
+            return built[tracking_uri]
+
+    return get

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import IO
 
 from lrwatch.run import Series
-from lrwatch.sources.mlflow_store import is_sql_store, read_histories
+from lrwatch.sources.mlflow_sql import is_sql_store
+from lrwatch.sources.mlflow_store import read_histories
 
 _READY = b"lrwatch-read-helper-ready\n"  # the helper's first line, once its imports are done
 

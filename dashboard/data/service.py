@@ -21,7 +21,8 @@ from lrwatch.run import Run, Series, UnreadSeries
 from lrwatch.sources.epoch_steps import epoch_steps_note
 from lrwatch.sources.files import add_read_note
 from lrwatch.sources.loss_parts import add_summed_loss
-from lrwatch.sources.mlflow_store import analysed_keys, first_step_count
+from lrwatch.sources.mlflow_sql import first_step_count
+from lrwatch.sources.mlflow_store import analysed_keys
 from lrwatch.sources.range_tests import mark_range_test
 
 # Metrics offered as extra charts when a run logged them (besides loss and LR).

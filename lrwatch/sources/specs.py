@@ -192,7 +192,7 @@ def _require_existing_sqlite_store(uri: str, spec: str, kind: str) -> None:
     database given by mistake)."""
     if not uri.lower().startswith("sqlite:///"):
         return
-    from lrwatch.sources.mlflow_store import holds_mlflow_tables, sqlite_path
+    from lrwatch.sources.mlflow_sql import holds_mlflow_tables, sqlite_path
 
     path = Path(sqlite_path(uri))
     what = {"run": "no run", "experiment": "no experiment"}[kind]
@@ -213,10 +213,10 @@ def experiment_runs(
     """Every active run of an MLflow experiment (by name, else by id; ``by_id``: by id only,
     as a UI address names it), oldest first."""
     spec = spec or f"{EXPERIMENT_PREFIX}{name_or_id}"
-    from lrwatch.sources.mlflow_store import is_sql_store, sql_experiment_run_ids
+    from lrwatch.sources.mlflow_sql import experiment_run_ids, is_sql_store
 
     if is_sql_store(tracking_uri):
-        found = sql_experiment_run_ids(tracking_uri, name_or_id, by_id=by_id)
+        found = experiment_run_ids(tracking_uri, name_or_id, by_id=by_id)
         if found:
             return [RunRef("mlflow", rid, spec, tracking_uri, optional=True) for rid in found]
     store = display_uri(tracking_uri)

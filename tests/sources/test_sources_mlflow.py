@@ -12,7 +12,7 @@ import pytest
 
 from lrwatch.errors import InputError
 from lrwatch.run import Run, Series
-from lrwatch.sources import RunRef, load_ref, load_run, load_runs
+from lrwatch.sources import RunRef, load_ref, load_run, load_runs, mlflow_sql
 from lrwatch.sources import mlflow_store as store
 from tests.sources.conftest import log_run_to_mlflow, log_unstepped, train_logging_each_batch
 
@@ -293,10 +293,10 @@ def test_sqlalchemy_path_equals_the_sqlite_path(tracking_uri, monkeypatch, drive
     """The path PostgreSQL/MySQL stores take (SQLAlchemy), driven here through pysqlite: with the
     driver's own cursor, and as drivers with another parameter style are read."""
     if not driver_cursor:
-        monkeypatch.setattr(store, "_DRIVER_PARAMETER_MARKERS", {})
+        monkeypatch.setattr(mlflow_sql, "_DRIVER_PARAMETER_MARKERS", {})
     run_id = log_run_to_mlflow(tracking_uri, _odd_run(), timestamps_ms=ODD_TIMES)
     through_sqlalchemy = tracking_uri.replace("sqlite:", "sqlite+pysqlite:", 1)
-    assert store.is_sql_store(through_sqlalchemy)
+    assert mlflow_sql.is_sql_store(through_sqlalchemy)
     assert store.list_metric_keys(through_sqlalchemy, run_id) == ["lr", "train/loss"]
     direct = store.read_histories(tracking_uri, run_id, after_step=0)
     generic = store.read_histories(through_sqlalchemy, run_id, after_step=0)
@@ -499,8 +499,8 @@ def assert_read_as_its_client_reads_it(uri: str, ids: dict[str, str], monkeypatc
     twins = sorted([ids["twin-a"], ids["twin-b"]])
     assert specs_direct["sweep"] == [*twins, ids["healthy"], ids["diverging"]]
 
-    monkeypatch.setattr(store, "_sql_run", lambda *args: None)
-    monkeypatch.setattr(store, "sql_experiment_run_ids", lambda *args, **kw: None)
+    monkeypatch.setattr(mlflow_sql, "run_meta", lambda *args: None)
+    monkeypatch.setattr(mlflow_sql, "experiment_run_ids", lambda *args, **kw: None)
     for rid, run in direct.items():
         through_client = store.read_run(uri, rid)
         fields = {**vars(run), "metrics": None}

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from lrwatch.sources import load_run
+from lrwatch.sources import load_run, mlflow_sql
 from lrwatch.sources import mlflow_store as store
 from lrwatch.tasks import TrainConfig
 from tests.net import free_port
@@ -59,7 +59,7 @@ def test_runs_and_experiments_of_a_postgres_store_are_read_as_its_client_reads_t
 
 
 def test_direct_reads_of_a_postgres_store_equal_mlflows_own(postgres_uri):
-    assert store.is_sql_store(postgres_uri)
+    assert mlflow_sql.is_sql_store(postgres_uri)
     run_id = log_run_to_mlflow(postgres_uri, _odd_run(), timestamps_ms=ODD_TIMES)
     loss = store.read_history(postgres_uri, run_id, "train/loss")
     assert loss.steps.tolist() == [0, 1, 2, 3, 4, 5]

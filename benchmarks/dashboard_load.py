@@ -148,12 +148,12 @@ def _wait_http(url: str, timeout_s: float = 120) -> None:
 
 
 @contextlib.contextmanager
-def local_mlflow_server(store_uri: str) -> Iterator[str]:
-    """A real ``mlflow server --workers 1`` over ``store_uri`` on 127.0.0.1; yields its URI."""
+def local_mlflow_server(store_uri: str, *, workers: int = 1) -> Iterator[str]:
+    """A real ``mlflow server --workers N`` over ``store_uri`` on 127.0.0.1; yields its URI."""
     port = _free_port()
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     command = ["mlflow", "server", "--backend-store-uri", store_uri, "--host", "127.0.0.1",
-               "--port", str(port), "--workers", "1"]  # fmt: skip
+               "--port", str(port), "--workers", str(workers)]  # fmt: skip
     server = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

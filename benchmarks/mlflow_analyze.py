@@ -9,9 +9,13 @@ then times, median of ``--repeats``:
 
 Runs and experiments of a SQLite store are read from its tables, without importing MLflow
 (``lrwatch.sources.mlflow_sql``); before, MLflow's import and its ORM's ``get_run`` were most
-of both times. Usage::
+of both times.
 
-    python benchmarks/mlflow_analyze.py [--runs 200] [--steps 2000] [--repeats 5]
+``--server`` also times ``experiment:sweep`` through a real ``mlflow server`` over the same
+store, with 1 worker and with its default 4, read one run at a time (``--workers 1``, what
+lrwatch did before) and ``SERVER_READ_THREADS`` runs at a time (now), side by side. Usage::
+
+    python benchmarks/mlflow_analyze.py [--runs 200] [--steps 2000] [--repeats 5] [--server]
 """
 
 from __future__ import annotations
@@ -27,7 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+# `mlflow server`'s default number of uvicorn workers, and the one the README suggests.
+SERVER_WORKERS = (1, 4)
 
 
 def build_sweep(uri: str, runs: int, steps: int) -> list[str]:
@@ -72,6 +81,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--server", action="store_true", help="also time it through a server")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lrwatch-bench-") as folder:
         uri = f"sqlite:///{Path(folder) / 'mlflow.db'}"
@@ -79,10 +89,38 @@ def main() -> None:
         one = whole_process_s([run_ids[0], "--tracking-uri", uri], args.repeats)
         sweep = ["experiment:sweep", "--tracking-uri", uri, "--format", "json"]
         every = whole_process_s(sweep, args.repeats)
+        served = time_through_servers(uri, args.repeats) if args.server else {}
     print("| lrwatch analyze, whole process, SQLite store | median |")
     print("|---|---:|")
     print(f"| one run ({args.steps:,} steps) by its id | {one:.2f} s |")
     print(f"| experiment:sweep, {args.runs} runs, --format json | {every:.2f} s |")
+    if served:
+        from lrwatch.batch import SERVER_READ_THREADS
+
+        print(f"\n| experiment:sweep through `mlflow server` | one run at a time (before) "
+              f"| {SERVER_READ_THREADS} at a time (now) |")  # fmt: skip
+        print("|---|---:|---:|")
+        for workers in SERVER_WORKERS:
+            print(f"| --workers {workers} | {served[workers, 'one']:.1f} s "
+                  f"| {served[workers, 'threads']:.1f} s |")  # fmt: skip
+
+
+def time_through_servers(store_uri: str, repeats: int) -> dict[tuple[int, str], float]:
+    """Seconds for ``experiment:sweep`` read through a server of each worker count, one run at
+    a time and several at a time, in alternating rounds."""
+    from benchmarks.dashboard_load import local_mlflow_server
+
+    served = {}
+    for workers in SERVER_WORKERS:
+        with local_mlflow_server(store_uri, workers=workers) as server_uri:
+            sweep = ["experiment:sweep", "--tracking-uri", server_uri, "--format", "json"]
+            rounds: dict[str, list[float]] = {"one": [], "threads": []}
+            for _ in range(repeats):
+                rounds["one"].append(whole_process_s([*sweep, "--workers", "1"], 1))
+                rounds["threads"].append(whole_process_s(sweep, 1))
+        for way, times in rounds.items():
+            served[workers, way] = statistics.median(times)
+    return served
 
 
 if __name__ == "__main__":

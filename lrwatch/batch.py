@@ -1,4 +1,5 @@
-"""Analyse many runs: load + analyse each, in parallel over the CPU cores for many files.
+"""Analyse many runs: load + analyse each, in parallel over the CPU cores for many files, and
+several at a time from a tracking server.
 
 Each run yields one :class:`RunResult` (its report, or the one-line reason it could not be
 analysed), in the order given, so one bad file never stops a sweep of a thousand.
@@ -21,6 +22,7 @@ from lrwatch.analysis.findings import Report
 from lrwatch.errors import InputError
 from lrwatch.run import Run, Series
 from lrwatch.sources import RunRef, SkippedRun, expand, load_ref
+from lrwatch.store import SERVER_READ_THREADS, resolve_tracking_uri
 
 # Below this many file runs a process pool costs more to start (~0.1-0.3 s) than it saves.
 PARALLEL_MIN_RUNS = 16
@@ -75,22 +77,25 @@ def analyze_refs(
         loss_key / lr_key: metric keys to use (found among common names if None).
         keep_series: return runs with their series (needed for a sweep analysis); False returns
             metadata only, which keeps a big parallel batch light to pass between processes.
-        workers: processes to use; default: every available core when there are at least
-            :data:`PARALLEL_MIN_RUNS` runs, all of them files (MLflow reads stay in-process).
+        workers: processes to use for files; default: every available core when there are at
+            least :data:`PARALLEL_MIN_RUNS` runs, all of them files. MLflow runs are read in
+            threads instead, :data:`SERVER_READ_THREADS` by default when every one is on a
+            tracking server, one at a time from other stores (a database read is local work).
         progress: called as ``progress(done, total)`` after each run.
     """
     total = len(refs)
     # pyarrow's CSV reader is ~2-3x faster per file; its import (~0.3 s) pays off in a batch.
     csv_engine = "arrow" if total >= PARALLEL_MIN_RUNS else "numpy"
     options = (loss_key, lr_key, keep_series, csv_engine)
-    count = _worker_count(refs, workers)
+    pool_kind, count = parallel_plan(refs, workers)
     if count <= 1:
         results: Iterable[RunResult] = (_analyze_one(ref, options) for ref in refs)
         yield from _with_progress(results, total, progress)
         return
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=count) as pool:
+    executor = ThreadPoolExecutor if pool_kind == "threads" else ProcessPoolExecutor
+    with executor(max_workers=count) as pool:  # (threads ignore the chunk size)
         results = pool.map(_analyze_one, refs, [options] * total, chunksize=CHUNK_SIZE)
         yield from _with_progress(results, total, progress)
 
@@ -110,12 +115,21 @@ def _with_progress(results, total, progress) -> Iterator[RunResult]:
         yield result
 
 
-def _worker_count(refs: Sequence[RunRef], workers: int | None) -> int:
+def parallel_plan(refs: Sequence[RunRef], workers: int | None) -> tuple[str, int]:
+    """How :func:`analyze_refs` spreads ``refs``: ``("processes", n)`` for files (parsing is
+    Python work), ``("threads", n)`` for MLflow runs (reading them is the store's work, and
+    each process would import MLflow again); ``n`` of 1 reads them one by one."""
+    kind = "processes" if any(ref.kind == "file" for ref in refs) else "threads"
     if workers is not None:
-        return max(1, min(workers, len(refs)))
+        return kind, max(1, min(workers, len(refs)))
+    if kind == "threads":
+        from lrwatch.sources.mlflow_rest import is_rest_store
+
+        on_servers = all(is_rest_store(resolve_tracking_uri(ref.tracking_uri)) for ref in refs)
+        return kind, min(SERVER_READ_THREADS, len(refs)) if on_servers else 1
     if len(refs) < PARALLEL_MIN_RUNS or any(ref.kind != "file" for ref in refs):
-        return 1
-    return min(available_cores(), len(refs))
+        return kind, 1
+    return kind, min(available_cores(), len(refs))
 
 
 def available_cores() -> int:

@@ -11,7 +11,7 @@ import os
 import sys
 
 from lrwatch.cli import EXIT_BAD_INPUT, EXIT_FAIL_ON, EXIT_OK
-from lrwatch.store import hide_passwords
+from lrwatch.store import SERVER_READ_THREADS, hide_passwords
 
 # MLflow retries an unreachable server 7 times with backoff (minutes). A report command should
 # answer in seconds: 1 retry and a 10 s timeout, unless the user set these variables.
@@ -80,7 +80,11 @@ def register(subparsers) -> None:
         "show one task at 3+ LRs; --sweep for files, which carry no params)",
     )
     parser.add_argument(
-        "--workers", type=int, metavar="N", help="processes for many files (default: all cores)"
+        "--workers",
+        type=int,
+        metavar="N",
+        help="processes for many files (default: all cores), or runs read at a time from a "
+        f"tracking server (default: {SERVER_READ_THREADS})",
     )
     parser.set_defaults(run=run)
 

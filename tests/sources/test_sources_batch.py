@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import io
 
-from lrwatch.batch import ProgressLine, analyze_refs, analyze_specs, expand_specs
+from lrwatch.batch import (
+    PARALLEL_MIN_RUNS,
+    SERVER_READ_THREADS,
+    ProgressLine,
+    analyze_refs,
+    analyze_specs,
+    available_cores,
+    expand_specs,
+    parallel_plan,
+)
+from lrwatch.sources import RunRef
 from lrwatch.sources.files import save_run_csv
 
 
@@ -52,3 +62,22 @@ def test_progress_line_draws_on_a_terminal_only():
     assert "[#####-----] 2/4 runs" in terminal.getvalue()
     assert terminal.getvalue().endswith("\r")  # the bar is cleared when done
     assert pipe.getvalue() == ""
+
+
+def test_files_go_to_processes_runs_on_a_tracking_server_to_threads():
+    """Parsing files is Python work, spread over the cores; reading runs from a tracking server
+    is the server's, a few at a time in threads; a database store is read here, one by one."""
+    files = [RunRef("file", f"run{i}.csv", f"run{i}.csv") for i in range(PARALLEL_MIN_RUNS)]
+    server = "http://mlflow.example:5000"
+    on_server = [RunRef("mlflow", f"{i:032x}", f"{i:032x}", server) for i in range(9)]
+    in_database = [
+        RunRef("mlflow", f"{i:032x}", f"{i:032x}", "sqlite:///mlflow.db") for i in range(9)
+    ]
+    assert parallel_plan(files, None) == ("processes", min(available_cores(), len(files)))
+    assert parallel_plan(files[:3], None) == ("processes", 1)
+    assert parallel_plan(on_server, None) == ("threads", SERVER_READ_THREADS)
+    assert parallel_plan(on_server[:2], None) == ("threads", 2)
+    assert parallel_plan(in_database, None) == ("threads", 1)
+    assert parallel_plan(on_server + in_database, None) == ("threads", 1)
+    assert parallel_plan(on_server, 1) == ("threads", 1)
+    assert parallel_plan(files + on_server, 2) == ("processes", 2)

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 from lrwatch.analysis.findings import Finding, Report, severity_rank
 from lrwatch.run import Run
+from lrwatch.sources.mlflow_rest import is_rest_store
+from lrwatch.store import SERVER_READ_THREADS
 
 CacheKey = tuple[str, str]  # (tracking URI, run id)
 
@@ -71,7 +73,9 @@ def _version(run: Run) -> tuple[int, int, bool]:
 
 
 class ReportCache:
-    """Reports per run, computed on demand or on one background thread.
+    """Reports per run, computed on demand or in the background: on one thread, or on
+    :data:`~lrwatch.store.SERVER_READ_THREADS` for runs of a tracking server (reading a run is
+    mostly the server's time there).
 
     Args:
         analyze: ``Run -> Report`` (default :func:`lrwatch.analysis.analyze`).
@@ -84,7 +88,7 @@ class ReportCache:
         self._lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue()
         self._pending: set[CacheKey] = set()
-        self._worker: threading.Thread | None = None
+        self._workers = 0  # background threads running
 
     def report(self, tracking_uri: str, run: Run) -> Report:
         """The report for ``run``, recomputed only when its loss gained points."""
@@ -116,10 +120,12 @@ class ReportCache:
                     continue
                 self._pending.add(key)
                 self._queue.put((key, load))
-            if self._pending and self._worker is None:
-                self._worker = threading.Thread(target=self._work, name="lrwatch-reports")
-                self._worker.daemon = True  # never keeps the dashboard process alive
-                self._worker.start()
+            wanted = SERVER_READ_THREADS if is_rest_store(tracking_uri) else 1
+            while self._workers < min(wanted, len(self._pending)):
+                self._workers += 1
+                # A daemon: it never keeps the dashboard process alive.
+                name = f"lrwatch-reports-{self._workers}"
+                threading.Thread(target=self._work, name=name, daemon=True).start()
             return len(self._pending)
 
     def pending(self, tracking_uri: str) -> int:
@@ -133,7 +139,7 @@ class ReportCache:
             except queue.Empty:
                 with self._lock:  # put() happens under this lock too: no item is stranded
                     if self._queue.empty():
-                        self._worker = None
+                        self._workers -= 1
                         return
                 continue
             try:

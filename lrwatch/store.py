@@ -17,10 +17,10 @@ from lrwatch.errors import InputError
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
-# Runs `lrwatch analyze` reads at a time from a tracking server, in threads. The server's time
-# is most of a run's (200 runs of 2,000 steps took 57-65 s one by one: ~0.3 s a run, ~30 ms of
-# it in lrwatch), and `mlflow server` runs 4 workers by default (benchmarks/mlflow_analyze.py
-# --server).
+# Runs read at a time from a tracking server, in threads (`lrwatch analyze`, the dashboard's
+# compare view and run table). The server's time is most of a run's (200 runs of 2,000 steps
+# took 57-66 s one by one: ~0.3 s a run, ~30 ms of it in lrwatch), and `mlflow server` runs 4
+# workers by default (benchmarks/mlflow_analyze.py --server).
 SERVER_READ_THREADS = 4
 # The URI schemes MLflow 3.x keeps runs behind (its tracking store registry), besides a plain
 # path; a database scheme may name its driver (``postgresql+psycopg2``). A plugin adds its own

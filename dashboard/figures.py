@@ -221,10 +221,22 @@ def figure_sensitivity(
                                  mode="markers", name="diverged (NaN/inf)",
                                  marker={"symbol": "x", "size": 12,
                                          "color": NONFINITE_COLOUR}))  # fmt: skip
+    shown = lr_values[lr_values > 0]
     if suggested_lr is not None and np.isfinite(suggested_lr) and suggested_lr > 0:
-        fig.add_vline(x=suggested_lr, line_dash="dash", line_color=SEVERITY_COLOURS["critical"],
-                      annotation_text=f"recommended LR {suggested_lr:.3g}")  # fmt: skip
+        fig.add_vline(x=suggested_lr, line_dash="dash", line_color=SEVERITY_COLOURS["critical"])
+        # Its text by hand: plotly.js places an annotation on a log axis at the log10 of its x,
+        # which add_vline's own text does not take: "recommended LR 0.572" sat at 10**0.572
+        # = 3.7, right of a sweep whose LRs ended at 0.91, and the axis grew to 800 to fit it.
+        fig.add_annotation(x=np.log10(suggested_lr), xref="x", y=1, yref="y domain",
+                           xanchor="right", yanchor="top", showarrow=False,
+                           text=f"recommended LR {suggested_lr:.3g}")  # fmt: skip
+        shown = np.append(shown, suggested_lr)
     fig.update_xaxes(type="log", title_text="learning rate")
+    if shown.size:
+        # The LRs and the recommendation, a little padded (log10 units), whatever the text needs.
+        low, high = np.log10(shown.min()), np.log10(shown.max())
+        pad = max(0.08 * (high - low), 0.1)
+        fig.update_xaxes(range=[low - pad, high + pad])
     fig.update_yaxes(title_text=loss_label)
     fig.update_layout(template=TEMPLATE, height=420, margin={"l": 60, "r": 20, "t": 30, "b": 40})
     return fig

@@ -107,6 +107,15 @@ def test_compare_view_draws_the_sensitivity_plot(served, browser, dashboard_stor
     WebDriverWait(browser, WAIT_S).until(lambda b: _trace_count(b, "compare-graph") >= 5)
     _screenshot(browser, "compare")
     assert _severe_console_errors(browser) == []
+    # The recommendation's text ends at its dashed line. plotly.js places text on a log axis
+    # at the log10 of its x: it sat far to the right, and the axis grew to fit it.
+    line = _wait_for(browser, "#sensitivity-graph .shapelayer path").rect
+    text = _wait_for(browser, "#sensitivity-graph .annotation", text="recommended LR").rect
+    assert abs(text["x"] + text["width"] - line["x"]) < 12, (text, line)
+    plot = browser.find_element(By.CSS_SELECTOR, "#sensitivity-graph .nsewdrag").rect
+    points = browser.find_elements(By.CSS_SELECTOR, "#sensitivity-graph .scatterlayer .point")
+    rightmost = max(point.rect["x"] for point in points)
+    assert plot["x"] + plot["width"] - rightmost < 0.15 * plot["width"]  # no empty third
 
 
 def test_unknown_run_gets_a_message(served, browser):

@@ -24,6 +24,9 @@ SEVERITY_COLOURS = {"info": "#4C78A8", "warning": "#F58518", "critical": "#E4575
 RAW_COLOUR, SMOOTH_COLOUR, LR_COLOUR = "rgba(31,119,180,0.35)", "#1f77b4", "#2ca02c"
 NONFINITE_COLOUR = "#d62728"
 TEMPLATE = "plotly_white"
+# Learning-rate axes label 1e-4 as people write rates (and lrwatch's messages do), not in SI
+# units: plotly's default read "100μ".
+LR_AXIS = {"type": "log", "exponentformat": "e"}
 # The loss panel switches to a log axis when its largest value exceeds the median this many times.
 AUTO_LOG_SPAN = 50.0
 # A finding shorter than this share of the visible steps is widened so it stays visible.
@@ -97,7 +100,7 @@ def figure_run(
     if lr_series is not None:
         lr = downsample(lr_series, max_points=max_points, x_range=x_range)
         fig.add_trace(_line(lr, run.lr_key or "lr", LR_COLOUR, width=1.5), row=2, col=1)
-        fig.update_yaxes(type="log", row=2, col=1)
+        fig.update_yaxes(LR_AXIS, row=2, col=1)
     for row, key in enumerate(extras, start=len(panels) - len(extras) + 1):
         fig.add_trace(_line(downsample(run.metrics[key], max_points=max_points, x_range=x_range),
                             key, "#9467bd", width=1.5), row=row, col=1)  # fmt: skip
@@ -150,7 +153,7 @@ def figure_range_test(
                                  text=[label], textposition="top right",
                                  marker={"size": 12, "color": SEVERITY_COLOURS["critical"]}))  # fmt: skip
     _clip_y_to_finite(fig, losses)
-    fig.update_xaxes(type="log", title_text="learning rate")
+    fig.update_xaxes(LR_AXIS, title_text="learning rate")
     fig.update_yaxes(title_text="loss")
     fig.update_layout(template=TEMPLATE, height=420, margin={"l": 60, "r": 20, "t": 30, "b": 40})
     return fig
@@ -182,7 +185,7 @@ def figure_compare(
             lr = downsample(run.lr, max_points=max_points)
             fig.add_trace(_line(lr, plain(run.display_name()), colour, width=1, group=run.id,
                                 showlegend=False), row=2, col=1)  # fmt: skip
-    fig.update_yaxes(type="log", row=2, col=1)
+    fig.update_yaxes(LR_AXIS, row=2, col=1)
     if _use_log_axis(np.concatenate(drawn), "auto"):  # a diverged run would flatten the rest
         fig.update_yaxes(type="log", row=1, col=1)
     fig.update_xaxes(title_text="step", row=2, col=1)
@@ -231,7 +234,7 @@ def figure_sensitivity(
                            xanchor="right", yanchor="top", showarrow=False,
                            text=f"recommended LR {suggested_lr:.3g}")  # fmt: skip
         shown = np.append(shown, suggested_lr)
-    fig.update_xaxes(type="log", title_text="learning rate")
+    fig.update_xaxes(LR_AXIS, title_text="learning rate")
     if shown.size:
         # The LRs and the recommendation, a little padded (log10 units), whatever the text needs.
         low, high = np.log10(shown.min()), np.log10(shown.max())

@@ -77,6 +77,21 @@ def test_range_test_marks_the_rate_suggest_lr_picks():
     assert any(f"{suggestion.lr:.3g}" in (t.name or "") for t in fig.data)
 
 
+def test_learning_rate_axes_write_small_rates_as_1e_minus_k():
+    """As people and lrwatch's own messages write rates: plotly's default labelled 1e-4 "100μ"
+    (a formatting choice, so the layout is checked, not pixels)."""
+    run = _run(300)
+    lrs = np.geomspace(1e-6, 1, 50)
+    figures = {
+        "run": figure_run(run).layout.yaxis2,
+        "compare": figure_compare([run, _run(300, run_id="r2")]).layout.yaxis2,
+        "sensitivity": figure_sensitivity([1e-4, 1e-2], [1.0, 0.5]).layout.xaxis,
+        "range test": figure_range_test(lrs, 2 - lrs, smoothed=2 - lrs).layout.xaxis,
+    }
+    for name, axis in figures.items():
+        assert (axis.type, axis.exponentformat) == ("log", "e"), name
+
+
 def test_sensitivity_plot_marks_the_recommended_lr_and_diverged_runs():
     fig = figure_sensitivity([0.3, 0.01, 0.1, 3.0], [0.5, 0.9, 0.4, np.inf], suggested_lr=0.12)
     line = fig.data[0]

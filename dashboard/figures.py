@@ -224,7 +224,7 @@ def figure_sensitivity(
                                  mode="markers", name="diverged (NaN/inf)",
                                  marker={"symbol": "x", "size": 12,
                                          "color": NONFINITE_COLOUR}))  # fmt: skip
-    shown = lr_values[lr_values > 0]
+    shown = lr_values[np.isfinite(lr_values) & (lr_values > 0)]
     if suggested_lr is not None and np.isfinite(suggested_lr) and suggested_lr > 0:
         fig.add_vline(x=suggested_lr, line_dash="dash", line_color=SEVERITY_COLOURS["critical"])
         # Its text by hand: plotly.js places an annotation on a log axis at the log10 of its x,

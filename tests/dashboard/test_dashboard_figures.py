@@ -98,6 +98,10 @@ def test_sensitivity_plot_marks_the_recommended_lr_and_diverged_runs():
     assert list(line.x) == [0.01, 0.1, 0.3]  # sorted by LR, the diverged run left out
     assert list(fig.data[1].x) == [3.0] and fig.data[1].marker.symbol == "x"
     assert fig.layout.shapes[0].x0 == 0.12 and fig.layout.xaxis.type == "log"
+    # The axis spans the rates and the recommendation; a rate that is no number stays out.
+    odd = figure_sensitivity([0.1, np.inf, 0.01, 0.0], [1.0, 0.5, 0.7, 0.9], suggested_lr=0.05)
+    low, high = odd.layout.xaxis.range
+    assert -2.5 < low < -2 and -1 < high < -0.5
 
 
 def test_compare_overlays_one_loss_and_one_lr_line_per_run():

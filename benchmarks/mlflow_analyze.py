@@ -95,7 +95,7 @@ def main() -> None:
     print(f"| one run ({args.steps:,} steps) by its id | {one:.2f} s |")
     print(f"| experiment:sweep, {args.runs} runs, --format json | {every:.2f} s |")
     if served:
-        from lrwatch.batch import SERVER_READ_THREADS
+        from lrwatch.store import SERVER_READ_THREADS
 
         print(f"\n| experiment:sweep through `mlflow server` | one run at a time (before) "
               f"| {SERVER_READ_THREADS} at a time (now) |")  # fmt: skip

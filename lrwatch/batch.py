@@ -22,7 +22,7 @@ from lrwatch.analysis.findings import Report
 from lrwatch.errors import InputError
 from lrwatch.run import Run, Series
 from lrwatch.sources import RunRef, SkippedRun, expand, load_ref
-from lrwatch.store import SERVER_READ_THREADS, resolve_tracking_uri
+from lrwatch.store import resolve_tracking_uri
 
 # Below this many file runs a process pool costs more to start (~0.1-0.3 s) than it saves.
 PARALLEL_MIN_RUNS = 16
@@ -79,8 +79,9 @@ def analyze_refs(
             metadata only, which keeps a big parallel batch light to pass between processes.
         workers: processes to use for files; default: every available core when there are at
             least :data:`PARALLEL_MIN_RUNS` runs, all of them files. MLflow runs are read in
-            threads instead, :data:`SERVER_READ_THREADS` by default when every one is on a
-            tracking server, one at a time from other stores (a database read is local work).
+            threads instead, :data:`~lrwatch.store.SERVER_READ_THREADS` by default when every
+            one is on a tracking server, one at a time from other stores (a database read is
+            local work).
         progress: called as ``progress(done, total)`` after each run.
     """
     total = len(refs)
@@ -123,10 +124,11 @@ def parallel_plan(refs: Sequence[RunRef], workers: int | None) -> tuple[str, int
     if workers is not None:
         return kind, max(1, min(workers, len(refs)))
     if kind == "threads":
-        from lrwatch.sources.mlflow_rest import is_rest_store
+        from lrwatch.sources.mlflow_rest import reads_at_a_time
 
-        on_servers = all(is_rest_store(resolve_tracking_uri(ref.tracking_uri)) for ref in refs)
-        return kind, min(SERVER_READ_THREADS, len(refs)) if on_servers else 1
+        uris = [resolve_tracking_uri(ref.tracking_uri) for ref in refs]
+        at_once = min((reads_at_a_time(uri) for uri in uris), default=1)  # no refs: none read
+        return kind, min(at_once, len(refs))
     if len(refs) < PARALLEL_MIN_RUNS or any(ref.kind != "file" for ref in refs):
         return kind, 1
     return kind, min(available_cores(), len(refs))

@@ -15,8 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from lrwatch.analysis.findings import Finding, Report, severity_rank
 from lrwatch.run import Run
-from lrwatch.sources.mlflow_rest import is_rest_store
-from lrwatch.store import SERVER_READ_THREADS
+from lrwatch.sources.mlflow_rest import reads_at_a_time
 
 CacheKey = tuple[str, str]  # (tracking URI, run id)
 
@@ -120,8 +119,7 @@ class ReportCache:
                     continue
                 self._pending.add(key)
                 self._queue.put((key, load))
-            wanted = SERVER_READ_THREADS if is_rest_store(tracking_uri) else 1
-            while self._workers < min(wanted, len(self._pending)):
+            while self._workers < min(reads_at_a_time(tracking_uri), len(self._pending)):
                 self._workers += 1
                 # A daemon: it never keeps the dashboard process alive.
                 name = f"lrwatch-reports-{self._workers}"

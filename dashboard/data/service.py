@@ -22,11 +22,10 @@ from lrwatch.run import Run, Series, UnreadSeries
 from lrwatch.sources.epoch_steps import epoch_steps_note
 from lrwatch.sources.files import add_read_note
 from lrwatch.sources.loss_parts import add_summed_loss
-from lrwatch.sources.mlflow_rest import is_rest_store
+from lrwatch.sources.mlflow_rest import reads_at_a_time
 from lrwatch.sources.mlflow_sql import first_step_count
 from lrwatch.sources.mlflow_store import analysed_keys
 from lrwatch.sources.range_tests import mark_range_test
-from lrwatch.store import SERVER_READ_THREADS
 
 # Metrics offered as extra charts when a run logged them (besides loss and LR).
 EXTRA_CANDIDATES = ("val/loss", "val_loss", "valid_loss", "validation_loss", keys.GRAD_NORM)
@@ -175,11 +174,12 @@ class DashboardData:
         if len(run_ids) > MAX_COMPARE_RUNS:
             raise DataError(f"compare at most {MAX_COMPARE_RUNS} runs, not {len(run_ids)}")
         unique = list(dict.fromkeys(run_ids))
-        if not is_rest_store(self.tracking_uri) or len(unique) == 1:
+        at_once = min(reads_at_a_time(self.tracking_uri), len(unique))
+        if at_once == 1:
             return [self.load(run_id) for run_id in unique]
         # A tracking server's time is most of a read: several at a time, as `lrwatch analyze`
         # reads them (the caches lock per run).
-        with ThreadPoolExecutor(max_workers=min(SERVER_READ_THREADS, len(unique))) as pool:
+        with ThreadPoolExecutor(max_workers=at_once) as pool:
             return list(pool.map(self.load, unique))
 
 

@@ -23,6 +23,8 @@ import re
 
 import numpy as np
 
+from lrwatch.store import SERVER_READ_THREADS
+
 # (steps, values, millisecond timestamps) of one metric, in the order the server returned them.
 Points = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -43,6 +45,12 @@ _MAX_RANGE_REQUESTS = 64
 def is_rest_store(tracking_uri: str) -> bool:
     """True for a tracking server's URI (``http://``, ``https://``)."""
     return tracking_uri.split(":", 1)[0].lower() in ("http", "https")
+
+
+def reads_at_a_time(tracking_uri: str) -> int:
+    """How many runs to read at once from this store: a tracking server's reads are its own
+    work (:data:`~lrwatch.store.SERVER_READ_THREADS`), any other store's are local (1)."""
+    return SERVER_READ_THREADS if is_rest_store(tracking_uri) else 1
 
 
 def all_points(tracking_uri: str, run_id: str, key: str) -> Points:

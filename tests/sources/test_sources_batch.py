@@ -6,7 +6,6 @@ import io
 
 from lrwatch.batch import (
     PARALLEL_MIN_RUNS,
-    SERVER_READ_THREADS,
     ProgressLine,
     analyze_refs,
     analyze_specs,
@@ -16,6 +15,7 @@ from lrwatch.batch import (
 )
 from lrwatch.sources import RunRef
 from lrwatch.sources.files import save_run_csv
+from lrwatch.store import SERVER_READ_THREADS
 
 
 def test_parallel_results_equal_serial_results_in_order(tmp_path, healthy_run, diverging_run):

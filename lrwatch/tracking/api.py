@@ -93,12 +93,14 @@ def watch(
     reduce = distributed.make_reducer(reduce_loss)
     if distributed.rank() != 0:
         return distributed.RankWatcher(reduce)
-    _warn_if_already_watched(optimizers)
+    already_watched = _warn_if_already_watched(optimizers)
     live = LiveDiagnosis(on_divergence) if analyze else None
     if run_id is not None:
         uri, owns_run = resolve_tracking_uri(tracking_uri), False
     else:
         run_id, uri, owns_run = _active_run(tracking_uri)
+    if run_id is not None and not already_watched:
+        _warn_if_run_shared(run_id)
     sink = MlflowSink(uri)
     tags = {keys.TAG_VERSION: __version__}
 
@@ -162,10 +164,11 @@ def watch(
     return watcher
 
 
-def _warn_if_already_watched(optimizers: list) -> None:
+def _warn_if_already_watched(optimizers: list) -> bool:
     """One warning when an open watcher already watches one of ``optimizers``: a notebook cell
     run again (or after an interrupt) makes a new watcher while the first, never closed, keeps
-    its run RUNNING - and the dashboard following it live - until the kernel exits."""
+    its run RUNNING - and the dashboard following it live - until the kernel exits. Returns
+    whether it warned."""
     for earlier in lifecycle.open_watchers():
         if earlier.watches_any(optimizers):
             log.warning(
@@ -174,6 +177,27 @@ def _warn_if_already_watched(optimizers: list) -> None:
                 "`with lrwatch.watch(...) as w:`) or the process exits",
                 earlier.run_id,
                 earlier.step_count,
+            )
+            return True
+    return False
+
+
+def _warn_if_run_shared(run_id: str) -> None:
+    """One warning when an open watcher of this process already logs into ``run_id`` (a GAN's
+    two optimizers watched one at a time inside one ``mlflow.start_run()``): both would write
+    the loss and ``lr`` at the same step numbers, and readers keep one value a step."""
+    for earlier in lifecycle.open_watchers():
+        if earlier.open_in_this_process and earlier.run_id == run_id:
+            log.warning(
+                "lrwatch: another open watcher (%d steps so far) is already logging into run %s; "
+                "this one writes the same '%s' and '%s' at the same step numbers, so the two "
+                "curves mix. Watch all the optimizers with one lrwatch.watch([opt_a, opt_b]) "
+                "(their LRs go to '%s', ...) and log any other loss with w.log(name=value)",
+                earlier.step_count,
+                run_id,
+                keys.LOSS,
+                keys.LR,
+                keys.lr_key(0, optimizer=1),
             )
             return
 

@@ -256,10 +256,15 @@ class Watcher:
     def findings(self) -> list:
         return list(self._live.findings) if self._live is not None else []
 
+    @property
+    def open_in_this_process(self) -> bool:
+        """Not closed, and made by this process (not a forked child's inherited copy)."""
+        return not self._closed and os.getpid() == self._owner_pid
+
     def watches_any(self, optimizers: Sequence) -> bool:
         """Whether this watcher, open and made by this process, watches one of ``optimizers``."""
-        mine = not self._closed and os.getpid() == self._owner_pid
-        return mine and any(o is p for o in optimizers for p in self._optimizers)
+        watched = any(o is p for o in optimizers for p in self._optimizers)
+        return self.open_in_this_process and watched
 
     @property
     def step_count(self) -> int:

@@ -504,3 +504,65 @@ def test_watching_an_optimizer_an_open_watcher_watches_warns_once(tracking_uri, 
     client = mlflow.MlflowClient(tracking_uri)
     assert client.get_run(first.run_id).info.status == "FINISHED"
     assert len(client.get_metric_history(second.run_id, keys.LOSS)) == 5
+
+
+def test_a_second_watcher_writing_into_the_same_run_warns_and_one_watcher_keeps_both(
+    tracking_uri, caplog
+):
+    """A GAN watched one optimizer at a time inside one ``mlflow.start_run()``: both watchers
+    wrote 'train/loss' and 'lr' at steps 0, 1, 2..., so the run held two values a step, readers
+    kept one of them, and the generator's and discriminator's curves mixed (a 'cyclical'
+    schedule of the two rates) without a word but a refused 'optimizer' param. The warning
+    names the way that keeps both: one watcher of both optimizers, the other loss via w.log."""
+    torch.manual_seed(0)
+    generator, critic = torch.nn.Linear(4, 4), torch.nn.Linear(4, 1)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=1e-3)
+    opt_d = torch.optim.SGD(critic.parameters(), lr=0.1)
+
+    def gan_step() -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.randn(8, 4)
+        loss_d = critic(generator(x).detach()).pow(2).mean()
+        opt_d.zero_grad()
+        loss_d.backward()
+        opt_d.step()
+        loss_g = -critic(generator(x)).mean()
+        opt_g.zero_grad()
+        loss_g.backward()
+        opt_g.step()
+        return loss_g, loss_d
+
+    def shared_run_warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "already logging into" in r.getMessage()]
+
+    mlflow.set_tracking_uri(tracking_uri)
+    with caplog.at_level(logging.WARNING, logger="lrwatch"):
+        with mlflow.start_run() as run, lrwatch.watch(opt_g) as w_g:
+            for _ in range(3):
+                w_g.step(gan_step()[0])
+            w_d = lrwatch.watch(opt_d)
+            w_d.close()
+        assert shared_run_warnings() == [
+            f"lrwatch: another open watcher (3 steps so far) is already logging into run "
+            f"{run.info.run_id}; this one writes the same 'train/loss' and 'lr' at the same "
+            "step numbers, so the two curves mix. Watch all the optimizers with one "
+            "lrwatch.watch([opt_a, opt_b]) (their LRs go to 'lr/opt1', ...) and log any other "
+            "loss with w.log(name=value)"
+        ]
+        # The advised way: one watcher, the generator's loss as the loss, the critic's beside it.
+        with mlflow.start_run() as run, lrwatch.watch([opt_g, opt_d]) as w:
+            losses_d = []
+            for _ in range(5):
+                loss_g, loss_d = gan_step()
+                w.step(loss_g)
+                w.log(critic_loss=loss_d)
+                losses_d.append(loss_d.item())
+        # Separate runs at once (two jobs of a sweep in one process) are no reason to warn.
+        with lrwatch.watch(opt_g, experiment="a") as one, lrwatch.watch(opt_d, experiment="b"):
+            one.step(1.0)
+    assert len(shared_run_warnings()) == 1
+    run_id = run.info.run_id
+    assert [v for _, v in history(tracking_uri, run_id, keys.LR)] == [1e-3] * 5
+    assert [v for _, v in history(tracking_uri, run_id, "lr/opt1")] == [0.1] * 5
+    assert steps_of(tracking_uri, run_id, keys.LOSS) == list(range(5))
+    logged_d = [v for _, v in history(tracking_uri, run_id, "critic_loss")]
+    assert logged_d == pytest.approx(losses_d, rel=1e-6)

@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboard.data.downsample import DEFAULT_MAX_POINTS, Downsampled, downsample, ema
+from dashboard.lr_axis import lr_axis
 from lrwatch.analysis.findings import Finding
 from lrwatch.run import Run, Series
 
@@ -24,9 +25,9 @@ SEVERITY_COLOURS = {"info": "#4C78A8", "warning": "#F58518", "critical": "#E4575
 RAW_COLOUR, SMOOTH_COLOUR, LR_COLOUR = "rgba(31,119,180,0.35)", "#1f77b4", "#2ca02c"
 NONFINITE_COLOUR = "#d62728"
 TEMPLATE = "plotly_white"
-# Learning-rate axes label 1e-4 as people write rates (and lrwatch's messages do), not in SI
-# units: plotly's default read "100μ".
-LR_AXIS = {"type": "log", "exponentformat": "e"}
+# Ticks on a step-axis panel's short LR scale (~150-200 px high), and along a chart's wide LR axis.
+_LR_PANEL_TICKS = 5
+_LR_WIDE_TICKS = 10
 # The loss panel switches to a log axis when its largest value exceeds the median this many times.
 AUTO_LOG_SPAN = 50.0
 # A finding shorter than this share of the visible steps is widened so it stays visible.
@@ -100,7 +101,7 @@ def figure_run(
     if lr_series is not None:
         lr = downsample(lr_series, max_points=max_points, x_range=x_range)
         fig.add_trace(_line(lr, run.lr_key or "lr", LR_COLOUR, width=1.5), row=2, col=1)
-        fig.update_yaxes(LR_AXIS, row=2, col=1)
+        fig.update_yaxes(lr_axis(lr.values, max_ticks=_LR_PANEL_TICKS), row=2, col=1)
     for row, key in enumerate(extras, start=len(panels) - len(extras) + 1):
         fig.add_trace(_line(downsample(run.metrics[key], max_points=max_points, x_range=x_range),
                             key, "#9467bd", width=1.5), row=row, col=1)  # fmt: skip
@@ -153,7 +154,7 @@ def figure_range_test(
                                  text=[label], textposition="top right",
                                  marker={"size": 12, "color": SEVERITY_COLOURS["critical"]}))  # fmt: skip
     _clip_y_to_finite(fig, losses)
-    fig.update_xaxes(LR_AXIS, title_text="learning rate")
+    fig.update_xaxes(lr_axis(lrs, max_ticks=_LR_WIDE_TICKS), title_text="learning rate")
     fig.update_yaxes(title_text="loss")
     fig.update_layout(template=TEMPLATE, height=420, margin={"l": 60, "r": 20, "t": 30, "b": 40})
     return fig
@@ -171,7 +172,7 @@ def figure_compare(
         return figure_message("none of these runs logged a loss")
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
                         row_heights=[0.65, 0.35], subplot_titles=["loss (smoothed)", "lr"])  # fmt: skip
-    drawn = []
+    drawn, drawn_lrs = [], [np.empty(0)]
     for i, run in enumerate(drawable):
         colour = _palette(i)
         loss = run.loss
@@ -183,9 +184,10 @@ def figure_compare(
         )
         if run.lr is not None and len(run.lr):
             lr = downsample(run.lr, max_points=max_points)
+            drawn_lrs.append(lr.values)
             fig.add_trace(_line(lr, plain(run.display_name()), colour, width=1, group=run.id,
                                 showlegend=False), row=2, col=1)  # fmt: skip
-    fig.update_yaxes(LR_AXIS, row=2, col=1)
+    fig.update_yaxes(lr_axis(np.concatenate(drawn_lrs), max_ticks=_LR_PANEL_TICKS), row=2, col=1)
     if _use_log_axis(np.concatenate(drawn), "auto"):  # a diverged run would flatten the rest
         fig.update_yaxes(type="log", row=1, col=1)
     fig.update_xaxes(title_text="step", row=2, col=1)
@@ -234,12 +236,8 @@ def figure_sensitivity(
                            xanchor="right", yanchor="top", showarrow=False,
                            text=f"recommended LR {suggested_lr:.3g}")  # fmt: skip
         shown = np.append(shown, suggested_lr)
-    fig.update_xaxes(LR_AXIS, title_text="learning rate")
-    if shown.size:
-        # The LRs and the recommendation, a little padded (log10 units), whatever the text needs.
-        low, high = np.log10(shown.min()), np.log10(shown.max())
-        pad = max(0.08 * (high - low), 0.1)
-        fig.update_xaxes(range=[low - pad, high + pad])
+    # The range spans the LRs and the recommendation, whatever the text needs.
+    fig.update_xaxes(lr_axis(shown, max_ticks=_LR_WIDE_TICKS), title_text="learning rate")
     fig.update_yaxes(title_text=loss_label)
     fig.update_layout(template=TEMPLATE, height=420, margin={"l": 60, "r": 20, "t": 30, "b": 40})
     return fig

@@ -76,6 +76,15 @@ def test_run_page_shows_charts_and_recommendation(served, browser, dashboard_sto
         "return (g.layout.shapes || []).filter(s => s.xref === 'x').length;"
     )
     assert shaded == len(report.findings)  # one band per finding on the loss panel
+    # Each label of the LR panel states a rate on the axis (plotly's own read "2, 0.1, 5, 2"
+    # around this constant 0.1: bare mantissas of 0.2, 0.05, 0.02).
+    labels, (low, high) = browser.execute_script(
+        "const g = document.querySelector('#run-graph .js-plotly-plot');"
+        "return [[...g.querySelectorAll('.y2tick text')].map(t => t.textContent),"
+        "        g._fullLayout.yaxis2.range];"
+    )
+    assert "0.1" in labels
+    assert all(10**low <= float(label) <= 10**high for label in labels), (labels, low, high)
     # Only a loss and an LR logged: no "extra metrics" label standing beside nothing.
     assert not browser.find_element(By.ID, ids.EXTRA_METRICS_BOX).is_displayed()
     _screenshot(browser, "run")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
+import pytest
 
 from dashboard.figures import (
     SEVERITY_COLOURS,
@@ -12,6 +13,7 @@ from dashboard.figures import (
     figure_run,
     figure_sensitivity,
 )
+from dashboard.lr_axis import lr_label, lr_ticks
 from lrwatch.analysis.findings import Finding
 from lrwatch.analysis.range_test import range_test_curve, suggest_lr
 from lrwatch.run import Run, Series
@@ -77,19 +79,70 @@ def test_range_test_marks_the_rate_suggest_lr_picks():
     assert any(f"{suggestion.lr:.3g}" in (t.name or "") for t in fig.data)
 
 
-def test_learning_rate_axes_write_small_rates_as_1e_minus_k():
-    """As people and lrwatch's own messages write rates: plotly's default labelled 1e-4 "100μ"
-    (a formatting choice, so the layout is checked, not pixels)."""
-    run = _run(300)
-    lrs = np.geomspace(1e-6, 1, 50)
-    figures = {
-        "run": figure_run(run).layout.yaxis2,
-        "compare": figure_compare([run, _run(300, run_id="r2")]).layout.yaxis2,
-        "sensitivity": figure_sensitivity([1e-4, 1e-2], [1.0, 0.5]).layout.xaxis,
-        "range test": figure_range_test(lrs, 2 - lrs, smoothed=2 - lrs).layout.xaxis,
+def _run_with_lr(lrs: np.ndarray, run_id: str = "r") -> Run:
+    steps = np.arange(len(lrs))
+    return Run(id=run_id, name=run_id, metrics={"train/loss": Series(steps, 1 / (1 + steps)),
+                                                "lr": Series(steps, lrs)})  # fmt: skip
+
+
+def _rates_labelled(axis) -> list[tuple[float, float]]:
+    """(tick value, the rate its label states) of each tick on the axis."""
+    return [(value, float(text)) for value, text in zip(axis.tickvals, axis.ticktext)]
+
+
+def test_learning_rate_axes_label_every_tick_with_the_rate_it_marks():
+    """plotly labelled an LR axis of under a few decades with bare mantissas: a constant 0.03
+    sat on a panel reading "2, 0.1, 5, 2" (0.2, 0.1, 0.05, 0.02). Every label now states its
+    rate, small ones as 3e-4, and the axis holds the rates drawn."""
+    steps = np.arange(1000)
+    cosine = 1e-3 * np.minimum(1, (steps + 1) / 100) * (1 + np.cos(np.pi * steps / 1000)) / 2
+    schedules = {
+        "constant 0.03": np.full(1000, 0.03),
+        "Adam's 3e-4": np.full(1000, 3e-4),
+        "step decay 0.1 -> 0.001": 0.1 * 0.1 ** (steps // 400),
+        "warmup-cosine to 0": cosine,
     }
-    for name, axis in figures.items():
-        assert (axis.type, axis.exponentformat) == ("log", "e"), name
+    range_test = np.geomspace(1e-7, 10, 100)
+    axes = {name: figure_run(_run_with_lr(lrs)).layout.yaxis2 for name, lrs in schedules.items()}
+    axes["compare"] = figure_compare(
+        [_run_with_lr(lrs, name) for name, lrs in schedules.items()]
+    ).layout.yaxis2
+    axes["range test"] = figure_range_test(range_test, 2 - range_test).layout.xaxis
+    axes["sensitivity"] = figure_sensitivity([1e-4, 3e-3, 0.05], [1.0, 0.5, 0.7]).layout.xaxis
+    for name, axis in axes.items():
+        assert axis.type == "log", name
+        low, high = axis.range
+        labelled = _rates_labelled(axis)
+        assert 1 <= len(labelled) <= 10, (name, axis.ticktext)
+        for value, stated in labelled:
+            assert stated == pytest.approx(value, rel=0.01), (name, axis.ticktext)
+            assert low <= np.log10(value) <= high, (name, axis.ticktext)
+    # The rate itself is on the constant runs' axes, and small rates read as people write them.
+    assert "0.03" in axes["constant 0.03"].ticktext
+    assert "3e-4" in axes["Adam's 3e-4"].ticktext
+    assert {"1e-3", "0.01", "0.1"} <= set(axes["step decay 0.1 -> 0.001"].ticktext)
+    assert {"1e-7", "1e-5", "1e-3", "0.1", "10"} <= set(axes["range test"].ticktext)
+    # A warmup from 0 and a cosine to 0 keep the zero off the log axis; the peak is inside.
+    assert axes["warmup-cosine to 0"].range[1] > np.log10(1e-3)
+
+
+@pytest.mark.parametrize(
+    ("rate", "label"),
+    [(0.03, "0.03"), (0.1, "0.1"), (1.0, "1"), (2.5, "2.5"), (0.01, "0.01"), (3e-4, "3e-4"),
+     (1e-3, "1e-3"), (2.5e-5, "2.5e-5"), (1e-7, "1e-7"), (1.234e-4, "1.23e-4")],
+)  # fmt: skip
+def test_a_rate_is_written_as_people_write_it(rate, label):
+    assert lr_label(rate) == label
+
+
+def test_a_narrow_lr_axis_gets_a_label_and_a_wide_one_at_most_the_ticks_asked_for():
+    # Between two round rates: the axis's centre is labelled.
+    assert lr_ticks(np.log10(0.0301), np.log10(0.0309), 5) == pytest.approx([0.0305], rel=0.01)
+    assert lr_ticks(np.log10(0.024), np.log10(0.038), 5) == [0.03]
+    assert lr_ticks(-2.1, -0.9, 5) == [0.01, 0.02, 0.05, 0.1]
+    # 1e-12 .. 1e2: powers of ten every few decades.
+    ticks = lr_ticks(-12, 2, 5)
+    assert len(ticks) <= 5 and all(np.log10(t) == round(np.log10(t)) for t in ticks)
 
 
 def test_sensitivity_plot_marks_the_recommended_lr_and_diverged_runs():

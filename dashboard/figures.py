@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboard.data.downsample import DEFAULT_MAX_POINTS, Downsampled, downsample, ema
-from dashboard.lr_axis import lr_axis
+from dashboard.log_axis import log_axis
 from lrwatch.analysis.findings import Finding
 from lrwatch.run import Run, Series
 
@@ -25,7 +25,9 @@ SEVERITY_COLOURS = {"info": "#4C78A8", "warning": "#F58518", "critical": "#E4575
 RAW_COLOUR, SMOOTH_COLOUR, LR_COLOUR = "rgba(31,119,180,0.35)", "#1f77b4", "#2ca02c"
 NONFINITE_COLOUR = "#d62728"
 TEMPLATE = "plotly_white"
-# Ticks on a step-axis panel's short LR scale (~150-200 px high), and along a chart's wide LR axis.
+# Ticks on a log axis: a run's or a comparison's loss panel (~230-300 px high), its short LR
+# panel (~150-200 px), and along a chart's wide LR axis.
+_LOSS_PANEL_TICKS = 6
 _LR_PANEL_TICKS = 5
 _LR_WIDE_TICKS = 10
 # The loss panel switches to a log axis when its largest value exceeds the median this many times.
@@ -101,12 +103,13 @@ def figure_run(
     if lr_series is not None:
         lr = downsample(lr_series, max_points=max_points, x_range=x_range)
         fig.add_trace(_line(lr, run.lr_key or "lr", LR_COLOUR, width=1.5), row=2, col=1)
-        fig.update_yaxes(lr_axis(lr.values, max_ticks=_LR_PANEL_TICKS), row=2, col=1)
+        fig.update_yaxes(log_axis(lr.values, max_ticks=_LR_PANEL_TICKS), row=2, col=1)
     for row, key in enumerate(extras, start=len(panels) - len(extras) + 1):
         fig.add_trace(_line(downsample(run.metrics[key], max_points=max_points, x_range=x_range),
                             key, "#9467bd", width=1.5), row=row, col=1)  # fmt: skip
     if _use_log_axis(raw.values, loss_axis):
-        fig.update_yaxes(type="log", row=1, col=1)
+        drawn = np.concatenate([raw.values, smooth.values])
+        fig.update_yaxes(log_axis(drawn, max_ticks=_LOSS_PANEL_TICKS), row=1, col=1)
     _shade_findings(fig, findings, raw, x_range or _full_range(loss))
     fig.update_xaxes(title_text="step", row=len(panels), col=1)
     if x_range is not None:  # keep the zoom: autorange would widen to the findings' bands
@@ -154,7 +157,7 @@ def figure_range_test(
                                  text=[label], textposition="top right",
                                  marker={"size": 12, "color": SEVERITY_COLOURS["critical"]}))  # fmt: skip
     _clip_y_to_finite(fig, losses)
-    fig.update_xaxes(lr_axis(lrs, max_ticks=_LR_WIDE_TICKS), title_text="learning rate")
+    fig.update_xaxes(log_axis(lrs, max_ticks=_LR_WIDE_TICKS), title_text="learning rate")
     fig.update_yaxes(title_text="loss")
     fig.update_layout(template=TEMPLATE, height=420, margin={"l": 60, "r": 20, "t": 30, "b": 40})
     return fig
@@ -187,9 +190,10 @@ def figure_compare(
             drawn_lrs.append(lr.values)
             fig.add_trace(_line(lr, plain(run.display_name()), colour, width=1, group=run.id,
                                 showlegend=False), row=2, col=1)  # fmt: skip
-    fig.update_yaxes(lr_axis(np.concatenate(drawn_lrs), max_ticks=_LR_PANEL_TICKS), row=2, col=1)
-    if _use_log_axis(np.concatenate(drawn), "auto"):  # a diverged run would flatten the rest
-        fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_yaxes(log_axis(np.concatenate(drawn_lrs), max_ticks=_LR_PANEL_TICKS), row=2, col=1)
+    losses = np.concatenate(drawn)
+    if _use_log_axis(losses, "auto"):  # a diverged run would flatten the rest
+        fig.update_yaxes(log_axis(losses, max_ticks=_LOSS_PANEL_TICKS), row=1, col=1)
     fig.update_xaxes(title_text="step", row=2, col=1)
     fig.update_layout(template=TEMPLATE, height=560, margin={"l": 60, "r": 20, "t": 40, "b": 40})
     return fig
@@ -237,7 +241,7 @@ def figure_sensitivity(
                            text=f"recommended LR {suggested_lr:.3g}")  # fmt: skip
         shown = np.append(shown, suggested_lr)
     # The range spans the LRs and the recommendation, whatever the text needs.
-    fig.update_xaxes(lr_axis(shown, max_ticks=_LR_WIDE_TICKS), title_text="learning rate")
+    fig.update_xaxes(log_axis(shown, max_ticks=_LR_WIDE_TICKS), title_text="learning rate")
     fig.update_yaxes(title_text=loss_label)
     fig.update_layout(template=TEMPLATE, height=420, margin={"l": 60, "r": 20, "t": 30, "b": 40})
     return fig

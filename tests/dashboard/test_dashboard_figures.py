@@ -13,7 +13,7 @@ from dashboard.figures import (
     figure_run,
     figure_sensitivity,
 )
-from dashboard.lr_axis import lr_label, lr_ticks
+from dashboard.log_axis import log_ticks, tick_label
 from lrwatch.analysis.findings import Finding
 from lrwatch.analysis.range_test import range_test_curve, suggest_lr
 from lrwatch.run import Run, Series
@@ -90,10 +90,11 @@ def _rates_labelled(axis) -> list[tuple[float, float]]:
     return [(value, float(text)) for value, text in zip(axis.tickvals, axis.ticktext)]
 
 
-def test_learning_rate_axes_label_every_tick_with_the_rate_it_marks():
+def test_log_axes_label_every_tick_with_the_number_it_marks():
     """plotly labelled an LR axis of under a few decades with bare mantissas: a constant 0.03
-    sat on a panel reading "2, 0.1, 5, 2" (0.2, 0.1, 0.05, 0.02). Every label now states its
-    rate, small ones as 3e-4, and the axis holds the rates drawn."""
+    sat on a panel reading "2, 0.1, 5, 2" (0.2, 0.1, 0.05, 0.02); a blown-up loss's axis read
+    "1, 10M, 100T, 10^21". Every label now states its number, small ones as 3e-4, large ones
+    as 1e14, and the axis holds what is drawn."""
     steps = np.arange(1000)
     cosine = 1e-3 * np.minimum(1, (steps + 1) / 100) * (1 + np.cos(np.pi * steps / 1000)) / 2
     schedules = {
@@ -109,6 +110,12 @@ def test_learning_rate_axes_label_every_tick_with_the_rate_it_marks():
     ).layout.yaxis2
     axes["range test"] = figure_range_test(range_test, 2 - range_test).layout.xaxis
     axes["sensitivity"] = figure_sensitivity([1e-4, 3e-3, 0.05], [1.0, 0.5, 0.7]).layout.xaxis
+    blown_up = _run_with_lr(np.full(100, 2.0))
+    blown_up.metrics["train/loss"] = Series(np.arange(100), np.geomspace(2.5, 3e30, 100))
+    axes["blown-up loss"] = figure_run(blown_up).layout.yaxis
+    axes["blown-up loss compared"] = figure_compare(
+        [blown_up, _run_with_lr(np.full(100, 0.1))]
+    ).layout.yaxis
     for name, axis in axes.items():
         assert axis.type == "log", name
         low, high = axis.range
@@ -122,26 +129,28 @@ def test_learning_rate_axes_label_every_tick_with_the_rate_it_marks():
     assert "3e-4" in axes["Adam's 3e-4"].ticktext
     assert {"1e-3", "0.01", "0.1"} <= set(axes["step decay 0.1 -> 0.001"].ticktext)
     assert {"1e-7", "1e-5", "1e-3", "0.1", "10"} <= set(axes["range test"].ticktext)
+    assert {"1e6", "1e12", "1e30"} <= set(axes["blown-up loss"].ticktext)
     # A warmup from 0 and a cosine to 0 keep the zero off the log axis; the peak is inside.
     assert axes["warmup-cosine to 0"].range[1] > np.log10(1e-3)
 
 
 @pytest.mark.parametrize(
-    ("rate", "label"),
+    ("value", "label"),
     [(0.03, "0.03"), (0.1, "0.1"), (1.0, "1"), (2.5, "2.5"), (0.01, "0.01"), (3e-4, "3e-4"),
-     (1e-3, "1e-3"), (2.5e-5, "2.5e-5"), (1e-7, "1e-7"), (1.234e-4, "1.23e-4")],
+     (1e-3, "1e-3"), (2.5e-5, "2.5e-5"), (1e-7, "1e-7"), (1.234e-4, "1.23e-4"),
+     (1000.0, "1000"), (2500.0, "2500"), (1e5, "1e5"), (3e30, "3e30")],
 )  # fmt: skip
-def test_a_rate_is_written_as_people_write_it(rate, label):
-    assert lr_label(rate) == label
+def test_a_tick_is_written_as_people_write_rates(value, label):
+    assert tick_label(value) == label
 
 
 def test_a_narrow_lr_axis_gets_a_label_and_a_wide_one_at_most_the_ticks_asked_for():
     # Between two round rates: the axis's centre is labelled.
-    assert lr_ticks(np.log10(0.0301), np.log10(0.0309), 5) == pytest.approx([0.0305], rel=0.01)
-    assert lr_ticks(np.log10(0.024), np.log10(0.038), 5) == [0.03]
-    assert lr_ticks(-2.1, -0.9, 5) == [0.01, 0.02, 0.05, 0.1]
+    assert log_ticks(np.log10(0.0301), np.log10(0.0309), 5) == pytest.approx([0.0305], rel=0.01)
+    assert log_ticks(np.log10(0.024), np.log10(0.038), 5) == [0.03]
+    assert log_ticks(-2.1, -0.9, 5) == [0.01, 0.02, 0.05, 0.1]
     # 1e-12 .. 1e2: powers of ten every few decades.
-    ticks = lr_ticks(-12, 2, 5)
+    ticks = log_ticks(-12, 2, 5)
     assert len(ticks) <= 5 and all(np.log10(t) == round(np.log10(t)) for t in ticks)
 
 

@@ -117,7 +117,7 @@ SAMPLES: list[Sample] = [
     Sample(
         "plateau-constant-lr",
         TrainConfig(task="autoencoder", optimizer="sgd", lr=0.3, steps=600, seed=0),
-        "Plateau: SGD at a constant LR 0.3 drops fast, then sits at ~0.55 from step ~100 on: "
+        "Plateau: SGD at a constant LR 0.3 drops fast, then sits at ~0.55 from step ~30 on: "
         "gradient noise at this rate keeps it from going lower. Compare its twin "
         "plateau-step-decay.",
         expected_findings=("plateau",),

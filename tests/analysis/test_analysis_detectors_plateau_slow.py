@@ -34,6 +34,21 @@ def test_flat_loss_at_a_constant_rate_is_a_plateau_starting_near_where_it_flatte
     assert finding.end_step == 1999
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_a_plateau_after_a_fast_first_drop_begins_where_the_loss_reached_its_floor(seed):
+    """A loss that falls from 4.5 to its floor in ~35 steps, then sits there: the stretch the
+    detector judges starts on its 5% grid at step 0 (the drop moves no quarter's median), and
+    the plateau was said to begin at step 0."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(1000)
+    loss = 0.6 + 3.9 * np.exp(-t / 8) + 0.05 * rng.standard_normal(t.size)
+    reached = int(np.argmax(3.9 * np.exp(-t / 8) < 0.05))  # the drop within one noise sigma
+    (finding,) = detect_plateau(prepare_arrays(t, loss, t, np.full(t.size, 0.3)))
+    assert reached - 15 <= finding.start_step <= reached + 10, (reached, finding.start_step)
+    assert f"stopped improving at step {finding.start_step} " in finding.message
+    assert finding.evidence["fraction_of_run"] == pytest.approx(1 - finding.start_step / 1000)
+
+
 def test_a_plateau_in_a_run_without_an_lr_says_the_rate_was_not_logged():
     # No LR series: the flat stretch is read as one at a constant rate, and the message says
     # so instead of claiming the rate was constant - also beside an oscillation.

@@ -44,6 +44,22 @@ def test_sample_is_not_misdiagnosed(entry, sample_runs):
         assert steps[0] <= finding.start_step <= finding.end_step <= steps[-1]
 
 
+def test_a_plateau_is_told_to_decay_where_its_loss_reached_the_floor(sample_runs):
+    """The constant-rate sample falls from ~4.5 to its floor by step ~30; the advice was to
+    "decay the LR around step 0", which is no decay but a lower rate from the start."""
+    import numpy as np
+
+    run = sample_runs["plateau-constant-lr"]
+    report = analyze(run)
+    (plateau,) = [f for f in report.findings if f.kind == "plateau"]
+    decay_at = report.recommendation.evidence["decay_at_step"]
+    assert report.recommendation.action == "decay_lr" and decay_at == plateau.start_step
+    level = plateau.evidence["plateau_level"]
+    before = run.loss.values[run.loss.steps < decay_at]
+    assert before.size >= 10 and np.median(before[:10]) > 2 * level  # the drop came first
+    assert decay_at <= 100  # ...and the floor right after it
+
+
 @pytest.mark.parametrize("entry", WITH_SCHEDULE, ids=[e["name"] for e in WITH_SCHEDULE])
 def test_sample_schedule_is_recognised(entry, sample_runs):
     schedule = analyze(sample_runs[entry["name"]]).schedule

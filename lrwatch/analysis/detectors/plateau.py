@@ -42,6 +42,16 @@ PERSISTENCE_WARNING = 0.18
 # floor is float rounding (float32 resolves ~7 digits), not a rate holding it up, so the plateau
 # is convergence (``info``) however its last digits wander.
 CONVERGED_TO_ZERO_SHARE = 1e-6
+# Where the plateau is said to begin: the first point, from the stretch's grid start on, where
+# the median of this many consecutive losses is within one noise sigma of the plateau's level
+# (the median of 5 scatters ~0.56 sigma, so the first window on the floor nearly always passes).
+# The grid start is coarse (5% of the run), and a fast first descent inside the stretch's first
+# quarter leaves that quarter's median on the floor: a loss that fell from 4.5 to 0.6 by step
+# ~25 was said to have "stopped improving at step 0", and its recommendation was to decay the
+# rate at step 0. The finding's kind and severity are judged on the grid stretch, as before.
+ARRIVAL_WINDOW = 5
+# Windows looked at per pass while searching for the arrival: almost always found in the first.
+_ARRIVAL_CHUNK = 4096
 # The persistence measure reads at most this many consecutive points at the end of the stretch:
 # its standard error is then ~1/sqrt(20,000) < 0.01, and a 1M-step run stays fast.
 MAX_PERSISTENCE_POINTS = 20_000
@@ -113,15 +123,16 @@ def detect_plateau(
         or (persistence >= persistence_warning and fraction >= persistence_min_fraction)
     )
     severity = "warning" if held_up else "info"
-    start, end = int(prepared.steps[begin]), int(prepared.steps[-1])
+    arrived = begin + _arrival(stretch, level, noise)
+    start, end = int(prepared.steps[arrived]), int(prepared.steps[-1])
     what = "a floor the learning rate holds it at" if severity == "warning" else "convergence"
     message = (
         f"The loss stopped improving at step {start} and stayed near {fmt(level)} until step "
-        f"{end} {constant_lr(prepared)} ({(n - begin) / n:.0%} of the run; looks like {what})."
+        f"{end} {constant_lr(prepared)} ({(n - arrived) / n:.0%} of the run; looks like {what})."
     )
     evidence = {
         "plateau_level": level,
-        "fraction_of_run": float((n - begin) / n),
+        "fraction_of_run": float((n - arrived) / n),
         "improvement_in_noise_units": _improvement(stretch) / noise,
         "noise": noise,
         "wander": wander,
@@ -177,6 +188,21 @@ def _stretch_start(y, noise, min_fraction, flat_tolerance) -> int | None:
         if abs(_improvement(y[begin:])) < flat_tolerance * noise:
             return begin
     return None
+
+
+def _arrival(stretch: np.ndarray, level: float, noise: float) -> int:
+    """Index in ``stretch`` where the loss has come down to its plateau (see ARRIVAL_WINDOW);
+    searched in its first quarter, the part whose median the stretch's test read."""
+    head = stretch[: max(stretch.size // 4, ARRIVAL_WINDOW)]
+    if head.size < ARRIVAL_WINDOW:
+        return 0
+    windows = np.lib.stride_tricks.sliding_window_view(head, ARRIVAL_WINDOW)
+    for first in range(0, len(windows), _ARRIVAL_CHUNK):
+        medians = np.median(windows[first : first + _ARRIVAL_CHUNK], axis=1)
+        on_floor = np.flatnonzero(medians <= level + noise)
+        if on_floor.size:
+            return first + int(on_floor[0])
+    return 0
 
 
 def _lr_constant(prepared: PreparedRun, begin: int) -> bool:

@@ -49,6 +49,22 @@ def test_a_plateau_after_a_fast_first_drop_begins_where_the_loss_reached_its_flo
     assert finding.evidence["fraction_of_run"] == pytest.approx(1 - finding.start_step / 1000)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_a_slow_descent_under_large_noise_is_slow_convergence_with_no_converged_plateau(seed):
+    """A loss falling 0.5 in 400 steps under noise of 0.4: the last stretch's quarter medians
+    lie within half a sigma, so the plateau detector alone calls it converged, while slow
+    convergence's test over the last third sees the descent. Both were reported: "still
+    falling steadily" beside "stopped improving ... looks like convergence"."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(400)
+    loss = 4.1 - 0.5 * t / 400 + 0.4 * rng.standard_normal(t.size)
+    prepared = prepare_arrays(t, loss, t, np.full(t.size, 1e-4))
+    assert [f.severity for f in detect_plateau(prepared)] == ["info"]  # alone, it says converged
+    assert [(f.kind, f.severity) for f in run_detectors(prepared)] == [
+        ("slow_convergence", "warning")
+    ]
+
+
 def test_a_plateau_in_a_run_without_an_lr_says_the_rate_was_not_logged():
     # No LR series: the flat stretch is read as one at a constant rate, and the message says
     # so instead of claiming the rate was constant - also beside an oscillation.

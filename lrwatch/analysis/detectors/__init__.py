@@ -66,6 +66,12 @@ def run_detectors(prepared: PreparedRun) -> list[Finding]:
         # A loss that bounces and still falls is slowed by the bouncing; reading it as "rate
         # too small" would advise the opposite of the fix.
         findings = [f for f in findings if f.kind != "slow_convergence"]
+    if any(f.kind == "slow_convergence" for f in findings):
+        # Still falling when the run ended (or never measurably moved): a plateau note beside it
+        # said "stopped improving ... looks like convergence". Its test - quarter medians of the
+        # last stretch within half a noise sigma - is weaker than slow convergence's over the
+        # last third, so a slow descent under large noise passed it: the two contradicted.
+        findings = [f for f in findings if not (f.kind == "plateau" and f.severity == "info")]
     if kinds & {"oscillation", "divergence"}:
         findings = [
             _plateau_beside(prepared, kinds, f) if f.kind == "plateau" else f for f in findings

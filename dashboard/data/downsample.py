@@ -42,8 +42,11 @@ def ema(values: np.ndarray, weight: float) -> np.ndarray:
 
     ``weight`` in [0, 1): 0 returns the values unchanged. The average of the first points is
     divided by ``1 - weight**n`` (Adam's bias correction), so the curve starts at the data instead
-    of at zero. NaN/inf points are skipped (they neither count nor reset the average); the output
-    there is the average so far, NaN before the first finite value.
+    of at zero. NaN/inf points are skipped (they neither count nor reset the average), and the
+    output there is NaN, as in TensorBoard: the line stops where the loss stopped being a number.
+    It used to carry the average so far, so a run that blew up drew a flat smoothed line at its
+    last finite level through every NaN step after it (in the compare view, which draws only the
+    smoothed lines, it looked like a run that sat at 1e27).
     """
     values = np.asarray(values, dtype=np.float64)
     if not 0.0 <= weight < 1.0:
@@ -61,7 +64,7 @@ def ema(values: np.ndarray, weight: float) -> np.ndarray:
     denominator = lfilter(b, a, finite.astype(np.float64))
     with np.errstate(invalid="ignore", divide="ignore"):
         smoothed = numerator / denominator
-    smoothed[denominator <= 0.0] = np.nan
+    smoothed[~finite] = np.nan
     return smoothed
 
 

@@ -59,9 +59,9 @@ def _ema_loop(values, weight):
         if np.isfinite(value):
             average = weight * average + (1 - weight) * value
             count_weight = weight * count_weight + (1 - weight)
-        else:
+        else:  # skipped: the average carries on, the line has a gap
             average, count_weight = weight * average, weight * count_weight
-        out.append(average / count_weight if count_weight > 0 else np.nan)
+        out.append(average / count_weight if np.isfinite(value) else np.nan)
     return np.array(out)
 
 

@@ -52,6 +52,16 @@ def test_nan_and_inf_losses_are_marked_and_kept_out_of_the_line():
     assert np.isfinite(np.asarray(raw.y)).all() and raw.x[-1] == 2998
 
 
+def test_the_smoothed_line_stops_where_the_loss_stopped_being_a_number():
+    """It carried its last average through every NaN step after a blow-up: in the compare
+    view, which draws only smoothed lines, a run dead at step 3000 sat flat to step 4999."""
+    blown_up = _run(blow_up_at=3000)
+    smoothed = next(t for t in figure_run(blown_up).data if t.name.startswith("loss (EMA"))
+    (compared,) = [t for t in figure_compare([blown_up]).data if t.yaxis == "y"]
+    for line in (smoothed, compared):
+        assert np.isfinite(np.asarray(line.y)).all() and line.x[-1] == 2998
+
+
 def test_lr_panel_is_log_scaled_and_extras_get_their_own_panel():
     fig = figure_run(_run(), extra_keys=["grad_norm"])
     assert fig.layout.yaxis2.type == "log"

@@ -108,12 +108,16 @@ PARENT_RUN_TAG = "mlflow.parentRunId"
 
 
 def trial_runs(runs: Sequence[Run]) -> list[Run]:
-    """``runs`` less the parents of others among them: an Optuna study or a hyperopt search that
-    logs its trials as nested runs keeps the search's own params (``n_trials``) and summary
-    metrics (``best_loss``) in the parent, which trained nothing. Counted as a trial, its params
-    kept the trials from reading as one sweep, and its summary could be a point of the curve."""
+    """``runs`` less the parents of others among them and less LR range tests.
+
+    An Optuna study or a hyperopt search that logs its trials as nested runs keeps the search's
+    own params (``n_trials``) and summary metrics (``best_loss``) in the parent, which trained
+    nothing. Counted as a trial, its params kept the trials from reading as one sweep, and its
+    summary could be a point of the curve. A range test trains at no one rate: analysed beside a
+    sweep with ``--sweep``, the top of its ramp (1.28) and its blown-up last loss were a point
+    ("Of 7 LRs from 0.0001 to 1.28")."""
     parents = {run.tags.get(PARENT_RUN_TAG) for run in runs}
-    return [run for run in runs if run.id not in parents]
+    return [run for run in runs if run.id not in parents and not run.is_range_test]
 
 
 def looks_like_sweep(runs: Sequence[Run]) -> bool:

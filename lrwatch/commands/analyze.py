@@ -177,6 +177,8 @@ def _report(outcome, args) -> int:
     skipped_results = [r for r in results if r.skipped]
     skipped_runs = [(r.label, r.skipped, hide_passwords(r.notes[0])) for r in skipped_results]
     _print(entries, (sweep, len(trials)), errors, (skipped, skipped_runs), args.format)
+    if sweep is None and args.sweep is None:
+        _hint_sweep(trials)
     for result, (_, _, message) in zip(skipped_results, skipped_runs):
         if result.ref.kind == "file":  # an experiment's parent runs: quiet
             print(f"lrwatch: skipped {message}", file=sys.stderr)
@@ -246,6 +248,23 @@ def _sweep(runs, wanted: bool | None, diverged: set[str]):
     if wanted or looks_like_sweep(runs):
         return analyze_sweep(runs, diverged=diverged)
     return None
+
+
+def _hint_sweep(runs) -> None:
+    """One line when runs without params (files) were trained at enough LRs to be a sweep: the
+    sweep recommendation waits for ``--sweep`` there, and nothing said so - a sweep's CSVs got
+    eight reports and no word on which rate to use."""
+    from lrwatch.analysis.sweep import MIN_SWEEP_LRS, base_lr
+
+    if all(run.params for run in runs):
+        return  # the params decided: one task at several LRs would have had its recommendation
+    lrs = {round(lr, 12) for lr in (base_lr(run) for run in runs) if lr is not None}
+    if len(lrs) >= MIN_SWEEP_LRS:
+        print(
+            f"lrwatch: these {len(runs)} runs were trained at {len(lrs)} different LRs; if they "
+            "are one sweep (one task), add --sweep for a recommendation from their final losses",
+            file=sys.stderr,
+        )
 
 
 def _print(entries, sweep_of, errors, skipped_of, output_format: str) -> None:

@@ -475,6 +475,40 @@ def test_sweep_section_needs_a_sweep_or_the_flag(tmp_path, healthy_run, divergin
     assert _strict_json(forced.stdout)["sweep"].keys() >= CONTRACT_RECOMMENDATION_KEYS
 
 
+def test_files_trained_at_three_lrs_or_more_hint_at_the_sweep_flag(capsys, healthy_csv):
+    """A sweep's saved files got one report each and no word that ``--sweep`` would say which
+    rate to use (files carry no params, so lrwatch cannot tell they share a task)."""
+    from lrwatch.samples import samples_dir
+
+    sweep = sorted(str(path) for path in samples_dir().glob("sweep-adam-lr*.parquet"))[:4]
+    hint = "these 4 runs were trained at 4 different LRs; if they are one sweep (one task), add "
+    assert main(["analyze", *sweep]) == 0
+    out, err = capsys.readouterr()
+    assert f"lrwatch: {hint}--sweep" in err and "Sweep over" not in out
+    assert main(["analyze", *sweep, "--sweep"]) == 0
+    out, err = capsys.readouterr()
+    assert "Sweep over 4 runs" in out and hint not in err
+    for quiet in (["--no-sweep"], []):  # said they are no sweep; two rates are no sweep
+        runs = sweep if quiet else [*sweep[:1], healthy_csv]
+        assert main(["analyze", *runs, *quiet]) == 0
+        assert "add --sweep" not in capsys.readouterr().err
+
+
+def test_a_range_test_analysed_beside_a_sweep_is_no_point_of_its_curve(capsys):
+    """With --sweep, the range test's top rate (1.28) and its blown-up last loss were a point
+    of the sensitivity curve: "Of 7 LRs from 0.0001 to 1.28"."""
+    from lrwatch.samples import samples_dir
+
+    sweep = sorted(str(path) for path in samples_dir().glob("sweep-adam-lr0.0*.parquet"))
+    range_test = str(samples_dir() / "lr-range-test.parquet")
+    assert main(["analyze", *sweep, range_test, "--sweep", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert range_test in [r["run"] for r in report["runs"]]  # still analysed, as a range test
+    assert sorted(p["run"] for p in report["sweep"]["evidence"]["curve"]) == sweep
+    assert main(["analyze", *sweep, range_test]) == 0  # no range test counted toward the hint
+    assert f"these {len(sweep)} runs were trained" in capsys.readouterr().err
+
+
 def test_a_glob_pattern_lrwatch_receives_unexpanded_names_its_matches(
     tmp_path, capsys, healthy_run, diverging_run
 ):

@@ -57,6 +57,7 @@ class SpoolWriter:
         path: the spool file (None when no folder could hold one).
         complete: True while every record appended is in the file; False once the spool could
             not be opened or a write failed - the file (if any) then lacks what came after.
+        size: bytes written so far: the offset at which the next record starts.
     """
 
     def __init__(self, directory: str | os.PathLike | None, header: dict) -> None:
@@ -65,6 +66,7 @@ class SpoolWriter:
         self.path: Path | None = None
         self._file = None
         self.complete = True
+        self.size = 0
         problems = []
         for folder in (wanted, Path(tempfile.gettempdir()) / "lrwatch-spool"):
             try:
@@ -98,6 +100,7 @@ class SpoolWriter:
             self._file.write(text)
             self._file.flush()
             os.fsync(self._file.fileno())
+            self.size += len(text)  # bytes: json.dumps escapes every non-ASCII character
         except OSError as exc:
             # A full disk or a file-size limit. Later writes would interleave with a torn line,
             # so the spool stops here; the writer keeps every unsent row in memory instead.
@@ -133,12 +136,16 @@ class SpoolContents:
     damaged: int = 0
 
 
-def read_lines(path: str | os.PathLike, damaged: list[int] | None = None) -> Iterator[dict]:
-    """Every complete record in the file, in order. A torn last line (the process died
-    mid-write) is ignored; a line that is not a JSON object in UTF-8 (damage on disk) is
-    skipped, and its number appended to ``damaged`` when given. Read as bytes, line by line: one
-    bad byte costs its line, not the file."""
+def read_lines(
+    path: str | os.PathLike, damaged: list[int] | None = None, *, start: int = 0
+) -> Iterator[dict]:
+    """Every complete record in the file from byte ``start`` on (a record's first byte), in
+    order. A torn last line (the process died mid-write) is ignored; a line that is not a JSON
+    object in UTF-8 (damage on disk) is skipped, and its number (counted from ``start``)
+    appended to ``damaged`` when given. Read as bytes, line by line: one bad byte costs its
+    line, not the file."""
     with open(path, "rb") as handle:
+        handle.seek(start)
         for number, line in enumerate(handle, 1):
             if not line.endswith(b"\n"):
                 return  # torn final write
@@ -199,10 +206,13 @@ def _text_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def iter_metric_chunks(path: str | os.PathLike, chunk: int) -> Iterator[list[MetricRow]]:
-    """Metric rows in file order, ``chunk`` at a time (bounded memory for any file size)."""
+def iter_metric_chunks(
+    path: str | os.PathLike, chunk: int, *, start: int = 0
+) -> Iterator[list[MetricRow]]:
+    """Metric rows in file order from byte ``start`` on, ``chunk`` at a time (bounded memory for
+    any file size)."""
     pending: list[MetricRow] = []
-    for record in read_lines(path):
+    for record in read_lines(path, start=start):
         if record.get("type") != "metrics" or not isinstance(record.get("metrics"), list):
             continue
         for row in record["metrics"]:

@@ -101,6 +101,12 @@ class Writer:
         self.outbox: deque[OutboxItem] = deque()
         self._outbox_rows = 0
         self._replay_spool = False  # rows were dropped from memory: resend from the spool file
+        # The spool offset of the oldest metrics record whose rows are not all delivered: where
+        # a replay starts. Each replay read the whole file: a loop logging faster than the store
+        # takes overflows again and again, and a long run's spool was parsed whole each time
+        # (61 MB, 3 s of the GIL, 5 times in 50 s; at close it ran out the 10 s, run RUNNING).
+        self._unsent_from = 0
+        self._overflow_warned = False
         self._uncertain = False  # a request failed: it may have landed, check before resending
         self._retry_at = 0.0
         self._backoff = BACKOFF_START_S
@@ -202,8 +208,9 @@ class Writer:
             items = drain(self.queue)
             rows, points = self.rows.build(items) if items else ([], [])
             if rows:
+                offset = self.spool.size
                 self.spool.append([{"type": "metrics", "metrics": rows}])
-                self._enqueue_rows(rows)
+                self._enqueue_rows(rows, offset)
             if self.live is not None and points:
                 tags = self.live.feed(points)
                 if tags:
@@ -221,9 +228,12 @@ class Writer:
         except Exception as exc:  # noqa: BLE001
             self._unexpected(exc)
 
-    def _enqueue_rows(self, rows: list[tuple]) -> None:
+    def _enqueue_rows(self, rows: list[tuple], spool_offset: int) -> None:
+        """Queue ``rows``, which the spool holds from byte ``spool_offset`` on."""
         if self._refused is not None or (self._replay_spool and self.spool.complete):
             return  # already on disk; the replay (or `lrwatch import`) will send it
+        if self._outbox_rows == 0:  # everything queued before was delivered
+            self._unsent_from = spool_offset
         # One outbox item per request, so sending can stop at the cycle's deadline between them.
         for chunk in split(rows, MAX_METRICS_PER_REQUEST):
             self.outbox.append(("metrics", chunk))
@@ -233,12 +243,11 @@ class Writer:
             # Either the store is down, or it takes values slower than the loop logs them (a
             # fast loop with many param groups): the wording must not blame the wrong one.
             why = "unreachable for long" if self._failures else "slower than the training loop"
-            log.warning(
-                "lrwatch: tracking store %s: over %d values wait; they are sent from the spool "
-                "file on disk instead of memory",
-                why,
-                MAX_OUTBOX_ROWS,
-            )
+            # Once: a loop faster than the store overflows again after every catch-up.
+            level = logging.DEBUG if self._overflow_warned else logging.WARNING
+            self._overflow_warned = True
+            log.log(level, "lrwatch: tracking store %s: over %d values wait; they are sent from "
+                    "the spool file on disk instead of memory", why, MAX_OUTBOX_ROWS)  # fmt: skip
             self.outbox = deque(item for item in self.outbox if item[0] != "metrics")
             self._outbox_rows = 0
             self._replay_spool = True
@@ -288,7 +297,6 @@ class Writer:
             if item[0] == "metrics":
                 rows = filter_landed(item[1], landed) if landed else item[1]
                 self.sink.log_metrics(run_id, rows)
-                self._outbox_rows -= len(item[1])
             elif item[0] == "params":
                 self.sink.log_params(run_id, item[1])
             else:
@@ -301,12 +309,15 @@ class Writer:
                 self._stop_sending(exc, *refusal)
                 return
             self._unexpected(exc, f"the tracking store refused {item[0]}; dropped")
+        if item[0] == "metrics":  # delivered or refused for good: no longer waiting either way
+            self._outbox_rows -= len(item[1])
         self.outbox.popleft()
 
     def _replay(self, run_id: str, landed: dict[str, tuple[int, int]]) -> None:
-        """Resend every spooled row the store lacks (after the in-memory outbox overflowed)."""
+        """Resend every spooled row the store lacks (after the in-memory outbox overflowed),
+        reading the spool from the oldest record not known to be delivered."""
         assert self.spool.path is not None  # the outbox only overflows into an open spool file
-        for chunk in iter_metric_chunks(self.spool.path, chunk=10_000):
+        for chunk in iter_metric_chunks(self.spool.path, chunk=10_000, start=self._unsent_from):
             rows = filter_landed(chunk, landed)
             if rows:
                 self.sink.log_metrics(run_id, rows)

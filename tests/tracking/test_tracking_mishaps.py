@@ -83,6 +83,49 @@ def test_a_store_slower_than_the_loop_is_not_called_unreachable(tracking_uri, ca
     assert steps_of(tracking_uri, w.run_id, keys.LOSS) == list(range(2000))
 
 
+def test_a_loop_that_keeps_outrunning_the_store_replays_only_its_backlog(
+    tracking_uri, spool_dir, caplog, monkeypatch
+):
+    """A loop faster than the store overflows the outbox again after every catch-up. Each
+    replay read the spool from its first line (13,800 steps a second for 50 s: 5 replays of a
+    file growing to 61 MB, the last one outlasting close()'s 10 s, the run left RUNNING), and
+    each overflow warned again."""
+    from lrwatch.tracking import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "MAX_OUTBOX_ROWS", 200)
+    replayed: list[int] = []
+    real_chunks = writer_module.iter_metric_chunks
+
+    def counted_chunks(*args, **kwargs):
+        for chunk in real_chunks(*args, **kwargs):
+            replayed[-1] += len(chunk)
+            yield chunk
+
+    def counted_replay(self, *args, _real=writer_module.Writer._replay):
+        replayed.append(0)
+        return _real(self, *args)
+
+    monkeypatch.setattr(writer_module, "iter_metric_chunks", counted_chunks)
+    monkeypatch.setattr(writer_module.Writer, "_replay", counted_replay)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    steps = 6000
+    with caplog.at_level(logging.WARNING, logger="lrwatch"):
+        w = lrwatch.watch(optimizer, tracking_uri=tracking_uri, flush_interval=0.02, analyze=False)
+        for step in range(steps):
+            optimizer.step()
+            w.step(1.0)
+            if step % 300 == 0:
+                time.sleep(0.03)  # flushes in between: overflow, catch up, overflow again
+        assert w.close(timeout_s=60)
+    assert len(replayed) >= 3, replayed  # it did keep outrunning the store
+    # Each replay reads its backlog, not the file: all of them together, about the rows logged.
+    assert sum(replayed) <= 2 * 2 * steps, replayed
+    overflows = [m for m in _messages(caplog) if "slower than the training loop" in m]
+    assert len(overflows) == 1
+    assert steps_of(tracking_uri, w.run_id, keys.LOSS) == list(range(steps))
+    assert mlflow.MlflowClient(tracking_uri).get_run(w.run_id).info.status == "FINISHED"
+
+
 def test_a_param_the_store_refuses_costs_only_itself(store_uri, spool_dir, caplog):
     # A name MLflow does not allow, and - on a resumed run - a value other than the one the run
     # holds: each used to take every param of the request with it (the optimizer's too).

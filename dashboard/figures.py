@@ -18,6 +18,7 @@ from plotly.subplots import make_subplots
 
 from dashboard.data.downsample import DEFAULT_MAX_POINTS, Downsampled, downsample, ema
 from dashboard.log_axis import log_axis
+from lrwatch import keys
 from lrwatch.analysis.findings import Finding
 from lrwatch.run import Run, Series
 
@@ -105,8 +106,10 @@ def figure_run(
         fig.add_trace(_line(lr, run.lr_key or "lr", LR_COLOUR, width=1.5), row=2, col=1)
         fig.update_yaxes(log_axis(lr.values, max_ticks=_LR_PANEL_TICKS), row=2, col=1)
     for row, key in enumerate(extras, start=len(panels) - len(extras) + 1):
-        fig.add_trace(_line(downsample(run.metrics[key], max_points=max_points, x_range=x_range),
-                            key, "#9467bd", width=1.5), row=row, col=1)  # fmt: skip
+        extra = downsample(run.metrics[key], max_points=max_points, x_range=x_range)
+        fig.add_trace(_line(extra, key, "#9467bd", width=1.5), row=row, col=1)
+        if keys.is_lr_key(key):  # another param group's or optimizer's LR: scaled as the LR is
+            fig.update_yaxes(log_axis(extra.values, max_ticks=_LR_PANEL_TICKS), row=row, col=1)
     if _use_log_axis(raw.values, loss_axis):
         drawn = np.concatenate([raw.values, smooth.values])
         fig.update_yaxes(log_axis(drawn, max_ticks=_LOSS_PANEL_TICKS), row=1, col=1)

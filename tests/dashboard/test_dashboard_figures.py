@@ -67,6 +67,16 @@ def test_lr_panel_is_log_scaled_and_extras_get_their_own_panel():
     assert fig.layout.yaxis2.type == "log"
     assert fig.layout.yaxis3.title.text == "grad_norm"
     assert fig.layout.xaxis3.title.text == "step"
+    assert fig.layout.yaxis3.type is None  # a plain metric keeps plotly's linear axis
+
+
+def test_another_param_groups_lr_is_drawn_on_a_log_axis_like_the_lr():
+    """``lr/pg1`` (a second param group) sat on a linear axis under the log LR panel."""
+    run = _run()
+    run.metrics["lr/pg1"] = Series(run.lr.steps, np.geomspace(1e-2, 1e-5, len(run.lr)))
+    axis = figure_run(run, extra_keys=["lr/pg1"]).layout.yaxis3
+    assert (axis.type, axis.title.text) == ("log", "lr/pg1")
+    assert {"1e-5", "1e-3"} <= set(axis.ticktext)
 
 
 def test_a_million_step_run_ships_a_few_thousand_points():

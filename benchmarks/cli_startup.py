@@ -133,10 +133,12 @@ def main() -> None:
             label = f"lrwatch.batch, {workers} process(es)"
             print(f"  {label:<46} {seconds:7.1f} s  ({per_run:.1f} ms/run; CPU {cpu:.1f} s)")
         start = time.perf_counter()
-        command = [py, "-m", "lrwatch.cli", "analyze", str(batch_dir), "--format", "json"]
+        # Files carry no params: --sweep says they are one, as the table's row measures.
+        folder = [str(batch_dir), "--format", "json", "--sweep"]
+        command = [py, "-m", "lrwatch.cli", "analyze", *folder]
         subprocess.run(command, check=False, stdout=subprocess.DEVNULL)
         seconds = time.perf_counter() - start
-        print(f"  {'lrwatch analyze FOLDER --format json (+ sweep)':<46} {seconds:7.1f} s")
+        print(f"  {'lrwatch analyze FOLDER --format json --sweep':<46} {seconds:7.1f} s")
 
 
 if __name__ == "__main__":

@@ -103,8 +103,8 @@ class Writer:
         self._replay_spool = False  # rows were dropped from memory: resend from the spool file
         # The spool offset of the oldest metrics record whose rows are not all delivered: where
         # a replay starts. Each replay read the whole file: a loop logging faster than the store
-        # takes overflows again and again, and a long run's spool was parsed whole each time
-        # (61 MB, 3 s of the GIL, 5 times in 50 s; at close it ran out the 10 s, run RUNNING).
+        # takes overflows again after every catch-up, and the growing spool was parsed whole
+        # each time (at 61 MB, 3 s of the writer thread's GIL, 3-6 times in 50 s).
         self._unsent_from = 0
         self._overflow_warned = False
         self._uncertain = False  # a request failed: it may have landed, check before resending

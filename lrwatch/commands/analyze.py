@@ -15,9 +15,12 @@ from lrwatch.store import SERVER_READ_THREADS, hide_passwords
 
 # MLflow retries an unreachable server 7 times with backoff (minutes). A report command should
 # answer in seconds: 1 retry and a 10 s timeout, unless the user set these variables.
-_MLFLOW_HTTP_DEFAULTS = {
+_MLFLOW_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    # Bad input gets one line: MLflow's own log lines (a databricks URI without credentials
+    # printed a 400-character WARNING above lrwatch's error) stay quiet below ERROR.
+    "MLFLOW_LOGGING_LEVEL": "ERROR",
 }
 
 DESCRIPTION = """Diagnose learning-rate problems in saved or logged runs.
@@ -125,7 +128,7 @@ def _announce_tracking_store(specs: list[str], explicit_uri: str | None) -> None
     stores = [spec_tracking_uri(spec, explicit_uri) for spec in specs if needs_mlflow(spec)]
     if not stores:
         return
-    for name, value in _MLFLOW_HTTP_DEFAULTS.items():
+    for name, value in _MLFLOW_DEFAULTS.items():
         os.environ.setdefault(name, value)
     from lrwatch.store import describe_store
 

@@ -265,6 +265,19 @@ def test_a_tracking_uri_scheme_no_store_has_is_named(tmp_path):
     )
 
 
+def test_a_databricks_uri_without_credentials_is_one_error_line(tmp_path):
+    """MLflow logged a 400-character WARNING (no SDK workspace client, falling back) above
+    lrwatch's own error; its log lines now stay below ERROR in ``lrwatch analyze``, unless the
+    person sets MLFLOW_LOGGING_LEVEL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS", "MLFLOW_"))}
+    env["HOME"] = str(tmp_path)  # no ~/.databrickscfg
+    result = _cli("--tracking-uri", "databricks", "0123456789abcdef", env=env)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines[0] == "lrwatch: tracking store databricks"
+    assert [line.split(":")[0:2] for line in lines[1:]] == [["lrwatch", " error"]], lines
+
+
 @pytest.mark.parametrize(
     "uri",
     ["mlruns", "/srv/mlruns", "file:///srv/mlruns", "sqlite:///mlflow.db", "SQLITE:///m.db",

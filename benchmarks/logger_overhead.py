@@ -13,6 +13,7 @@ lrwatch's ``close()`` (final flush at the end of training) is reported separatel
     python benchmarks/logger_overhead.py            # CPU table
     python benchmarks/logger_overhead.py --cuda     # CUDA loops: lrwatch vs none vs per-step .item()
     python benchmarks/logger_overhead.py --writer   # the background writer's CPU per step, per store
+    python benchmarks/logger_overhead.py --first-flush --repeats 5   # ... for a run's first flush
 """
 
 from __future__ import annotations
@@ -149,6 +150,52 @@ def writer_cpu(steps, store) -> float:
     loop_thread = time.thread_time() - start_thread
     assert w.close(timeout_s=300)
     return (time.process_time() - start_process - loop_thread) / steps
+
+
+def first_flush_cpu(store: str) -> tuple[float, int]:
+    """CPU seconds the writer thread spends on its first flush, and the steps it found queued.
+
+    The run is created when ``watch`` starts; the first flush comes a flush interval later and
+    sends the first ~2,000 steps of the loop (``writer_cpu``'s: a 5 ms pause every 10 steps). It
+    also carries the run's one-off work: its params, the first metric names, which MLflow's
+    ``log_batch`` validates before the direct SQL path takes them.
+    """
+    from lrwatch.tracking.writer import Writer
+
+    flushes: list[tuple[float, int]] = []
+    cycle = Writer._cycle
+
+    def timed_cycle(self, **kwargs):
+        queued, start = len(self.queue), time.thread_time()
+        try:
+            return cycle(self, **kwargs)
+        finally:
+            flushes.append((time.thread_time() - start, queued))
+
+    Writer._cycle = timed_cycle
+    try:
+        loop = Loop("bare")
+        w = lrwatch.watch(loop.optimizer, tracking_uri=store, experiment="bench")
+        i = 0
+        while not flushes:
+            w.step(loop.step(i))
+            i += 1
+            if i % 10 == 0:
+                time.sleep(0.005)
+        assert w.close(timeout_s=300)
+    finally:
+        Writer._cycle = cycle
+    return flushes[0]
+
+
+def first_flush_table(args) -> None:
+    """The writer thread's CPU for each run's first flush into a fresh SQLite store."""
+    root = Path(tempfile.mkdtemp(prefix="lrwatch-bench-first-"))
+    results = [first_flush_cpu(f"sqlite:///{root}/{i}.db") for i in range(args.repeats)]
+    times = sorted(cpu * 1e3 for cpu, _ in results)
+    queued = sorted(steps for _, steps in results)
+    print(f"first flush, SQLite, {args.repeats} runs: writer cpu {statistics.median(times):.1f} ms "
+          f"(median; {times[0]:.1f} to {times[-1]:.1f}), {queued[0]}-{queued[-1]} steps queued")  # fmt: skip
 
 
 def writer_table(args) -> None:
@@ -363,11 +410,16 @@ def main() -> None:
     mode.add_argument(
         "--writer", action="store_true", help="the background writer's CPU per step, per store"
     )
+    mode.add_argument(
+        "--first-flush", action="store_true", help="the writer's CPU for a run's first flush"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)  # steady timings: no intra-op thread pool fighting the writer
     os.environ.setdefault("LRWATCH_SPOOL_DIR", tempfile.mkdtemp(prefix="lrwatch-bench-spool-"))
     if args.writer:
         writer_table(args)
+    elif args.first_flush:
+        first_flush_table(args)
     else:
         cuda_table(args) if args.cuda else cpu_table(args)
 

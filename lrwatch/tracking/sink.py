@@ -96,6 +96,7 @@ class MlflowSink:
         self._sql_writer_checked = False
         self._accepted_keys: set[str] = set()
         self.direct_sql_rows = 0  # rows written that way (the tests check the path is taken)
+        self.log_batch_rows = 0  # metric rows sent through MLflow's client instead
         if not self._rest:
             install_store_log_filter()
 
@@ -217,6 +218,10 @@ class MlflowSink:
             rows = [row for row in rows if row[0] not in self.refused_keys]
         sent = 0
         for chunk in split(rows, MAX_METRICS_PER_REQUEST):
+            if self._direct_writer() is not None:
+                chunk = self._accept_names(run_id, chunk)
+                if not chunk:
+                    continue
             if self._write_direct(run_id, chunk):
                 sent += len(chunk)
                 continue
@@ -229,6 +234,30 @@ class MlflowSink:
                     raise
                 sent += self._log_key_by_key(run_id, chunk)
         return sent
+
+    def _accept_names(self, run_id: str, rows: Sequence[MetricRow]) -> Sequence[MetricRow]:
+        """Have MLflow's ``log_batch`` validate each name of ``rows`` it has not accepted yet,
+        with that name's first row alone; ``rows`` less the names it refused.
+
+        The rest then go in with plain SQL, the first rows again among them (a row identical to
+        a stored one is skipped). The whole first request went through ``log_batch`` before:
+        1,000 metrics through MLflow's ORM at the start of every run, ~65 ms of GIL-holding
+        Python, as much as the writer spends on ~4,000 steps afterwards.
+        """
+        first: dict[str, MetricRow] = {}
+        for row in rows:
+            if row[0] not in self._accepted_keys:
+                first.setdefault(row[0], row)
+        if not first:
+            return rows
+        try:
+            self._log_batch(run_id, metrics=list(first.values()))
+        except Exception as exc:
+            if getattr(exc, "error_code", None) != "INVALID_PARAMETER_VALUE":
+                raise
+            self._log_key_by_key(run_id, list(first.values()))
+        self._accepted_keys.update(key for key in first if key not in self.refused_keys)
+        return [row for row in rows if row[0] not in self.refused_keys]
 
     def _write_direct(self, run_id: str, rows: Sequence[MetricRow]) -> bool:
         """Write ``rows`` with plain SQL when the store allows it; False: use log_batch."""
@@ -338,6 +367,7 @@ class MlflowSink:
             self.client.log_batch(
                 run_id, metrics=_metrics(metrics), params=params, tags=tags, synchronous=True
             )
+            self.log_batch_rows += len(metrics)
             return
         body: dict = {"run_id": run_id}
         if params or tags:

@@ -78,10 +78,12 @@ def two_sqlite_stores(tmp_path, _migrated_mlflow_db):
 def _check_same(direct_uri, batch_uri, monkeypatch):
     direct_run, direct_sink = _write_all(direct_uri, monkeypatch, direct=True)
     batch_run, batch_sink = _write_all(batch_uri, monkeypatch, direct=False)
-    # A batch with a name MLflow has not accepted yet goes through log_batch (the first and the
-    # last, which brings grad_norm); every other one went direct.
-    assert direct_sink.direct_sql_rows == sum(map(len, BATCHES[1:-1]))
+    # MLflow's log_batch validates each name with its first row alone (loss, lr, grad_norm);
+    # every row then goes direct, those first rows again among them (skipped as identical).
+    assert direct_sink.log_batch_rows == 3
+    assert direct_sink.direct_sql_rows == sum(map(len, BATCHES))
     assert batch_sink.direct_sql_rows == 0
+    assert batch_sink.log_batch_rows == sum(map(len, BATCHES))
     assert _tables(direct_uri, direct_run) == _tables(batch_uri, batch_run)
     direct, batch = mlflow.MlflowClient(direct_uri), mlflow.MlflowClient(batch_uri)
     assert direct.get_run(direct_run).data.metrics == batch.get_run(batch_run).data.metrics

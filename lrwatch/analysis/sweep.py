@@ -120,6 +120,11 @@ def trial_runs(runs: Sequence[Run]) -> list[Run]:
     return [run for run in runs if run.id not in parents and not run.is_range_test]
 
 
+def distinct_lrs(runs: Sequence[Run]) -> set[float]:
+    """The base LRs of ``runs``, rounded so that one rate read twice counts once."""
+    return {round(lr, 12) for lr in (base_lr(run) for run in runs) if lr is not None}
+
+
 def looks_like_sweep(runs: Sequence[Run]) -> bool:
     """True when ``runs`` read as one task trained at several LRs.
 
@@ -131,8 +136,7 @@ def looks_like_sweep(runs: Sequence[Run]) -> bool:
     runs = trial_runs(runs)
     if not runs or any(not run.params for run in runs):
         return False
-    lrs = {round(lr, 12) for lr in (base_lr(run) for run in runs) if lr is not None}
-    if len(lrs) < MIN_SWEEP_LRS:
+    if len(distinct_lrs(runs)) < MIN_SWEEP_LRS:
         return False
 
     def task_params(run: Run) -> dict[str, str]:

@@ -257,11 +257,11 @@ def _hint_sweep(runs) -> None:
     """One line when runs without params (files) were trained at enough LRs to be a sweep: the
     sweep recommendation waits for ``--sweep`` there, and nothing said so - a sweep's CSVs got
     eight reports and no word on which rate to use."""
-    from lrwatch.analysis.sweep import MIN_SWEEP_LRS, base_lr
+    from lrwatch.analysis.sweep import MIN_SWEEP_LRS, distinct_lrs
 
     if all(run.params for run in runs):
         return  # the params decided: one task at several LRs would have had its recommendation
-    lrs = {round(lr, 12) for lr in (base_lr(run) for run in runs) if lr is not None}
+    lrs = distinct_lrs(runs)
     if len(lrs) >= MIN_SWEEP_LRS:
         print(
             f"lrwatch: these {len(runs)} runs were trained at {len(lrs)} different LRs; if they "

@@ -179,6 +179,15 @@ SETS = {
         "batch_sizes": (38, 54, 70, 46, 62, 78),
         "log_every": (1, 2, 3, 1, 3, 2),
     },
+    # A sixth, built for the divergence a loss came back from slowly (a blow-up that cost a
+    # fifth of the run or more; 2026-11-24), then evaluated once with and without it: new
+    # seeds, problem instances and batch sizes again.
+    "final6": {
+        "seeds": (1000, 1001, 1002, 1003, 1004, 1005),
+        "task_seeds": (1400, 1401, 1402, 1403, 1404, 1405),
+        "batch_sizes": (98, 45, 57, 35, 63, 81),
+        "log_every": (2, 3, 1, 1, 2, 3),
+    },
     # Adam instead of SGD (the ADAM_* rates), built and evaluated once with no detector change:
     # every threshold was set on SGD runs. New seeds, problem instances and batch sizes.
     "adam": {

@@ -9,7 +9,8 @@ divergence          LR in force before it began x 0.3 (x 0.1 if the loss never i
                     during a warmup: peak below 0.3 x the LR at the onset; right after
                     the warmup peak: peak x 0.3 (or lengthen the warmup);
                     at the very start after early progress, no warmup: add a warmup;
-                    an isolated spike the loss recovers from: clip gradients
+                    an isolated spike the loss recovers from: clip gradients (a blow-up
+                    it took a fifth of the run or more to come back from is the LR's)
 oscillation         heavy-ball momentum >= 0.9: reduce momentum; otherwise LR x 0.5
 plateau             under a constant (or still high) LR: decay the LR x 0.1; late in an
                     annealing schedule, or converged (an ``info`` plateau): keep

@@ -51,7 +51,9 @@ def _warmup_last_step(schedule: Schedule, first_step: int) -> int | None:
 
 def for_divergence(ctx: RunContext, f: Finding) -> Recommendation:
     """The recommendation for a divergence finding (see :mod:`lrwatch.analysis.recommend`)."""
-    if _recovered(ctx, f):
+    # A blow-up the detector already judged as one the loss came back from (slowly) is the LR's
+    # doing, not a bad batch: the checks below say what to change.
+    if not f.evidence.get("came_back") and _recovered(ctx, f):
         return _clip(ctx, f)
     lr = ctx.lr_before(f.start_step)
     if ctx.p.first_nonfinite == 0 and int(ctx.p.steps[0]) == 0:
@@ -106,7 +108,7 @@ def for_divergence(ctx: RunContext, f: Finding) -> Recommendation:
                 message=message,
                 evidence=evidence,
             )
-    if f.evidence.get("came_back"):
+    if f.evidence.get("came_back") and "first_loss" in f.evidence:  # thrown off, then back
         return _blown_up_at_start(ctx, f, lr)
     early = f.start_step - int(ctx.p.steps[0]) <= EARLY_FRACTION * ctx.span
     progressed = _progressed_before(ctx, f)

@@ -63,8 +63,15 @@ def run_detectors(prepared: PreparedRun) -> list[Finding]:
     # such a divergence does not make a plateau a note (below).
     kinds = {f.kind for f in findings if not f.evidence.get("came_back")}
     if "oscillation" in kinds:
-        # A loss that bounces and still falls is slowed by the bouncing; reading it as "rate
-        # too small" would advise the opposite of the fix.
+        # A loss that swings in waves rises and comes back by construction: beside the
+        # oscillation, which names the swings and their fix (less momentum), a blow-up the loss
+        # came back from later in the run is one of its waves (heavy-ball momentum 0.98-0.99 on
+        # the quadratic rose past its start and back on 5 of the labelled sets' runs).
+        findings = [f for f in findings if not (f.kind == "divergence" and _came_back_slowly(f))]
+    if "oscillation" in kinds or any(f.evidence.get("came_back") for f in findings):
+        # A loss that bounces and still falls is slowed by the bouncing, and one that blew up
+        # and came back spent the steps after it re-learning: reading either as "rate too
+        # small" would advise the opposite of the fix.
         findings = [f for f in findings if f.kind != "slow_convergence"]
     if any(f.kind == "slow_convergence" for f in findings):
         # Still falling when the run ended (or never measurably moved): a plateau note beside it
@@ -77,6 +84,11 @@ def run_detectors(prepared: PreparedRun) -> list[Finding]:
             _plateau_beside(prepared, kinds, f) if f.kind == "plateau" else f for f in findings
         ]
     return sorted(findings, key=lambda f: (f.start_step, f.kind))
+
+
+def _came_back_slowly(finding: Finding) -> bool:
+    """A divergence the loss came back from later in the run, slowly (or was coming back)."""
+    return "share_of_run_lost" in finding.evidence
 
 
 def _plateau_beside(prepared: PreparedRun, kinds: set[str], plateau: Finding) -> Finding:

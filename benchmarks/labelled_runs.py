@@ -37,8 +37,10 @@ same detectors (``final4`` also with a plateau change that made no difference th
 dropped). ``final5`` (seeds 800-805, task_seeds 1200-1205) was built after two changes for short
 logs were set on the pool's per-epoch views (:class:`EpochView`) and evaluated once, step by step
 and per epoch. ``adam`` (seeds 900-905, task_seeds 1300-1305) is the same construction under
-Adam, built and evaluated once with no detector change. Unit-test fixtures use seeds 7-9 and are
-in none of them.
+Adam, built and evaluated once with no detector change. ``schedules`` (seeds and task_seeds
+1500-1505) holds only slow runs under cosine and warmup-cosine and healthy runs, to tune on;
+``final7`` (1600-1605), the same construction, was held out for it and evaluated once.
+Unit-test fixtures use seeds 7-9 and are in none of them.
 
 Runs are cached as ``artifacts/quality/<set>.pkl`` (gitignored) so the benchmark re-runs fast.
 """
@@ -187,6 +189,28 @@ SETS = {
         "task_seeds": (1400, 1401, 1402, 1403, 1404, 1405),
         "batch_sizes": (98, 45, 57, 35, 63, 81),
         "log_every": (2, 3, 1, 1, 2, 3),
+    },
+    # Slow runs under the decaying schedules (``slow_schedules``; every other set's slow runs hold
+    # a constant rate), beside healthy runs of every schedule: the tuning set for judging slow
+    # convergence against the LR a schedule lowers (2026-11-24). New seeds, problem instances
+    # and batch sizes.
+    "schedules": {
+        "seeds": (1500, 1501, 1502, 1503, 1504, 1505),
+        "task_seeds": (1500, 1501, 1502, 1503, 1504, 1505),
+        "batch_sizes": (27, 39, 51, 65, 77, 87),
+        "log_every": (1, 2, 3, 3, 1, 2),
+        "roles": ("slow", "best"),
+        "slow_schedules": ("cosine", "warmup_cosine"),
+    },
+    # The same construction, held out: built beside ``schedules`` and not looked at until the
+    # slow-convergence change tuned on it was set, then evaluated once.
+    "final7": {
+        "seeds": (1600, 1601, 1602, 1603, 1604, 1605),
+        "task_seeds": (1600, 1601, 1602, 1603, 1604, 1605),
+        "batch_sizes": (29, 43, 55, 67, 83, 95),
+        "log_every": (3, 1, 2, 1, 2, 3),
+        "roles": ("slow", "best"),
+        "slow_schedules": ("cosine", "warmup_cosine"),
     },
     # Adam instead of SGD (the ADAM_* rates), built and evaluated once with no detector change:
     # every threshold was set on SGD runs. New seeds, problem instances and batch sizes.
@@ -399,6 +423,8 @@ def build(set_name: str) -> list[LabelledRun]:
         if optimizer == "adam"
         else (BEST_LR, DIVERGE_LRS, SLOW_LRS, PLATEAU_LRS)
     )
+    roles = spec.get("roles", ("diverge", "slow", "plateau", "best", "oscillation"))
+    slow_schedules = spec.get("slow_schedules", ("constant",))
     out: list[LabelledRun] = []
 
     def add(role: str, cfg, twin: bool = False) -> None:
@@ -432,16 +458,17 @@ def build(set_name: str) -> list[LabelledRun]:
         )
         for task, best in best_lr.items():
             cfg = base.with_(task=task)
-            for lr in diverge_lrs[task]:
+            for lr in diverge_lrs[task] if "diverge" in roles else ():
                 add("diverge", cfg.with_(lr=lr))
-            for lr in slow_lrs[task]:
-                add("slow", cfg.with_(lr=lr))
-            for lr in plateau_lrs[task]:
+            for lr in slow_lrs[task] if "slow" in roles else ():
+                for schedule in slow_schedules:
+                    add("slow", cfg.with_(lr=lr, schedule=schedule))
+            for lr in plateau_lrs[task] if "plateau" in roles else ():
                 add("plateau", cfg.with_(lr=lr), twin=True)
-            for lr in (best, best / 3):
+            for lr in (best, best / 3) if "best" in roles else ():
                 for schedule in HEALTHY_SCHEDULES:
                     add("best", cfg.with_(lr=lr, schedule=schedule), twin=schedule == "constant")
-        if optimizer != "sgd":
+        if optimizer != "sgd" or "oscillation" not in roles:
             continue
         quad = base.with_(task="quadratic")
         for lr, momentum in OSCILLATION_CONFIGS:

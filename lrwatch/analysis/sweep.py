@@ -227,7 +227,9 @@ def analyze_sweep(
         near_best_range=[float(near.min()), float(near.max())],
         grid_ratio=ratio,
     )
-    span = f"the runs at {fmt(stable.min())} to {fmt(stable.max())} did not diverge"
+    # "Ended diverged", not "did not diverge": a run that blew up and came back has a warning
+    # divergence in its own report, and its final loss stands on the curve.
+    span = f"none of the runs at {fmt(stable.min())} to {fmt(stable.max())} ended diverged"
     if best == 0:
         return Recommendation(
             action="decrease_lr",

@@ -310,3 +310,19 @@ def test_a_blow_up_at_the_warmup_peak_that_took_most_of_the_run_to_undo_is_not_s
     assert divergence.start_step < 60 + 60 and divergence.evidence["share_of_run_lost"] >= 0.2
     rec = report.recommendation
     assert rec.action == "lower_peak_lr" and rec.suggested_lr < 0.3 * 1.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_plateau_beside_an_oscillation_does_not_point_at_a_divergence_left_out(seed):
+    # A loss that bounces step to step, blows up from 1 to 40 and settles at 3, never back: the
+    # blow-up is one of the oscillation's swings (left out beside it), and the plateau at 3 must
+    # not then read "the divergence finding names the fix" - there is none.
+    rng = np.random.default_rng(seed)
+    t = np.arange(2000, dtype=np.float64)
+    level = np.where(
+        t < 500, 1.0 + 9.0 * np.exp(-t / 80), np.maximum(3.0, 40 * np.exp(-(t - 500) / 150))
+    )
+    loss = level + 0.3 * np.where(t % 2 == 0, 1.0, -1.0) + 0.05 * rng.standard_normal(t.size)
+    findings = run_detectors(prepare_arrays(t, loss, t, np.full(t.size, 0.1)))
+    assert {f.kind for f in findings} == {"oscillation", "plateau"}
+    assert all("divergence" not in f.message for f in findings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lrwatch.analysis import analyze
 from lrwatch.analysis.detectors import detect_plateau, detect_slow_convergence, run_detectors
 from lrwatch.analysis.prepare import prepare, prepare_arrays
 from tests.analysis.conftest import per_epoch_log
@@ -112,6 +113,19 @@ def test_a_rate_far_below_the_best_is_slow_convergence(detectors_train, task, lr
     assert "slow_convergence" in kinds(prepare(detectors_train(task=task, lr=lr)), "warning")
 
 
+@pytest.mark.parametrize("schedule", ["cosine", "warmup_cosine"])
+@pytest.mark.parametrize(("task", "lr"), [("autoencoder", 3e-4), ("quadratic", 1e-4)])
+def test_a_rate_so_small_the_loss_never_moves_under_a_cosine_is_slow_convergence(
+    detectors_train, task, lr, schedule
+):
+    # 333x and 3000x below these tasks' best rates, as below at a constant rate: the schedule
+    # that lowers the rate after its peak does not explain a loss that never moved ("keep").
+    report = analyze(detectors_train(task=task, lr=lr, schedule=schedule))
+    (slow,) = [f for f in report.findings if f.kind == "slow_convergence"]
+    assert slow.evidence["no_progress"] is True
+    assert report.recommendation.action == "increase_lr"
+
+
 def white_noise_around(level, n=1500, *, seed=4):
     return level + 0.05 * np.random.default_rng(seed).standard_normal(n)
 
@@ -137,7 +151,15 @@ def test_a_level_that_wanders_is_not_read_as_no_progress():
     assert detect_slow_convergence(prepared) == []
 
 
-def test_no_progress_is_not_judged_while_the_rate_still_changes():
+def test_a_loss_that_never_moves_under_a_cosine_is_slow_convergence():
+    loss = white_noise_around(2.0)
+    t = np.arange(loss.size)
+    cosine = 1e-5 * 0.5 * (1 + np.cos(np.pi * t / t.size))
+    (finding,) = detect_slow_convergence(prepare_arrays(t, loss, t, cosine))
+    assert finding.evidence["no_progress"] is True
+
+
+def test_no_progress_is_not_judged_while_the_rate_is_still_warming_up():
     # During a warmup the loss often waits for the rate to grow.
     loss = white_noise_around(2.0)
     t = np.arange(loss.size)

@@ -212,7 +212,7 @@ def test_a_run_its_analysis_calls_diverged_is_diverged_on_the_curve_too():
     (point,) = [p for p in sensitivity_curve(runs) if p.run == thrown.id]
     assert point.diverged and point.final_loss == float("inf")
     rec = analyze_sweep(runs)
-    assert "0.001 to 0.1 did not diverge" in rec.message, rec.message
+    assert "none of the runs at 0.001 to 0.1 ended diverged" in rec.message, rec.message
     # A caller that analysed the runs already says which diverged; the curve takes its word.
     (point,) = [p for p in sensitivity_curve(runs, diverged=set()) if p.run == thrown.id]
     assert not point.diverged

@@ -658,4 +658,4 @@ def test_the_sweep_section_calls_diverged_what_the_runs_reports_call_diverged(tm
     assert thrown["findings"][0]["severity"] == "critical"
     curve = {point["lr"]: point for point in out["sweep"]["evidence"]["curve"]}
     assert curve[10.0]["diverged"] and not curve[0.01]["diverged"]
-    assert "0.001 to 0.01 did not diverge" in out["sweep"]["message"]
+    assert "runs at 0.001 to 0.01 ended diverged" in out["sweep"]["message"]

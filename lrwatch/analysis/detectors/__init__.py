@@ -61,13 +61,16 @@ def run_detectors(prepared: PreparedRun) -> list[Finding]:
             findings.extend(detect(prepared))
     # A loss that blew up in its first steps and came back has a floor of its own after that:
     # such a divergence does not make a plateau a note (below).
-    kinds = {f.kind for f in findings if not f.evidence.get("came_back")}
+    kinds = _kinds_that_stand(findings)
     if "oscillation" in kinds:
         # A loss that swings in waves rises and comes back by construction: beside the
         # oscillation, which names the swings and their fix (less momentum), a blow-up the loss
         # came back from later in the run is one of its waves (heavy-ball momentum 0.98-0.99 on
         # the quadratic rose past its start and back on 5 of the labelled sets' runs).
         findings = [f for f in findings if not (f.kind == "divergence" and _came_back_slowly(f))]
+        # Counted again: a dropped blow-up that never got back must not turn a plateau into a
+        # note that points at a divergence finding no longer there.
+        kinds = _kinds_that_stand(findings)
     if "oscillation" in kinds or any(f.evidence.get("came_back") for f in findings):
         # A loss that bounces and still falls is slowed by the bouncing, and one that blew up
         # and came back spent the steps after it re-learning: reading either as "rate too
@@ -84,6 +87,11 @@ def run_detectors(prepared: PreparedRun) -> list[Finding]:
             _plateau_beside(prepared, kinds, f) if f.kind == "plateau" else f for f in findings
         ]
     return sorted(findings, key=lambda f: (f.start_step, f.kind))
+
+
+def _kinds_that_stand(findings: list[Finding]) -> set[str]:
+    """The kinds found, leaving out divergences the loss came back from."""
+    return {f.kind for f in findings if not f.evidence.get("came_back")}
 
 
 def _came_back_slowly(finding: Finding) -> bool:

@@ -50,6 +50,12 @@ PARAM_BASE_LR = "base_lr"
 PARAM_PREFIX_OPTIMIZER = "optimizer."  # optimizer.momentum, optimizer.betas, ...
 
 
+def base_lr_key(group: int = 0, optimizer: int = 0) -> str:
+    """Param key of one param group's starting LR, e.g. ``base_lr``, ``base_lr/pg2``,
+    ``base_lr/opt1/pg1`` (the suffixes of :func:`lr_key`)."""
+    return PARAM_BASE_LR + lr_key(group, optimizer)[len(LR) :]
+
+
 def lr_key(group: int = 0, optimizer: int = 0) -> str:
     """Metric key of one param group's LR, e.g. ``lr``, ``lr/pg2``, ``lr/opt1/pg1``."""
     if group < 0 or optimizer < 0:

@@ -29,7 +29,7 @@ def _suffix(optimizer_index: int) -> str:
     return "" if optimizer_index == 0 else f"/opt{optimizer_index}"
 
 
-def _text(value) -> str:
+def text(value) -> str:
     if hasattr(value, "tolist"):
         value = value.tolist()  # a tensor-valued hyperparameter (e.g. capturable Adam's lr)
     if isinstance(value, float):
@@ -47,12 +47,11 @@ def optimizer_params(optimizers: Sequence, scheduler=None) -> dict[str, str]:
         for g, group in enumerate(groups):
             base = group.get("initial_lr", group.get("lr"))
             if base is not None:
-                key = keys.PARAM_BASE_LR + suffix + (f"/pg{g}" if g else "")
-                params[key] = _text(base)
+                params[keys.base_lr_key(g, index)] = text(base)
         first = groups[0] if groups else getattr(optimizer, "defaults", {})
         for name in HYPERPARAMETERS:
             if name in first:
-                params[keys.PARAM_PREFIX_OPTIMIZER + name + suffix] = _text(first[name])
+                params[keys.PARAM_PREFIX_OPTIMIZER + name + suffix] = text(first[name])
     schedulers = scheduler if isinstance(scheduler, (list, tuple)) else [scheduler]
     names = [type(s).__name__ for s in schedulers if s is not None]
     if names:

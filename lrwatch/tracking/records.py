@@ -71,6 +71,9 @@ class RowBuilder:
     def __init__(self) -> None:
         self._last_ms = 0
         self._lr_keys: dict[tuple[int, int], str] = {}
+        # The first LR of each param group seen since the writer last took them (group,
+        # optimizer) -> LR: a group added mid-run (unfreezing layers) gets its ``base_lr`` param.
+        self.first_lrs: dict[tuple[int, int], float] = {}
         self._warned_unreadable = False
 
     def _timestamp(self, time_s: float) -> int:
@@ -79,11 +82,12 @@ class RowBuilder:
         self._last_ms = max(self._last_ms, int(time_s * 1000))
         return self._last_ms
 
-    def _lr_key(self, group: int, optimizer: int) -> str:
+    def _lr_key(self, group: int, optimizer: int, value: float | None) -> str:
         key = self._lr_keys.get((group, optimizer))
-        if key is None:
+        if key is None and value is not None:
             key = self._lr_keys[(group, optimizer)] = keys.lr_key(group, optimizer)
-        return key
+            self.first_lrs[(group, optimizer)] = value
+        return key if key is not None else keys.lr_key(group, optimizer)
 
     def build(self, items: list[tuple]) -> tuple[list[tuple], list[tuple[int, float, float]]]:
         """Rows for every item, plus ``(step, loss, lr)`` of each step for the live analysis.
@@ -116,7 +120,7 @@ class RowBuilder:
             for o, groups in enumerate(item[3]):
                 for g, lr in enumerate(groups):
                     value = lr if type(lr) is float else lr_by_id[id(lr)]
-                    rows.append((self._lr_key(g, o), value, ms, step))
+                    rows.append((self._lr_key(g, o, value), value, ms, step))
                     if o == 0 and g == 0 and value is not None:
                         first_lr = value
             if item[4] is not None:

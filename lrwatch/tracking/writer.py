@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Literal
 
+from lrwatch import keys
 from lrwatch.store import (
     LOGIN_ERRORS,
     display_uri,
@@ -39,6 +40,7 @@ from lrwatch.store import (
     login_refusal,
     network_reason,
 )
+from lrwatch.tracking.params import text
 from lrwatch.tracking.records import RowBuilder, drain
 from lrwatch.tracking.sink import MAX_METRICS_PER_REQUEST, MlflowSink, is_permanent, split
 from lrwatch.tracking.spool import SpoolWriter, iter_metric_chunks
@@ -98,6 +100,7 @@ class Writer:
         self.flush_interval = flush_interval
         self.live = live
         self.rows = RowBuilder()
+        self._params_added: set[str] = set()  # param keys spooled or queued so far
         self.outbox: deque[OutboxItem] = deque()
         self._outbox_rows = 0
         self._replay_spool = False  # rows were dropped from memory: resend from the spool file
@@ -128,6 +131,8 @@ class Writer:
 
     def add(self, kind: Literal["params", "tags"], payload: dict[str, str]) -> None:
         """Spool and queue params or tags."""
+        if kind == "params":
+            self._params_added.update(payload)
         self.spool.append([{"type": kind, kind: payload}])
         if self._refused is None:
             self.outbox.append((kind, payload))
@@ -207,6 +212,8 @@ class Writer:
         try:
             items = drain(self.queue)
             rows, points = self.rows.build(items) if items else ([], [])
+            if self.rows.first_lrs:
+                self._add_base_lrs_of_new_groups()
             if rows:
                 offset = self.spool.size
                 self.spool.append([{"type": "metrics", "metrics": rows}])
@@ -219,6 +226,15 @@ class Writer:
             self._unexpected(exc)
         if not final:
             self._send(deadline)
+
+    def _add_base_lrs_of_new_groups(self) -> None:
+        """A ``base_lr`` param for each param group first seen after :func:`lrwatch.watch`
+        recorded the optimizers (``optimizer.add_param_group`` mid-run): its first LR."""
+        first = {keys.base_lr_key(g, o): lr for (g, o), lr in self.rows.first_lrs.items()}
+        self.rows.first_lrs.clear()
+        new = {key: text(lr) for key, lr in first.items() if key not in self._params_added}
+        if new:
+            self.add("params", new)
 
     def _finish_live(self) -> None:
         try:

@@ -79,6 +79,29 @@ def test_param_groups_grad_norm_extra_metrics_and_floats(tracking_uri, tmp_path)
     assert params["base_lr/pg1"] == "0.01"
 
 
+def test_a_param_group_added_mid_run_gets_its_base_lr_param(tracking_uri):
+    # Fine-tuning that unfreezes the backbone at step 20 adds its parameters as a new group:
+    # its LR curve starts there, and its base LR was recorded nowhere.
+    torch.manual_seed(0)
+    head, backbone = torch.nn.Linear(8, 1), torch.nn.Linear(8, 8)
+    optimizer = torch.optim.SGD(head.parameters(), lr=0.05)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=10, gamma=0.5)
+    x, y = torch.randn(64, 8), torch.randn(64, 1)
+    with lrwatch.watch(optimizer, scheduler=scheduler, flush_interval=0.05) as w:
+        for step in range(40):
+            if step == 20:
+                optimizer.add_param_group({"params": backbone.parameters(), "lr": 0.003})
+            optimizer.zero_grad()
+            loss = torch.nn.functional.mse_loss(head(backbone(x) if step >= 20 else x), y)
+            loss.backward()
+            optimizer.step()
+            w.step(loss)
+            scheduler.step()
+    params = mlflow.MlflowClient(tracking_uri).get_run(w.run_id).data.params
+    assert params["base_lr"] == "0.05" and params["base_lr/pg1"] == "0.003"
+    assert steps_of(tracking_uri, w.run_id, keys.lr_key(group=1)) == list(range(20, 40))
+
+
 def test_logs_into_an_active_run_with_autolog_and_leaves_it_open(tracking_uri, tmp_path):
     mlflow.autolog(disable=False, silent=True)
     try:

@@ -40,6 +40,10 @@ and per epoch. ``adam`` (seeds 900-905, task_seeds 1300-1305) is the same constr
 Adam, built and evaluated once with no detector change. ``schedules`` (seeds and task_seeds
 1500-1505) holds only slow runs under cosine and warmup-cosine and healthy runs, to tune on;
 ``final7`` (1600-1605), the same construction, was held out for it and evaluated once.
+``adam_schedules`` (1700-1705) is that construction under Adam, built and evaluated once with no
+detector change. ``final8`` (1800-1805, SGD) and ``adam_final`` (1900-1905, Adam, slow runs under
+all three schedules) were held out for the divergence change set on all the sets above (a loss
+that never learned anything is no climb) and evaluated once.
 Unit-test fixtures use seeds 7-9 and are in none of them.
 
 Runs are cached as ``artifacts/quality/<set>.pkl`` (gitignored) so the benchmark re-runs fast.
@@ -211,6 +215,38 @@ SETS = {
         "log_every": (3, 1, 2, 1, 2, 3),
         "roles": ("slow", "best"),
         "slow_schedules": ("cosine", "warmup_cosine"),
+    },
+    # ``final7``'s construction under Adam (its ADAM_* rates): slow runs under cosine and
+    # warmup-cosine beside healthy runs of every schedule, built and evaluated once with no
+    # detector change (2026-11-24; ``schedules`` and ``final7`` hold SGD runs only). New seeds,
+    # problem instances and batch sizes.
+    "adam_schedules": {
+        "optimizer": "adam",
+        "seeds": (1700, 1701, 1702, 1703, 1704, 1705),
+        "task_seeds": (1700, 1701, 1702, 1703, 1704, 1705),
+        "batch_sizes": (31, 47, 59, 71, 85, 99),
+        "log_every": (2, 3, 1, 2, 1, 3),
+        "roles": ("slow", "best"),
+        "slow_schedules": ("cosine", "warmup_cosine"),
+    },
+    # Two held-out sets for the divergence change set on all the sets above (2026-11-24): a loss
+    # that never learned anything, whose end sits within the noise of its start, has not "given
+    # back everything". ``final8`` is the SGD construction of ``final`` to ``final6``;
+    # ``adam_final`` Adam's, its slow runs under all three schedules. New seeds, problem
+    # instances and batch sizes; built beside the change and evaluated once, with and without it.
+    "final8": {
+        "seeds": (1800, 1801, 1802, 1803, 1804, 1805),
+        "task_seeds": (1800, 1801, 1802, 1803, 1804, 1805),
+        "batch_sizes": (33, 49, 61, 73, 89, 97),
+        "log_every": (1, 3, 2, 2, 1, 3),
+    },
+    "adam_final": {
+        "optimizer": "adam",
+        "seeds": (1900, 1901, 1902, 1903, 1904, 1905),
+        "task_seeds": (1900, 1901, 1902, 1903, 1904, 1905),
+        "batch_sizes": (37, 41, 53, 69, 79, 91),
+        "log_every": (3, 2, 1, 1, 3, 2),
+        "slow_schedules": ("constant", "cosine", "warmup_cosine"),
     },
     # Adam instead of SGD (the ADAM_* rates), built and evaluated once with no detector change:
     # every threshold was set on SGD runs. New seeds, problem instances and batch sizes.

@@ -203,6 +203,26 @@ def test_a_loss_that_never_moves_is_warned_about_while_the_run_runs():
     assert ("slow_convergence", "warning") in {(f.kind, f.severity) for f in live}
 
 
+def test_a_real_loss_that_never_moved_is_no_live_divergence():
+    # Adam 3000x below its best rate: the MLP's loss never leaves its heavy-tailed noise (a
+    # median of 18.7 over the first 100 steps, 18.4 over the last 100). After 300 points its
+    # last 30 sat 2.0 noise units above a lucky low block and had "given back" 1.6x a progress
+    # within the noise, ending 0.8 noise units above the median of its first 6 points: a live
+    # critical divergence from step 294, "lower the LR", to a run whose rate is far too small.
+    run = train(
+        TrainConfig(
+            task="mlp_regression", optimizer="adam", lr=1e-5, schedule="cosine",
+            seed=8, task_seed=8, batch_size=64, steps=1000,
+        )
+    )  # fmt: skip
+    online = OnlineAnalyzer()
+    live = _kinds_found(online, run)
+    assert "divergence" not in {f.kind for f in live}
+    assert ("slow_convergence", "warning") in {(f.kind, f.severity) for f in live}
+    online.finalize()
+    assert "divergence" not in {f.kind for f in online.findings}
+
+
 def test_a_running_run_analysed_offline_gets_the_note_and_keep():
     # `lrwatch analyze` or the dashboard on a run still running judge the run so far, as the
     # live logger does: steady progress is a note and the advice is to keep training.

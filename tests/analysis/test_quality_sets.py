@@ -54,7 +54,20 @@ def test_unit_test_fixtures_and_the_rate_sweep_use_no_quality_set_seed():
         assert not seeds & sweep_seeds and not tasks & sweep_tasks, name
 
 
-@pytest.mark.parametrize("last", ["final4", "final5", "final6", "final7", "schedules", "adam"])
+@pytest.mark.parametrize(
+    "last",
+    [
+        "final4",
+        "final5",
+        "final6",
+        "final7",
+        "schedules",
+        "adam",
+        "adam_schedules",
+        "final8",
+        "adam_final",
+    ],
+)
 def test_the_last_held_out_sets_use_batch_sizes_no_other_set_uses(last):
     sets = _labelled_runs().SETS
     others = {b for name, spec in sets.items() if name != last for b in spec["batch_sizes"]}

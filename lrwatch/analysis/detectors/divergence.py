@@ -34,6 +34,15 @@ TAIL_FRACTION = 0.10
 # 1.23 of their (tiny) progress.
 LOST_ALL_SHARE = 1.5
 LOST_ALL_RISE_NOISE = 2.0
+# ... and the end must sit above where the run started by LOST_ALL_ABOVE_START standard errors
+# of the two medians' difference (the start's median is over the first 2%: as few as 3 points in
+# a short log, or live). A loss that never learned anything has a "progress" within its noise,
+# which its ordinary level then "gave back 1.5x" above a lucky low block: live, such runs of
+# rates 100-3000x too small (SGD and Adam) were told to lower the rate on 20 of the 744 slow
+# runs of the labelled sets, and 7 more per epoch or smoothed (those ended 0.85-1.9 standard
+# errors above their start). The climbs this branch is for (heavy-ball momentum bouncing
+# upwards) ended 2.4-11 standard errors above it, per epoch too.
+LOST_ALL_ABOVE_START = 2.0
 # Blocks for the climb's onset: 200 resolve an onset to 0.5% of the run.
 ONSET_BLOCKS = 200
 # Thrown off at the start: the first 2% of the run sit this many noise units above the first
@@ -193,7 +202,13 @@ def _finite_climb(
     gave_back_half = rise > rise_noise * noise and rise > giveback_fraction * progress
     # Ended far above where it started: everything learned is lost and then some, which needs
     # less evidence against the noise (a bouncing climb, e.g. heavy-ball momentum, is noisy).
-    gave_back_all = rise > LOST_ALL_RISE_NOISE * noise and rise >= LOST_ALL_SHARE * progress
+    gave_back_all = (
+        rise > LOST_ALL_RISE_NOISE * noise
+        and rise >= LOST_ALL_SHARE * progress
+        and end_level - start_level
+        > LOST_ALL_ABOVE_START
+        * np.hypot(block_median_noise(noise, head), block_median_noise(noise, tail))
+    )
     if not ((gave_back_half or gave_back_all) and rise > 0):
         return _thrown_off(prepared, head, start_level, end_level) or _slow_comeback(
             prepared, start_level

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from lrwatch.errors import InputError
 from lrwatch.sources.specs import mlflow_errors
@@ -60,12 +61,16 @@ def import_spool(
         sink = MlflowSink(uri)
         if experiment is not None:
             header = {**header, "experiment": experiment}
-        run_id, created = _find_or_create_run(sink, summary.run_id, header)
-    if created:
-        # Recorded in the spool, so importing the same file again finds this run. (Outside
-        # mlflow_errors: a spool that cannot be written is not the store's failure.)
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"type": "run", "run_id": run_id}) + "\n")
+        run_id = _existing_run(sink, summary.run_id)
+    created = run_id is None
+    if run_id is None:
+        # The new run is recorded in the spool, so that importing the same file again finds it:
+        # a spool that cannot take that line is refused before a run is created (each import
+        # of it would leave another empty run behind).
+        with _open_to_record_the_run(path) as spool:
+            with mlflow_errors(uri):
+                run_id = _create_run(sink, header)
+            spool.write(json.dumps({"type": "run", "run_id": run_id}) + "\n")
     with mlflow_errors(uri):
         if summary.params:
             sink.log_params(run_id, summary.params)
@@ -85,24 +90,39 @@ def import_spool(
     return ImportResult(run_id, uri, sent, already_there, created, summary.damaged)
 
 
-def _find_or_create_run(sink: MlflowSink, run_id: str | None, header: dict) -> tuple[str, bool]:
-    if run_id is not None:
-        try:
-            active = sink.run_is_active(run_id)
-        except Exception as exc:  # noqa: BLE001 - only "no such run" means create one
-            if getattr(exc, "error_code", None) != "RESOURCE_DOES_NOT_EXIST":
-                raise
-        else:
-            if not active:
-                raise InputError(
-                    f"run {run_id} was deleted in {display_uri(sink.tracking_uri)}: restore it "
-                    f"(mlflow runs restore --run-id {run_id}), then import again"
-                )
-            return run_id, False
+def _existing_run(sink: MlflowSink, run_id: str | None) -> str | None:
+    """``run_id`` when the store holds that run, None when it must be created."""
+    if run_id is None:
+        return None
+    try:
+        active = sink.run_is_active(run_id)
+    except Exception as exc:  # noqa: BLE001 - only "no such run" means create one
+        if getattr(exc, "error_code", None) != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        return None
+    if not active:
+        raise InputError(
+            f"run {run_id} was deleted in {display_uri(sink.tracking_uri)}: restore it "
+            f"(mlflow runs restore --run-id {run_id}), then import again"
+        )
+    return run_id
+
+
+def _open_to_record_the_run(path: Path) -> TextIO:
+    try:
+        return open(path, "a", encoding="utf-8")
+    except OSError as exc:
+        raise InputError(
+            f"cannot write to {path} ({exc.strerror or exc}): the run an import creates is "
+            f"recorded there, so that importing it again finds that run; import a writable copy"
+        ) from None
+
+
+def _create_run(sink: MlflowSink, header: dict) -> str:
     from lrwatch import __version__, keys
 
     tags = {keys.TAG_VERSION: __version__}
-    return sink.create_run(header.get("experiment"), header.get("run_name"), tags), True
+    return sink.create_run(header.get("experiment"), header.get("run_name"), tags)
 
 
 def _end_if_running(sink: MlflowSink, run_id: str, status: str) -> None:

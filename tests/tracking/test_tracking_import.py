@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
 
 import mlflow
 import numpy as np
@@ -118,6 +121,54 @@ def test_a_torn_last_line_is_ignored(tracking_uri, spool_dir, capsys):
     run = client.search_runs([client.get_experiment_by_name("torn").experiment_id])[0]
     assert history(tracking_uri, run.info.run_id, keys.LOSS) == [(0, 1.5)]
     assert run.info.status == "KILLED"  # no end record: the process died
+
+
+def _read_only(path):
+    """Make ``path`` unwritable, for root too (chattr +i on ext4; mode bits bind others only);
+    returns the undo."""
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "+i", str(path)], check=True)
+        return lambda: subprocess.run(["chattr", "-i", str(path)], check=True)
+    path.chmod(0o444)
+    return lambda: path.chmod(0o644)
+
+
+def test_a_spool_that_cannot_be_written_is_refused_before_a_run_is_created(
+    tracking_uri, spool_dir, capsys
+):
+    # A colleague's spool, or one on a read-only mount: the import created the run, then failed
+    # to record it in the spool ("lrwatch: error: PermissionError: ..."), and every later import
+    # of the spool created another run, the earlier ones left empty and RUNNING.
+    from lrwatch.tracking.spool import SpoolWriter
+
+    spool = SpoolWriter(spool_dir, {"tracking_uri": tracking_uri, "experiment": "shared"})
+    spool.append([{"type": "metrics", "metrics": [[keys.LOSS, 1.5, 1000, 0]]}])
+    spool.close(delete=False)
+    undo = _read_only(spool.path)
+    try:
+        assert main(["import", str(spool.path)]) == 2
+    finally:
+        undo()
+    (error,) = capsys.readouterr().err.strip().splitlines()
+    assert error.startswith(f"lrwatch: error: cannot write to {spool.path} (")
+    assert "import a writable copy" in error
+    assert mlflow.MlflowClient(tracking_uri).get_experiment_by_name("shared") is None
+    for _ in range(2):  # writable again: one run, found the second time
+        assert main(["import", str(spool.path)]) == 0
+    # A spool whose run the store holds needs no write: read-only, it still tops the run up.
+    with open(spool.path, "a") as handle:
+        handle.write(
+            json.dumps({"type": "metrics", "metrics": [[keys.LOSS, 1.25, 1001, 1]]}) + "\n"
+        )
+    undo = _read_only(spool.path)
+    try:
+        assert main(["import", str(spool.path)]) == 0
+    finally:
+        undo()
+    assert "1 values sent, 1 already in the store" in capsys.readouterr().out
+    client = mlflow.MlflowClient(tracking_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("shared").experiment_id])
+    assert history(tracking_uri, run.info.run_id, keys.LOSS) == [(0, 1.5), (1, 1.25)]
 
 
 def test_damage_inside_a_spool_costs_only_the_damaged_lines(tracking_uri, spool_dir, capsys):

@@ -124,7 +124,7 @@ def test_a_torn_last_line_is_ignored(tracking_uri, spool_dir, capsys):
 
 
 def _read_only(path):
-    """Make ``path`` unwritable, for root too (chattr +i on ext4; mode bits bind others only);
+    """Make ``path`` unwritable, for root too (chattr +i on ext4: mode bits do not bind root);
     returns the undo."""
     if os.geteuid() == 0:
         subprocess.run(["chattr", "+i", str(path)], check=True)

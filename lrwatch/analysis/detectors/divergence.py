@@ -200,14 +200,13 @@ def _finite_climb(
     noise = prepared.noise
     progress = max(start_level - best_level, 0.0)
     gave_back_half = rise > rise_noise * noise and rise > giveback_fraction * progress
+    start_to_end_error = np.hypot(block_median_noise(noise, head), block_median_noise(noise, tail))
     # Ended far above where it started: everything learned is lost and then some, which needs
     # less evidence against the noise (a bouncing climb, e.g. heavy-ball momentum, is noisy).
     gave_back_all = (
         rise > LOST_ALL_RISE_NOISE * noise
         and rise >= LOST_ALL_SHARE * progress
-        and end_level - start_level
-        > LOST_ALL_ABOVE_START
-        * np.hypot(block_median_noise(noise, head), block_median_noise(noise, tail))
+        and end_level - start_level > LOST_ALL_ABOVE_START * start_to_end_error
     )
     if not ((gave_back_half or gave_back_all) and rise > 0):
         return _thrown_off(prepared, head, start_level, end_level) or _slow_comeback(

@@ -229,7 +229,7 @@ SETS = {
         "roles": ("slow", "best"),
         "slow_schedules": ("cosine", "warmup_cosine"),
     },
-    # Two held-out sets for the divergence change set on all the sets above (2026-11-24): a loss
+    # Two held-out sets for the divergence change set on every other set (2026-11-24): a loss
     # that never learned anything, whose end sits within the noise of its start, has not "given
     # back everything". ``final8`` is the SGD construction of ``final`` to ``final6``;
     # ``adam_final`` Adam's, its slow runs under all three schedules. New seeds, problem

@@ -43,7 +43,9 @@ Adam, built and evaluated once with no detector change. ``schedules`` (seeds and
 ``adam_schedules`` (1700-1705) is that construction under Adam, built and evaluated once with no
 detector change. ``final8`` (1800-1805, SGD) and ``adam_final`` (1900-1905, Adam, slow runs under
 all three schedules) were held out for the divergence change set on all the sets above (a loss
-that never learned anything is no climb) and evaluated once.
+that never learned anything is no climb) and evaluated once. ``final9`` (2010-2015, SGD) and
+``adam_final2`` (2110-2115, Adam) were held out the same way for the plateau change set on all
+the sets above (a positive loss whose flat-looking stretch still halved is still improving).
 Unit-test fixtures use seeds 7-9 and are in none of them.
 
 Runs are cached as ``artifacts/quality/<set>.pkl`` (gitignored) so the benchmark re-runs fast.
@@ -246,6 +248,24 @@ SETS = {
         "task_seeds": (1900, 1901, 1902, 1903, 1904, 1905),
         "batch_sizes": (37, 41, 53, 69, 79, 91),
         "log_every": (3, 2, 1, 1, 3, 2),
+        "slow_schedules": ("constant", "cosine", "warmup_cosine"),
+    },
+    # Two held-out sets for the plateau change set on every other set (2026-11-24): a positive
+    # loss whose longest noise-flat stretch still halved is still improving. ``final9`` is
+    # ``final8``'s construction, ``adam_final2`` ``adam_final``'s. New seeds, problem instances
+    # and batch sizes; built beside the change and evaluated once, with and without it.
+    "final9": {
+        "seeds": (2010, 2011, 2012, 2013, 2014, 2015),
+        "task_seeds": (2010, 2011, 2012, 2013, 2014, 2015),
+        "batch_sizes": (17, 21, 25, 75, 101, 105),
+        "log_every": (2, 1, 3, 1, 3, 2),
+    },
+    "adam_final2": {
+        "optimizer": "adam",
+        "seeds": (2110, 2111, 2112, 2113, 2114, 2115),
+        "task_seeds": (2110, 2111, 2112, 2113, 2114, 2115),
+        "batch_sizes": (19, 23, 93, 102, 104, 107),
+        "log_every": (1, 3, 2, 3, 2, 1),
         "slow_schedules": ("constant", "cosine", "warmup_cosine"),
     },
     # Adam instead of SGD (the ADAM_* rates), built and evaluated once with no detector change:

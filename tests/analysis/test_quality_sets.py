@@ -66,6 +66,8 @@ def test_unit_test_fixtures_and_the_rate_sweep_use_no_quality_set_seed():
         "adam_schedules",
         "final8",
         "adam_final",
+        "final9",
+        "adam_final2",
     ],
 )
 def test_the_last_held_out_sets_use_batch_sizes_no_other_set_uses(last):

@@ -42,6 +42,13 @@ PERSISTENCE_WARNING = 0.18
 # floor is float rounding (float32 resolves ~7 digits), not a rate holding it up, so the plateau
 # is convergence (``info``) however its last digits wander.
 CONVERGED_TO_ZERO_SHARE = 1e-6
+# A positive loss whose longest noise-flat stretch ends below this share of its starting level
+# is still clearly improving, however flat it looks next to its noise: it halved. Near zero, a
+# classification loss's noise is set by rare hard batches (spikes many times its level), and a
+# loss still falling 4-28x was "flat within half a sigma": Adam runs at their best rate got
+# plateau warnings. A plateau held up by a rate sits at a level, not at a fraction of where it
+# started. (Only a positive loss has a "share": a log-likelihood is judged as before.)
+STILL_FALLING_SHARE = 0.5
 # Where the plateau is said to begin: the first point, from the stretch's grid start on, where
 # the median of this many consecutive losses is within one noise sigma of the plateau's level
 # (the median of 5 scatters ~0.56 sigma, so the first window on the floor nearly always passes).
@@ -160,9 +167,15 @@ def _at_zero(y: np.ndarray, level: float) -> bool:
     return bool(y.min() > 0) and level < CONVERGED_TO_ZERO_SHARE * start
 
 
-def _improvement(stretch: np.ndarray) -> float:
+def _quarter_levels(stretch: np.ndarray) -> tuple[float, float]:
+    """Medians of the stretch's first and last quarters."""
     quarter = max(stretch.size // 4, 1)
-    return robust_median(stretch[:quarter]) - robust_median(stretch[-quarter:])
+    return robust_median(stretch[:quarter]), robust_median(stretch[-quarter:])
+
+
+def _improvement(stretch: np.ndarray) -> float:
+    head, tail = _quarter_levels(stretch)
+    return head - tail
 
 
 def constant_lr(prepared: PreparedRun) -> str:
@@ -174,19 +187,24 @@ def constant_lr(prepared: PreparedRun) -> str:
 
 
 def _stretch_start(y, noise, min_fraction, flat_tolerance) -> int | None:
-    """Earliest grid start whose stretch to the end is long enough and shows no improvement.
+    """Earliest grid start whose stretch to the end is long enough and shows no improvement:
+    within ``flat_tolerance`` noise sigmas. None when there is none, or when that stretch of a
+    positive loss still halved (see STILL_FALLING_SHARE).
 
     Long enough: ``min_fraction`` of the run, and one point per wander block at least (in a run
     of 64-79 points, 20% is fewer: the wander measure had empty blocks and numpy printed "Mean
     of empty slice" on the user's terminal)."""
     n = y.size
+    positive = bool(y.min() > 0)
     for k in range(START_GRID):
         begin = k * n // START_GRID
         if n - begin < max(min_fraction * n, WANDER_BLOCKS):
             return None
         # Flat both ways: a stretch that climbs is not a plateau (divergence judges climbs).
-        if abs(_improvement(y[begin:])) < flat_tolerance * noise:
-            return begin
+        head, tail = _quarter_levels(y[begin:])
+        if abs(head - tail) < flat_tolerance * noise:
+            # The longest stretch flat within the noise, yet halved: still clearly improving.
+            return None if positive and tail < STILL_FALLING_SHARE * head else begin
     return None
 
 

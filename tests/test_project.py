@@ -62,6 +62,9 @@ def test_metric_key_scheme():
         (["optim/lr", "loss_ema", "total_loss"], "total_loss", "optim/lr"),
         (["loss-scale", "lm loss", "learning-rate"], "lm loss", "learning-rate"),  # Megatron
         (["loss_scaler", "loss_unscaled"], "loss_unscaled", None),
+        # SummaryWriter scripts (PyTorch's tutorials): a space or CamelCase in the LR's name.
+        (["Loss/train", "Learning Rate"], "Loss/train", "Learning Rate"),
+        (["Loss/train", "Train/LearningRate"], "Loss/train", "Train/LearningRate"),
     ],
 )  # fmt: skip
 def test_other_trainers_metric_names_are_found(names, loss, lr):

@@ -1,4 +1,5 @@
-"""Recommendations for real training runs with a known cause (lrwatch.tasks, quadratic task).
+"""Recommendations for real training runs with a known cause (lrwatch.tasks, quadratic task;
+one regression MLP under Adam).
 
 On the quadratic task plain SGD is stable below an LR of about 1 (the Hessian's largest
 eigenvalue is about 2) and a 400-step sweep's best LR is about 0.3 (test_analysis_sweep.py).
@@ -6,6 +7,7 @@ eigenvalue is about 2) and a 400-step sweep's best LR is about 0.3 (test_analysi
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from lrwatch import keys
@@ -37,6 +39,26 @@ def test_lr_far_below_the_best_suggests_a_higher_lr():
     rec = analyze(run).recommendation
     assert rec.action == "increase_lr", rec.message
     assert rec.suggested_lr > BEST_LR / 300
+
+
+def test_a_loss_still_falling_at_the_best_rate_is_told_how_to_tell_a_short_budget():
+    """Adam at its sweep's best rate on the regression MLP (0.03) still falls steadily at 1,000
+    steps and is read as slow convergence; at 3.3x that rate the loss ends twice as high. The
+    advice to raise the rate must say what such an outcome means: the budget is short."""
+    config = TrainConfig(
+        task="mlp_regression", optimizer="adam", lr=0.03, steps=1000, seed=8, task_seed=8
+    )
+    best, higher = train(config), train(config.with_(lr=0.1))
+    assert end_level(higher) > 1.5 * end_level(best)
+    rec = analyze(best).recommendation
+    assert rec.action == "increase_lr", rec.message
+    assert "If it ends higher there, this rate was about right and the run needs more steps" in (
+        rec.message
+    )
+
+
+def end_level(run) -> float:
+    return float(np.median(run.loss.values[-200:]))
 
 
 def test_divergence_after_a_warmup_lowers_the_peak():

@@ -317,3 +317,66 @@ def _refine(lrs: np.ndarray, finals: np.ndarray, best: int) -> tuple[float, str]
         return float(lrs[best]), "the grid's best (the curve is not convex around it)"
     vertex = float(np.clip(-b / (2 * a), x[0], x[2]))
     return float(np.exp(vertex)), "a parabola in log-LR through it and its neighbours"
+
+
+def relate_to_sweep(run_id: str, advice: Recommendation, sweep: Recommendation) -> dict | None:
+    """Where one run of a sweep ended against the sweep's best, for its diagnosis to point at.
+
+    A run's own advice is drawn from its curve alone; the sweep analysed with it may already
+    hold the answer. Adam at its sweep's best rate on the regression MLP was still falling at
+    the end, and told to raise the rate 3x - beside the sweep's own run at 3.3x, which ended
+    twice as high. When the advice moves the rate (``increase_lr`` / ``decrease_lr``) and the
+    sweep's next LR that way ended higher (or diverged), the note says so.
+
+    Returns ``None`` when the run is not on the sweep's curve or the sweep has no finite best;
+    else ``grid_best_lr``, ``grid_best_final_loss``, ``lr``, ``final_loss``, and, when the next
+    LR in the advice's direction ended higher, ``next_lr_that_way`` and its ``final_loss``
+    (``contradicts_advice``: true), and a ``message`` for a person.
+    """
+    curve = sweep.evidence.get("curve") or []
+    best_lr, best_final = (
+        sweep.evidence.get("grid_best_lr"),
+        sweep.evidence.get("grid_best_final_loss"),
+    )
+    index = next((i for i, p in enumerate(curve) if run_id in p["run"].split(",")), None)
+    if index is None or best_lr is None:
+        return None
+    point = curve[index]
+    final = _as_float(point["final_loss"])
+    if point["lr"] == best_lr:
+        where = f"this run's LR, {fmt(best_lr)}, ended lowest (final loss {best_final:.4g})"
+    else:
+        ended = "diverged" if point["diverged"] else f"ended at {final:.4g}"
+        where = (
+            f"{fmt(best_lr)} ended lowest (final loss {best_final:.4g}); this run's LR, "
+            f"{fmt(point['lr'])}, {ended}"
+        )
+    relation: dict[str, Any] = {
+        "grid_best_lr": best_lr,
+        "grid_best_final_loss": best_final,
+        "lr": point["lr"],
+        "final_loss": final,
+        "contradicts_advice": False,
+    }
+    message = f"In the sweep analysed with it, {where}."
+    step = {"increase_lr": 1, "decrease_lr": -1}.get(advice.action)
+    if step is not None and 0 <= index + step < len(curve):
+        neighbour = curve[index + step]
+        other = _as_float(neighbour["final_loss"])
+        if np.isfinite(final) and not other < final:
+            way = "higher" if step > 0 else "lower"
+            outcome = "diverged" if neighbour["diverged"] else f"ended higher ({other:.4g})"
+            message += (
+                f" Its next {way} LR, {fmt(neighbour['lr'])}, {outcome}: the sweep does not "
+                f"bear out this run's advice to go {way} (its pick: {fmt(sweep.suggested_lr)})."
+            )
+            relation.update(
+                next_lr_that_way=neighbour["lr"], next_final_loss=other, contradicts_advice=True
+            )
+    relation["message"] = message
+    return relation
+
+
+def _as_float(value: float | str) -> float:
+    """A curve point's loss: :meth:`SweepPoint.to_dict` writes inf and nan as text."""
+    return float(value)

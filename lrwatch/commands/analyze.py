@@ -167,12 +167,12 @@ def _report(outcome, args) -> int:
     analysed = [r for r in analysed if not any(r is parent for parent in parents)]
     skipped = dict(Counter(r.skipped for r in results if r.skipped))
     skipped["a search's parent run"] = len(parents)
-    entries = [report_entry(r.report, _extras(r, analysed)) for r in analysed]
     from lrwatch.analysis.sweep import diverged_in, trial_runs
 
     trials = trial_runs([r.run for r in analysed])
     diverged = {r.run.id for r in analysed if diverged_in(r.report.findings)}
     sweep = _sweep(trials, args.sweep, diverged)
+    entries = [report_entry(r.report, _extras(r, analysed, sweep)) for r in analysed]
     if not analysed and not errors:
         given = ", ".join(_specs(args))
         no_loss = skipped.get(SKIPPED_NO_LOSS, 0)
@@ -211,16 +211,20 @@ def _search_parents(analysed) -> list:
     ]
 
 
-def _extras(result, analysed) -> dict:
-    """Identity extras, plus where the run's LR sits on a range test analysed beside it."""
+def _extras(result, analysed, sweep) -> dict:
+    """Identity extras, plus where the run's LR sits on a range test analysed beside it and
+    where it ended in the sweep analysed with it (``sweep``: its recommendation, or None)."""
+    from lrwatch.analysis.sweep import relate_to_sweep
     from lrwatch.report_format import run_extras
 
-    relation = _relative_to_range_test(result.run, [r.run for r in analysed])
-    notes = [*result.notes, relation["message"]] if relation else result.notes
-    extras = run_extras(result.run, notes)
-    if relation:
-        extras["relative_to_range_test"] = relation
-    return extras
+    relations = {
+        "relative_to_range_test": _relative_to_range_test(result.run, [r.run for r in analysed]),
+        "relative_to_sweep": sweep
+        and relate_to_sweep(result.run.id, result.report.recommendation, sweep),
+    }
+    relations = {key: value for key, value in relations.items() if value}
+    notes = [*result.notes, *(relation["message"] for relation in relations.values())]
+    return {**run_extras(result.run, notes), **relations}
 
 
 def _relative_to_range_test(run, runs) -> dict | None:

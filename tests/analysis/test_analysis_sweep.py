@@ -218,3 +218,26 @@ def test_a_run_its_analysis_calls_diverged_is_diverged_on_the_curve_too():
     assert not point.diverged
     (point,) = [p for p in sensitivity_curve(runs, diverged={thrown.id}) if p.run == thrown.id]
     assert point.diverged
+
+
+def test_a_run_is_related_to_the_sweep_both_ways_and_a_diverged_neighbour_is_named(sweep):
+    """On the quadratic sweep 0.3 ends lowest and 3.0 diverges. Advice to move the best run's
+    rate either way is contradicted by its neighbours; advice that follows the curve is not."""
+    from lrwatch.analysis.findings import Recommendation
+    from lrwatch.analysis.sweep import relate_to_sweep
+
+    picked = analyze_sweep(sweep)
+    ids = {lr: run.id for lr, run in zip(GRID, sweep)}
+
+    def advice(action: str) -> Recommendation:
+        return Recommendation(action, None, None, "")
+
+    down = relate_to_sweep(ids[0.3], advice("decrease_lr"), picked)
+    assert (down["contradicts_advice"], down["next_lr_that_way"]) == (True, 0.1)
+    assert "Its next lower LR, 0.1, ended higher" in down["message"]
+    up = relate_to_sweep(ids[0.01], advice("increase_lr"), picked)
+    assert up["contradicts_advice"] is False and "next" not in up["message"]
+    assert up["grid_best_lr"] == 0.3 and up["final_loss"] > up["grid_best_final_loss"]
+    to_the_edge = relate_to_sweep(ids[1.0], advice("increase_lr"), picked)
+    assert "Its next higher LR, 3, diverged" in to_the_edge["message"]
+    assert relate_to_sweep("not-a-run-of-it", advice("keep"), picked) is None

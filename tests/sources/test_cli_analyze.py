@@ -522,6 +522,42 @@ def test_a_range_test_analysed_beside_a_sweep_is_no_point_of_its_curve(capsys):
     assert f"these {len(sweep)} runs were trained" in capsys.readouterr().err
 
 
+def test_each_run_of_a_sweep_is_told_where_it_ended_and_when_the_sweep_contradicts_it(
+    tmp_path, capsys
+):
+    """Adam on the regression MLP at 0.01, 0.03 (its best rate) and 0.1. At 0.03 the loss still
+    falls at the end, and the run alone is told to raise its rate 3x; the sweep's own run at
+    0.1 ended about twice as high. Before, the report gave that advice a few lines above the
+    sweep's pick of a lower rate, and nothing tied the two together."""
+    from lrwatch.tasks import TrainConfig, train
+
+    config = TrainConfig(task="mlp_regression", optimizer="adam", steps=1000, seed=8, task_seed=8)
+    paths = [
+        str(save_run_csv(train(config.with_(lr=lr)), tmp_path / f"adam-lr{lr}.csv"))
+        for lr in (0.01, 0.03, 0.1)
+    ]
+    assert main(["analyze", *paths, "--sweep", "--format", "json"]) == 0
+    runs = {r["run"]: r for r in _strict_json(capsys.readouterr().out)["runs"]}
+    low, best, high = (runs[path] for path in paths)
+    assert best["recommendation"]["action"] == "increase_lr"
+    assert best["relative_to_sweep"]["contradicts_advice"] is True
+    assert best["relative_to_sweep"]["next_lr_that_way"] == pytest.approx(0.1)
+    assert best["relative_to_sweep"]["next_final_loss"] > best["relative_to_sweep"]["final_loss"]
+    for other in (low, high):  # told where they ended; their own advice is not contradicted
+        relation = other["relative_to_sweep"]
+        assert relation["grid_best_lr"] == pytest.approx(0.03)
+        assert relation["final_loss"] > relation["grid_best_final_loss"]
+        assert relation["contradicts_advice"] is False
+    assert main(["analyze", *paths, "--sweep"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "Its next higher LR, 0.1, ended higher" in out
+        and "the sweep does not bear out this run's advice to go higher" in out
+    )
+    assert main(["analyze", *paths]) == 0  # not said to be a sweep: nothing to relate to
+    assert "In the sweep analysed with it" not in capsys.readouterr().out
+
+
 def test_a_glob_pattern_lrwatch_receives_unexpanded_names_its_matches(
     tmp_path, capsys, healthy_run, diverging_run
 ):

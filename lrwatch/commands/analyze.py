@@ -217,12 +217,12 @@ def _extras(result, analysed, sweep) -> dict:
     from lrwatch.analysis.sweep import relate_to_sweep
     from lrwatch.report_format import run_extras
 
-    relations = {
-        "relative_to_range_test": _relative_to_range_test(result.run, [r.run for r in analysed]),
-        "relative_to_sweep": sweep
-        and relate_to_sweep(result.run.id, result.report.recommendation, sweep),
-    }
-    relations = {key: value for key, value in relations.items() if value}
+    to_range_test = _relative_to_range_test(result.run, [r.run for r in analysed])
+    to_sweep = (
+        relate_to_sweep(result.run.id, result.report.recommendation, sweep) if sweep else None
+    )
+    found = (("relative_to_range_test", to_range_test), ("relative_to_sweep", to_sweep))
+    relations: dict[str, dict] = {key: value for key, value in found if value is not None}
     notes = [*result.notes, *(relation["message"] for relation in relations.values())]
     return {**run_extras(result.run, notes), **relations}
 

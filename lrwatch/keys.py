@@ -88,7 +88,7 @@ _LIGHTNING_LR = re.compile(r"^lr-([A-Za-z0-9_]+)(/[^/]+)?$")
 _NUMBERED_GROUP = re.compile(r"/(pg|group)\d+$")
 # Any other key whose last part is an LR name: DeepSpeed's ``Train/Samples/lr``, Keras's
 # TensorBoard ``epoch_learning_rate``, ``optim/lr``, and the spellings scripts give
-# ``SummaryWriter.add_scalar`` (``Learning Rate``, ``LearningRate``: read as "no LR logged").
+# ``SummaryWriter.add_scalar`` (``Learning Rate``, ``LearningRate``, once "no LR logged").
 _NAMED_LR = re.compile(r"(^|[/_\-. ])(lr|learning[_\-. ]?rate)$", re.IGNORECASE)
 # "loss" keys that hold no loss: a mixed-precision loss scale (DeepSpeed's ``loss_scale``,
 # Megatron's ``loss-scale``) - but ``loss_unscaled`` is a loss.

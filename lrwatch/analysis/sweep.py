@@ -329,20 +329,18 @@ def relate_to_sweep(run_id: str, advice: Recommendation, sweep: Recommendation) 
     sweep's next LR that way ended higher (or diverged), the note says so.
 
     Returns ``None`` when the run is not on the sweep's curve or the sweep has no finite best;
-    else ``grid_best_lr``, ``grid_best_final_loss``, ``lr``, ``final_loss``, and, when the next
-    LR in the advice's direction ended higher, ``next_lr_that_way`` and its ``final_loss``
-    (``contradicts_advice``: true), and a ``message`` for a person.
+    else ``grid_best_lr``, ``grid_best_final_loss``, ``lr``, ``final_loss``,
+    ``contradicts_advice`` (true when the next LR in the advice's direction ended higher, with
+    ``next_lr_that_way`` and ``next_final_loss``) and a ``message`` for a person.
     """
     curve = sweep.evidence.get("curve") or []
-    best_lr, best_final = (
-        sweep.evidence.get("grid_best_lr"),
-        sweep.evidence.get("grid_best_final_loss"),
-    )
+    best_lr = sweep.evidence.get("grid_best_lr")
+    best_final = sweep.evidence.get("grid_best_final_loss")
     index = next((i for i, p in enumerate(curve) if run_id in p["run"].split(",")), None)
     if index is None or best_lr is None:
         return None
     point = curve[index]
-    final = _as_float(point["final_loss"])
+    final = float(point["final_loss"])  # SweepPoint.to_dict writes inf as text
     if point["lr"] == best_lr:
         where = f"this run's LR, {fmt(best_lr)}, ended lowest (final loss {best_final:.4g})"
     else:
@@ -362,7 +360,7 @@ def relate_to_sweep(run_id: str, advice: Recommendation, sweep: Recommendation) 
     step = {"increase_lr": 1, "decrease_lr": -1}.get(advice.action)
     if step is not None and 0 <= index + step < len(curve):
         neighbour = curve[index + step]
-        other = _as_float(neighbour["final_loss"])
+        other = float(neighbour["final_loss"])
         if np.isfinite(final) and not other < final:
             way = "higher" if step > 0 else "lower"
             outcome = "diverged" if neighbour["diverged"] else f"ended higher ({other:.4g})"
@@ -375,8 +373,3 @@ def relate_to_sweep(run_id: str, advice: Recommendation, sweep: Recommendation) 
             )
     relation["message"] = message
     return relation
-
-
-def _as_float(value: float | str) -> float:
-    """A curve point's loss: :meth:`SweepPoint.to_dict` writes inf and nan as text."""
-    return float(value)

@@ -134,6 +134,12 @@ def load_file(
             if name in table.text_columns
         ][:1]
         step_name = _epoch_as_step(columns)
+    elif not _placeable(*columns[step_name]).any():
+        # Not one row has a step to place it by ('nan' in every row, steps beyond int64): the
+        # column is no step, as a text one is not; reporting "no numeric rows" would be wrong.
+        notes.append(f"the step column {step_name!r} holds no usable step: not used as the step")
+        columns.pop(step_name)
+        step_name = _epoch_as_step(columns)
     steps, row_ok = _steps(columns, step_name, notes)
     tags = {TAG_STEPS_FROM: step_name or STEPS_FROM_ROW_INDEX}
     tensorboard_note = _name_tensorboard_value(path, columns)
@@ -314,8 +320,16 @@ def _steps(columns: dict, step_name: str | None, notes: list[str]) -> tuple[np.n
         n_rows = len(next(iter(columns.values()))[0])
         return np.arange(n_rows, dtype=np.int64), np.ones(n_rows, dtype=bool)
     values, present = columns.pop(step_name)
-    # Rows whose step is blank, non-finite or beyond int64 cannot be placed: left out.
-    row_ok = present & (np.abs(np.nan_to_num(values, nan=np.inf)) < _MAX_STEP)
+    # Rows whose step is blank, non-finite or beyond int64 cannot be placed: left out, and said
+    # so when they held a value.
+    row_ok = _placeable(values, present)
+    unplaced = int((~row_ok & np.any([p for _, p in columns.values()], axis=0)).sum())
+    if unplaced:
+        rows = "1 row" if unplaced == 1 else f"{unplaced} rows"
+        notes.append(
+            f"{rows} without a usable step in {step_name!r} (blank, non-finite or beyond "
+            "2^62): left out"
+        )
     steps = np.where(row_ok, values, 0).astype(np.int64)
     epochs = _epoch_of_each_row(columns, values, row_ok)
     if epochs is not None:
@@ -338,6 +352,11 @@ def _steps(columns: dict, step_name: str | None, notes: list[str]) -> tuple[np.n
             "steps are their order (0, 1, 2, ...)"
         )
     return steps, row_ok
+
+
+def _placeable(values: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Per row: does it have a step it can be placed by (present, finite, within int64)?"""
+    return present & (np.abs(np.nan_to_num(values, nan=np.inf)) < _MAX_STEP)
 
 
 def repeated_steps_note(count: int, key: str, unit: str, *, in_file: bool = False) -> str:

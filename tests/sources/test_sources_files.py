@@ -481,6 +481,26 @@ def test_no_step_column_uses_the_row_index_and_says_so(tmp_path):
     ]
 
 
+def test_rows_without_a_usable_step_are_left_out_and_said_so(tmp_path):
+    # A row with a loss but no step (a summary row, a writer that lost its counter) cannot be
+    # placed: it is left out, as before, but no longer without a word.
+    run = load_run(_write(tmp_path / "r.csv", "step,loss\n0,1.0\n1,0.8\n,0.5\n2,0.6\n"))
+    assert run.loss.steps.tolist() == [0, 1, 2] and run.loss.values.tolist() == [1.0, 0.8, 0.6]
+    assert read_notes(run) == [
+        "1 row without a usable step in 'step' (blank, non-finite or beyond 2^62): left out"
+    ]
+    # A step column with no usable value at all was "no numeric rows besides the step column"
+    # beside a column of numeric losses: it is no step, as a text one is not.
+    for steps in (["nan"] * 3, ["1e30", "2e30", "3e30"]):
+        rows = [f"{step},{loss}" for step, loss in zip(steps, (1.0, 0.8, 0.6))]
+        run = load_run(_write(tmp_path / "n.csv", "\n".join(["step,loss", *rows]) + "\n"))
+        assert run.loss.steps.tolist() == [0, 1, 2] and run.loss.values.tolist() == [1.0, 0.8, 0.6]
+        assert read_notes(run) == [
+            "the step column 'step' holds no usable step: not used as the step",
+            "no step column: steps are row numbers (0, 1, 2, ...)",
+        ]
+
+
 def test_a_per_epoch_log_counts_steps_in_its_epochs(tmp_path, diverging_run):
     """Keras's CSVLogger writes ``epoch,...,loss`` with no step column (epochs from 0; a
     script's own log often from 1). Steps were row numbers, so a divergence "began at step 11"

@@ -223,12 +223,31 @@ def is_provisional(finding: Finding) -> bool:
     return finding.evidence.get("run_ended") is False
 
 
+def not_borne_out(finding: Finding) -> Finding:
+    """A divergence reported while the run ran, as its end shows it: the loss came back, so the
+    whole run holds no divergence - an ``info`` note of what was reported, not a warning."""
+    message = (
+        f"Reported as a divergence while the run ran (from step {finding.start_step}), but the "
+        "loss came back: the whole run shows no divergence (a climb it recovered from). "
+        f"Reported then: {finding.message}"
+    )
+    evidence = {**finding.evidence, "reported_severity": finding.severity, "borne_out": False}
+    return replace(finding, severity="info", message=message, evidence=evidence)
+
+
+def is_not_borne_out(finding: Finding) -> bool:
+    """A report :func:`not_borne_out` took back at the run's end."""
+    return finding.evidence.get("borne_out") is False
+
+
 def supersedes(new: Finding, old: Finding, tol: float = 0.0) -> bool:
-    """``new`` is the end-of-run judgment of the provisional note ``old`` (same kind, spans
-    within ``tol`` steps of each other)."""
+    """``new`` is the end-of-run judgment of ``old``: of its provisional note, or of a report
+    the whole run did not bear out (same kind, spans within ``tol`` steps of each other)."""
+    judged_again = (is_provisional(old) and not is_provisional(new)) or (
+        is_not_borne_out(new) and not is_not_borne_out(old)
+    )
     return (
-        is_provisional(old)
-        and not is_provisional(new)
+        judged_again
         and new.kind == old.kind
         and new.start_step <= old.end_step + tol
         and new.end_step >= old.start_step - tol

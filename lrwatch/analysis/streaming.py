@@ -3,10 +3,11 @@
 Contract: the logger feeds new points; :meth:`OnlineAnalyzer.update` returns only findings not
 reported before, so each is tagged and logged once. A finding is "the same" as a reported one when
 it has the same kind and its step span overlaps the reported span (within a tolerance); a reported
-finding is never retracted, so the live view does not flip-flop. The one exception is a
-provisional note (steady slow progress while the run runs: see
-:func:`lrwatch.analysis.findings.while_running`), which :meth:`OnlineAnalyzer.finalize` replaces
-by the warning or drops, as the whole run shows.
+finding is never retracted while the run runs, so the live view does not flip-flop. At its end,
+:meth:`OnlineAnalyzer.finalize` judges two kinds again, as the whole run shows: a provisional note
+(steady slow progress while the run runs: see :func:`lrwatch.analysis.findings.while_running`) is
+replaced by the warning or dropped, and a divergence the whole run does not bear out (the loss
+came back) becomes an ``info`` note.
 
 Memory is bounded for arbitrarily long runs: the most recent ``recent_points`` points are kept at
 full resolution; older ones are folded into at most ``max_blocks`` block aggregates (step range,
@@ -29,10 +30,13 @@ from lrwatch.analysis.detectors import (
     detect_oscillation,
     run_detectors,
 )
+from lrwatch.analysis.detectors.divergence import TAIL_FRACTION
 from lrwatch.analysis.findings import (
     Finding,
     Schedule,
+    is_not_borne_out,
     is_provisional,
+    not_borne_out,
     supersedes,
     while_running,
 )
@@ -98,6 +102,7 @@ class OnlineAnalyzer:
         self._nonfinite_evaluated = False
         self.total_points = 0
         self.evaluations = 0
+        self._latest_candidates: list[Finding] = []  # the latest evaluation's candidates
         #: The LR schedule recognised at the last evaluation (``None`` before the first).
         self.schedule: Schedule | None = None
 
@@ -128,14 +133,43 @@ class OnlineAnalyzer:
 
         Provisional notes (judged at the end: see
         :func:`~lrwatch.analysis.findings.while_running`) the whole run does not bear out are
-        dropped from :attr:`findings`; those it does are replaced by the new finding.
+        dropped from :attr:`findings`; those it does are replaced by the new finding. A
+        divergence reported live that the whole run does not bear out is replaced by an
+        ``info`` note saying so (:func:`~lrwatch.analysis.findings.not_borne_out`), returned
+        among the new findings.
         """
         if self.total_points == 0:
             return []
         new = self._evaluate(final=True)
         self._reported = [f for f in self._reported if not is_provisional(f)]
         self._spans = [s for s in self._spans if not s[3]]
+        for f in self._divergences_the_end_does_not_bear_out():
+            note = not_borne_out(f)
+            self._reported = [note if g is f else g for g in self._reported]
+            new.append(note)
         return new
+
+    def _divergences_the_end_does_not_bear_out(self) -> list[Finding]:
+        """Divergences reported live, when the final evaluation finds none and the run went on
+        past them for the whole tail the divergence detector judges.
+
+        Live, a spike at a rate far too high looks like a climb (25 of the 101 plateau runs of
+        the five final labelled sets were reported so), and a live report stands while the run
+        runs so the view does not flip-flop. The whole run is the better judge: when its final
+        evaluation, whose last :data:`TAIL_FRACTION` lies wholly after the report, finds the
+        loss back, the report is taken back. A run stopped at its divergence (``on_divergence=
+        "stop"``) ends inside that tail, so its report always stands; so does a non-finite loss,
+        which the final evaluation always finds.
+        """
+        steps = self.uniform_view()[0]
+        if steps.size < 2 or any(f.kind == "divergence" for f in self._latest_candidates):
+            return []
+        tail_starts = steps[-1] - TAIL_FRACTION * (steps[-1] - steps[0])
+        return [
+            f
+            for f in self._reported
+            if f.kind == "divergence" and not is_not_borne_out(f) and f.end_step < tail_starts
+        ]
 
     def view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(steps, losses, lrs)``: the folded past (one point per block), then recent points.
@@ -279,6 +313,7 @@ class OnlineAnalyzer:
         self._update_alarm()
         if not final:
             candidates = [while_running(f) for f in candidates]
+        self._latest_candidates = candidates
         tol = self._tolerance(prepared.steps)
         new, pending = [], []
         for f in candidates:

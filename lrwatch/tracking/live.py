@@ -15,7 +15,13 @@ from collections.abc import Callable
 import numpy as np
 
 from lrwatch import keys
-from lrwatch.analysis.findings import Finding, is_provisional, severity_rank, supersedes
+from lrwatch.analysis.findings import (
+    Finding,
+    is_not_borne_out,
+    is_provisional,
+    severity_rank,
+    supersedes,
+)
 from lrwatch.tracking.sink import MAX_TAG_VALUE
 
 log = logging.getLogger("lrwatch")
@@ -77,15 +83,17 @@ class LiveDiagnosis:
         tags: dict[str, str] = {}
         for finding in new:
             # A warning judged at the run's end replaces the note the same event had while the
-            # run ran (slow convergence: see lrwatch.analysis.findings.while_running).
+            # run ran (slow convergence: see lrwatch.analysis.findings.while_running); so does
+            # the note taking back a divergence the whole run did not bear out.
             self.findings = [g for g in self.findings if not supersedes(finding, g)]
             self.findings.append(finding)
             # An info finding (a plateau that looks like convergence) is a note, not a warning.
             level = logging.INFO if finding.severity == "info" else logging.WARNING
             log.log(level, "lrwatch: %s: %s", finding.kind, finding.message)
             # A loss its first steps blew up that has come back is training again: reported,
-            # but no reason to stop the run.
-            if finding.kind == "divergence" and not finding.evidence.get("came_back"):
+            # but no reason to stop the run. Nor is a report taken back at the run's end.
+            came_back = finding.evidence.get("came_back") or is_not_borne_out(finding)
+            if finding.kind == "divergence" and not came_back:
                 self._act(finding)
         if new:
             tags.update(self._findings_tags())
@@ -96,7 +104,8 @@ class LiveDiagnosis:
 
     def finish(self) -> dict[str, str]:
         """At the run's end: report every candidate finding (the analyzer's final evaluation),
-        and drop the provisional notes the whole run did not bear out."""
+        drop the provisional notes the whole run did not bear out, and turn a divergence it did
+        not bear out into a note (see :meth:`OnlineAnalyzer.finalize`)."""
         finalize = getattr(self.analyzer, "finalize", None)
         if finalize is None:
             return {}

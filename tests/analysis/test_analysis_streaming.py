@@ -223,6 +223,34 @@ def test_a_real_loss_that_never_moved_is_no_live_divergence():
     assert "divergence" not in {f.kind for f in online.findings}
 
 
+# SGD at 1.0 on the quadratic (3x its best rate) holds the loss at a floor it spikes off. Fed in
+# chunks of 10, one spike (from step 372) is a climb so far and is reported as a critical
+# divergence; the loss comes back, and the whole run - offline too - holds no divergence.
+SPIKE_IT_CAME_BACK_FROM = TrainConfig(task="quadratic", lr=1.0, steps=1000, seed=9)
+
+
+def test_a_live_divergence_the_loss_came_back_from_is_taken_back_at_the_end():
+    run = train(SPIKE_IT_CAME_BACK_FROM)
+    assert "divergence" not in {f.kind for f in analyze(run).findings}
+    online = OnlineAnalyzer()
+    reported = [f for f in _kinds_found(online, run) if f.kind == "divergence"]
+    assert [f.severity for f in reported] == ["critical"]
+    end = online.finalize()
+    taken_back = [f for f in end if f.kind == "divergence"]
+    assert [(f.start_step, f.severity) for f in taken_back] == [(reported[0].start_step, "info")]
+    assert taken_back[0].evidence["reported_severity"] == "critical"
+    assert "the loss came back" in taken_back[0].message
+    assert [f for f in online.findings if f.kind == "divergence"] == taken_back
+    # The same run stopped at that report (on_divergence="stop") ends right after it, inside
+    # the tail the final evaluation judges: nothing shows the loss came back, so it stands.
+    stopped = OnlineAnalyzer()
+    for last_step, _ in feed(stopped, run, 10):
+        if last_step >= reported[0].end_step:
+            break
+    stopped.finalize()
+    assert [f.severity for f in stopped.findings if f.kind == "divergence"] == ["critical"]
+
+
 def test_a_running_run_analysed_offline_gets_the_note_and_keep():
     # `lrwatch analyze` or the dashboard on a run still running judge the run so far, as the
     # live logger does: steady progress is a note and the advice is to keep training.

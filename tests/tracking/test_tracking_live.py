@@ -125,6 +125,27 @@ def test_the_runs_end_settles_a_slow_convergence_note_in_the_tags():
         )
 
 
+def test_the_runs_end_takes_back_a_divergence_the_loss_came_back_from():
+    # A spike at a rate 3x the best, reported live as a critical divergence (the callback runs
+    # then), that the loss came back from: at the end the tags hold it as a note, and the
+    # worst severity is the run's plateau, not "critical" - as `lrwatch analyze` says.
+    from lrwatch.tracking.live import LiveDiagnosis
+
+    losses = train(TrainConfig(task="quadratic", lr=1.0, steps=1000, seed=9)).loss.values
+    called = []
+    live = LiveDiagnosis(called.append)
+    tags = {}
+    for first in range(0, losses.size, 10):
+        tags |= live.feed([(k, float(losses[k]), 1.0) for k in range(first, first + 10)])
+    assert tags[keys.TAG_WORST] == "critical" and [f.kind for f in called] == ["divergence"]
+    tags |= live.finish()
+    tagged = {f["kind"]: f for f in json.loads(tags[keys.TAG_FINDINGS])}
+    assert tagged["divergence"]["severity"] == "info"
+    assert tagged["divergence"]["evidence"]["borne_out"] is False
+    assert tags[keys.TAG_WORST] == "warning" and tagged["plateau"]["severity"] == "warning"
+    assert len(called) == 1
+
+
 def test_stop_on_divergence_leaves_running_a_run_whose_first_steps_blew_up_and_came_back():
     # Adam at 1.0 throws the MLP from 9.1 to ~3,600 in two steps; by the first evaluation it is
     # back below 9.1. The blow-up is reported (decrease the LR), but the run trains: not stopped.

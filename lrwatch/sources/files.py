@@ -176,6 +176,7 @@ def load_file(
     if not metrics:
         raise InputError(f"{run_id}: no numeric rows besides the step column {step_name!r}")
     _check_named_keys(run_id, metrics, loss_key, lr_key)
+    _check_tensorboard_export_named(run_id, path, metrics, loss_key)
     lr_as_text = _lr_left_out_as_text(table, metrics, lr_key)
     if lr_as_text:
         notes.append(lr_as_text)
@@ -397,6 +398,25 @@ def _name_tensorboard_value(path: Path, columns: dict) -> str | None:
         return None
     columns[tag] = columns.pop("Value")
     return f"a TensorBoard scalar export: its Value column is {tag!r}, named by the file"
+
+
+def _check_tensorboard_export_named(run_id, path: Path, metrics, loss_key) -> None:
+    """A TensorBoard CSV download of a scalar that is neither a loss nor an LR by its file name
+    (a custom tag, or a renamed file): which scalar its Value holds is the user's to say, never
+    guessed, so the error names the option that says it, not just "no loss column among
+    columns (Wall time, Value)"."""
+    if loss_key is not None or set(metrics) != _TENSORBOARD_COLUMNS:
+        return
+    stem = table_stem(path)
+    held = (
+        f"of {stem.rsplit('-tag-', 1)[-1]!r} (the tag in its file name), not a name known for a loss"
+        if "-tag-" in stem
+        else "whose file name does not say which scalar it holds"
+    )
+    raise InputError(
+        f"{run_id}: a TensorBoard scalar export (Wall time, Step, Value) {held}; "
+        "if it is the loss, name it with --loss-key Value"
+    )
 
 
 def _check_not_text(path, table: Table, metrics, loss_key, lr_key) -> None:

@@ -432,9 +432,18 @@ def test_a_tensorboard_csv_download_is_named_by_its_file(tmp_path):
         InputError, match=re.escape("no loss column among columns (Wall time, lr-SGD)")
     ):
         load_run(lr_only)
+    # Neither a loss nor an LR by its name: "no loss column among columns (Wall time, Value)"
+    # left the user to guess that --loss-key Value would read it.
     other = _write(tmp_path / "run-version_0-tag-accuracy.csv", header + rows)
-    with pytest.raises(InputError, match=re.escape("columns (Wall time, Value)")):
+    with pytest.raises(
+        InputError,
+        match="of 'accuracy' \\(the tag in its file name\\), not a name known for a loss",
+    ):
         load_run(other)
+    renamed = _write(tmp_path / "export.csv", header + rows)
+    with pytest.raises(InputError, match="does not say which scalar it holds; if it is the loss"):
+        load_run(renamed)
+    assert load_run(renamed, loss_key="Value").loss.values[1] == 1.0
 
 
 def test_a_step_counted_per_epoch_is_numbered_with_the_epoch(tmp_path):
@@ -476,9 +485,18 @@ def test_no_step_column_uses_the_row_index_and_says_so(tmp_path):
     run = load_run(_write(tmp_path / "t.csv", "\n".join(rows) + "\n"))
     assert run.loss.steps.tolist() == [0, 1]
     assert read_notes(run) == [
-        "column 'step' holds text, not numbers ('2024-01-01 00:00:00'): not used as the step",
+        "column 'step' holds dates/times, not numbers ('2024-01-01 00:00:00'): not used as the step",
         "no step column: steps are row numbers (0, 1, 2, ...)",
     ]
+    # Typed by the format (a Parquet datetime, a bool) they were called "text" too.
+    frame = pd.DataFrame({"step": pd.date_range("2024-01-01", periods=2, freq="s")})
+    frame["loss"], frame["done"] = [1.0, 0.8], [False, True]
+    frame.to_parquet(tmp_path / "t.parquet")
+    run = load_run(str(tmp_path / "t.parquet"))
+    assert run.loss.steps.tolist() == [0, 1]
+    assert "column 'step' holds dates/times, not numbers" in read_notes(run)[0]
+    with pytest.raises(InputError, match=re.escape("'done' holds true/false values, not numbers")):
+        load_run(str(tmp_path / "t.parquet"), loss_key="done")
 
 
 def test_rows_without_a_usable_step_are_left_out_and_said_so(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -67,8 +68,11 @@ class Table:
         return groups.get(cell, np.empty(0, dtype=np.int64))
 
     def describe_text(self, name: str) -> str:
-        """``column 'loss' holds text, not numbers ('tensor(0.5, grad_fn=...)')``."""
-        return f"column {name!r} holds text, not numbers ({self.text_columns[name]!r})"
+        """``column 'loss' holds text, not numbers ('tensor(0.5, grad_fn=...)')``; a column of
+        timestamps or booleans is said to hold those, whether the format typed it (Parquet,
+        pyarrow's CSV reader) or not (a CSV read by numpy)."""
+        cell = self.text_columns[name]
+        return f"column {name!r} holds {_kind_of_cell(cell)}, not numbers ({cell!r})"
 
     def add_text(self, name: str, quoted: str, cells: Callable[[], list]) -> None:
         """Remember a text column by one quoted cell; a label column also by all its cells."""
@@ -80,6 +84,16 @@ class Table:
                 None if cell is None or str(cell).strip() in MISSING_CELLS else str(cell).strip()
                 for cell in cells()
             ]
+
+
+def _kind_of_cell(cell: str) -> str:
+    if cell.lower() in ("true", "false"):
+        return "true/false values"
+    try:
+        datetime.fromisoformat(cell)  # str() of a datetime, pandas' Timestamp and ISO 8601 alike
+    except ValueError:
+        return "text"
+    return "dates/times"
 
 
 def not_a_table(path: Path) -> InputError:

@@ -341,13 +341,17 @@ def relate_to_sweep(run_id: str, advice: Recommendation, sweep: Recommendation) 
         return None
     point = curve[index]
     final = float(point["final_loss"])  # SweepPoint.to_dict writes inf as text
+    best_point = next(p for p in curve if p["lr"] == best_lr)
     if point["lr"] == best_lr:
-        where = f"this run's LR, {fmt(best_lr)}, ended lowest (final loss {best_final:.4g})"
-    else:
-        ended = "diverged" if point["diverged"] else f"ended at {final:.4g}"
         where = (
-            f"{fmt(best_lr)} ended lowest (final loss {best_final:.4g}); this run's LR, "
-            f"{fmt(point['lr'])}, {ended}"
+            f"this run's LR, {fmt(best_lr)}, ended lowest (final loss {best_final:.4g}"
+            f"{_mean_of_runs(point)})"
+        )
+    else:
+        ended = _diverged(point) if point["diverged"] else f"ended at {final:.4g}"
+        where = (
+            f"{fmt(best_lr)} ended lowest (final loss {best_final:.4g}{_mean_of_runs(best_point)}"
+            f"); this run's LR, {fmt(point['lr'])}, {ended}{_mean_of_runs(point)}"
         )
     relation: dict[str, Any] = {
         "grid_best_lr": best_lr,
@@ -363,7 +367,11 @@ def relate_to_sweep(run_id: str, advice: Recommendation, sweep: Recommendation) 
         other = float(neighbour["final_loss"])
         if np.isfinite(final) and not other < final:
             way = "higher" if step > 0 else "lower"
-            outcome = "diverged" if neighbour["diverged"] else f"ended higher ({other:.4g})"
+            outcome = (
+                _diverged(neighbour)
+                if neighbour["diverged"]
+                else f"ended higher ({other:.4g}{_mean_of_runs(neighbour)})"
+            )
             message += (
                 f" Its next {way} LR, {fmt(neighbour['lr'])}, {outcome}: the sweep does not "
                 f"bear out this run's advice to go {way} (its pick: {fmt(sweep.suggested_lr)})."
@@ -373,3 +381,17 @@ def relate_to_sweep(run_id: str, advice: Recommendation, sweep: Recommendation) 
             )
     relation["message"] = message
     return relation
+
+
+# An LR tried with several seeds is one point of the curve (_one_point_per_lr): its final loss
+# is their mean, and it diverged when one of them did. The notes say so rather than pass it off
+# as the run's own final loss.
+def _mean_of_runs(point: dict) -> str:
+    """``", the mean of its 3 runs"`` for a point of several runs, else ``""``."""
+    runs = len(point["run"].split(","))
+    return f", the mean of its {runs} runs" if runs > 1 and not point["diverged"] else ""
+
+
+def _diverged(point: dict) -> str:
+    runs = len(point["run"].split(","))
+    return "diverged" if runs == 1 else f"diverged (at least one of its {runs} runs did)"

@@ -241,3 +241,33 @@ def test_a_run_is_related_to_the_sweep_both_ways_and_a_diverged_neighbour_is_nam
     to_the_edge = relate_to_sweep(ids[1.0], advice("increase_lr"), picked)
     assert "Its next higher LR, 3, diverged" in to_the_edge["message"]
     assert relate_to_sweep("not-a-run-of-it", advice("keep"), picked) is None
+
+
+def test_an_lr_tried_with_several_seeds_is_said_to_be_their_mean(sweep):
+    """A seed sweep averages each LR's runs into one point. The note said "this run's LR, 0.03,
+    ended at 0.1" of that mean, as if it were the run's own final loss."""
+    from lrwatch.analysis.findings import Recommendation
+    from lrwatch.analysis.sweep import relate_to_sweep
+
+    seeds = [quadratic(0.03, seed=1), quadratic(0.3, seed=1)]
+    picked = analyze_sweep([*sweep, *seeds])
+    assert picked.evidence["grid_best_lr"] == 0.3
+    keep = Recommendation("keep", None, None, "")
+    relation = relate_to_sweep(seeds[0].id, keep, picked)
+    own, mean = final_loss(seeds[0].loss.values)[0], relation["final_loss"]
+    assert mean == pytest.approx((own + final_loss(sweep[2].loss.values)[0]) / 2)
+    best = picked.evidence["grid_best_final_loss"]
+    assert (
+        f"0.3 ended lowest (final loss {best:.4g}, the mean of its 2 runs)" in relation["message"]
+    )
+    assert relation["message"].endswith(f"ended at {mean:.4g}, the mean of its 2 runs.")
+    # A single-seed LR reads as before.
+    single = relate_to_sweep(sweep[1].id, keep, picked)["message"]
+    assert single.endswith(
+        f"this run's LR, 0.01, ended at {final_loss(sweep[1].loss.values)[0]:.4g}."
+    )
+    # One diverged seed marks its LR diverged: said so, not "this run's LR diverged".
+    diverged = [quadratic(3.0, seed=1)]
+    picked = analyze_sweep([*sweep, *diverged])
+    message = relate_to_sweep(diverged[0].id, keep, picked)["message"]
+    assert message.endswith("this run's LR, 3, diverged (at least one of its 2 runs did).")

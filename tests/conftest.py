@@ -1,5 +1,5 @@
-"""Fixtures every test area shares: a real, per-test MLflow SQLite store, a real PostgreSQL
-server for the shared-store tests (a fresh database per test), and quiet settings.
+"""Fixtures every test area shares: a real, per-test MLflow SQLite store, real PostgreSQL
+and MySQL servers for the shared-store tests (a fresh database per test), and quiet settings.
 
 Area-specific fixtures live in ``tests/<area>/conftest.py``.
 """
@@ -97,3 +97,22 @@ def postgres_cluster():
 def postgres_uri(postgres_cluster) -> str:
     """A fresh, empty PostgreSQL database for this test, as a tracking URI."""
     return postgres_cluster.create_database(f"mlflow_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(scope="session")
+def mysql_server():
+    """One real MySQL server (MariaDB) for the session (``tests/mysql.py``)."""
+    from tests.mysql import MysqlServer
+
+    server = MysqlServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()  # also removes the folder of a server that failed to start
+
+
+@pytest.fixture
+def mysql_uri(mysql_server) -> str:
+    """A fresh, empty MySQL database for this test, as a tracking URI."""
+    return mysql_server.create_database(f"mlflow_{uuid.uuid4().hex[:12]}")

@@ -512,6 +512,25 @@ def assert_read_as_its_client_reads_it(uri: str, ids: dict[str, str], monkeypatc
         assert targets == [ref.target for ref in specs.expand(spec, tracking_uri=uri)], spec
 
 
+def assert_direct_reads_equal_mlflows_own(uri: str) -> None:
+    """A database store's metrics read from its tables equal what MLflow's client reads: NaN
+    kept, -inf restored from the store's stand-in, a repeated step's later value winning."""
+    assert mlflow_sql.is_sql_store(uri)
+    run_id = log_run_to_mlflow(uri, _odd_run(), timestamps_ms=ODD_TIMES)
+    loss = store.read_history(uri, run_id, "train/loss")
+    assert loss.steps.tolist() == [0, 1, 2, 3, 4, 5]
+    np.testing.assert_array_equal(loss.values, [1.0, math.nan, 0.25, 0.3, -math.inf, -0.5])
+    direct = store.read_histories(uri, run_id)
+    via_client = store._client_histories(uri, run_id, None)[0]
+    assert direct.keys() == via_client.keys() == {"train/loss", "lr"}
+    for key, series in via_client.items():
+        np.testing.assert_array_equal(direct[key].steps, series.cleaned().steps)
+        np.testing.assert_array_equal(direct[key].values, series.cleaned().values)
+    assert store.list_metric_keys(uri, run_id) == ["lr", "train/loss"]
+    newer = store.read_history(uri, run_id, "train/loss", after_step=3)
+    assert newer.steps.tolist() == [4, 5]
+
+
 def assert_analysed_without_importing_mlflow(
     uri: str, ids: dict[str, str], heavy: tuple[str, ...] = ("mlflow",)
 ) -> None:

@@ -9,21 +9,19 @@ same whether ``lrwatch analyze`` asks the server or the database.
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
 
-from lrwatch.sources import load_run, mlflow_sql
+from lrwatch.sources import load_run
 from lrwatch.sources import mlflow_store as store
 from lrwatch.tasks import TrainConfig
 from tests.net import free_port
 from tests.sources.conftest import log_run_to_mlflow, log_unstepped
 from tests.sources.test_cli_analyze import _cli
 from tests.sources.test_sources_mlflow import (
-    ODD_TIMES,
-    _odd_run,
     assert_analysed_without_importing_mlflow,
+    assert_direct_reads_equal_mlflows_own,
     assert_read_as_its_client_reads_it,
     follow_a_run_counted_per_epoch,
     log_sweep,
@@ -59,21 +57,7 @@ def test_runs_and_experiments_of_a_postgres_store_are_read_as_its_client_reads_t
 
 
 def test_direct_reads_of_a_postgres_store_equal_mlflows_own(postgres_uri):
-    assert mlflow_sql.is_sql_store(postgres_uri)
-    run_id = log_run_to_mlflow(postgres_uri, _odd_run(), timestamps_ms=ODD_TIMES)
-    loss = store.read_history(postgres_uri, run_id, "train/loss")
-    assert loss.steps.tolist() == [0, 1, 2, 3, 4, 5]
-    # NaN kept, -inf restored from the store's stand-in, step 2's later value wins.
-    np.testing.assert_array_equal(loss.values, [1.0, math.nan, 0.25, 0.3, -math.inf, -0.5])
-    direct = store.read_histories(postgres_uri, run_id)
-    via_client = store._client_histories(postgres_uri, run_id, None)[0]
-    assert direct.keys() == via_client.keys() == {"train/loss", "lr"}
-    for key, series in via_client.items():
-        np.testing.assert_array_equal(direct[key].steps, series.cleaned().steps)
-        np.testing.assert_array_equal(direct[key].values, series.cleaned().values)
-    assert store.list_metric_keys(postgres_uri, run_id) == ["lr", "train/loss"]
-    newer = store.read_history(postgres_uri, run_id, "train/loss", after_step=3)
-    assert newer.steps.tolist() == [4, 5]
+    assert_direct_reads_equal_mlflows_own(postgres_uri)
 
 
 def test_a_metric_logged_without_steps_reads_alike_from_postgres(postgres_uri, healthy_run):

@@ -80,17 +80,22 @@ def tracking_uri(tmp_path, monkeypatch, _migrated_mlflow_db):
     mlflow.set_tracking_uri(previous)
 
 
+def _started(server):
+    """Start a private database server for the session; stop it (removing its folder, also
+    of one that failed to start) after."""
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def postgres_cluster():
     """One real PostgreSQL server for the session (``tests/postgres.py``)."""
     from tests.postgres import PostgresCluster
 
-    cluster = PostgresCluster()
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()  # also removes the folder of a cluster that failed to start
+    yield from _started(PostgresCluster())
 
 
 @pytest.fixture
@@ -104,12 +109,7 @@ def mysql_server():
     """One real MySQL server (MariaDB) for the session (``tests/mysql.py``)."""
     from tests.mysql import MysqlServer
 
-    server = MysqlServer()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()  # also removes the folder of a server that failed to start
+    yield from _started(MysqlServer())
 
 
 @pytest.fixture

@@ -3,8 +3,10 @@
 Like the signal generators of a change-point library, these make *real* training runs with a
 known cause: the same task trained at a rate far above its sweep's best diverges, far below it
 creeps, heavy-ball momentum on an ill-conditioned quadratic oscillates. They feed the tests, the
-bundled sample runs, the held-out quality set and the LR-finder evaluation. Everything runs on
-the CPU in seconds, draws its data from seeded generators and downloads nothing.
+bundled sample runs, the held-out quality set and the LR-finder evaluation; a small char-level
+transformer (``char_lm``) feeds the out-of-distribution check (``benchmarks/transformer_check.py``).
+Everything runs on the CPU in seconds, draws its data from seeded generators and downloads
+nothing.
 
 Example::
 
@@ -33,7 +35,7 @@ else:
     torch = require("torch", "lrwatch[torch]")
     nn = torch.nn
 
-TASKS = ("mlp_regression", "mlp_classification", "quadratic", "autoencoder")
+TASKS = ("mlp_regression", "mlp_classification", "quadratic", "autoencoder", "char_lm")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = (
     "constant",
@@ -167,7 +169,71 @@ def make_task(name: str, *, task_seed: int = 0, batch_size: int = 32, width: int
             _sampler(x, x, batch_size),
             nn.functional.mse_loss,
         )
+    if name == "char_lm":
+        return _char_lm(g, batch_size, width)
     raise ValueError(f"task must be one of {TASKS}, not {name!r}")
+
+
+# The char-level language model: windows of this many characters of a synthetic text.
+_LM_CONTEXT = 32
+
+
+def _char_lm(g: torch.Generator, batch_size: int, width: int) -> Task:
+    """A 2-layer causal transformer predicting the next character of a synthetic text: 400
+    random words (Zipf-frequent), each followed by one of its 8 usual successors 70% of the time
+    - spelling and a bigram grammar to learn: the loss falls for as long as it trains, letter
+    frequencies first, then words. 400 steps take a few seconds on a CPU."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    lengths = torch.randint(1, 9, (400,), generator=g)
+    words = [
+        "".join(letters[i] for i in torch.randint(0, 26, (int(n),), generator=g)) for n in lengths
+    ]
+    successors = torch.randint(0, 400, (400, 8), generator=g).tolist()
+    zipf = 1.0 / torch.arange(1, 401, dtype=torch.float64)
+    count = 40_000
+    follows = (torch.rand(count, generator=g) < 0.7).tolist()
+    picks = torch.randint(0, 8, (count,), generator=g).tolist()
+    anywhere = torch.multinomial(zipf, count, replacement=True, generator=g).tolist()
+    word, chosen = 0, []
+    for follow, pick, other in zip(follows, picks, anywhere, strict=True):
+        word = successors[word][pick] if follow else other
+        chosen.append(words[word])
+    text = " ".join(chosen)
+    alphabet = sorted(set(text))
+    index = {c: i for i, c in enumerate(alphabet)}
+    data = torch.tensor([index[c] for c in text])
+    vocab = len(alphabet)
+
+    def batches(generator: torch.Generator):
+        offsets = torch.arange(_LM_CONTEXT + 1)
+        while True:
+            starts = torch.randint(
+                0, data.numel() - _LM_CONTEXT - 1, (batch_size, 1), generator=generator
+            )
+            window = data[starts + offsets]
+            yield window[:, :-1], window[:, 1:]
+
+    def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(logits.reshape(-1, vocab), targets.reshape(-1))
+
+    return Task("char_lm", lambda: _CharLM(vocab, width), batches, loss_fn)
+
+
+class _CharLM(nn.Module):
+    def __init__(self, vocab: int, width: int):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, width)
+        self.position = nn.Parameter(torch.zeros(_LM_CONTEXT, width))
+        layer = nn.TransformerEncoderLayer(
+            width, 4, 4 * width, dropout=0.0, batch_first=True, norm_first=True
+        )
+        self.blocks = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = nn.Linear(width, vocab)
+        self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(_LM_CONTEXT))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        hidden = self.embed(tokens) + self.position
+        return self.head(self.blocks(hidden, mask=self.mask, is_causal=True))
 
 
 def make_optimizer(params, config: TrainConfig):

@@ -14,7 +14,7 @@ run without ``slow_convergence`` is a miss.
 
 Usage::
 
-    python benchmarks/transformer_check.py             # 56 runs, ~8 min on 2 cores (cached)
+    python benchmarks/transformer_check.py             # 56 runs, ~9 min on 2 cores (cached)
     python benchmarks/transformer_check.py --rebuild   # retrain them
 """
 
@@ -80,6 +80,18 @@ def final_loss(run) -> float:
     return float(np.median(tail)) if np.isfinite(tail).all() else float("inf")
 
 
+def _group(ratio: float) -> str | None:
+    """A run's LR against its schedule's best: near best (within 3x), too small or too high
+    (10x or more off), or None in between."""
+    if 1 / 3 <= ratio <= 3:
+        return "near best"
+    if ratio <= 0.1:
+        return "too small"
+    if ratio >= 10:
+        return "too high"
+    return None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rebuild", action="store_true", help="retrain the runs")
@@ -100,16 +112,7 @@ def main() -> int:
         schedule, lr = run.params["schedule"], float(run.params["lr"])
         report = analyze(run)
         warned = sorted({f.kind for f in report.findings if severity_rank(f.severity) >= WARNING})
-        ratio = lr / best[schedule]
-        group = (
-            "near best"
-            if 1 / 3 <= ratio <= 3
-            else "too small"
-            if ratio <= 0.1
-            else "too high"
-            if ratio >= 10
-            else None
-        )
+        group = _group(lr / best[schedule])
         if group:
             tally[group]["runs"] += 1
             tally[group]["with a warning"] += bool(warned)

@@ -190,7 +190,7 @@ def _char_lm(g: torch.Generator, batch_size: int, width: int) -> Task:
     ]
     successors = torch.randint(0, 400, (400, 8), generator=g).tolist()
     zipf = 1.0 / torch.arange(1, 401, dtype=torch.float64)
-    count = 40_000
+    count = 40_000  # words: ~230,000 characters
     follows = (torch.rand(count, generator=g) < 0.7).tolist()
     picks = torch.randint(0, 8, (count,), generator=g).tolist()
     anywhere = torch.multinomial(zipf, count, replacement=True, generator=g).tolist()

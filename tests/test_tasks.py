@@ -9,7 +9,7 @@ import numpy as np
 
 def test_the_char_lm_task_learns_its_text():
     # An untrained language model predicts every character about equally: its first loss is
-    # near log(alphabet size); AdamW at a moderate rate then learns spelling and word order.
+    # near log(alphabet size); AdamW near its best rate then learns spelling and word order.
     import torch
 
     from lrwatch.tasks import TrainConfig, make_task, train
@@ -21,7 +21,7 @@ def test_the_char_lm_task_learns_its_text():
     assert inputs.shape == targets.shape == (32, 32)
     assert (inputs[:, 1:] == targets[:, :-1]).all()  # the targets are the next characters
     alphabet = 27  # 26 letters and the space
-    assert abs(loss[0] - math.log(alphabet)) < 0.3
+    assert abs(loss[0] - math.log(alphabet)) < 0.5  # 3.55 against 3.30 here
     assert np.median(loss[-30:]) < 0.7 * loss[0]
     again = train(config).loss.values
     np.testing.assert_array_equal(loss, again)

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lrwatch.analysis import analyze  # noqa: E402
 from lrwatch.analysis.findings import severity_rank  # noqa: E402
+from lrwatch.analysis.sweep import final_loss as sweep_final_loss  # noqa: E402
 
 CACHE = Path(__file__).resolve().parent.parent / "artifacts" / "transformer" / "runs.pkl"
 LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -75,9 +76,9 @@ def load(rebuild: bool) -> list:
 
 
 def final_loss(run) -> float:
-    """The median of the last 10% of the logged losses (NaN-free runs; inf otherwise)."""
-    tail = run.loss.values[-max(1, len(run.loss) // 10) :]
-    return float(np.median(tail)) if np.isfinite(tail).all() else float("inf")
+    """The run's final level as the sweep reads it (a trimmed mean of its last ~10%; inf when
+    it turned non-finite)."""
+    return sweep_final_loss(run.loss.values)[0]
 
 
 def _group(ratio: float) -> str | None:

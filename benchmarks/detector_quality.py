@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from labelled_runs import SETS, epoch_view, load, smoothed_view  # noqa: E402
+from labelled_runs import SETS, epoch_view, final_level, load, smoothed_view  # noqa: E402
 
 from lrwatch.analysis.detectors import run_detectors  # noqa: E402
 from lrwatch.analysis.findings import KINDS, severity_rank  # noqa: E402
@@ -108,6 +108,39 @@ def print_table(runs, *, verbose: bool = False) -> None:
         f"{h['false_alarm_rate']:.1%} | | |"
     )
     print(f"recall by logging stride: {recall_by_stride(runs)}")
+    told_to_raise = raise_borne_out(runs)
+    if told_to_raise:
+        print(told_to_raise)
+
+
+def raise_borne_out(runs) -> str:
+    """Healthy-labelled runs told the LR is too small, against the same run (task, seed,
+    schedule) at 3x the rate where the set holds one: did that end lower? ``healthy`` comes
+    from the constant-rate sweep's best rate and a third of it, not from a sweep of each
+    schedule, so such a warning may be right."""
+    import numpy as np
+
+    def key(run) -> str:
+        return "-".join(part for part in run.name.split("-") if not part.startswith("lr"))
+
+    by_key: dict[str, list] = {}
+    for run in runs:
+        by_key.setdefault(key(run), []).append(run)
+    warned = [r for r in runs if "healthy" in r.labels and "slow_convergence" in reported_kinds(r)]
+    ratios = []
+    for run in warned:
+        peak = float(np.max(run.lr))
+        for other in by_key[key(run)]:
+            if abs(float(np.max(other.lr)) / peak - 3) < 0.03:
+                ratios.append(final_level(other.loss) / final_level(run.loss))
+    if not warned:
+        return ""
+    lower = sum(r < 1 for r in ratios)
+    span = f" (its end / this run's: {min(ratios):.2f}-{max(ratios):.2f})" if ratios else ""
+    return (
+        f"healthy runs told to raise the LR: {len(warned)}; the same run at 3x the rate is in "
+        f"the set for {len(ratios)}, and ended lower for {lower}{span}"
+    )
 
 
 def recall_by_stride(runs) -> str:

@@ -268,6 +268,39 @@ SETS = {
         "log_every": (1, 3, 2, 3, 2, 1),
         "slow_schedules": ("constant", "cosine", "warmup_cosine"),
     },
+    # Slow and healthy runs under step decay (StepLR, x0.1 at each third of the run), which no
+    # set above holds: a rate too small for its first stretch stalls for good at the first
+    # decay. ``step`` is the tuning set of the slow-before-the-decay test (2026-11-25);
+    # ``step_final`` (SGD) and ``adam_step`` (Adam) were built beside it and evaluated once,
+    # after it was set. New seeds, problem instances and batch sizes.
+    "step": {
+        "seeds": (2200, 2201, 2202, 2203, 2204, 2205),
+        "task_seeds": (2200, 2201, 2202, 2203, 2204, 2205),
+        "batch_sizes": (106, 108, 109, 110, 111, 112),
+        "log_every": (1, 2, 3, 1, 2, 3),
+        "roles": ("slow", "best"),
+        "slow_schedules": ("step",),
+        "healthy_schedules": ("step",),
+    },
+    "step_final": {
+        "seeds": (2300, 2301, 2302, 2303, 2304, 2305),
+        "task_seeds": (2300, 2301, 2302, 2303, 2304, 2305),
+        "batch_sizes": (113, 114, 115, 116, 117, 118),
+        "log_every": (2, 1, 3, 3, 1, 2),
+        "roles": ("slow", "best"),
+        "slow_schedules": ("step",),
+        "healthy_schedules": ("step",),
+    },
+    "adam_step": {
+        "optimizer": "adam",
+        "seeds": (2400, 2401, 2402, 2403, 2404, 2405),
+        "task_seeds": (2400, 2401, 2402, 2403, 2404, 2405),
+        "batch_sizes": (119, 120, 121, 122, 123, 124),
+        "log_every": (3, 2, 1, 2, 3, 1),
+        "roles": ("slow", "best"),
+        "slow_schedules": ("step",),
+        "healthy_schedules": ("step",),
+    },
     # Adam instead of SGD (the ADAM_* rates), built and evaluated once with no detector change:
     # every threshold was set on SGD runs. New seeds, problem instances and batch sizes.
     "adam": {
@@ -481,6 +514,7 @@ def build(set_name: str) -> list[LabelledRun]:
     )
     roles = spec.get("roles", ("diverge", "slow", "plateau", "best", "oscillation"))
     slow_schedules = spec.get("slow_schedules", ("constant",))
+    healthy_schedules = spec.get("healthy_schedules", HEALTHY_SCHEDULES)
     out: list[LabelledRun] = []
 
     def add(role: str, cfg, twin: bool = False) -> None:
@@ -522,7 +556,7 @@ def build(set_name: str) -> list[LabelledRun]:
             for lr in plateau_lrs[task] if "plateau" in roles else ():
                 add("plateau", cfg.with_(lr=lr), twin=True)
             for lr in (best, best / 3) if "best" in roles else ():
-                for schedule in HEALTHY_SCHEDULES:
+                for schedule in healthy_schedules:
                     add("best", cfg.with_(lr=lr, schedule=schedule), twin=schedule == "constant")
         if optimizer != "sgd" or "oscillation" not in roles:
             continue

@@ -25,3 +25,25 @@ def test_the_char_lm_task_learns_its_text():
     assert np.median(loss[-30:]) < 0.7 * loss[0]
     again = train(config).loss.values
     np.testing.assert_array_equal(loss, again)
+
+
+def test_the_cnn_images_task_learns_its_classes():
+    # 10 classes: an untrained classifier's first loss is near log(10); SGD with momentum near
+    # its best rate then learns the shifted patterns, through convolutions with batch norm.
+    import torch
+
+    from lrwatch.tasks import TrainConfig, make_task, train
+
+    config = TrainConfig(
+        task="cnn_images", lr=0.1, momentum=0.9, weight_decay=5e-4, steps=300, batch_size=32
+    )
+    run = train(config)
+    loss = run.loss.values
+    task = make_task("cnn_images")
+    images, labels = next(task.batches(torch.Generator()))
+    assert images.shape == (32, 1, 16, 16) and labels.shape == (32,)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in task.make_model().modules())
+    assert abs(loss[0] - math.log(10)) < 0.5
+    assert np.median(loss[-30:]) < 0.7 * loss[0]
+    again = train(config).loss.values
+    np.testing.assert_array_equal(loss, again)

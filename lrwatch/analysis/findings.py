@@ -204,6 +204,8 @@ def while_running(finding: Finding) -> Finding:
     steady-progress kind becomes an ``info`` note that says so; others stay as they are."""
     if finding.kind != "slow_convergence" or finding.evidence.get("no_progress"):
         return finding
+    if "before_decay_at_step" in finding.evidence:
+        return finding  # the stretch before a step decay has ended: judged as it stands
     if severity_rank(finding.severity) <= severity_rank("info"):
         return finding
     share = finding.evidence.get("late_share_of_progress")

@@ -419,3 +419,41 @@ def test_runs_of_64_to_80_points_print_no_numpy_warning(detectors_train):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             analyze(prefix)
+
+
+@pytest.mark.parametrize(("task", "lr"), [("mlp_classification", 1e-3), ("quadratic", 1e-3)])
+def test_a_rate_too_small_under_a_step_decay_is_slow_convergence_before_the_first_decay(
+    detectors_train, task, lr
+):
+    # 100x below these tasks' best rates, under StepLR (x0.1 at each third): the loss creeps
+    # until the first decay, and the decayed rates then hold it nearly still to the end, which
+    # the whole run's last third reads as converged ("keep").
+    report = analyze(detectors_train(task=task, lr=lr, schedule="step"))
+    (slow,) = [f for f in report.findings if f.kind == "slow_convergence"]
+    assert slow.severity == "warning"
+    assert slow.evidence["before_decay_at_step"] == 333
+    assert (slow.start_step, slow.end_step) == (0, 332)
+    assert "Before the LR was first lowered, at step 333" in slow.message
+    rec = report.recommendation
+    assert (rec.action, rec.suggested_lr) == ("increase_lr", pytest.approx(3 * lr))
+    assert "hold it longer before the first decay" in rec.message
+
+
+@pytest.mark.parametrize(("task", "lr"), [("mlp_classification", 0.3), ("quadratic", 0.3)])
+def test_the_best_rate_under_a_step_decay_is_not_slow_convergence(detectors_train, task, lr):
+    prepared = prepare(detectors_train(task=task, lr=lr, schedule="step", seed=8, task_seed=8))
+    assert kinds(prepared, "warning") == set()
+
+
+def test_only_a_step_down_from_a_held_rate_opens_the_stretch_before_the_decay():
+    # A linear creep over the first third, then flat: under a step decay at step 1000 the
+    # stretch before it is slow; the same loss under a smooth decay or a rate that steps *up*
+    # is judged as a whole run, whose flat end reads as converged.
+    t = np.arange(3000)
+    rng = np.random.default_rng(5)
+    loss = 10.0 - 0.002 * np.minimum(t, 1000) + 0.2 * rng.standard_normal(t.size)
+    step = np.where(t < 1000, 0.1, 0.01)
+    (found,) = detect_slow_convergence(prepare_arrays(t, loss, t, step))
+    assert found.evidence["before_decay_at_step"] == 1000
+    for lr in (np.linspace(0.1, 0.001, t.size), np.where(t < 1000, 0.1, 0.3)):
+        assert detect_slow_convergence(prepare_arrays(t, loss, t, lr)) == []

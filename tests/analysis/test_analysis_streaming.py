@@ -265,3 +265,17 @@ def test_a_running_run_analysed_offline_gets_the_note_and_keep():
     assert running.recommendation.evidence["if_still_slow_lr"] == pytest.approx(0.03)
     assert [(f.kind, f.severity) for f in ended.findings] == [("slow_convergence", "warning")]
     assert ended.recommendation.action == "increase_lr"
+
+
+def test_slow_progress_before_a_step_decay_stays_a_warning_while_the_run_runs():
+    # The stretch before the first decay has ended: unlike steady progress up to the latest
+    # step, nothing later in the run can change how it was judged.
+    from lrwatch.analysis.detectors import detect_slow_convergence
+    from lrwatch.analysis.findings import while_running
+    from lrwatch.analysis.prepare import prepare_arrays
+
+    t = np.arange(3000)
+    rng = np.random.default_rng(5)
+    loss = 10.0 - 0.002 * np.minimum(t, 1000) + 0.2 * rng.standard_normal(t.size)
+    (found,) = detect_slow_convergence(prepare_arrays(t, loss, t, np.where(t < 1000, 0.1, 0.01)))
+    assert while_running(found) == found

@@ -8,9 +8,16 @@ third's progress be real (many noise units) and steady (block medians fall monot
 The extreme case is a rate so small that the loss never measurably moves: its end sits where it
 started, within the noise. That is reported too (the run learned nothing, which a rate 1000x too
 small - or a model that is not training at all - looks like), rather than read as convergence.
+
+Under a step decay the run's end cannot show it: a rate too small for the first stretch creeps
+until the first decay, and the decayed rates then freeze the loss wherever it was, which reads
+as converged. So when the whole run shows nothing, the stretch before the first step down is
+judged the same way, as a run of its own.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -27,6 +34,9 @@ STEADINESS_BLOCKS = 12
 # runs on the tuning sets dropped by at least 8.9 of them, runs at a rate 1000-3000x too small
 # by -1.3 to 3; a drop above 3 is a trend, and the steady-progress tests judge it.
 NO_PROGRESS_STANDARD_ERRORS = 3.0
+# The stretch before a step decay is judged from the LR's first fall to at most this share of
+# its starting value (StepLR's gamma is 0.1-0.5), the rate having held until then.
+STEP_DOWN = 0.5
 
 
 def detect_slow_convergence(
@@ -78,6 +88,33 @@ def detect_slow_convergence(
     )
     if prepared.first_nonfinite is not None:
         return []
+    thresholds = (
+        min_late_drop_noise,
+        min_steadiness,
+        steady_late_drop_noise,
+        steady_min_steadiness,
+        steady_total_drop_noise,
+    )
+    found = _judge(prepared, late_share, *thresholds)
+    decay = _first_step_down(prepared)
+    if found or decay is None:
+        return found
+    # The same thresholds: on the step-decay sets every healthy-labelled run it warns on (a
+    # third of the constant-rate best) ended 2.2-100x higher than its twin at 3x the rate.
+    found = _judge(_before(prepared, decay), late_share, *thresholds)
+    return [_before_decay(f, prepared, decay) for f in found]
+
+
+def _judge(
+    prepared: PreparedRun,
+    late_share: float,
+    min_late_drop_noise: float,
+    min_steadiness: float,
+    steady_late_drop_noise: float,
+    steady_min_steadiness: float,
+    steady_total_drop_noise: float,
+) -> list[Finding]:
+    """The test itself, on a finite loss (the thresholds as :func:`detect_slow_convergence`'s)."""
     y = prepared.loss
     n = y.size
     if n < 3 * STEADINESS_BLOCKS:
@@ -134,6 +171,58 @@ def detect_slow_convergence(
         "steadiness": steadiness,
     }
     return [Finding("slow_convergence", first, last, "warning", message, evidence)]
+
+
+def _first_step_down(prepared: PreparedRun) -> int | None:
+    """Index of the first point whose LR fell to :data:`STEP_DOWN` of the starting LR or below,
+    the LR having held exactly until then; ``None`` for any other schedule (a warmup, a smooth
+    decay, a constant rate)."""
+    lr = prepared.lr
+    if lr is None or lr.size == 0 or not np.isfinite(lr).all() or lr[0] <= 0:
+        return None
+    moved = np.flatnonzero(np.abs(lr - lr[0]) > 1e-6 * lr[0])
+    if moved.size == 0 or lr[moved[0]] > STEP_DOWN * lr[0]:
+        return None
+    return int(moved[0])
+
+
+def _before(prepared: PreparedRun, decay: int) -> PreparedRun:
+    """The run cut just before index ``decay`` (its first step down)."""
+    lr_steps, lr_values = prepared.lr_steps, prepared.lr_values
+    if lr_steps is not None and lr_values is not None:
+        keep = lr_steps < prepared.steps[decay]
+        lr_steps, lr_values = lr_steps[keep], lr_values[keep]
+    assert prepared.lr is not None  # a step down was found in it
+    return replace(
+        prepared,
+        steps=prepared.steps[:decay],
+        loss=prepared.loss[:decay],
+        lr=prepared.lr[:decay],
+        lr_steps=lr_steps,
+        lr_values=lr_values,
+    )
+
+
+def _before_decay(finding: Finding, prepared: PreparedRun, decay: int) -> Finding:
+    """A finding on the stretch before the first step down, worded for the whole run."""
+    assert prepared.lr is not None
+    step, lr = int(prepared.steps[decay]), float(prepared.lr[0])
+    if finding.evidence.get("no_progress"):
+        what = f"did not measurably improve ({fmt(finding.evidence['start_level'])} -> "
+        what += f"{fmt(finding.evidence['end_level'])}, within the noise)"
+    else:
+        share = finding.evidence["late_share_of_progress"]
+        what = (
+            f"was still falling steadily (the stretch's last third brought {share:.0%} of its "
+            f"progress, {fmt(finding.evidence['middle_level'])} -> "
+            f"{fmt(finding.evidence['end_level'])})"
+        )
+    message = (
+        f"Before the LR was first lowered, at step {step}, the loss {what} at LR {fmt(lr)}: the "
+        f"starting LR looks too small for its stretch, or the decay came too early."
+    )
+    evidence = {**finding.evidence, "before_decay_at_step": step}
+    return replace(finding, message=message, evidence=evidence)
 
 
 def _past_warmup(prepared: PreparedRun) -> bool:

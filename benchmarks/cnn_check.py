@@ -15,15 +15,15 @@ Usage::
 
     python benchmarks/cnn_check.py             # 64 runs, ~8 min on 2 cores (cached)
     python benchmarks/cnn_check.py --rebuild   # retrain them
+    python benchmarks/cnn_check.py --seeds 2 3 # a held-out copy: other seeds
 """
 
 from __future__ import annotations
 
-import argparse
 from collections import Counter
 
 from labelled_runs import TWIN_MARGIN, climbed_away, final_level, still_improving
-from ood_sweep import ARTIFACTS, Sweep, load, print_report
+from ood_sweep import ARTIFACTS, Sweep, from_command_line, load, print_report
 
 SWEEP = Sweep(
     task="cnn_images",
@@ -74,11 +74,9 @@ def print_plateaus(runs: list, reports: dict) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rebuild", action="store_true", help="retrain the runs")
-    args = parser.parse_args()
-    runs = load(SWEEP, args.rebuild)
-    print_plateaus(runs, print_report(runs, SWEEP))
+    sweep, rebuild = from_command_line(SWEEP, __doc__)
+    runs = load(sweep, rebuild)
+    print_plateaus(runs, print_report(runs, sweep))
     return 0
 
 

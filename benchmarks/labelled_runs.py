@@ -301,6 +301,29 @@ SETS = {
         "slow_schedules": ("step",),
         "healthy_schedules": ("step",),
     },
+    # Two held-out sets for the annealing-noise test of slow convergence (2026-11-25; set on
+    # every set above and the transformer and CNN sweeps): slow runs under cosine and
+    # warmup-cosine beside healthy runs of every schedule, as ``final7`` (SGD) and
+    # ``adam_schedules`` (Adam) are built. New seeds, problem instances and batch sizes; built
+    # beside the change and evaluated once, with and without it; not adopted (README, "tried and
+    # not adopted").
+    "anneal_final": {
+        "seeds": (2500, 2501, 2502, 2503, 2504, 2505),
+        "task_seeds": (2500, 2501, 2502, 2503, 2504, 2505),
+        "batch_sizes": (125, 126, 127, 128, 129, 130),
+        "log_every": (1, 3, 2, 2, 3, 1),
+        "roles": ("slow", "best"),
+        "slow_schedules": ("cosine", "warmup_cosine"),
+    },
+    "adam_anneal_final": {
+        "optimizer": "adam",
+        "seeds": (2600, 2601, 2602, 2603, 2604, 2605),
+        "task_seeds": (2600, 2601, 2602, 2603, 2604, 2605),
+        "batch_sizes": (131, 132, 133, 134, 135, 136),
+        "log_every": (2, 1, 3, 3, 1, 2),
+        "roles": ("slow", "best"),
+        "slow_schedules": ("cosine", "warmup_cosine"),
+    },
     # Adam instead of SGD (the ADAM_* rates), built and evaluated once with no detector change:
     # every threshold was set on SGD runs. New seeds, problem instances and batch sizes.
     "adam": {

@@ -9,10 +9,11 @@ it or more. A warning on a near-best run is a false alarm; a too-small run witho
 
 from __future__ import annotations
 
+import argparse
 import pickle
 import sys
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,21 @@ class Sweep:
             for schedule in self.schedules
             for lr in self.lrs
         ]
+
+
+def from_command_line(sweep: Sweep, doc: str) -> tuple[Sweep, bool]:
+    """The sweep a check's command line asks for, and whether to retrain it: ``--seeds`` trains
+    other seeds (a held-out copy of the sweep, cached beside the first)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--rebuild", action="store_true", help="retrain the runs")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", help=f"train these seeds (default: {sweep.seeds})"
+    )
+    args = parser.parse_args()
+    if args.seeds:
+        name = "runs-seeds-" + "-".join(map(str, args.seeds)) + ".pkl"
+        sweep = replace(sweep, seeds=tuple(args.seeds), cache=sweep.cache.with_name(name))
+    return sweep, args.rebuild
 
 
 def load(sweep: Sweep, rebuild: bool) -> list:

@@ -12,13 +12,12 @@ Usage::
 
     python benchmarks/transformer_check.py             # 56 runs, ~9 min on 2 cores (cached)
     python benchmarks/transformer_check.py --rebuild   # retrain them
+    python benchmarks/transformer_check.py --seeds 2 3 # a held-out copy: other seeds
 """
 
 from __future__ import annotations
 
-import argparse
-
-from ood_sweep import ARTIFACTS, Sweep, load, print_report
+from ood_sweep import ARTIFACTS, Sweep, from_command_line, load, print_report
 
 SWEEP = Sweep(
     task="char_lm",
@@ -34,10 +33,8 @@ SWEEP = Sweep(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rebuild", action="store_true", help="retrain the runs")
-    args = parser.parse_args()
-    print_report(load(SWEEP, args.rebuild), SWEEP)
+    sweep, rebuild = from_command_line(SWEEP, __doc__)
+    print_report(load(sweep, rebuild), sweep)
     return 0
 
 

@@ -64,6 +64,18 @@ def test_real_finite_climb_without_nan_is_divergence(detectors_train):
     assert len(found) == 1 and found[0].start_step < prepared.steps[-1] // 2
 
 
+def test_a_climb_that_ends_inside_the_early_bounce_is_dated_where_it_left_the_best(
+    detectors_train,
+):
+    # Adam at 100x its best rate on the classifier, seed 9: its loss bounces between 0.95 and
+    # 1.5 for 360 steps, then jumps to 1.63 around step 365 and stays there. The bounce before
+    # its best made a noise band wide enough to hold that end level, and the climb was dated to
+    # the run's last block (step 995): "trained until step 995, then diverged".
+    run = detectors_train(task="mlp_classification", optimizer="adam", lr=0.3, seed=9, task_seed=9)
+    (found,) = [f for f in run_detectors(prepare(run)) if f.kind == "divergence"]
+    assert 330 <= found.start_step <= 400
+
+
 @pytest.mark.parametrize("task", ["mlp_regression", "quadratic"])
 def test_one_recovered_spike_is_not_divergence(detectors_train, task):
     run = detectors_train(task=task, lr={"mlp_regression": 0.03, "quadratic": 0.3}[task])

@@ -136,6 +136,15 @@ def _onset_index(prepared: PreparedRun, end: int) -> int:
     # whichever is larger - an absolute band, so a climb over many orders of magnitude still
     # dates from where it left the floor, not from where it got huge.
     tol = max(3.0 * block_median_noise(noise, blocks.size), 0.2 * max(start_level - m[best], 0.0))
+    # ... and, for a climb that ends the run, closer to the best than to where it ended. A loss
+    # bouncing hard before its best widens the noise band past its end: a batch-norm CNN at 10x
+    # its best rate dipped to 2.02, then settled at chance (2.30), inside the 0.31 band, and the
+    # climb was dated to the run's last block - "diverged at step 995, at LR 0.00027 (cosine):
+    # use 8e-05". (Before a NaN the last finite losses may not have climbed at all.)
+    if end == prepared.n:
+        end_level = robust_median(y[-max(3, y.size // 20) :])
+        if end_level > m[best]:
+            tol = min(tol, 0.5 * (end_level - m[best]))
     near = np.flatnonzero(m[best:] <= m[best] + tol) + best
     last_near = int(near[-1]) if near.size else best
     onset_block = min(last_near + 1, len(m) - 1)

@@ -139,6 +139,11 @@ def load_file(
         # column is no step, as a text one is not; reporting "no numeric rows" would be wrong.
         notes.append(f"the step column {step_name!r} holds no usable step: not used as the step")
         columns.pop(step_name)
+        if not columns:
+            raise InputError(
+                f"{run_id}: no numeric rows besides the step column {step_name!r} (which holds "
+                "no usable step: blank, non-finite or beyond 2^62)"
+            )
         step_name = _epoch_as_step(columns)
     steps, row_ok = _steps(columns, step_name, notes)
     tags = {TAG_STEPS_FROM: step_name or STEPS_FROM_ROW_INDEX}

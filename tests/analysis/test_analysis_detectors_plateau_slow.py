@@ -445,6 +445,32 @@ def test_the_best_rate_under_a_step_decay_is_not_slow_convergence(detectors_trai
     assert kinds(prepared, "warning") == set()
 
 
+@pytest.mark.parametrize(("task", "lr"), [("mlp_classification", 1e-3), ("quadratic", 1e-3)])
+def test_a_rate_too_small_under_a_step_decay_is_found_in_a_50_epoch_log(detectors_train, task, lr):
+    # The runs above as 50 per-epoch means: 16 of them before the first decay, fewer than the 36
+    # a whole run needs, and judged all the same (each is an epoch's mean, not one draw).
+    prepared = per_epoch_log(detectors_train(task=task, lr=lr, schedule="step"), 50)
+    (slow,) = detect_slow_convergence(prepared)
+    assert slow.severity == "warning"
+    assert slow.evidence["before_decay_at_step"] == 339  # the end of the epoch holding step 333
+
+
+@pytest.mark.parametrize(("task", "lr"), [("mlp_classification", 0.3), ("quadratic", 0.3)])
+def test_the_best_rate_under_a_step_decay_is_not_slow_in_a_50_epoch_log(detectors_train, task, lr):
+    run = detectors_train(task=task, lr=lr, schedule="step", seed=8, task_seed=8)
+    assert kinds(per_epoch_log(run, 50), "warning") == set()
+
+
+def test_the_stretch_before_a_step_decay_needs_16_points():
+    # A linear creep to the decay, then flat: judged from 16 points before the decay, not 15.
+    rng = np.random.default_rng(7)
+    for before, found in ((15, False), (16, True)):
+        t = np.arange(3 * before)
+        loss = 10.0 - 0.1 * np.minimum(t, before) + 0.05 * rng.standard_normal(t.size)
+        lr = np.where(t < before, 0.1, 0.01)
+        assert bool(detect_slow_convergence(prepare_arrays(t, loss, t, lr))) is found
+
+
 def test_only_a_step_down_from_a_held_rate_opens_the_stretch_before_the_decay():
     # A linear creep over the first third, then flat: under a step decay at step 1000 the
     # stretch before it is slow; the same loss under a smooth decay or a rate that steps *up*

@@ -517,6 +517,9 @@ def test_rows_without_a_usable_step_are_left_out_and_said_so(tmp_path):
             "the step column 'step' holds no usable step: not used as the step",
             "no step column: steps are row numbers (0, 1, 2, ...)",
         ]
+    # ... and such a step column alone is one clear error, not "generator raised StopIteration".
+    with pytest.raises(InputError, match=r"no numeric rows besides the step column 'step' \(wh"):
+        load_run(_write(tmp_path / "only.csv", "step\nnan\n4.7e18\n"))
 
 
 def test_a_per_epoch_log_counts_steps_in_its_epochs(tmp_path, diverging_run):
@@ -754,6 +757,7 @@ _CELLS = st.one_of(
     rows=st.lists(st.lists(_CELLS, min_size=0, max_size=6), max_size=30),
 )
 @example(header=["step", "step", "step", "loss"], rows=[["0.0", "0.0", "", "0.0"]])
+@example(header=["step"], rows=[["4.611686018427388e+18"]])  # a step beyond 2^62, nothing else
 def test_any_csv_loads_or_is_an_input_error(tmp_path_factory, header, rows):
     path = tmp_path_factory.mktemp("prop") / "run.csv"
     path.write_text("\n".join([",".join(header), *(",".join(r) for r in rows)]) + "\n")

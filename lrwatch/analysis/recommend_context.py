@@ -33,7 +33,9 @@ class RunContext:
         if self.p.lr is None:
             return self.param_lr
         lo, hi = self.index_range(finding)
-        return float(np.median(self.p.lr[lo:hi]))
+        # Halved, then doubled (both exact): the mean of the two middle values of an even count
+        # overflows when they are near the float maximum (an LR of 9e307 in a corrupt log).
+        return float(np.median(self.p.lr[lo:hi] * 0.5) * 2.0)
 
     def index_range(self, finding: Finding) -> tuple[int, int]:
         lo = int(np.searchsorted(self.p.steps, finding.start_step, side="left"))

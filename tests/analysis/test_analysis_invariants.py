@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from lrwatch import keys
@@ -126,6 +126,15 @@ def arbitrary_runs(draw) -> Run:
 
 
 @given(arbitrary_runs())
+@example(  # a creep at an LR near the float maximum: the median LR once overflowed
+    Run(
+        id="huge-lr",
+        metrics={
+            keys.LOSS: Series(np.arange(60), 10.0 - 0.1 * np.arange(60)),
+            keys.LR: Series(np.array([0]), np.array([1e308])),
+        },
+    )
+)
 def test_analyze_never_crashes(run):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nor prints numpy's warnings on the user's terminal

@@ -48,6 +48,8 @@ _PERMANENT_ERRORS = {
     "PERMISSION_DENIED",
     "UNAUTHENTICATED",
 }
+# Of those, the codes of a refusal of the request's content, not of the run or the login.
+_CONTENT_ERRORS = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST"}
 
 
 class RunNotActive(Exception):
@@ -355,8 +357,15 @@ class MlflowSink:
         try:
             self._send_batch(run_id, **items)
         except Exception as exc:
-            invalid = getattr(exc, "error_code", None) == "INVALID_PARAMETER_VALUE"
-            if invalid and not self.run_is_active(run_id):
+            # A refusal of the request's content may be the run's removal in disguise: MLflow's
+            # SQL stores call a write to a deleted run an invalid parameter, and a run removed
+            # for good (`mlflow gc`) between the store's check and its insert fails the
+            # insert's foreign key, a bad request. Asking for the run tells them apart (it
+            # raises RESOURCE_DOES_NOT_EXIST for a removed one); refusals are rare, so the
+            # request is too.
+            if getattr(exc, "error_code", None) in _CONTENT_ERRORS and not self.run_is_active(
+                run_id
+            ):
                 raise RunNotActive(run_id) from exc
             raise
 

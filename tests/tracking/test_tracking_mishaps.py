@@ -226,6 +226,50 @@ def test_a_run_removed_for_good_mid_run_is_one_warning_and_import_makes_a_new_ru
         assert steps_of(store_uri, run.info.run_id, key) == list(range(CONFIG.steps))
 
 
+def test_a_run_removed_between_the_stores_check_and_its_insert_is_told_as_removed(
+    tracking_uri, spool_dir, caplog, monkeypatch
+):
+    # `mlflow gc` landing between MLflow's "is the run active" check and its insert: the insert
+    # fails the run's foreign key and the store answers BAD_REQUEST ("FOREIGN KEY constraint
+    # failed"), as a server did in CI. Before: "the tracking store refused metrics; dropped: ..."
+    # first, a second warning after it, and "dropped" although the spool kept every step.
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    monkeypatch.setenv("LRWATCH_STRICT", "0")
+    monkeypatch.setenv("LRWATCH_DIRECT_SQL", "0")  # every metric through MLflow's log_batch
+    removals = []
+    check_run_is_active = SqlAlchemyStore._check_run_is_active
+
+    def check_then_lose_the_run(store, run):
+        check_run_is_active(store, run)
+        # Only the check right before the metrics' insert: after the one at log_batch's top,
+        # the store's second look would find the run gone (the case of the test above).
+        if removals == ["armed"] and sys._getframe(1).f_code.co_name == "_log_metrics_once":
+            store._hard_delete_run(run.run_uuid)
+            removals[0] = "done"
+
+    monkeypatch.setattr(SqlAlchemyStore, "_check_run_is_active", check_then_lose_the_run)
+    loop = ManualLoop(CONFIG)
+    with caplog.at_level(logging.WARNING, logger="lrwatch"):
+        w = lrwatch.watch(
+            loop.optimizer, tracking_uri=tracking_uri, flush_interval=0.05, analyze=False
+        )
+        for step in loop.steps(w):
+            if step == 50:
+                removals.append("armed")
+            time.sleep(0.002)
+        assert not w.close(timeout_s=30)
+    assert removals == ["done"]  # the race happened
+    (spool,) = spool_dir.iterdir()
+    (line,) = _messages(caplog)
+    assert line.startswith("lrwatch: the tracking store no longer has this run (")
+    assert f"Run with id={w.run_id} not found" in line
+    assert line.endswith(f"upload it to a new run with: lrwatch import {spool}")
+    assert lrwatch_import(spool, tracking_uri).returncode == 0
+    (run,) = mlflow.MlflowClient(tracking_uri).search_runs(["0"])
+    assert steps_of(tracking_uri, run.info.run_id, keys.LOSS) == list(range(CONFIG.steps))
+
+
 @pytest.mark.server
 def test_a_spool_write_failing_mid_run_costs_no_step_while_the_server_is_up(
     mlflow_server, spool_dir

@@ -20,8 +20,13 @@ os.environ.setdefault("LRWATCH_STRICT", "1")
 try:
     from hypothesis import HealthCheck, settings
 
+    # LRWATCH_PROPERTY_EXAMPLES runs the property tests longer, to hunt rare cases before CI's
+    # random draw meets them (each CI run draws 150 fresh examples per property).
     settings.register_profile(
-        "lrwatch", deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow]
+        "lrwatch",
+        deadline=None,
+        max_examples=int(os.environ.get("LRWATCH_PROPERTY_EXAMPLES", "150")),
+        suppress_health_check=[HealthCheck.too_slow],
     )
     settings.load_profile("lrwatch")
 except ImportError:  # pragma: no cover - hypothesis is in the dev extra

@@ -152,24 +152,32 @@ def test_a_param_the_store_refuses_costs_only_itself(store_uri, spool_dir, caplo
     assert steps_of(store_uri, run_id, keys.LOSS) == list(range(CONFIG.steps))
 
 
-def test_a_run_deleted_mid_run_keeps_every_step_for_import_after_restore(
-    store_uri, spool_dir, caplog, monkeypatch
-):
-    monkeypatch.setenv("LRWATCH_STRICT", "0")  # strict mode would raise the refusal at close
+def _train_losing_the_run_at_step_50(store_uri: str, caplog, lose):
+    """A real run logged to ``store_uri``; ``lose(run_id)`` takes the run from the store at step
+    50. The watcher, closed: it reports nothing delivered, without retrying until its timeout."""
     loop = ManualLoop(CONFIG)
-    client = mlflow.MlflowClient(store_uri)
     with caplog.at_level(logging.WARNING, logger="lrwatch"):
-        # analyze=False: live findings are logged as warnings too, and would be counted below.
+        # analyze=False: live findings are logged as warnings too, and would be counted.
         w = lrwatch.watch(
             loop.optimizer, tracking_uri=store_uri, flush_interval=0.05, analyze=False
         )
         for step in loop.steps(w):
             if step == 50:
-                client.delete_run(w.run_id)  # a teammate cleaning up the experiment
+                lose(w.run_id)
             time.sleep(0.002)
         started = time.monotonic()
         assert not w.close(timeout_s=30)
         assert time.monotonic() - started < 5  # nothing retried until the timeout
+    return w
+
+
+def test_a_run_deleted_mid_run_keeps_every_step_for_import_after_restore(
+    store_uri, spool_dir, caplog, monkeypatch
+):
+    monkeypatch.setenv("LRWATCH_STRICT", "0")  # strict mode would raise the refusal at close
+    client = mlflow.MlflowClient(store_uri)
+    # A teammate cleaning up the experiment.
+    w = _train_losing_the_run_at_step_50(store_uri, caplog, client.delete_run)
     lrwatch_lines = _messages(caplog)
     assert len(lrwatch_lines) == 1, lrwatch_lines
     assert "no longer takes data for this run" in lrwatch_lines[0]
@@ -194,20 +202,10 @@ def test_a_run_removed_for_good_mid_run_is_one_warning_and_import_makes_a_new_ru
     database = request.getfixturevalue("tracking_uri")
     if store_uri != database:
         database = request.getfixturevalue("mlflow_server").backend_store_uri
-    loop = ManualLoop(CONFIG)
-    with caplog.at_level(logging.WARNING, logger="lrwatch"):
-        w = lrwatch.watch(
-            loop.optimizer, tracking_uri=store_uri, flush_interval=0.05, analyze=False
-        )
-        for step in loop.steps(w):
-            if step == 50:
-                # What `mlflow gc` does to a deleted run, in one step (between the two, the
-                # logger would meet the deleted run of the test above).
-                mlflow.MlflowClient(database)._tracking_client.store._hard_delete_run(w.run_id)
-            time.sleep(0.002)
-        started = time.monotonic()
-        assert not w.close(timeout_s=30)
-        assert time.monotonic() - started < 5
+    # What `mlflow gc` does to a deleted run, in one step (between the two, the logger would
+    # meet the deleted run of the test above).
+    store = mlflow.MlflowClient(database)._tracking_client.store
+    w = _train_losing_the_run_at_step_50(store_uri, caplog, store._hard_delete_run)
     (spool,) = spool_dir.iterdir()
     # Before: "the tracking store refused metrics; dropped: Run with id=... not found" at every
     # flush for the rest of the run.
@@ -249,16 +247,9 @@ def test_a_run_removed_between_the_stores_check_and_its_insert_is_told_as_remove
             removals[0] = "done"
 
     monkeypatch.setattr(SqlAlchemyStore, "_check_run_is_active", check_then_lose_the_run)
-    loop = ManualLoop(CONFIG)
-    with caplog.at_level(logging.WARNING, logger="lrwatch"):
-        w = lrwatch.watch(
-            loop.optimizer, tracking_uri=tracking_uri, flush_interval=0.05, analyze=False
-        )
-        for step in loop.steps(w):
-            if step == 50:
-                removals.append("armed")
-            time.sleep(0.002)
-        assert not w.close(timeout_s=30)
+    w = _train_losing_the_run_at_step_50(
+        tracking_uri, caplog, lambda run_id: removals.append("armed")
+    )
     assert removals == ["done"]  # the race happened
     (spool,) = spool_dir.iterdir()
     (line,) = _messages(caplog)
